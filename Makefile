@@ -1,0 +1,31 @@
+# One virtual environment for the library, the tests and the academy track.
+# `academy/.venv` links to it so the track's commands run exactly as written.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch 2.13.0 is the tested version; override e.g. `make test TORCH_SPEC="torch==2.5.1"`.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test test-all clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	ln -sfn ../$(VENV) academy/.venv
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m audioenc demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m "slow or not slow"
+
+clean:
+	rm -rf $(VENV) academy/.venv runs

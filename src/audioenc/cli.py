@@ -1,0 +1,42 @@
+"""`audioenc …`: one sub-command per module in `audioenc.commands`.
+
+Each command module defines ``register(subparsers)`` that adds its parser and sets
+``func`` to a callable ``run(args) -> int``. Heavy imports stay inside ``run`` so that
+``audioenc --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("info", "scan", "synth", "train", "eval", "encode", "decode", "demo", "workflow")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audioenc",
+        description="Train EnCodec-style neural audio encoders and show what they keep of time.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"audioenc.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"audioenc.commands.{name}":
+                raise
+            continue  # command not built yet in this version
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

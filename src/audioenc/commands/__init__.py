@@ -1,0 +1,1 @@
+"""Sub-commands of `audioenc`; one module per command (see `audioenc.cli`)."""

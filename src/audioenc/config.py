@@ -1,0 +1,303 @@
+"""Typed configuration: dataclasses whose defaults are the seeds' numbers, presets, dotted overrides.
+
+A run's configuration is built in three layers, each overriding the last:
+
+1. the channel mode, exactly one of ``--1ch`` (batch 32, one random channel per sample) or
+   ``--32ch`` (batch 4, all 32 channels) — seed 3;
+2. a size preset: ``paper`` (EnCodec's model, 300 epochs × 2000 updates, the default) or
+   ``small`` (a few minutes on a 2-core CPU);
+3. dotted ``key=value`` overrides, e.g. ``optim.lr=1e-4`` or ``model.ratios=8,5,4,2``.
+
+The resolved configuration is saved as JSON beside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audioenc import SAMPLE_RATE
+
+
+@dataclass
+class ModelConfig:
+    """SEANet codec. Defaults: audiocraft's ``encodec_base_24khz`` (hop 320, 75 frames/s)."""
+
+    channels: int = 1
+    sample_rate: int = SAMPLE_RATE
+    dimension: int = 128
+    n_filters: int = 32
+    n_residual_layers: int = 1
+    ratios: tuple[int, ...] = (8, 5, 4, 2)
+    lstm: int = 2
+    causal: bool = True
+    pad_mode: str = "constant"
+    quantizer: str = "none"  # "none": seed 3's continuous baseline; "rvq": the codec
+    n_q: int = 32
+    bins: int = 1024
+    q_dropout: bool = True
+
+
+@dataclass
+class DiscriminatorConfig:
+    """MS-STFT discriminator; its input channels always follow ``model.channels``."""
+
+    filters: int = 32
+    n_ffts: tuple[int, ...] = (1024, 2048, 512, 256, 128)
+    hop_lengths: tuple[int, ...] = (256, 512, 128, 64, 32)
+    win_lengths: tuple[int, ...] = (1024, 2048, 512, 256, 128)
+
+
+@dataclass
+class LossConfig:
+    """Loss weights λt (l1), λf (mel), λg (adv), λfeat (feat) of seed 3 and the balancer."""
+
+    l1: float = 0.1
+    mel: float = 1.0
+    adv: float = 3.0
+    feat: float = 3.0
+    adversarial: str = "hinge"  # hinge | mse | hinge2
+    relative_feature_matching: bool = True  # EnCodec paper, Eq. 3
+    balance_grads: bool = True
+    balancer_total_norm: float = 1.0
+    balancer_ema_decay: float = 0.999
+
+
+@dataclass
+class DataConfig:
+    root: str | None = None  # None: the embedded eigenscape-like corpus, generated on first use
+    segment_seconds: float = 1.0
+    channel_mode: str = "mono"  # mono | all | downmix
+    num_workers: int = 2
+    valid_segments: int = 64
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0  # 0 disables clipping
+    weights_ema_decay: float = 0.0  # 0 disables the EMA of weights; 0.99 is typical
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 300
+    updates_per_epoch: int = 2000
+    batch_size: int = 32  # global: split evenly across distributed ranks
+    seed: int = 0
+    discriminator_every: int = 1  # update the discriminator every N steps
+    log_every: int = 10
+    checkpoint_every: int = 500  # also at each epoch end
+    max_nonfinite_steps: int = 10  # consecutive NaN/Inf steps before the run stops
+    best_metric: str = "mel_distance"  # a reconstruction metric, lower is better
+    device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16
+    logger: str = "tensorboard"  # tensorboard | wandb | none
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    losses: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        config = cls()
+        for section_name, values in data.items():
+            section = _section(config, section_name)
+            for key, value in values.items():
+                _set_field(section, section_name, key, value)
+        return validate(config)
+
+    @classmethod
+    def load(cls, path: Path) -> Config:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+CHANNEL_MODES: dict[str, dict[str, Any]] = {
+    "1ch": {"model.channels": 1, "data.channel_mode": "mono", "train.batch_size": 32},
+    "32ch": {"model.channels": 32, "data.channel_mode": "all", "train.batch_size": 4},
+}
+
+SIZE_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # A meaningful run in a few minutes on 2 CPU cores: the same architecture, narrower, shorter
+    # segments, three discriminator scales. Batch sizes are per channel mode (see below).
+    "small": {
+        "model.n_filters": 8,
+        "model.dimension": 32,
+        "model.n_q": 8,
+        "discriminator.filters": 8,
+        "discriminator.n_ffts": (512, 256, 128),
+        "discriminator.hop_lengths": (128, 64, 32),
+        "discriminator.win_lengths": (512, 256, 128),
+        "data.segment_seconds": 0.5,
+        "data.num_workers": 1,
+        "data.valid_segments": 16,
+        "train.epochs": 6,
+        "train.updates_per_epoch": 40,
+        "train.log_every": 5,
+        "train.checkpoint_every": 40,
+    },
+}
+
+SMALL_BATCH = {"1ch": 8, "32ch": 2}
+
+
+def build_config(channel_mode: str, preset: str = "paper", overrides: typing.Iterable[str] = ()) -> Config:
+    """Resolve channel mode, size preset and ``key=value`` overrides into one :class:`Config`."""
+    if channel_mode not in CHANNEL_MODES:
+        raise ValueError(f"Unknown channel mode {channel_mode!r}; choose one of {sorted(CHANNEL_MODES)}.")
+    if preset not in SIZE_PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(SIZE_PRESETS)}.")
+    config = Config()
+    updates = dict(CHANNEL_MODES[channel_mode])
+    updates.update(SIZE_PRESETS[preset])
+    if preset == "small":
+        updates["train.batch_size"] = SMALL_BATCH[channel_mode]
+    for key, value in updates.items():
+        set_value(config, key, value)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"Override {item!r} is not of the form key=value (e.g. optim.lr=1e-4).")
+        set_value(config, key.strip(), text.strip())
+    return validate(config)
+
+
+def set_value(config: Config, dotted_key: str, value: Any) -> None:
+    """Set ``section.field`` to ``value``, parsing strings by the field's type; errors name valid keys."""
+    section_name, _, key = dotted_key.partition(".")
+    section = _section(config, section_name)
+    if not key:
+        raise KeyError(f"Override key {dotted_key!r} needs a field: {_valid_keys(section_name, section)}.")
+    _set_field(section, section_name, key, value)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.quantizer": ("none", "rvq"),
+    "model.pad_mode": ("constant", "reflect", "replicate"),
+    "losses.adversarial": ("hinge", "mse", "hinge2"),
+    "data.channel_mode": ("mono", "all", "downmix"),
+    "train.precision": ("fp32", "bf16"),
+    "train.logger": ("tensorboard", "wandb", "none"),
+    "train.best_metric": ("mel_distance", "l1", "neg_si_snr"),
+}
+
+
+def validate(config: Config) -> Config:
+    """Check choice-valued fields and cross-field rules; raise ``ValueError`` naming the key."""
+    for dotted, choices in CHOICES.items():
+        section, _, key = dotted.partition(".")
+        value = getattr(getattr(config, section), key)
+        if value not in choices:
+            raise ValueError(f"{dotted}={value!r} is not valid; choose one of {', '.join(choices)}.")
+    disc = config.discriminator
+    if not len(disc.n_ffts) == len(disc.hop_lengths) == len(disc.win_lengths):
+        raise ValueError("discriminator.n_ffts, hop_lengths and win_lengths must have the same length.")
+    positive = {
+        "model.channels": config.model.channels,
+        "train.batch_size": config.train.batch_size,
+        "train.epochs": config.train.epochs,
+        "train.updates_per_epoch": config.train.updates_per_epoch,
+        "train.discriminator_every": config.train.discriminator_every,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ValueError(f"{key} must be >= 1; got {value}.")
+    if config.data.segment_seconds <= 0:
+        raise ValueError(f"data.segment_seconds must be > 0; got {config.data.segment_seconds}.")
+    return config
+
+
+def _section(config: Config, name: str) -> Any:
+    names = [f.name for f in dataclasses.fields(config)]
+    if name not in names:
+        raise KeyError(f"Unknown config section {name!r}; valid sections: {', '.join(names)}.")
+    return getattr(config, name)
+
+
+def _valid_keys(section_name: str, section: Any) -> str:
+    return "valid keys: " + ", ".join(f"{section_name}.{f.name}" for f in dataclasses.fields(section))
+
+
+def _set_field(section: Any, section_name: str, key: str, value: Any) -> None:
+    hints = typing.get_type_hints(type(section))
+    if key not in hints:
+        raise KeyError(f"Unknown config key {section_name}.{key!r}; {_valid_keys(section_name, section)}.")
+    try:
+        parsed = _coerce(value, hints[key])
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"Bad value {value!r} for {section_name}.{key} (expected {_type_name(hints[key])}): {error}"
+        ) from None
+    setattr(section, key, parsed)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg)
+            except (TypeError, ValueError) as error:
+                errors.append(str(error))
+        raise ValueError("; ".join(errors))
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        item_type = args[0] if args else str
+        if len(args) == 2 and args[1] is not Ellipsis:
+            if len(items) != 2:
+                raise ValueError(f"expected 2 comma-separated values, got {len(items)}")
+            return tuple(_coerce(v, t) for v, t in zip(items, args))
+        return tuple(_coerce(v, item_type) for v in items)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true/false")
+    if annotation is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError("expected an integer")
+        return int(str(value).strip()) if isinstance(value, str) else int(value)
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise TypeError("expected a string")
+        return value
+    raise TypeError(f"unsupported config type {annotation}")

@@ -1,0 +1,1 @@
+"""Reconstruction, adversarial and feature-matching losses, and the gradient balancer."""

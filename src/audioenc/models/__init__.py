@@ -1,0 +1,1 @@
+"""Streamable convolutions, SEANet, residual vector quantizer, codec wrapper, discriminators."""

@@ -1,0 +1,1 @@
+"""The timing-aware half: features, pooling, weak-label encoders, probes, boundaries, report."""

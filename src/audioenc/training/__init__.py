@@ -1,0 +1,1 @@
+"""The GAN training step, the epoch loop, checkpoints and logging."""

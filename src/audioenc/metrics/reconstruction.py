@@ -111,3 +111,41 @@ def _check_shapes(y: torch.Tensor, y_hat: torch.Tensor) -> None:
             f"Expected reference and estimate of the same shape [B, C, T]; got {tuple(y.shape)} "
             f"and {tuple(y_hat.shape)}."
         )
+
+
+@torch.no_grad()
+def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: torch.device) -> dict[str, float]:
+    """Average reconstruction metrics of ``model`` (in eval mode) over ``batches`` of ``[B, C, T]``.
+
+    Returns ``l1``, ``mel_distance`` (log-mel L1; lower is better), ``si_snr`` (dB, higher is
+    better), ``neg_si_snr``, ``items`` and, for multichannel audio, ``ild_error_db`` and
+    ``coherence_error`` (lower is better). The model's train/eval mode is restored afterwards.
+    """
+    from audioenc.losses.spectral import mel_distance
+
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    try:
+        for audio in batches:
+            audio = audio.to(device)
+            reconstruction = model(audio).audio.float()
+            metrics = {
+                "l1": (reconstruction - audio).abs().mean(dim=(1, 2)),
+                "mel_distance": mel_distance(audio, reconstruction, sample_rate),
+                "si_snr": si_snr(audio, reconstruction),
+            }
+            if audio.shape[1] > 1:
+                metrics.update(spatial_errors(audio, reconstruction, sample_rate))
+            for key, per_item in metrics.items():
+                sums[key] = sums.get(key, 0.0) + float(per_item.sum())
+            count += audio.shape[0]
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("No evaluation segments: the dataset is empty.")
+    results = {key: total / count for key, total in sums.items()}
+    results["neg_si_snr"] = -results["si_snr"]
+    results["items"] = count
+    return results

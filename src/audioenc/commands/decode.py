@@ -1,0 +1,66 @@
+"""`audioenc decode IN OUT --model PATH`: codec latents or codes back to an audio file.
+
+IN: a ``.safetensors`` / ``.npz`` written by ``audioenc encode``. OUT: an audio file whose format
+follows its suffix (``.wav``, ``.flac``, ...), at the model's 24 kHz and the encoded length, or at
+the source file's rate and length with ``--source-rate``. The model must be the one that encoded
+IN (checked by the config and weights hashes in IN). Decoding streams frame blocks, so memory does
+not grow with the file's length (causal models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "decode", help="decode latents/codes back to audio",
+        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="IN", help="encoded file (.safetensors or .npz) from `audioenc encode`")
+    parser.add_argument("output", metavar="OUT", help="audio file to write (.wav, .flac, ...)")
+    parser.add_argument("--model", required=True,
+                        help="the model that encoded IN: model_best.safetensors, checkpoint_*.pt or a run folder")
+    parser.add_argument("--source-rate", action="store_true",
+                        help="resample to the source file's sample rate and length (default: the model's 24 kHz)")
+    parser.add_argument("--subtype", default="FLOAT",
+                        help="sample encoding: FLOAT (default, never clips), PCM_16, PCM_24, ...")
+    parser.add_argument("--chunk-seconds", type=float, default=2.0,
+                        help="frames decoded per step, in seconds (default 2)")
+    parser.add_argument("--allow-other-weights", action="store_true",
+                        help="decode with a model of the same configuration but other weights")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
+    parser.add_argument("--quiet", action="store_true", help="print nothing on success")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; bad input (missing file, wrong channels, other model) exits 2 with its message."""
+    from audioenc.audio.io import AudioReadError
+
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, AudioReadError) as error:
+        print(f"audioenc decode: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    import math
+
+    from audioenc.codec_io import decode_file, load_codec
+
+    model, config = load_codec(args.model)
+    if args.chunk_seconds <= 0:
+        raise ValueError(f"--chunk-seconds must be > 0, got {args.chunk_seconds}.")
+    chunk_frames = max(1, math.ceil(args.chunk_seconds * model.frame_rate - 1e-9))
+    result = decode_file(args.input, args.output, model, config, chunk_frames=chunk_frames,
+                         to_source_rate=args.source_rate, subtype=args.subtype,
+                         allow_other_weights=args.allow_other_weights, device=args.device)
+    if result.clipped_samples:
+        print(f"audioenc decode: warning: {result.clipped_samples} sample(s) beyond ±1.0 were clipped for "
+              f"{args.subtype}; use --subtype FLOAT to keep them.", file=sys.stderr)
+    if not args.quiet:
+        print(f"{result.path}: {result.frames} frames x {result.channels} channel(s) at {result.sample_rate} Hz")
+    return 0

@@ -1,0 +1,72 @@
+"""`audioenc encode IN OUT --model PATH`: an audio file to codec latents or codes.
+
+IN: any libsndfile format, any sample rate (resampled to 24 kHz with soxr), any length, with the
+model's channel count. OUT: ``.safetensors`` or ``.npz`` holding ``latents [1, D, F]`` (continuous
+model) or ``codes [1, K, F]`` (RVQ) plus the metadata :mod:`audioenc.codec_io` describes (lengths,
+rates, the model config and its hashes). A causal model streams the file in chunks with state
+carried across them (same frames as a one-shot encode, bounded memory); a non-causal one is
+encoded in one pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "encode", help="encode an audio file to latents/codes (.safetensors or .npz)",
+        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="IN", help="audio file (wav, flac, ...)")
+    parser.add_argument("output", metavar="OUT", help="encoded file: .safetensors or .npz")
+    parser.add_argument("--model", required=True,
+                        help="model_best.safetensors (+ .json), checkpoint_*.pt, or a run folder of `audioenc train`")
+    parser.add_argument("--bandwidth", type=float, default=None,
+                        help="RVQ models: target kbps (uses the most codebooks that fit; default: all codebooks)")
+    parser.add_argument("--chunk-seconds", type=float, default=2.0,
+                        help="streaming chunk length in seconds, rounded up to whole frames (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
+    parser.add_argument("--quiet", action="store_true", help="print nothing on success")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; bad input (missing file, wrong channels, other model) exits 2 with its message."""
+    from audioenc.audio.io import AudioReadError
+
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, AudioReadError) as error:
+        print(f"audioenc encode: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    import math
+
+    from audioenc.codec_io import encode_file, load_codec
+
+    model, config = load_codec(args.model)
+    if args.chunk_seconds <= 0:
+        raise ValueError(f"--chunk-seconds must be > 0, got {args.chunk_seconds}.")
+    chunk_frames = max(1, math.ceil(args.chunk_seconds * model.frame_rate - 1e-9))
+    n_q = None
+    if args.bandwidth is not None:
+        if model.quantizer is None:
+            raise ValueError("--bandwidth is for RVQ models; this model has continuous latents.")
+        n_q = model.quantizer.n_q_for(args.bandwidth, model.frame_rate)
+    if not model.encoder.causal and not args.quiet:
+        print("audioenc encode: the model is not causal; encoding the whole file in one pass "
+              "(memory grows with the file's length).", file=sys.stderr)
+    result = encode_file(args.input, args.output, model, config, chunk_frames=chunk_frames, n_q=n_q,
+                         device=args.device)
+    header = result.header
+    if not args.quiet:
+        what = (f"codes [1, {header.n_q}, {header.num_frames}] ({header.bandwidth_kbps:g} kbps)"
+                if header.kind == "codes" else f"latents [1, {config.dimension}, {header.num_frames}]")
+        print(f"{result.path}: {what}, {header.num_samples / header.sample_rate:.3f} s at "
+              f"{header.sample_rate} Hz (source {header.source_sample_rate} Hz), {result.chunks} chunk(s), "
+              f"{header.streaming}")
+    return 0

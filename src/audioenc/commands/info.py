@@ -1,0 +1,64 @@
+"""`audioenc info --1ch|--32ch [--quantizer rvq] [--preset P] [key=value …]`: the model summary."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_channel_mode(parser: argparse.ArgumentParser) -> None:
+    """``--1ch`` / ``--32ch``: exactly one is required (seed 3)."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--1ch", dest="channel_mode", action="store_const", const="1ch",
+                       help="mono: batch 32, one random channel per sample")
+    group.add_argument("--32ch", dest="channel_mode", action="store_const", const="32ch",
+                       help="32 channels: batch 4, all channels")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("info", help="print the model summary and exact parameter counts")
+    add_channel_mode(parser)
+    parser.add_argument("--quantizer", choices=("none", "rvq"), default="none")
+    parser.add_argument("--preset", default="paper", help="size preset: paper (default) or small")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.n_q=8")
+    parser.set_defaults(func=run)
+
+
+def summary_lines(config) -> list[str]:
+    """The lines `audioenc info` prints, one fact per line."""
+    from audioenc.models.codec import CodecModel, build_discriminator
+
+    model = CodecModel.from_config(config.model)
+    discriminator = build_discriminator(config.discriminator, config.model)
+
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+    lines = [
+        f"sample_rate: {model.sample_rate} Hz",
+        f"channels: {model.channels}",
+        f"hop_length: {model.hop_length} samples",
+        f"frame_rate: {model.frame_rate:g} frames/s",
+        f"latent_dimension: {config.model.dimension}",
+    ]
+    if model.quantizer is not None:
+        per_codebook = model.quantizer.bandwidth_for(1, model.frame_rate)
+        lines.append(f"quantizer: rvq, {config.model.n_q} codebooks x {config.model.bins} bins")
+        lines.append(f"bitrate: {per_codebook * config.model.n_q:g} kbps ({per_codebook:g} kbps per codebook)")
+    else:
+        lines.append("quantizer: none (continuous latents)")
+    lines += [
+        f"params_encoder: {count(model.encoder)}",
+        f"params_decoder: {count(model.decoder)}",
+        f"params_quantizer: {count(model.quantizer)} (codebooks are EMA buffers, not parameters)"
+        if model.quantizer is not None else "params_quantizer: 0",
+        f"params_discriminator: {count(discriminator)}",
+    ]
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from audioenc.config import build_config
+
+    config = build_config(args.channel_mode, args.preset, [f"model.quantizer={args.quantizer}", *args.overrides])
+    print("\n".join(summary_lines(config)))
+    return 0

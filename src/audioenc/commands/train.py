@@ -1,0 +1,61 @@
+"""`audioenc train --1ch|--32ch …`: EnCodec-style training (seed 3's `python main.py`).
+
+Scale out with ``torchrun --nproc_per_node=N -m audioenc train …``; ``--batch-size`` is global.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from audioenc.commands.info import add_channel_mode
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train a codec (continuous baseline or RVQ)")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_channel_mode(parser)
+    parser.add_argument("--data", help="audio folder (default: the embedded eigenscape-like corpus)")
+    parser.add_argument("--run-dir", default=None, help="run folder (default: runs/train-<mode>-<preset>)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint_last.pt")
+    parser.add_argument("--preset", default="paper", help="paper (default: EnCodec's numbers) or small (CPU)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--updates-per-epoch", type=int)
+    parser.add_argument("--batch-size", type=int, help="global batch size (split across ranks)")
+    parser.add_argument("--segment-seconds", type=float)
+    parser.add_argument("--quantizer", choices=("none", "rvq"), help="none: continuous baseline (default)")
+    parser.add_argument("--logger", choices=("tensorboard", "wandb", "none"))
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 …")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=1e-4")
+
+
+def config_from_args(args: argparse.Namespace):
+    from audioenc.config import build_config
+
+    flags = {
+        "train.epochs": args.epochs,
+        "train.updates_per_epoch": args.updates_per_epoch,
+        "train.batch_size": args.batch_size,
+        "data.segment_seconds": args.segment_seconds,
+        "model.quantizer": args.quantizer,
+        "train.logger": args.logger,
+        "train.device": args.device,
+        "data.root": args.data,
+    }
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    return build_config(args.channel_mode, args.preset, [*overrides, *args.overrides])
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from audioenc.training.run import train
+
+    config = config_from_args(args)
+    run_dir = Path(args.run_dir or f"runs/train-{args.channel_mode}-{args.preset}")
+    summary = train(config, run_dir, resume=args.resume, progress=not args.no_progress)
+    return 130 if summary.get("stopped_by_signal") else 0

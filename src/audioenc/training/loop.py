@@ -1,0 +1,153 @@
+"""The epoch loop: batches -> steps -> validation -> checkpoints, resumable at any step.
+
+The data position is the step: sample ``i`` of the run is drawn from a generator seeded by
+``(seed, i)``, and rank ``r`` of ``W`` takes samples ``(step·W + r)·b … + b-1`` for each step
+(``b`` = per-rank batch). Resuming at step ``s`` therefore continues the exact sample stream, with
+any number of DataLoader workers. ``train.batch_size`` is GLOBAL: each of ``W`` ranks gets
+``batch_size / W`` items.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from audioenc.config import Config
+from audioenc.training.distributed import DistributedContext
+from audioenc.training.logging import RunLogger
+from audioenc.training.trainer import StopSignal, Trainer
+
+
+class StepSampler(Sampler[int]):
+    """Global sample indices for one rank, from ``start_step`` to ``end_step`` (exclusive)."""
+
+    def __init__(self, per_rank_batch: int, start_step: int, end_step: int, context: DistributedContext) -> None:
+        self.per_rank_batch = per_rank_batch
+        self.start_step = start_step
+        self.end_step = end_step
+        self.context = context
+
+    def __iter__(self) -> Iterator[int]:
+        world, rank, batch = self.context.world_size, self.context.rank, self.per_rank_batch
+        for step in range(self.start_step, self.end_step):
+            first = (step * world + rank) * batch
+            yield from range(first, first + batch)
+
+    def __len__(self) -> int:
+        return max(0, self.end_step - self.start_step) * self.per_rank_batch
+
+
+def per_rank_batch(config: Config, context: DistributedContext) -> int:
+    global_batch = config.train.batch_size
+    if global_batch % context.world_size:
+        raise ValueError(
+            f"train.batch_size={global_batch} is the global batch and must divide evenly by the "
+            f"{context.world_size} ranks; choose a multiple of {context.world_size}."
+        )
+    return global_batch // context.world_size
+
+
+def fit(
+    trainer: Trainer,
+    train_set: Dataset,
+    valid_set: Dataset,
+    logger: RunLogger,
+    progress: bool = True,
+) -> dict:
+    """Train until ``epochs × updates_per_epoch`` steps, validating and checkpointing each epoch.
+
+    Returns the summary written to ``run_dir/summary.json``.
+    """
+    config, context = trainer.config, trainer.context
+    steps_per_epoch = config.train.updates_per_epoch
+    total_steps = config.train.epochs * steps_per_epoch
+    batch = per_rank_batch(config, context)
+    generator = torch.Generator().manual_seed(config.train.seed)  # keeps workers off the global RNG
+    loader = DataLoader(
+        train_set,
+        batch_size=batch,
+        sampler=StepSampler(batch, trainer.step, total_steps, context),
+        num_workers=config.data.num_workers,
+        generator=generator,
+        pin_memory=trainer.device.type == "cuda",
+        drop_last=True,
+        persistent_workers=False,
+    )
+    valid_loader = DataLoader(valid_set, batch_size=batch, shuffle=False, num_workers=0)
+    history_path = trainer.run_dir / "metrics.jsonl"
+    bar = tqdm(total=total_steps, initial=trainer.step, disable=not (progress and context.is_main),
+               desc="train", unit="step", dynamic_ncols=True)
+    last_values: dict[str, float] = {}
+    stopped_by = None
+    start = time.perf_counter()
+    with StopSignal() as stop:
+        for audio in loader:
+            result = trainer.train_step(audio)
+            last_values = result.values
+            bar.update(1)
+            if context.is_main and trainer.step % config.train.log_every == 0:
+                logger.scalars(trainer.step, {f"train/{k}": v for k, v in result.values.items()})
+                logger.scalars(trainer.step, {"train/lr": trainer.optimizer.param_groups[0]["lr"],
+                                              "train/nonfinite_steps": trainer.nonfinite_total})
+                bar.set_postfix({k: f"{result.values[k]:.3g}" for k in ("l1", "mel", "adv") if k in result.values})
+            epoch_end = trainer.step % steps_per_epoch == 0
+            if epoch_end:
+                _end_of_epoch(trainer, valid_loader, logger, history_path, trainer.step // steps_per_epoch)
+            elif trainer.step % config.train.checkpoint_every == 0:
+                trainer.save("last")
+            if stop.received is not None:
+                trainer.save("last")
+                stopped_by = stop.received
+                break
+    bar.close()
+    summary = {
+        "rank_checksums": rank_checksums(trainer),
+        "steps": trainer.step,
+        "stopped_by_signal": stopped_by,
+        "best_" + config.train.best_metric: trainer.best_value,
+        "nonfinite_steps": trainer.nonfinite_total,
+        "last_train_losses": last_values,
+        "train_seconds_this_session": time.perf_counter() - start,
+    }
+    if context.is_main:
+        (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def rank_checksums(trainer: Trainer) -> list[float]:
+    """A float64 checksum of generator + discriminator weights from every rank (rank order).
+
+    DDP keeps ranks in sync by construction; this makes it visible (and catches a diverged rank).
+    """
+    parameters = [*trainer.model.parameters(), *trainer.discriminator.parameters()]
+    local = torch.stack([p.detach().double().sum() + p.detach().double().abs().sum() for p in parameters]).sum()
+    local = local.reshape(1).to(trainer.device)
+    if not trainer.context.enabled:
+        return [local.item()]
+    gathered = [torch.zeros_like(local) for _ in range(trainer.context.world_size)]
+    torch.distributed.all_gather(gathered, local)
+    return [g.item() for g in gathered]
+
+
+def _end_of_epoch(trainer: Trainer, valid_loader: DataLoader, logger: RunLogger, history_path: Path,
+                  epoch: int) -> None:
+    metrics = trainer.validate(valid_loader)  # every rank: identical weights, identical metrics
+    value = metrics[trainer.config.train.best_metric]
+    improved = math.isfinite(value) and value < trainer.best_value
+    if improved:
+        trainer.best_value = value
+    trainer.save("last")
+    if improved:
+        trainer.save("best")
+        trainer.export_best()
+    if trainer.context.is_main:
+        logger.scalars(trainer.step, {f"valid/{k}": v for k, v in metrics.items()})
+        with open(history_path, "a") as handle:
+            handle.write(json.dumps({"epoch": epoch, "step": trainer.step, "best": improved, **metrics}) + "\n")

@@ -1,0 +1,183 @@
+"""The training step and loop: determinism, exact resume, validation purity, checkpoint safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from audioenc.training.checkpoint import atomic_write, load_training_state, save_training_state
+from audioenc.training.data import build_datasets
+from audioenc.training.distributed import DistributedContext
+from audioenc.training.logging import RunLogger
+from audioenc.training.loop import fit
+from audioenc.training.run import train
+from audioenc.training.trainer import NonFiniteLossError, Trainer
+
+
+def _steps(config, run_dir, n):
+    train_set, _ = build_datasets(config, DistributedContext())
+    trainer = Trainer(config, run_dir, torch.device("cpu"))
+    losses = []
+    for index in range(n):
+        result = trainer.train_step(torch.stack([train_set[index * 2 + k] for k in range(2)]))
+        losses.append(result.values)
+    return trainer, losses
+
+
+@pytest.mark.parametrize("quantizer", ["none", "rvq"])
+def test_two_steps_are_identical_across_runs(make_config, tmp_path, quantizer):
+    config = make_config(f"model.quantizer={quantizer}")
+    _, first = _steps(config, tmp_path / "a", 2)
+    _, second = _steps(config, tmp_path / "b", 2)
+    assert first == second
+    assert set(first[0]) >= {"l1", "mel", "adv", "feat", "d_loss", "commitment", "effective_loss"}
+
+
+def test_weights_actually_change(make_config, tmp_path):
+    # The source repository never updated its weights (a swallowed balancer key error).
+    config = make_config()
+    train_set, _ = build_datasets(config, DistributedContext())
+    trainer = Trainer(config, tmp_path, torch.device("cpu"))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    disc_before = {k: v.clone() for k, v in trainer.discriminator.state_dict().items()}
+    trainer.train_step(torch.stack([train_set[0], train_set[1]]))
+    changed = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert len(changed) == len(before)  # every generator tensor moved
+    assert any(not torch.equal(v, disc_before[k]) for k, v in trainer.discriminator.state_dict().items())
+
+
+def test_resume_reproduces_the_uninterrupted_run(make_config, tmp_path):
+    config = make_config("model.quantizer=rvq", "train.epochs=1", "train.updates_per_epoch=5")
+    # Uninterrupted: 5 steps.
+    full = train(config, tmp_path / "full", progress=False)
+    full_losses = full["last_train_losses"]
+    # Interrupted after 3 steps (checkpoint_every=2 -> saved at 2; stop at 3 via a shorter run).
+    short = make_config("model.quantizer=rvq", "train.epochs=1", "train.updates_per_epoch=5",
+                        "train.checkpoint_every=3")
+    run_dir = tmp_path / "resumed"
+    train_set, valid_set = build_datasets(short, DistributedContext())
+    trainer = Trainer(short, run_dir, torch.device("cpu"))
+    # The same samples as steps 0-2 of the full run; a private generator keeps the global RNG untouched.
+    loader = torch.utils.data.DataLoader(train_set, batch_size=2, sampler=range(0, 6),
+                                         generator=torch.Generator())
+    for audio in loader:
+        trainer.train_step(audio)
+    trainer.save("last")
+    summary = train(short, run_dir, resume=True, progress=False)
+    assert summary["steps"] == 5
+    assert summary["last_train_losses"] == full_losses
+
+
+def test_validation_changes_nothing(make_config, tmp_path):
+    config = make_config("model.quantizer=rvq")
+    train_set, valid_set = build_datasets(config, DistributedContext())
+    trainer = Trainer(config, tmp_path, torch.device("cpu"))
+    trainer.train_step(torch.stack([train_set[0], train_set[1]]))
+    state = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in trainer.state_dict().items()}
+    snapshot = json.dumps({k: str(v) for k, v in state.items()})
+    metrics = trainer.validate(torch.utils.data.DataLoader(valid_set, batch_size=2))
+    assert set(metrics) >= {"l1", "mel_distance", "si_snr"}
+    after = trainer.state_dict()
+    for key in ("model", "discriminator"):
+        for name, tensor in after[key].items():
+            assert torch.equal(tensor, state[key][name]), f"{key}.{name} changed during validation"
+    assert json.dumps({k: str(v) for k, v in after.items()}) == snapshot  # optimizers, balancer, RNG too
+
+
+def test_multichannel_run_reports_spatial_errors(tmp_path):
+    from audioenc.config import build_config
+
+    from .conftest import TINY_OVERRIDES, make_audio_folder
+
+    data = make_audio_folder(tmp_path / "stereo", channels=2)
+    config = build_config("32ch", "small", [*TINY_OVERRIDES, "model.channels=2", f"data.root={data}",
+                                            "train.epochs=1"])
+    train(config, tmp_path / "run", progress=False)
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["ild_error_db"] > 0 and 0 < row["coherence_error"] <= 2
+
+
+def test_killed_checkpoint_write_leaves_previous_loadable(tmp_path):
+    path = tmp_path / "checkpoint_last.pt"
+    save_training_state(path, {"step": 1, "weights": torch.ones(3)})
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from audioenc.training.checkpoint import atomic_write
+
+        def write(tmp):
+            with open(tmp, "wb") as handle:
+                handle.write(b"PK" + b"\\0" * 1000)  # half a file ...
+                handle.flush()
+                os.kill(os.getpid(), signal.SIGKILL)  # ... then killed
+
+        atomic_write(Path({str(path)!r}), write)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert result.returncode == -9
+    state = load_training_state(path)
+    assert state["step"] == 1 and torch.equal(state["weights"], torch.ones(3))
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
+    path = tmp_path / "checkpoint_last.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="could not be read"):
+        load_training_state(path)
+
+
+def test_checkpoint_from_another_configuration_is_refused(make_config, tmp_path):
+    train(make_config("train.epochs=1"), tmp_path, progress=False)
+    other = make_config("train.epochs=2", "model.dimension=16")
+    with pytest.raises(ValueError, match="model.dimension: checkpoint 8, now 16"):
+        train(other, tmp_path, resume=True, progress=False)
+
+
+def test_existing_run_is_not_overwritten(make_config, tmp_path):
+    train(make_config("train.epochs=1"), tmp_path, progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(make_config("train.epochs=1"), tmp_path, progress=False)
+
+
+def test_nonfinite_losses_are_skipped_then_stop(make_config, tmp_path):
+    config = make_config("train.max_nonfinite_steps=2")
+    trainer = Trainer(config, tmp_path, torch.device("cpu"))
+    bad = torch.full((2, 1, 2400), float("nan"))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert trainer.train_step(bad).skipped
+    assert all(torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        trainer.train_step(bad)
+
+
+def test_run_folder_contents_and_best_by_mel(make_config, tmp_path):
+    summary = train(make_config(), tmp_path, progress=False)
+    for name in ("config.json", "checkpoint_last.pt", "checkpoint_best.pt", "model_best.safetensors",
+                 "model_best.json", "metrics.jsonl", "summary.json"):
+        assert (tmp_path / name).exists(), name
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    assert summary["best_mel_distance"] == pytest.approx(min(r["mel_distance"] for r in rows))
+
+
+def test_torchrun_two_ranks_gloo_end_with_identical_weights(tiny_data, tmp_path):
+    from .conftest import TINY_OVERRIDES
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        "-m", "audioenc", "train", "--1ch", "--preset", "small", "--run-dir", str(tmp_path / "ddp"),
+        "--no-progress", *TINY_OVERRIDES, "train.epochs=1", f"data.root={tiny_data}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    checksums = summary["rank_checksums"]
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+    assert summary["steps"] == 3

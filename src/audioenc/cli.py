@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = ("info", "scan", "synth", "train", "eval", "encode", "decode", "demo", "workflow")
@@ -32,10 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USER_ERRORS = (KeyError, ValueError, FileExistsError, FileNotFoundError)
+"""Errors whose message tells the user what to fix; shown without a traceback (AUDIOENC_DEBUG=1 shows it)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as error:
+        if os.environ.get("AUDIOENC_DEBUG"):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"audioenc {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ def summary_lines(config) -> list[str]:
     lines += [
         f"params_encoder: {count(model.encoder)}",
         f"params_decoder: {count(model.decoder)}",
-        f"params_quantizer: {count(model.quantizer)} (codebooks are EMA buffers, not parameters)"
+        f"params_quantizer: {count(model.quantizer)} (codebooks are learned by EMA: "
+        f"{config.model.n_q} x {config.model.bins} x {config.model.dimension} = "
+        f"{config.model.n_q * config.model.bins * config.model.dimension} values in buffers)"
         if model.quantizer is not None else "params_quantizer: 0",
         f"params_discriminator: {count(discriminator)}",
     ]

@@ -30,6 +30,7 @@ TINY_OVERRIDES = (
     "train.log_every=1",
     "train.checkpoint_every=2",
     "train.logger=none",
+    "train.adversarial_warmup_steps=0",
     "train.device=cpu",
 )
 

@@ -99,7 +99,7 @@ def test_multichannel_run_reports_spatial_errors(tmp_path):
     config = build_config("32ch", "small", [*TINY_OVERRIDES, "model.channels=2", f"data.root={data}",
                                             "train.epochs=1"])
     train(config, tmp_path / "run", progress=False)
-    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["ild_error_db"] > 0 and 0 < row["coherence_error"] <= 2
 
 
@@ -162,7 +162,7 @@ def test_run_folder_contents_and_best_by_mel(make_config, tmp_path):
                  "model_best.json", "metrics.jsonl", "summary.json"):
         assert (tmp_path / name).exists(), name
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 2
+    assert [row["epoch"] for row in rows] == [0, 1, 2]  # epoch 0: the untrained baseline
     assert summary["best_mel_distance"] == pytest.approx(min(r["mel_distance"] for r in rows))
 
 
@@ -181,3 +181,10 @@ def test_torchrun_two_ranks_gloo_end_with_identical_weights(tiny_data, tmp_path)
     checksums = summary["rank_checksums"]
     assert len(checksums) == 2 and checksums[0] == checksums[1]
     assert summary["steps"] == 3
+
+
+def test_adversarial_warmup_trains_reconstruction_first(make_config, tmp_path):
+    config = make_config("train.adversarial_warmup_steps=1")
+    _, values = _steps(config, tmp_path, 2)
+    assert "adv" not in values[0] and "feat" not in values[0] and "d_loss" in values[0]
+    assert {"adv", "feat"} <= set(values[1])

@@ -395,6 +395,11 @@ class ResidualVectorQuantizer(nn.Module):
     # --- number of codebooks and bitrate -------------------------------------------------------
 
     @property
+    def initialized(self) -> bool:
+        """True when every codebook has been initialised (k-means on a training batch, or loaded)."""
+        return all(bool(layer.initialized) for layer in self.layers)
+
+    @property
     def n_q(self) -> int:
         """Codebooks used by ``encode`` and by ``forward`` outside quantizer dropout."""
         return self._n_q
@@ -492,7 +497,9 @@ class ResidualVectorQuantizer(nn.Module):
         """
         batch = x.shape[0]
         n_q = self.n_q
-        if self.training and self.q_dropout:
+        # Dropout starts once every codebook is k-means initialised: the first training batch uses
+        # all of them, so a model is usable in eval after one step whatever dropout drew.
+        if self.training and self.q_dropout and self.initialized:
             n_q = self._draw_dropout_n_q(x.device, generator)
         quantized_sum, codes, penalty = self._residual_quantize(x, n_q, learn=True)
         quantized = self._unflatten(quantized_sum, batch).to(x.dtype)

@@ -87,6 +87,10 @@ def fit(
     last_values: dict[str, float] = {}
     stopped_by = None
     start = time.perf_counter()
+    quantizer = trainer.model.quantizer
+    ready = quantizer is None or quantizer.initialized  # RVQ codebooks are k-means-initialised by step 1
+    if trainer.step == 0 and ready:  # the untrained model's metrics: the baseline later epochs are read against
+        _end_of_epoch(trainer, valid_loader, logger, history_path, epoch=0)
     with StopSignal() as stop:
         for audio in loader:
             result = trainer.train_step(audio)

@@ -41,6 +41,7 @@ from audioenc.training import checkpoint
 from audioenc.training.distributed import DistributedContext, all_ranks_agree
 
 LOSS_KEYS = ("l1", "mel", "adv", "feat")
+RECONSTRUCTION_KEYS = ("l1", "mel")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -101,12 +102,16 @@ class Trainer:
         losses = config.losses
         # EnCodec paper Eq. 1: alpha_i = 1 and a normalised STFT (audiocraft msspec: alphas false, normalized true).
         self.mel_loss = MultiScaleMelLoss(sample_rate=config.model.sample_rate, alphas=False, normalized=True).to(device)
-        self.balancer = Balancer(
-            {key: getattr(losses, key) for key in LOSS_KEYS},
+        balancer_options = dict(
             balance_grads=losses.balance_grads,
             total_norm=losses.balancer_total_norm,
             ema_decay=losses.balancer_ema_decay,
         )
+        self.balancer = Balancer({key: getattr(losses, key) for key in LOSS_KEYS}, **balancer_options)
+        # Before train.adversarial_warmup_steps the generator sees only the reconstruction losses
+        # (the discriminator already trains); 0 = EnCodec's schedule, adversarial from step 0.
+        self.warmup_balancer = Balancer({key: getattr(losses, key) for key in RECONSTRUCTION_KEYS},
+                                        **balancer_options)
         self.step = 0
         self.best_value = math.inf
         self.nonfinite_in_row = 0
@@ -131,7 +136,9 @@ class Trainer:
             values["d_loss"] = self._discriminator_update(audio, reconstruction.detach())
 
         # 3. generator losses, discriminator frozen (its parameters get no gradient here)
-        losses = self._generator_losses(audio, reconstruction)
+        adversarial = self.step >= config.train.adversarial_warmup_steps
+        losses = self._generator_losses(audio, reconstruction, adversarial)
+        balancer = self.balancer if adversarial else self.warmup_balancer
         penalty = output.penalty.float()
         values.update({key: value.item() for key, value in losses.items()})
         values["commitment"] = penalty.item()
@@ -141,7 +148,7 @@ class Trainer:
 
         # 4. balancer: one backward of the balanced gradient (+ commitment penalty)
         self.optimizer.zero_grad(set_to_none=True)
-        values["effective_loss"] = self.balancer.backward(losses, reconstruction, penalty=penalty).item()
+        values["effective_loss"] = balancer.backward(losses, reconstruction, penalty=penalty).item()
 
         # 5. clip, step, EMA
         if config.optim.grad_clip > 0:
@@ -151,7 +158,7 @@ class Trainer:
             self.ema.update_parameters(self.model)
         if output.codes is not None:
             values["bandwidth_kbps"] = float(output.bandwidth)
-        values.update({f"share_{k}": v for k, v in self.balancer.shares.items()})
+        values.update({f"share_{k}": v for k, v in balancer.shares.items()})
         self.nonfinite_in_row = 0
         self.step += 1
         return StepResult(values)
@@ -171,7 +178,15 @@ class Trainer:
         self.optimizer_disc.step()
         return loss.item()
 
-    def _generator_losses(self, audio: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _generator_losses(
+        self, audio: torch.Tensor, reconstruction: torch.Tensor, adversarial: bool = True
+    ) -> dict[str, torch.Tensor]:
+        reconstruction_losses = {
+            "l1": F.l1_loss(reconstruction, audio),
+            "mel": self.mel_loss(audio, reconstruction),
+        }
+        if not adversarial:
+            return reconstruction_losses
         kind = self.config.losses.adversarial
         self.discriminator.requires_grad_(False)
         try:
@@ -182,8 +197,7 @@ class Trainer:
         finally:
             self.discriminator.requires_grad_(True)
         return {
-            "l1": F.l1_loss(reconstruction, audio),
-            "mel": self.mel_loss(audio, reconstruction),
+            **reconstruction_losses,
             "adv": generator_adversarial_loss([x.float() for x in fake_logits], kind=kind),
             "feat": feature_matching_loss(
                 _to_float(real_features), _to_float(fake_features),
@@ -231,6 +245,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "optimizer_disc": self.optimizer_disc.state_dict(),
             "balancer": self.balancer.state_dict(),
+            "warmup_balancer": self.warmup_balancer.state_dict(),
             "rng_torch": torch.get_rng_state(),
         }
         if self.ema is not None:
@@ -246,6 +261,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.optimizer_disc.load_state_dict(state["optimizer_disc"])
         self.balancer.load_state_dict(state["balancer"])
+        self.warmup_balancer.load_state_dict(state["warmup_balancer"])
         if self.ema is not None:
             if "ema" not in state:
                 raise ValueError(f"{path} has no weight EMA but optim.weights_ema_decay > 0; resume without it.")

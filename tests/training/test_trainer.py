@@ -188,3 +188,16 @@ def test_adversarial_warmup_trains_reconstruction_first(make_config, tmp_path):
     _, values = _steps(config, tmp_path, 2)
     assert "adv" not in values[0] and "feat" not in values[0] and "d_loss" in values[0]
     assert {"adv", "feat"} <= set(values[1])
+
+
+def test_tensorboard_logs_scalars_audio_and_mel_images(make_config, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(make_config("train.logger=tensorboard", "train.epochs=1"), tmp_path, progress=False)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"audio": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/l1", "train/mel", "train/adv", "train/share_mel", "valid/mel_distance"} <= set(tags["scalars"])
+    assert {"valid/reference", "valid/reconstruction"} <= set(tags["audio"])
+    assert "valid/mel" in tags["images"]
+    assert len(events.Scalars("train/l1")) == 3  # log_every=1, 3 steps

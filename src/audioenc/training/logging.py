@@ -76,3 +76,28 @@ class RunLogger:
             self._tensorboard.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def mel_comparison_image(reference: np.ndarray, reconstruction: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Log-mel spectrograms of ``reference`` and ``reconstruction`` (both ``[T]``) as an RGB image ``[H, W, 3]``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from audioenc.losses.spectral import MelSpectrogram
+
+    mel = MelSpectrogram(sample_rate=sample_rate, n_fft=1024, hop_length=256, n_mels=64, log=True)
+    figure, axes = plt.subplots(2, 1, figsize=(6, 4), sharex=True)
+    for axis, audio, title in zip(axes, (reference, reconstruction), ("reference", "reconstruction")):
+        spectrogram = mel(torch.as_tensor(audio, dtype=torch.float32).view(1, 1, -1))[0, 0].numpy()
+        axis.imshow(spectrogram, origin="lower", aspect="auto", cmap="magma")
+        axis.set_title(f"{title} (log-mel, 64 bands)", fontsize=8)
+        axis.set_ylabel("mel band")
+    axes[-1].set_xlabel("frame (hop 256)")
+    figure.tight_layout()
+    figure.canvas.draw()
+    image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return image

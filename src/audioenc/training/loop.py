@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from audioenc.config import Config
 from audioenc.training.distributed import DistributedContext
-from audioenc.training.logging import RunLogger
+from audioenc.training.logging import RunLogger, mel_comparison_image
 from audioenc.training.trainer import StopSignal, Trainer
 
 
@@ -140,6 +140,25 @@ def rank_checksums(trainer: Trainer) -> list[float]:
     return [g.item() for g in gathered]
 
 
+@torch.no_grad()
+def _log_example(trainer: Trainer, valid_set: Dataset, logger: RunLogger) -> None:
+    """The first validation segment (channel 0) and its reconstruction: audio and mel images."""
+    model = trainer.ema.module if trainer.ema is not None else trainer.model
+    was_training = model.training
+    model.eval()
+    try:
+        reference = valid_set[0].unsqueeze(0).to(trainer.device)
+        reconstruction = model(reference).audio.float()
+    finally:
+        model.train(was_training)
+    sample_rate = trainer.config.model.sample_rate
+    reference_np = reference[0, 0].cpu().numpy()
+    reconstruction_np = reconstruction[0, 0].clamp(-1, 1).cpu().numpy()
+    logger.audio(trainer.step, "valid/reference", reference_np, sample_rate)
+    logger.audio(trainer.step, "valid/reconstruction", reconstruction_np, sample_rate)
+    logger.image(trainer.step, "valid/mel", mel_comparison_image(reference_np, reconstruction_np, sample_rate))
+
+
 def _end_of_epoch(trainer: Trainer, valid_loader: DataLoader, logger: RunLogger, history_path: Path,
                   epoch: int) -> None:
     metrics = trainer.validate(valid_loader)  # every rank: identical weights, identical metrics
@@ -153,5 +172,7 @@ def _end_of_epoch(trainer: Trainer, valid_loader: DataLoader, logger: RunLogger,
         trainer.export_best()
     if trainer.context.is_main:
         logger.scalars(trainer.step, {f"valid/{k}": v for k, v in metrics.items()})
+        if logger.kind != "none":
+            _log_example(trainer, valid_loader.dataset, logger)
         with open(history_path, "a") as handle:
             handle.write(json.dumps({"epoch": epoch, "step": trainer.step, "best": improved, **metrics}) + "\n")

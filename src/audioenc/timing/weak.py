@@ -1,0 +1,539 @@
+"""A weak-label CRNN: trained from clip labels only, read out frame by frame.
+
+Architecture (defaults; shapes for a batch of ``B`` clips with ``F`` log-mel frames at 100/s)::
+
+    log-mel [B, 64, F]  --normalise per band (train-set mean/std)-->  [B, 1, 64, F]
+    Stem: conv (4 bands x 6 frames, stride 4 in frequency and 4 in time,
+          1 -> 16), BN, ReLU                     [B, 16, 16, F/4]
+    ConvBlock(16 -> 32), pool (freq 4)           [B, 32,  4, F/4]
+    ConvBlock(32 -> 64), pool (freq 4)           [B, 64,  1, F/4]
+    BiGRU(64 -> 2 x 32)                          embeddings [B, 64, F/4]
+    1x1 conv + sigmoid                           frame scores [B, K, F/4]   (25 frames/s)
+    pooling (mean / max / linear softmax / ...)  clip scores  [B, K]
+
+A ConvBlock is 3x3 conv -> batch norm -> ReLU -> average pool -> dropout. The stem's strided
+conv groups 4 neighbouring mel bands and 4 frames at once: a full-resolution 3x3 first layer
+spends most of a CPU step on element-wise work over a [16, 64, F] map, and every later layer
+and the GRU cost in proportion to the frame rate (25 frames/s trains ~2x faster than 50).
+Output frame ``j`` covers ``[j, j + 1) * 40 ms`` of the clip (see
+:mod:`audioenc.timing.features`), so a boundary is placed to within 40 ms, a fifth of the
+200 ms collar. For a finer grid set ``stem_time_stride=2`` (50 frames/s).
+
+Training (:func:`train_weak_encoder`): binary cross-entropy between the pooled clip scores and
+the clip labels (no frame labels are used), Adam with a cosine learning-rate decay, a fixed
+number of epochs (15: about 1 minute on one CPU core for the embedded corpus's 300 training
+clips); the weights of the epoch with the lowest validation loss are kept (best, not last).
+Clips of different lengths are padded in a batch and masked: the conv maps are zeroed past
+each clip's end after every block, the GRU runs within each length, and the pooling and the
+loss see only real frames, so a clip's scores do not depend on its batch. Deterministic on CPU
+for a seed (weights, data order and dropout all draw from it) with a fixed thread count.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from audioenc.audio.formats import EventSplit, read_corpus_split
+from audioenc.timing.features import LogMelConfig, split_log_mels
+from audioenc.timing.pooling import Pooling, make_pooling
+
+
+@dataclass(frozen=True)
+class CRNNConfig:
+    """Size of the weak-label CRNN (defaults in the module docstring).
+
+    Attributes:
+        stem_channels: output channels of the stem.
+        stem_bands: mel bands the stem's conv spans and strides over.
+        stem_time_stride: time stride of the stem's conv (its kernel spans stride + 2 frames).
+        conv_channels: output channels of each conv block.
+        freq_pool: frequency pooling factor of each block; ``stem_bands`` times their
+            product must divide ``n_mels`` (64 = 4 * 4 * 4 by default).
+        time_pool: time pooling factor of each block. The output rate is
+            100 / (stem_time_stride * prod(time_pool)) frames/s (25 by default).
+        rnn_hidden: GRU units per direction (embedding size is twice this).
+        dropout: dropout after each conv block and before the head.
+    """
+
+    stem_channels: int = 16
+    stem_bands: int = 4
+    stem_time_stride: int = 4
+    conv_channels: tuple[int, ...] = (32, 64)
+    freq_pool: tuple[int, ...] = (4, 4)
+    time_pool: tuple[int, ...] = (1, 1)
+    rnn_hidden: int = 32
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class CRNNOutput:
+    """What :class:`WeakCRNN` returns.
+
+    Attributes:
+        frame_scores: per-class probabilities ``[batch, classes, frames_out]``.
+        clip_scores: pooled probabilities ``[batch, classes]``.
+        embeddings: recurrent frame embeddings ``[batch, 2 * rnn_hidden, frames_out]``.
+        mask: real (not padded) output frames ``[batch, frames_out]``.
+    """
+
+    frame_scores: torch.Tensor
+    clip_scores: torch.Tensor
+    embeddings: torch.Tensor
+    mask: torch.Tensor
+
+
+class ConvBlock(nn.Sequential):
+    """3x3 conv -> BatchNorm -> ReLU -> AvgPool(freq_pool, time_pool) -> Dropout.
+
+    ``[B, in, freq, time] -> [B, out, freq / freq_pool, time / time_pool]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, freq_pool: int, time_pool: int, dropout: float) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+            nn.AvgPool2d((freq_pool, time_pool)),
+            nn.Dropout(dropout),
+        )
+
+
+class MaskedBiGRU(nn.Module):
+    """Bidirectional GRU over a padded batch, exact for each sequence's own length.
+
+    ``[B, F, input_size]`` plus lengths ``[B]`` -> ``[B, F, 2 * hidden]`` (forward states, then
+    backward states; zero on padded frames). The forward GRU reads padding only after the
+    real frames, so its real outputs are unaffected; the backward GRU runs on each sequence
+    reversed *within its length* and its outputs are put back in place. Same result as
+    packed sequences, at the cost of two plain GRU passes (packing is ~2x slower on CPU).
+    """
+
+    def __init__(self, input_size: int, hidden: int) -> None:
+        super().__init__()
+        self.forward_rnn = nn.GRU(input_size, hidden, batch_first=True)
+        self.backward_rnn = nn.GRU(input_size, hidden, batch_first=True)
+
+    def forward(self, sequence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        batch, frames, size = sequence.shape
+        steps = torch.arange(frames, device=sequence.device)[None, :]
+        lengths = lengths.to(sequence.device)[:, None]
+        valid = steps < lengths
+        # Reversal within each length; an involution, so the same index puts outputs back.
+        index = torch.where(valid, lengths - 1 - steps, steps)
+        reversed_input = sequence.gather(1, index[..., None].expand(-1, -1, size))
+        backward = self.backward_rnn(reversed_input)[0]
+        backward = backward.gather(1, index[..., None].expand(-1, -1, backward.shape[-1]))
+        both = torch.cat([self.forward_rnn(sequence)[0], backward], dim=-1)
+        return both * valid[..., None]
+
+
+class WeakCRNN(nn.Module):
+    """CRNN frame scorer with a pooling head (architecture in the module docstring).
+
+    Args:
+        classes: class names, in output order.
+        pooling: a name from :data:`audioenc.timing.pooling.POOLING_NAMES`.
+        config: network size.
+        features: the log-mel settings it expects (stored for inference and saving).
+
+    ``forward(log_mel [B, n_mels, F], mask [B, F] | None) -> CRNNOutput``; the output rate is
+    :attr:`frame_rate` frames per second.
+    """
+
+    def __init__(
+        self,
+        classes: tuple[str, ...],
+        pooling: str = "linear_softmax",
+        config: CRNNConfig = CRNNConfig(),
+        features: LogMelConfig = LogMelConfig(),
+    ) -> None:
+        super().__init__()
+        lengths = {len(config.conv_channels), len(config.freq_pool), len(config.time_pool)}
+        if len(lengths) != 1:
+            raise ValueError(f"conv_channels, freq_pool and time_pool need one entry per block, got {config}")
+        freq_factor = config.stem_bands * math.prod(config.freq_pool)
+        if features.n_mels % freq_factor:
+            raise ValueError(f"n_mels={features.n_mels} is not divisible by the frequency reduction {freq_factor}")
+        self.classes = tuple(classes)
+        self.pooling_name = pooling
+        self.config = config
+        self.feature_config = features
+        self.block_time_strides = (config.stem_time_stride, *config.time_pool)
+        self.time_factor = math.prod(self.block_time_strides)
+        self.register_buffer("feature_mean", torch.zeros(features.n_mels))
+        self.register_buffer("feature_std", torch.ones(features.n_mels))
+        stem = nn.Sequential(
+            nn.Conv2d(
+                1,
+                config.stem_channels,
+                # Time kernel stride + 2 with padding 1: output frame j is centred on the
+                # middle of its span [j, j + 1) * stride input frames (no half-frame shift).
+                kernel_size=(config.stem_bands, config.stem_time_stride + 2),
+                stride=(config.stem_bands, config.stem_time_stride),
+                padding=(0, 1),
+                bias=False,
+            ),
+            nn.BatchNorm2d(config.stem_channels),
+            nn.ReLU(),
+        )
+        blocks, channels = [stem], config.stem_channels
+        for out_channels, freq_pool, time_pool in zip(config.conv_channels, config.freq_pool, config.time_pool):
+            blocks.append(ConvBlock(channels, out_channels, freq_pool, time_pool, config.dropout))
+            channels = out_channels
+        self.cnn = nn.Sequential(*blocks)
+        self.rnn = MaskedBiGRU(channels * features.n_mels // freq_factor, config.rnn_hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Conv1d(2 * config.rnn_hidden, len(self.classes), kernel_size=1)
+        self.pooling: Pooling = make_pooling(pooling, len(self.classes), in_features=2 * config.rnn_hidden)
+
+    @property
+    def frame_rate(self) -> float:
+        """Output frames per second (feature rate / time pooling; 50 by default)."""
+        return self.feature_config.frame_rate / self.time_factor
+
+    @property
+    def embedding_size(self) -> int:
+        """Size of the frame embeddings (2 * rnn_hidden)."""
+        return 2 * self.config.rnn_hidden
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-band input normalisation ``(x - mean) / std``, shapes ``[n_mels]``."""
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std.clamp_min(1e-5))
+
+    def output_frames(self, input_frames: int) -> int:
+        """Output frames for ``input_frames`` log-mel frames: ``ceil(input_frames / time_factor)``."""
+        return -(-input_frames // self.time_factor)
+
+    def forward(self, log_mel: torch.Tensor, mask: torch.Tensor | None = None) -> CRNNOutput:
+        if log_mel.dim() != 3 or log_mel.shape[1] != self.feature_config.n_mels:
+            raise ValueError(
+                f"expected log-mel [batch, {self.feature_config.n_mels}, frames], got {tuple(log_mel.shape)}"
+            )
+        batch, _, frames = log_mel.shape
+        if mask is None:
+            mask = torch.ones(batch, frames, dtype=torch.bool, device=log_mel.device)
+        normalised = (log_mel - self.feature_mean[:, None]) / self.feature_std[:, None]
+        normalised = normalised * mask[:, None, :]  # padded frames sit at the band mean
+        out_frames = self.output_frames(frames)
+        pad = out_frames * self.time_factor - frames
+        if pad:
+            normalised = nn.functional.pad(normalised, (0, pad))
+            mask = nn.functional.pad(mask, (0, pad), value=False)
+        maps, out_mask = normalised[:, None], mask
+        for block, stride in zip(self.cnn, self.block_time_strides):
+            maps = block(maps)
+            if stride > 1:
+                out_mask = out_mask.view(batch, -1, stride).any(dim=-1)
+            # Zero the padded frames again: the next conv must see zeros past a clip's end, as
+            # it would for the clip alone, so a clip's scores never depend on its batch.
+            maps = maps * out_mask[:, None, None, :]
+        # maps: [B, C, freq', F'];  out_mask: [B, F']
+        sequence = maps.flatten(1, 2).transpose(1, 2)  # [B, F', C * freq']
+        embeddings = self.rnn(sequence, out_mask.sum(dim=1)).transpose(1, 2)  # [B, 2H, F']
+        frame_scores = torch.sigmoid(self.head(self.dropout(embeddings)))
+        clip_scores = self.pooling(frame_scores, embeddings, out_mask)
+        return CRNNOutput(frame_scores=frame_scores, clip_scores=clip_scores, embeddings=embeddings, mask=out_mask)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class FeatureSet:
+    """A split with its log-mel features computed once (reused by every pooling rule).
+
+    Attributes:
+        split: the validated split (files, labels, durations).
+        log_mels: ``[n_mels, frames]`` float32 per file.
+        config: the feature settings used.
+    """
+
+    split: EventSplit
+    log_mels: dict[str, np.ndarray]
+    config: LogMelConfig = LogMelConfig()
+
+    @classmethod
+    def from_split(cls, split: EventSplit, config: LogMelConfig = LogMelConfig()) -> FeatureSet:
+        """Compute the log-mels of every file of ``split``."""
+        return cls(split=split, log_mels=split_log_mels(split.audio_dir, split.files, config), config=config)
+
+    def targets(self, classes: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Multi-hot clip labels ``[classes]`` float32 per file."""
+        index = {name: k for k, name in enumerate(classes)}
+        targets = {}
+        for filename in self.split.files:
+            row = np.zeros(len(classes), dtype=np.float32)
+            for label in self.split.weak[filename]:
+                if label in index:
+                    row[index[label]] = 1.0
+            targets[filename] = row
+        return targets
+
+
+def _collate(log_mels: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad ``[n_mels, frames_i]`` arrays to ``[B, n_mels, max frames]`` with a ``[B, max]`` mask."""
+    longest = max(item.shape[-1] for item in log_mels)
+    batch = torch.zeros(len(log_mels), log_mels[0].shape[0], longest)
+    mask = torch.zeros(len(log_mels), longest, dtype=torch.bool)
+    for row, item in enumerate(log_mels):
+        batch[row, :, : item.shape[-1]] = torch.from_numpy(item)
+        mask[row, : item.shape[-1]] = True
+    return batch, mask
+
+
+def feature_statistics(features: FeatureSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-band mean and standard deviation ``[n_mels]`` over every frame of a split (float64 sums)."""
+    total = sum(item.astype(np.float64).sum(axis=1) for item in features.log_mels.values())
+    squares = sum((item.astype(np.float64) ** 2).sum(axis=1) for item in features.log_mels.values())
+    count = sum(item.shape[1] for item in features.log_mels.values())
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch record of :func:`train_weak_encoder`.
+
+    Attributes:
+        train_loss: mean clip-level BCE over the training batches of each epoch.
+        valid_loss: clip-level BCE on the validation split after each epoch.
+        valid_accuracy: share of correct (clip, class) decisions at 0.5 on validation.
+        seconds: wall time of each epoch.
+        best_epoch: 0-based epoch whose weights were kept (lowest validation loss).
+        pooling: the pooling rule trained.
+        seed: the seed used.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    valid_loss: list[float] = field(default_factory=list)
+    valid_accuracy: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    pooling: str = ""
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def _clip_loss(clip_scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    # Clamp: max / linear-softmax pools can reach exactly 0 or 1, where BCE's log is -inf.
+    return nn.functional.binary_cross_entropy(clip_scores.clamp(1e-6, 1 - 1e-6), targets)
+
+
+def _evaluate(model: WeakCRNN, features: FeatureSet, batch_size: int) -> tuple[float, float]:
+    """Validation loss and (clip, class) accuracy at 0.5."""
+    targets = features.targets(model.classes)
+    files = features.split.files
+    model.eval()
+    losses, correct, total = [], 0, 0
+    with torch.no_grad():
+        for start in range(0, len(files), batch_size):
+            names = files[start : start + batch_size]
+            batch, mask = _collate([features.log_mels[name] for name in names])
+            target = torch.from_numpy(np.stack([targets[name] for name in names]))
+            scores = model(batch, mask).clip_scores
+            losses.append(float(_clip_loss(scores, target)) * len(names))
+            correct += int(((scores >= 0.5).float() == target).sum())
+            total += target.numel()
+    return sum(losses) / len(files), correct / total
+
+
+def load_feature_sets(
+    corpus: str | Path,
+    splits: tuple[str, ...] = ("train", "validation"),
+    config: LogMelConfig = LogMelConfig(),
+    classes: tuple[str, ...] | None = None,
+) -> dict[str, FeatureSet]:
+    """Read and featurise splits of a corpus in the embedded layout, keyed by split name."""
+    return {name: FeatureSet.from_split(read_corpus_split(corpus, name, classes=classes), config) for name in splits}
+
+
+def train_weak_encoder(
+    corpus: str | Path | tuple[FeatureSet, FeatureSet],
+    pooling: str = "linear_softmax",
+    seed: int = 0,
+    *,
+    epochs: int = 15,
+    batch_size: int = 16,
+    learning_rate: float = 3e-3,
+    config: CRNNConfig = CRNNConfig(),
+    classes: tuple[str, ...] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[WeakCRNN, TrainingHistory]:
+    """Train a :class:`WeakCRNN` from clip labels only.
+
+    Args:
+        corpus: a corpus root in the embedded layout (its ``train`` and ``validation``
+            splits are read and featurised), or ``(train, validation)`` feature sets already
+            computed (pass these to train several pooling rules on the same features).
+        pooling: pooling rule name (:data:`audioenc.timing.pooling.POOLING_NAMES`).
+        seed: seeds weights, batch order and dropout.
+        epochs: passes over the training split.
+        batch_size: clips per step.
+        learning_rate: Adam step size at the start; cosine decay to 1/20 of it by the end.
+        config: network size.
+        classes: class order; default the training split's vocabulary.
+        log: called with one line per epoch (e.g. ``print``); None for quiet.
+
+    Returns:
+        ``(model, history)``: the model with the best-validation-loss weights, in eval mode,
+        and the per-epoch history.
+    """
+    if isinstance(corpus, (str, Path)):
+        sets = load_feature_sets(corpus, ("train", "validation"), classes=classes)
+        train_set, valid_set = sets["train"], sets["validation"]
+    else:
+        train_set, valid_set = corpus
+    for role, feature_set in (("training", train_set), ("validation", valid_set)):
+        if len(feature_set.split.files) < 2:
+            raise ValueError(
+                f"the {role} split {feature_set.split.audio_dir} has {len(feature_set.split.files)} labelled clip(s); "
+                "training needs at least 2 in each of training and validation"
+            )
+    classes = tuple(classes) if classes is not None else train_set.split.classes
+    if not classes:
+        raise ValueError(f"no classes: the training split {train_set.split.audio_dir} has no labelled events")
+    torch.manual_seed(seed)
+    model = WeakCRNN(classes, pooling, config, train_set.config)
+    model.set_normalization(*feature_statistics(train_set))
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    # Cosine decay from learning_rate to learning_rate / 20 over all steps: few epochs, so the
+    # last ones should refine rather than jump.
+    count = len(train_set.split.files)
+    steps_per_epoch = count // batch_size + (1 if count % batch_size >= 2 else 0)
+    total_steps = max(1, epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    )
+    order_generator = torch.Generator().manual_seed(seed)
+    targets = train_set.targets(classes)
+    files = train_set.split.files
+    history = TrainingHistory(pooling=pooling, seed=seed)
+    best_state, best_loss = None, float("inf")
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(files), generator=order_generator).tolist()
+        batch_losses = []
+        for start in range(0, len(order), batch_size):
+            names = [files[index] for index in order[start : start + batch_size]]
+            if len(names) < 2:
+                continue  # batch norm needs two clips; the leftover clip comes back next epoch
+            batch, mask = _collate([train_set.log_mels[name] for name in names])
+            target = torch.from_numpy(np.stack([targets[name] for name in names]))
+            loss = _clip_loss(model(batch, mask).clip_scores, target)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            schedule.step()
+            batch_losses.append(float(loss.detach()))
+        valid_loss, valid_accuracy = _evaluate(model, valid_set, batch_size)
+        history.train_loss.append(float(np.mean(batch_losses)))
+        history.valid_loss.append(valid_loss)
+        history.valid_accuracy.append(valid_accuracy)
+        history.seconds.append(time.perf_counter() - started)
+        if valid_loss < best_loss:
+            best_loss, best_state, history.best_epoch = valid_loss, copy.deepcopy(model.state_dict()), epoch
+        if log is not None:
+            log(
+                f"[{pooling}] epoch {epoch + 1}/{epochs}: train loss {history.train_loss[-1]:.4f}, "
+                f"valid loss {valid_loss:.4f}, valid accuracy {valid_accuracy:.3f} ({history.seconds[-1]:.1f} s)"
+            )
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return model, history
+
+
+# --------------------------------------------------------------------------- inference
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Scores of a model on a set of clips.
+
+    Attributes:
+        frame_scores: ``[classes, frames]`` per file, cropped to the clip's own frames.
+        clip_scores: ``[classes]`` per file.
+        frame_rate: frames per second of ``frame_scores`` (frame ``j`` spans ``[j, j+1) / rate``).
+        classes: class order of the rows.
+    """
+
+    frame_scores: dict[str, np.ndarray]
+    clip_scores: dict[str, np.ndarray]
+    frame_rate: float
+    classes: tuple[str, ...]
+
+
+def predict(model: WeakCRNN, log_mels: Mapping[str, np.ndarray], batch_size: int = 16) -> Predictions:
+    """Frame and clip scores of ``model`` for each ``[n_mels, frames]`` log-mel (eval mode, no grad)."""
+    model.eval()
+    names = sorted(log_mels)
+    frame_scores, clip_scores = {}, {}
+    with torch.no_grad():
+        for start in range(0, len(names), batch_size):
+            chunk = names[start : start + batch_size]
+            batch, mask = _collate([log_mels[name] for name in chunk])
+            output = model(batch, mask)
+            for row, name in enumerate(chunk):
+                frames = int(output.mask[row].sum())
+                frame_scores[name] = output.frame_scores[row, :, :frames].numpy().astype(np.float64)
+                clip_scores[name] = output.clip_scores[row].numpy().astype(np.float64)
+    return Predictions(frame_scores, clip_scores, model.frame_rate, model.classes)
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_weak_encoder(model: WeakCRNN, directory: str | Path) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` (classes, pooling, sizes, features)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(directory / "model.safetensors"))
+    description = {
+        "kind": "audioenc.weak_crnn",
+        "classes": list(model.classes),
+        "pooling": model.pooling_name,
+        "config": asdict(model.config),
+        "features": asdict(model.feature_config),
+        "frame_rate": model.frame_rate,
+    }
+    (directory / "config.json").write_text(json.dumps(description, indent=2) + "\n")
+    return directory
+
+
+def load_weak_encoder(directory: str | Path) -> WeakCRNN:
+    """Load a model written by :func:`save_weak_encoder` (safetensors: no code runs), in eval mode."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found; point at a folder written by save_weak_encoder")
+    description = json.loads(config_path.read_text())
+    if description.get("kind") != "audioenc.weak_crnn":
+        raise ValueError(f"{config_path} describes {description.get('kind')!r}, not an audioenc.weak_crnn")
+    config = CRNNConfig(**{key: tuple(value) if isinstance(value, list) else value for key, value in description["config"].items()})
+    model = WeakCRNN(tuple(description["classes"]), description["pooling"], config, LogMelConfig(**description["features"]))
+    model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    return model.eval()

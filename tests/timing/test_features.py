@@ -1,0 +1,81 @@
+"""Log-mel features: frame count and timing, a float64 NumPy reference, file loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audioenc import SAMPLE_RATE
+from audioenc.timing.features import LOG_FLOOR, LogMel, LogMelConfig, compute_log_mel, frame_times, load_audio
+
+
+@pytest.mark.parametrize("samples", [1, 239, 240, 241, 24_000, 24_001])
+def test_frame_count_is_ceil_of_samples_over_hop(samples):
+    assert LogMel()(torch.zeros(1, samples)).shape == (1, 64, -(-samples // 240))
+
+
+def test_frame_i_is_centred_on_its_interval():
+    # An impulse in the middle of interval i, sample i*240 + 120, sits at the peak of frame
+    # i's Hann window and off-centre in every other frame: frame i has the largest energy,
+    # and its neighbours i-1 and i+1 get equal energy (symmetric window).
+    extractor = LogMel()
+    for index in (4, 5, 21):
+        audio = torch.zeros(1, 12_000, dtype=torch.float32)
+        audio[0, index * 240 + 120] = 1.0
+        energy = extractor(audio).exp().sum(dim=1)[0]
+        assert int(energy.argmax()) == index
+        assert float(energy[index - 1]) == pytest.approx(float(energy[index + 1]), rel=1e-4)
+
+
+def test_log_mel_equals_float64_numpy_reference():
+    # Reference: explicit framing with the same padding, a float64 Hann-windowed FFT, librosa's
+    # filterbank, log(power + floor). Independent of torch.stft.
+    import librosa
+
+    config = LogMelConfig()
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal(5_000) * 0.1
+    side = (config.n_fft - config.hop_length) // 2
+    frames = -(-len(audio) // config.hop_length)
+    padded = np.zeros((frames - 1) * config.hop_length + config.n_fft)
+    padded[side : side + len(audio)] = audio
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(config.n_fft) / config.n_fft)  # periodic Hann
+    spectra = np.stack(
+        [np.abs(np.fft.rfft(padded[i * config.hop_length : i * config.hop_length + config.n_fft] * window)) ** 2 for i in range(frames)],
+        axis=1,
+    )
+    mel = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.f_min)
+    reference = np.log(mel.astype(np.float64) @ spectra + LOG_FLOOR)
+    ours = compute_log_mel(audio.astype(np.float32), config)
+    assert ours.shape == reference.shape
+    # float32 STFT against float64: agree to 1e-3 in log power where the power is well above the floor.
+    assert np.max(np.abs(ours - reference)) < 1e-3
+
+
+def test_frame_times():
+    assert np.allclose(frame_times(3, 25.0), [0.0, 0.04, 0.08, 0.12])
+
+
+def test_load_audio_downmixes_and_resamples(tmp_path):
+    # A 48 kHz stereo file: left a 1 kHz sine of amplitude 0.5, right silence. The mono 24 kHz
+    # result is their average: a 1 kHz sine of amplitude 0.25 (soxr keeps a 1 kHz tone intact).
+    seconds = 1.0
+    t = np.arange(int(48_000 * seconds)) / 48_000
+    stereo = np.stack([0.5 * np.sin(2 * np.pi * 1000 * t), np.zeros_like(t)], axis=1).astype(np.float32)
+    path = tmp_path / "stereo48k.wav"
+    sf.write(path, stereo, 48_000, subtype="FLOAT")
+    mono = load_audio(path)
+    assert mono.shape == (SAMPLE_RATE,) and mono.dtype == np.float32
+    middle = mono[2_000:-2_000]
+    assert np.sqrt(2 * np.mean(middle.astype(np.float64) ** 2)) == pytest.approx(0.25, rel=1e-3)
+    spectrum = np.abs(np.fft.rfft(middle))
+    assert np.fft.rfftfreq(len(middle), 1 / SAMPLE_RATE)[spectrum.argmax()] == pytest.approx(1000, abs=2)
+
+
+def test_load_audio_errors_name_the_file(tmp_path):
+    bad = tmp_path / "not_audio.wav"
+    bad.write_text("hello")
+    with pytest.raises(ValueError, match="not_audio.wav"):
+        load_audio(bad)

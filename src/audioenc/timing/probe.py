@@ -185,30 +185,37 @@ def load_encoder(spec: str | Path, weights: str | None = None) -> EncoderHandle:
 
 
 def frame_rate_from_timestamps(timestamps_ms: np.ndarray, where: str = "encoder") -> float:
-    """Frames per second from HEAR timestamps ``[frames]`` in ms: ``1000 / median step``."""
+    """Frames per second from HEAR timestamps ``[frames]`` in ms: ``1000 / step``, the step from
+    the first and last timestamps (float32 timestamps make single steps inexact). Timestamps
+    must be evenly spaced (every step within 1 % of the mean)."""
     timestamps_ms = np.asarray(timestamps_ms, dtype=np.float64)
     if timestamps_ms.ndim != 1 or len(timestamps_ms) < 2:
         raise ValueError(
             f"{where}: {len(np.atleast_1d(timestamps_ms))} timestamp(s) for a clip: the encoder has no time axis "
             "to probe (it summarises the clip); use an encoder with frame-level embeddings"
         )
-    step = float(np.median(np.diff(timestamps_ms)))
+    step = float(timestamps_ms[-1] - timestamps_ms[0]) / (len(timestamps_ms) - 1)
     if not step > 0:
-        raise ValueError(f"{where}: timestamps do not increase (median step {step} ms)")
+        raise ValueError(f"{where}: timestamps do not increase (mean step {step} ms)")
+    if np.max(np.abs(np.diff(timestamps_ms) - step)) > 0.01 * step:
+        raise ValueError(f"{where}: timestamps are not evenly spaced (mean step {step:.4f} ms); a frame grid needs a "
+                         "constant hop")
     return 1000.0 / step
 
 
 def to_frame_grid(embeddings: np.ndarray, timestamps_ms: np.ndarray, duration: float, frame_rate: float) -> np.ndarray:
     """Embeddings ``[frames, E]`` at ``timestamps_ms`` -> ``[E, G]`` on the grid of ``frame_rate``.
 
-    ``G = ceil(duration * frame_rate)`` (at least 1); grid frame ``j`` takes the embedding frame
+    ``G = ceil(duration * frame_rate - 0.001)`` (at least 1); grid frame ``j`` takes the embedding frame
     whose timestamp is nearest to ``(j + 1/2) / frame_rate`` seconds (the earlier one on a tie).
     """
     embeddings = np.asarray(embeddings)
     timestamps_ms = np.asarray(timestamps_ms, dtype=np.float64)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(timestamps_ms):
         raise ValueError(f"embeddings {embeddings.shape} and timestamps {timestamps_ms.shape} do not match")
-    frames = max(1, math.ceil(duration * frame_rate - 1e-6))
+    # 1e-3 frame of slack: a rate estimated from float32 timestamps is off by ~1e-5 frame over a
+    # clip, while a clip one sample longer than a whole number of frames exceeds it by > 1e-3.
+    frames = max(1, math.ceil(duration * frame_rate - 1e-3))
     centres = (np.arange(frames) + 0.5) * 1000.0 / frame_rate
     right = np.clip(np.searchsorted(timestamps_ms, centres), 0, len(timestamps_ms) - 1)
     left = np.clip(right - 1, 0, len(timestamps_ms) - 1)
@@ -239,8 +246,9 @@ def encoder_embeddings(handle: EncoderHandle, audio_dir: str | Path, files: Sequ
         handle: from :func:`load_encoder`.
         audio_dir: folder of the clips.
         files: filenames relative to ``audio_dir``.
-        frame_rate: the grid's rate; default the rate the encoder's timestamps show on the
-            first clip. Every clip's own rate must agree within 0.1 %.
+        frame_rate: the grid's rate; default the model's ``frame_rate`` attribute when it has one
+            that its timestamps confirm (this package's encoders), else the rate the timestamps
+            show on the first clip. Every clip's own rate must agree within 0.1 %.
 
     Returns:
         :class:`FrameEmbeddings` ``[E, ceil(duration * rate)]`` per file.
@@ -261,7 +269,9 @@ def encoder_embeddings(handle: EncoderHandle, audio_dir: str | Path, files: Sequ
                 )
             rate = frame_rate_from_timestamps(timestamps, f"{handle.source} on {path}")
             if frame_rate is None:
-                frame_rate = rate
+                declared = getattr(handle.model, "frame_rate", None)
+                exact = isinstance(declared, (int, float)) and abs(float(declared) - rate) <= 1e-3 * rate
+                frame_rate = float(declared) if exact else rate
             elif abs(rate - frame_rate) > 1e-3 * frame_rate:
                 raise ValueError(f"{handle.source}: {path} gives {rate:.4f} frames/s, other clips {frame_rate:.4f}")
             duration = len(audio) / handle.sample_rate
@@ -302,7 +312,7 @@ class ProbeConfig:
     epochs: int = 30
     batch_size: int = 16
     learning_rate: float = 3e-3
-    adapt_epochs: int = 10
+    adapt_epochs: int = 6
     adapt_lr_factor: float = 0.1
 
 
@@ -402,6 +412,7 @@ def train_frame_model(
     batch_size: int,
     seed: int,
     name: str = "probe",
+    include_start: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> TrainingHistory:
     """Train ``model(inputs [B, D, F], mask [B, F]) -> CRNNOutput`` on clip labels (BCE of the
@@ -409,7 +420,9 @@ def train_frame_model(
     lowest validation loss (the model is left with them, in eval mode).
 
     Only parameters in ``parameter_groups`` change: a frozen encoder is simply absent from them.
-    Batch order and dropout draw from ``seed``.
+    Batch order and dropout draw from ``seed``. With ``include_start`` the starting weights
+    compete too (``best_epoch = -1`` when no epoch beats them): fine-tuning from a working
+    model must not end below where it started on the validation clips.
     """
     if len(train_inputs) != len(train_targets) or len(valid_inputs) != len(valid_targets):
         raise ValueError("inputs and targets differ in length")
@@ -418,6 +431,11 @@ def train_frame_model(
     order_generator = torch.Generator().manual_seed(seed)
     history = TrainingHistory(pooling=name, seed=seed)
     best_state, best_loss = None, float("inf")
+    if include_start:
+        model.eval()
+        start = _clip_scores(model, valid_inputs)
+        best_loss = float(_bce(torch.from_numpy(start), torch.from_numpy(valid_targets)))
+        best_state, history.best_epoch = copy.deepcopy(model.state_dict()), -1
     for epoch in range(epochs):
         started = time.perf_counter()
         model.train()
@@ -634,7 +652,9 @@ def train_adapted(
     log: Callable[[str], None] | None = None,
 ) -> tuple[AdaptedModel, TrainingHistory]:
     """Unfreeze the top block(s) at ``config.adapt_lr_factor`` times the probe's learning rate and
-    train them with the probe (started from the frozen probe) for ``config.adapt_epochs``."""
+    train them with the probe (started from the frozen probe) for ``config.adapt_epochs``; the
+    frozen start competes on validation loss (``history.best_epoch = -1``: no epoch beat it, so
+    the returned model is the frozen encoder + probe)."""
     model = AdaptedModel(copy.deepcopy(split.top), probe)
     groups = [
         {"params": list(model.top.parameters()), "lr": config.learning_rate * config.adapt_lr_factor},
@@ -643,7 +663,7 @@ def train_adapted(
     history = train_frame_model(
         model, list(train_lower.values()), train_targets, list(valid_lower.values()), valid_targets,
         parameter_groups=groups, epochs=config.adapt_epochs, batch_size=config.batch_size, seed=seed,
-        name=f"adapted/{probe.pooling_name}", log=log,
+        name=f"adapted/{probe.pooling_name}", include_start=True, log=log,
     )
     return model, history
 
@@ -719,7 +739,7 @@ def clip_metrics(clip_scores: np.ndarray, targets: np.ndarray, classes: Sequence
         "map": float(np.mean(defined)) if defined else None,
         "per_class_ap": {name: (None if math.isnan(value) else value) for name, value in per_class.items()},
         "accuracy": float(np.mean((clip_scores >= threshold) == (targets >= 0.5))),
-        "clips": int(len(targets)),
+        "clips": len(targets),
         "threshold": threshold,
     }
 
@@ -766,11 +786,25 @@ def counts_from_indices(indices: np.ndarray, n: int) -> np.ndarray:
 def percentile_interval(replicates: np.ndarray, value: float | None, confidence: float = 0.95) -> BootstrapCI:
     """:class:`BootstrapCI` from replicates ``[B]`` (NaN replicates, where undefined, are dropped)."""
     replicates = np.asarray(replicates, dtype=np.float64)
-    defined = replicates[~np.isnan(replicates)]
+    defined = np.sort(replicates[~np.isnan(replicates)])
     if not len(defined):
         return BootstrapCI(value, None, None, confidence, 0)
-    low, high = np.percentile(defined, [100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2])
-    return BootstrapCI(value, float(low), float(high), confidence, int(len(defined)))
+    low = _percentile_sorted(defined, 100 * (1 - confidence) / 2)
+    high = _percentile_sorted(defined, 100 * (1 + confidence) / 2)
+    return BootstrapCI(value, low, high, confidence, len(defined))
+
+
+def _percentile_sorted(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) of sorted ``values`` that may hold +inf:
+    an interval end between a finite value and +inf is +inf (numpy would give NaN there)."""
+    position = q / 100 * (len(values) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    fraction = position - low
+    if fraction == 0 or values[low] == values[high]:
+        return float(values[low])
+    if math.isinf(values[high]):
+        return math.inf
+    return float(values[low] + (values[high] - values[low]) * fraction)
 
 
 def bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n: int, *, resamples: int = 1000,
@@ -837,8 +871,10 @@ class ClipEvaluator:
     positives: list[str] = field(init=False)
     boundary_reason: str | None = field(init=False)
     indices: np.ndarray = field(init=False)
+    _cache: dict = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._cache = {}
         self.classes = tuple(self.classes)
         self.files = list(self.split.files)
         self.targets = clip_targets(self.split, self.classes, self.files)
@@ -876,12 +912,13 @@ class ClipEvaluator:
         F1 and PSDS details; ``intervals`` one :class:`BootstrapCI` dict per metric.
         """
         _check_rows(predictions, self.classes)
-        statistics = self._statistics(predictions)
-        point = {name: _finite(float(function(np.arange(len(self.files))[None])[0])) for name, function in statistics.items()}
+        names = list(self._entry(predictions)["statistics"])
+        point = {name: _finite(self._point(predictions, name)) for name in names}
         intervals = {}
-        for name, function in statistics.items():
+        for name in names:
             if interval_metrics is None or name in interval_metrics:
-                intervals[name] = percentile_interval(function(self._indices_for(name)), point[name], self.confidence).as_dict()
+                intervals[name] = percentile_interval(self._replicates(predictions, name), point[name],
+                                                      self.confidence).as_dict()
         boundary: dict[str, Any] = {"available": self.boundaries_available, "reason": self.boundary_reason}
         if self.boundaries_available:
             errors = boundary_errors(predictions.frame_scores, self.strong, self.classes, predictions.frame_rate,
@@ -901,15 +938,38 @@ class ClipEvaluator:
 
     def paired_difference(self, a: Predictions, b: Predictions) -> dict:
         """Intervals of ``metric(a) - metric(b)`` on the same resamples, per metric."""
-        stats_a, stats_b = self._statistics(a), self._statistics(b)
-        identity = np.arange(len(self.files))[None]
+        _check_rows(a, self.classes)
+        _check_rows(b, self.classes)
         result = {}
-        for name in stats_a:
-            value = _finite(float(stats_a[name](identity)[0] - stats_b[name](identity)[0]))
-            indices = self._indices_for(name)
-            replicates = stats_a[name](indices) - stats_b[name](indices)
+        for name in self._entry(a)["statistics"]:
+            value = _finite(self._point(a, name) - self._point(b, name))
+            with np.errstate(invalid="ignore"):  # inf - inf (both medians infinite): undefined, dropped
+                replicates = self._replicates(a, name) - self._replicates(b, name)
             result[name] = percentile_interval(replicates, value, self.confidence).as_dict()
         return result
+
+    # ------------------------------------------------------------------ cache
+
+    def _entry(self, predictions: Predictions) -> dict:
+        """Statistics of one model, with point values and replicates computed once (a model's
+        intervals and its paired differences reuse them)."""
+        entry = self._cache.get(id(predictions))
+        if entry is None or entry["predictions"] is not predictions:
+            entry = {"predictions": predictions, "statistics": self._statistics(predictions), "point": {}, "replicates": {}}
+            self._cache[id(predictions)] = entry
+        return entry
+
+    def _point(self, predictions: Predictions, name: str) -> float:
+        entry = self._entry(predictions)
+        if name not in entry["point"]:
+            entry["point"][name] = float(entry["statistics"][name](np.arange(len(self.files))[None])[0])
+        return entry["point"][name]
+
+    def _replicates(self, predictions: Predictions, name: str) -> np.ndarray:
+        entry = self._entry(predictions)
+        if name not in entry["replicates"]:
+            entry["replicates"][name] = np.asarray(entry["statistics"][name](self._indices_for(name)), dtype=np.float64)
+        return entry["replicates"][name]
 
     # ------------------------------------------------------------------ statistics
 
@@ -961,7 +1021,9 @@ class ClipEvaluator:
         """Macro collar F1 on the positive clips of each resample, by sed_scores_eval from per-clip
         intermediate statistics (computed once); NaN for a resample lacking an evaluated class."""
         from sed_scores_eval import collar_based
-        from sed_scores_eval.collar_based.intermediate_statistics import intermediate_statistics_deltas
+        from sed_scores_eval.collar_based.intermediate_statistics import (
+            intermediate_statistics_deltas,
+        )
 
         present = {event.label for name in self.positives for event in self.strong[name]}
         evaluated = [name for name in self.classes if name in present]
@@ -1080,7 +1142,8 @@ class AdaptationRule:
         if not short_on:
             reason = "the frozen path does not stop short: " + "; ".join(described.values()) + " — all within the margins"
         elif short_on == ["collar_f1"]:
-            reason = ("the frozen path is close to scratch on clip metrics but behind on boundaries: "
+            level = "close to" if gaps["clip_map"] > 0 else "level with or ahead of"
+            reason = (f"the frozen path is {level} scratch on clip metrics but behind on boundaries: "
                       + "; ".join(described.values()))
         elif short_on == ["clip_map"] and "collar_f1" in gaps:
             reason = "the frozen path is behind scratch on clip metrics: " + "; ".join(described.values())

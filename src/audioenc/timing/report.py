@@ -39,7 +39,7 @@ REPORT_VERSION = 1
 # =========================================================================== decisions
 
 
-def choose_pooling(validation: Mapping[str, Mapping[str, float | None]], ap_margin: float = 0.05) -> dict:
+def choose_pooling(validation: Mapping[str, Mapping[str, float | None]], ap_margin: float = 0.10) -> dict:
     """Choose the pooling rule from validation metrics of the weak CRNNs (one per rule).
 
     Rule: among the rules whose validation clip mAP is within ``ap_margin`` of the best, take
@@ -86,8 +86,9 @@ def find_disagreements(table: Mapping[str, Mapping[str, float | None]], margin: 
     """Pairs of rules where clip quality and boundary quality point opposite ways.
 
     A pair (a, b) disagrees when ``a`` beats ``b`` in ``clip_key`` by more than ``margin`` while
-    ``b`` beats ``a`` in ``boundary_key`` by more than ``margin``. Also reported: when the rule
-    with the best clip metric is not the rule with the best boundary metric.
+    ``b`` beats ``a`` in ``boundary_key`` by more than ``margin``. Listed first: when the rule
+    with the best clip metric is not the one with the best boundary metric (each leading the
+    other by more than ``margin`` on its own metric).
 
     Returns:
         ``[{"kind", "better_clip", "better_boundary", "clip_gap", "boundary_gap", "text"}]``.
@@ -112,13 +113,15 @@ def find_disagreements(table: Mapping[str, Mapping[str, float | None]], margin: 
             })
     best_clip = max(usable, key=lambda rule: usable[rule][clip_key])
     best_boundary = max(usable, key=lambda rule: usable[rule][boundary_key])
-    if best_clip != best_boundary:
+    clip_lead = usable[best_clip][clip_key] - usable[best_boundary][clip_key]
+    boundary_lead = usable[best_boundary][boundary_key] - usable[best_clip][boundary_key]
+    if best_clip != best_boundary and clip_lead > margin and boundary_lead > margin:
         found.insert(0, {
             "kind": "best",
             "better_clip": best_clip,
             "better_boundary": best_boundary,
-            "clip_gap": usable[best_clip][clip_key] - usable[best_boundary][clip_key],
-            "boundary_gap": usable[best_boundary][boundary_key] - usable[best_clip][boundary_key],
+            "clip_gap": clip_lead,
+            "boundary_gap": boundary_lead,
             "text": f"the best clip mAP ({best_clip}, {usable[best_clip][clip_key]:.3f}) and the best collar F1 "
                     f"({best_boundary}, {usable[best_boundary][boundary_key]:.3f}) come from different pooling rules",
         })
@@ -151,7 +154,7 @@ def next_change(results: Mapping[str, Any]) -> dict:
     5. Adaptation justified: confirm the gain with a second seed before adopting it.
     6. The frozen path answers the task: keep it; try the next pooling rule's boundary plot.
     """
-    step4, step5, step6 = results["step4"], results["step5"], results["step6"]
+    step4, step6 = results["step4"], results["step6"]
     if not step4.get("available"):
         return {"text": "Add strong labels (event onsets and offsets) for the evaluation split and rerun.",
                 "because": f"boundary metrics were not computed: {step4.get('reason')}"}
@@ -182,6 +185,17 @@ def next_change(results: Mapping[str, Any]) -> dict:
             "because": f"the frozen path is within the margins of scratch ({_gaps_text(gaps)})"}
 
 
+def _sizes(step3: Mapping[str, Any]) -> str:
+    """``, CRNN ... at N frames/s`` from the recorded sizes, when present."""
+    crnn = step3.get("crnn")
+    if not crnn:
+        return ""
+    rate = next((item.get("frame_rate") for item in step3["rules"].values() if item.get("frame_rate")), None)
+    text = (f"; CRNN stem {crnn['stem_channels']} channels, conv blocks {tuple(crnn['conv_channels'])}, BiGRU "
+            f"2 x {crnn['rnn_hidden']}, batch {step3.get('batch_size')}, learning rate {step3.get('learning_rate')}")
+    return text + (f", {rate:g} output frames/s" if rate else "")
+
+
 def _gaps_text(gaps: Mapping[str, float]) -> str:
     return ", ".join(f"scratch - frozen {metric} {value:+.3f}" for metric, value in gaps.items()) or "no gaps"
 
@@ -196,9 +210,13 @@ def _f(value: float | None, digits: int = 3) -> str:
 
 
 def _ci(interval: Mapping | None) -> str:
-    if not interval or interval.get("low") is None:
+    """``low to high``; an end stored as None (JSON has no infinity) next to a defined one is
+    infinite: ``-inf`` below, ``inf`` above (a median that may be infinite, or its difference)."""
+    if not interval or (interval.get("low") is None and interval.get("high") is None):
         return "n/a"
-    return f"{interval['low']:.3f}-{interval['high']:.3f}"
+    low = f"{interval['low']:.3f}" if interval.get("low") is not None else "-inf"
+    high = f"{interval['high']:.3f}" if interval.get("high") is not None else "inf"
+    return f"{low} to {high}"
 
 
 def _with_ci(block: Mapping, metric: str) -> str:
@@ -250,7 +268,7 @@ def build_report(results: Mapping[str, Any], out: str | Path) -> dict:
     rules3 = step3["rules"]
     claim("weak_training",
           f"A weak-label CRNN was trained from clip labels only, once per pooling rule ({step3['epochs']} epochs, "
-          f"{step3['train_clips']} training clips, seed {step3['seed']}); test clip mAP: "
+          f"{step3['train_clips']} training clips, seed {step3['seed']}{_sizes(step3)}); test clip mAP: "
           + ", ".join(f"{rule} {_f(item['test']['map'])}" for rule, item in rules3.items()) + ".",
           step3["artifacts"])
     # 4. boundaries and the choice
@@ -434,11 +452,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     probe = report["probe"]
     lines += ["", "### Frozen + probe vs scratch (95 % bootstrap intervals over test clips; difference paired)", "",
               "| metric | frozen + probe | scratch | frozen - scratch |", "|---|---|---|---|"]
-    for metric, value in probe["frozen"]["point"].items():
+    for metric in probe["frozen"]["point"]:
         lines.append(f"| {metric} | {_with_ci(probe['frozen'], metric)} | {_with_ci(probe['scratch'], metric)} "
                      f"| {_f(probe['difference'].get(metric, {}).get('value'))} [{_ci(probe['difference'].get(metric))}] |")
     dropped = report["dropped"]
-    lines += ["", f"## Dropped or changed input ({len(dropped)})", ""]
+    lines += ["", f"## Dropped or changed input ({len(dropped)})", "", said("dropped"), ""]
     if dropped:
         lines += ["| file | line | action | message |", "|---|---|---|---|"]
         for item in dropped:

@@ -60,13 +60,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,7 @@ from torch import nn
 
 from audioenc.audio.formats import EventSplit, Issue, read_corpus_split, split_paths
 from audioenc.timing import report as report_module
-from audioenc.timing.boundaries import boundary_errors, positive_files
+from audioenc.timing.boundaries import boundary_errors
 from audioenc.timing.features import LogMel, LogMelConfig, load_audio
 from audioenc.timing.pooling import POOLING_NAMES, make_pooling
 from audioenc.timing.probe import (
@@ -148,7 +147,7 @@ class WorkflowSettings:
     pool_fit_steps: int = 150
     probe: ProbeConfig = ProbeConfig()
     rule: AdaptationRule = AdaptationRule()
-    pooling_ap_margin: float = 0.05
+    pooling_ap_margin: float = 0.10
     held_out_classes: int = 2
     bootstrap_resamples: int = 1000
     f1_resamples: int = 200
@@ -168,6 +167,7 @@ class WorkflowSettings:
             probe=ProbeConfig(hidden=16, epochs=3, adapt_epochs=2),
             bootstrap_resamples=200,
             f1_resamples=20,
+            max_clips=(48, 16, 16),
             plot_clips=3,
             workers=1,
         )
@@ -244,7 +244,7 @@ def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int,
             splits[name] = split
             continue
         pool = splits["train"].files
-        count = max(1, int(round(CARVE_SHARE * len(train.files))))
+        count = max(1, round(CARVE_SHARE * len(train.files)))
         if len(pool) - count < 2:
             raise ValueError(f"{root}: no {name} split and too few training clips ({len(pool)}) to carve one from")
         chosen = sorted(rng.choice(pool, size=count, replace=False).tolist())
@@ -259,6 +259,14 @@ def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int,
     formats: dict[str, int] = {}
     features: dict[str, FeatureSet] = {}
     extractor = LogMel(LogMelConfig())
+    with _one_thread():  # the same features (to the last bit) on any machine
+        _featurise(splits, extractor, features, formats, issues, root, log)
+    return WorkflowData(root, splits, tuple(classes), features, issues, notes, formats)
+
+
+def _featurise(splits: dict[str, EventSplit], extractor: LogMel, features: dict[str, FeatureSet],
+               formats: dict[str, int], issues: list[Issue], root: Path, log: Callable[[str], None]) -> None:
+    """Log-mel of every clip; unreadable files become dropped-file issues (in place)."""
     for name in SPLITS:
         split = splits[name]
         log_mels, usable = {}, []
@@ -281,7 +289,6 @@ def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int,
         features[name] = FeatureSet(split=splits[name], log_mels=log_mels, config=extractor.config)
         log(f"  {name}: {len(usable)} clips, {len(splits[name].positive_files())} with events, "
             f"strong labels: {'yes' if split.strong is not None else 'no'}")
-    return WorkflowData(root, splits, tuple(classes), features, issues, notes, formats)
 
 
 def channel_policy(formats: Mapping[str, int], encoder: EncoderHandle | None = None) -> str:
@@ -433,9 +440,11 @@ class _WeakJob:
 _WORKER_SETS: dict[str, FeatureSet] = {}
 
 
-def _init_worker(train_set: FeatureSet, valid_set: FeatureSet) -> None:
+def _init_worker(*sets: FeatureSet) -> None:
+    """Worker start: one torch thread; the feature sets (passed under spawn, inherited under fork)."""
     torch.set_num_threads(1)
-    _WORKER_SETS["train"], _WORKER_SETS["validation"] = train_set, valid_set
+    if sets:
+        _WORKER_SETS["train"], _WORKER_SETS["validation"] = sets
 
 
 def _run_job(job: _WeakJob) -> tuple[WeakCRNN, TrainingHistory, float]:
@@ -464,14 +473,23 @@ def _train_jobs(jobs: Sequence[_WeakJob], data: WorkflowData, workers: int,
         return results
     import multiprocessing
 
-    # spawn: a fresh interpreter per worker (fork after torch has started threads can hang).
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                             initializer=_init_worker, initargs=sets) as pool:
-        futures = {job.name: pool.submit(_run_job, job) for job in jobs}
-        for name, future in futures.items():
-            results[name] = future.result()
-            log(f"  trained {name} in {results[name][2]:.1f} s")
+    # fork where available: workers share the features copy-on-write and start at once, and the
+    # caller's main module is not re-imported (spawn would need an `if __name__ == "__main__"`
+    # guard in every script calling run_workflow). Workers set one torch thread before any
+    # torch work, the pattern of torch's DataLoader workers, so the parent's OpenMP pool is
+    # never used in a child.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    _WORKER_SETS["train"], _WORKER_SETS["validation"] = sets
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
+                                 initargs=sets if method == "spawn" else ()) as pool:
+            futures = {job.name: pool.submit(_run_job, job) for job in jobs}
+            for name, future in futures.items():
+                results[name] = future.result()
+                log(f"  trained {name} in {results[name][2]:.1f} s")
+    finally:
+        _WORKER_SETS.clear()
     return results
 
 
@@ -691,9 +709,9 @@ def _step1_pooling(run: _Run) -> None:
         "pool_fit_seconds": fit_seconds,
     }
     _write_json(run.path("01_pooling", "clip_metrics.json"), _clean(content))
-    sample = _sample_clips(data.splits["test"], classes, 1)
-    plot = _plot_pooled_levels(run.path("01_pooling", "pooled_levels.png"), sample[0] if sample else data.splits["test"].files[0],
-                               data.splits["test"], run.scorer_predictions["test"], pooled, metrics, classes)
+    filename, label = _showcase(data.splits["test"], run.scorer_predictions["test"], classes)
+    plot = _plot_pooled_levels(run.path("01_pooling", "pooled_levels.png"), filename, label, data.splits["test"],
+                               run.scorer_predictions["test"], pooled, metrics, classes)
     for rule in POOLING_NAMES:
         run.log(f"  {rule:>14}: test mAP {_f(metrics[rule]['test']['map'])}, accuracy {_f(metrics[rule]['test']['accuracy'])}")
     run.results["step1"] = {
@@ -702,6 +720,28 @@ def _step1_pooling(run: _Run) -> None:
         "autopool_alpha": alphas,
         "artifacts": ["01_pooling/clip_metrics.tsv", "01_pooling/clip_metrics.json", run.rel(plot)],
     }
+
+
+def _showcase(split: EventSplit, predictions: Predictions, classes: Sequence[str]) -> tuple[str, str]:
+    """The (clip, class) whose frame scores stand out most inside a short (< 1 s) event: the
+    highest in-event score minus the clip's median score; the first positive clip without
+    strong labels."""
+    best, chosen = -np.inf, None
+    for filename in split.files:
+        if split.strong is None:
+            if split.weak[filename]:
+                return filename, split.weak[filename][0]
+            continue
+        scores = predictions.frame_scores[filename]
+        middles = (np.arange(scores.shape[1]) + 0.5) / predictions.frame_rate
+        for event in split.strong[filename]:
+            if event.offset - event.onset >= 1.0:
+                continue
+            row = scores[list(classes).index(event.label)]
+            inside = row[(middles >= event.onset) & (middles < event.offset)]
+            if len(inside) and inside.max() - np.median(row) > best:
+                best, chosen = inside.max() - np.median(row), (filename, event.label)
+    return chosen or (split.files[0], split.weak[split.files[0]][0] if split.weak[split.files[0]] else classes[0])
 
 
 def _fit_pooling(rule: str, frames: Mapping[str, tuple[torch.Tensor, torch.Tensor]], split: EventSplit,
@@ -854,6 +894,9 @@ def _step3_weak(run: _Run) -> None:
     _write_json(run.path("03_weak", "training.json"), _clean(content))
     plot = _plot_training(run.path("03_weak", "training_curves.png"), summary)
     run.results["step3"] = {
+        "crnn": asdict(settings.crnn),
+        "batch_size": settings.weak_batch_size,
+        "learning_rate": settings.weak_learning_rate,
         "epochs": settings.weak_epochs,
         "seed": run.seed,
         "train_clips": len(data.splits["train"].files),
@@ -1107,7 +1150,10 @@ def _step6_adapt(run: _Run, handle: EncoderHandle, state: dict) -> None:
         else:
             with _one_thread():
                 first = data.splits["train"].files[0]
-                audio_of = lambda name, f: load_audio(data.splits[name].audio_dir / f, handle.sample_rate)  # noqa: E731
+
+                def audio_of(name: str, filename: str) -> np.ndarray:
+                    return load_audio(data.splits[name].audio_dir / filename, handle.sample_rate)
+
                 if not all(e.identity_map for e in state["embeddings"].values()):
                     raise RuntimeError("internal: adaptation needs embeddings on the encoder's own frames")
                 error = check_adaptation_split(split, audio_of("train", first), state["embeddings"]["train"].frames[first],
@@ -1124,6 +1170,9 @@ def _step6_adapt(run: _Run, handle: EncoderHandle, state: dict) -> None:
                 adapted_metrics = evaluator.evaluate(adapted_test, with_psds=evaluator.boundaries_available)
                 gain = evaluator.paired_difference(adapted_test, state["frozen_test"])
             verdict = rule.verdict(decision["short_on"], gain)
+            if history.best_epoch == -1:
+                verdict["reason"] = ("no adapted epoch lowered the validation loss below the frozen start, so the "
+                                     "adapted model is the frozen encoder + probe; " + verdict["reason"])
             save_module(adapted, run.path("06_adapt", "adapted"), {
                 "kind": "audioenc.adapted_top_and_probe", "top": split.description, "classes": list(state["task"]),
                 "pooling": run.chosen, "lr_factor": settings.probe.adapt_lr_factor, "epochs": settings.probe.adapt_epochs})
@@ -1135,10 +1184,11 @@ def _step6_adapt(run: _Run, handle: EncoderHandle, state: dict) -> None:
                 ran=True, top_block=split.description, cut_check_relative_error=error,
                 learning_rates={"top": settings.probe.learning_rate * settings.probe.adapt_lr_factor,
                                 "probe": settings.probe.learning_rate},
-                epochs=settings.probe.adapt_epochs, history=history.as_dict(), adapted=adapted_metrics,
+                epochs=settings.probe.adapt_epochs, history=history.as_dict(), best_epoch=history.best_epoch,
+                adapted=adapted_metrics,
                 gain_over_frozen=gain, verdict=verdict, original_encoder_unchanged=True,
             )
-            artifacts += ["06_adapt/comparison.png", "06_adapt/adapted/model.safetensors"]
+            artifacts += [run.rel(plot), "06_adapt/adapted/model.safetensors"]
             run.log(f"  adapted ({split.description}): {verdict['reason']}")
     _write_json(run.path("06_adapt", "adaptation.json"), _clean(content))
     result = {key: content[key] for key in ("rule", "triggered", "short_on", "gaps", "reason", "ran")}
@@ -1166,12 +1216,11 @@ COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:
            "tab:olive", "tab:cyan")
 
 
-def _plot_pooled_levels(path: Path, filename: str, split: EventSplit, predictions: Predictions, pooled, metrics,
-                        classes: Sequence[str]) -> Path:
+def _plot_pooled_levels(path: Path, filename: str, label: str, split: EventSplit, predictions: Predictions, pooled,
+                        metrics, classes: Sequence[str]) -> Path:
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6), constrained_layout=True, gridspec_kw={"width_ratios": [2, 1]})
-    labels = split.weak[filename] or classes[:1]
-    k = list(classes).index(labels[0])
+    k = list(classes).index(label)
     scores = predictions.frame_scores[filename][k]
     times = (np.arange(len(scores)) + 0.5) / predictions.frame_rate
     left.plot(times, scores, color="0.3", linewidth=0.8, label=f"frame score: {classes[k]}")
@@ -1354,9 +1403,13 @@ def _f(value: float | None) -> str:
 
 
 def _ci(interval: Mapping | None) -> str:
-    if not interval or interval.get("low") is None:
+    """``low to high``; an end stored as None (JSON has no infinity) next to a defined one is
+    infinite: ``-inf`` below, ``inf`` above (a median that may be infinite, or its difference)."""
+    if not interval or (interval.get("low") is None and interval.get("high") is None):
         return "n/a"
-    return f"{interval['low']:.3f}-{interval['high']:.3f}"
+    low = f"{interval['low']:.3f}" if interval.get("low") is not None else "-inf"
+    high = f"{interval['high']:.3f}" if interval.get("high") is not None else "inf"
+    return f"{low} to {high}"
 
 
 __all__ = ["FrameScorer", "WorkflowData", "WorkflowSettings", "channel_policy", "load_workflow_data", "run_workflow",

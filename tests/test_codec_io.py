@@ -280,6 +280,7 @@ def test_rvq_codes_file_with_bandwidth(tmp_path):
     np.testing.assert_allclose(sf.read(str(tmp_path / "out.wav"), always_2d=True)[0].T, expected, rtol=0, atol=ATOL)
 
 
+@pytest.mark.slow  # ~10-45 s: encodes a 20 s file at the paper configuration
 def test_memory_does_not_grow_with_the_file_length(tmp_path):
     """Buffers and state are bounded by the chunk, not the file: a 10× longer file gives the same
     chunk size and state size and (within soxr's varying block sizes) the same peak audio buffer.

@@ -92,10 +92,11 @@ def test_weak_crnn_shapes_and_timestamps(tmp_path):
     save_weak_encoder(crnn, tmp_path / "weak")
     model = hear.load_model(str(tmp_path / "weak"), batch_size=2)
     assert model.sample_rate == 24000 and model.timestamp_embedding_size == model.scene_embedding_size == 12
-    audio = _audio(3, 24000, seed=3)  # 1 s: 100 log-mel frames -> 50 output frames
+    audio = _audio(3, 24000, seed=3)  # 1 s: 100 log-mel frames -> 25 output frames (stem time stride 4)
     embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
-    assert embeddings.shape == (3, 50, 12) and timestamps.shape == (3, 50)
-    torch.testing.assert_close(timestamps[1], torch.arange(50, dtype=torch.float32) * 20 + 10, rtol=0, atol=1e-4)
+    assert embeddings.shape == (3, 25, 12) and timestamps.shape == (3, 25)
+    # Frame centres in milliseconds: (k + 1/2) * 40 ms at 25 frames/s.
+    torch.testing.assert_close(timestamps[1], torch.arange(25, dtype=torch.float32) * 40 + 20, rtol=0, atol=1e-4)
     with torch.no_grad():
         reference = crnn(LogMel(LogMelConfig())(audio)).embeddings.transpose(1, 2)
     torch.testing.assert_close(embeddings, reference, rtol=1e-5, atol=1e-6)

@@ -29,6 +29,7 @@ def _corpus_bytes(directory):
     return {path.name: path.read_bytes() for path in sorted(directory.iterdir()) if path.suffix in (".wav", ".tsv")}
 
 
+@pytest.mark.slow  # ~10-45 s: renders two 32-channel corpora
 def test_corpus_is_deterministic_for_a_seed(tmp_path):
     first = synthesize_eigenscape_corpus(tmp_path / "a", scenes=2, seconds=0.4, seed=3)
     second = synthesize_eigenscape_corpus(tmp_path / "b", scenes=2, seconds=0.4, seed=3)

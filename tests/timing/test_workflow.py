@@ -189,6 +189,20 @@ def test_unreadable_audio_is_dropped_not_fatal(tmp_path):
     assert any("test_0001.wav" in issue.message for issue in data.issues)
 
 
+def test_parallel_training_equals_in_process(corpus_with_bad_rows):
+    # Worker processes (one torch thread each) give bit-identical weights to training here.
+    import torch
+
+    data = load_workflow_data(corpus_with_bad_rows, seed=0, log=lambda line: None)
+    crnn = WorkflowSettings.fast().crnn
+    jobs = [workflow._WeakJob(rule, rule, data.classes, 0, 1, 16, 3e-3, crnn) for rule in ("mean", "max")]
+    parallel = workflow._train_jobs(jobs, data, 2, lambda line: None)
+    serial = workflow._train_jobs(jobs, data, 1, lambda line: None)
+    for rule in ("mean", "max"):
+        a, b = parallel[rule][0].state_dict(), serial[rule][0].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a), rule
+
+
 def test_command_line_and_academy_entry(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(workflow, "run_workflow", lambda *args, **kwargs: calls.append((args, kwargs)) or {})

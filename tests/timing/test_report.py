@@ -69,13 +69,17 @@ def test_find_disagreements():
 
 
 def test_decide_path():
+    # Not stopping short: keep the frozen encoder (not the stronger model).
     assert decide_path({"triggered": False, "reason": "within margins"})["path"] == "frozen"
-    unavailable = decide_path({"triggered": True, "ran": False, "unavailable": "HEAR only", "reason": "behind"})
-    assert unavailable["path"] == "frozen" and "HEAR only" in unavailable["statement"]
-    assert decide_path({"triggered": True, "ran": True, "reason": "behind",
+    unavailable = decide_path({"triggered": True, "ran": False, "unavailable": "HEAR only", "reason": "behind",
+                               "short_on": ["collar_f1"]})
+    assert unavailable["path"] == "scratch" and "HEAR only" in unavailable["statement"]
+    assert "collar_f1" in unavailable["statement"]
+    assert decide_path({"triggered": True, "ran": True, "reason": "behind", "short_on": ["clip_map"],
                         "verdict": {"justified": True, "reason": "gain"}})["path"] == "adapted"
-    assert decide_path({"triggered": True, "ran": True, "reason": "behind",
-                        "verdict": {"justified": False, "reason": "small"}})["path"] == "frozen"
+    not_enough = decide_path({"triggered": True, "ran": True, "reason": "behind", "short_on": ["clip_map"],
+                              "verdict": {"justified": False, "reason": "small"}})
+    assert not_enough["path"] == "scratch" and "small" in not_enough["statement"]
 
 
 # --------------------------------------------------------------------------- a hand-made run

@@ -12,7 +12,7 @@ folder) that back it, so a reader can open the table or plot behind each sentenc
     boundaries   step 4 per rule, disagreements between clip and boundary quality
     probe        step 5: encoder, task classes, frozen vs scratch with intervals
     adaptation   step 6: the rule, whether it triggered, the verdict
-    decision     frozen / adapted, with the reason
+    decision     frozen / adapted / scratch, with the reason (:func:`decide_path`)
     next_change  the smallest next change worth testing, and why
     dropped      every input row or file the workflow left out or changed (file, line, message)
     claims       [{"id", "text", "artifacts": [paths]}] — the sentences of report.md
@@ -129,17 +129,27 @@ def find_disagreements(table: Mapping[str, Mapping[str, float | None]], margin: 
 
 
 def decide_path(adaptation: Mapping[str, Any]) -> dict:
-    """The encoder path from step 6: ``frozen`` (encoder + probe) or ``adapted``, with the reason."""
+    """The path step 6 supports, with the reason.
+
+    * ``frozen`` — the frozen encoder + probe does not stop short of scratch (the adaptation
+      rule did not trigger): keep it; a stronger model would not be justified.
+    * ``adapted`` — it stopped short and adapting the top block cleared the rule.
+    * ``scratch`` — it stopped short and adaptation did not clear the rule (or could not be
+      run): the encoder, frozen or lightly adapted, does not carry what this task needs, so the
+      model trained from scratch is the one to use until a change (``next_change``) fixes that.
+    """
     if not adaptation.get("triggered"):
         return {"path": "frozen", "statement": "keep the frozen encoder with its probe: " + adaptation["reason"]}
+    short = ", ".join(adaptation.get("short_on", [])) or "the rule's metrics"
     if not adaptation.get("ran"):
-        return {"path": "frozen", "statement": "frozen encoder + probe, although the rule asks for adaptation: "
-                f"{adaptation.get('unavailable')}; {adaptation['reason']}"}
+        return {"path": "scratch", "statement": f"use the scratch model: the frozen path stops short on {short} "
+                f"({adaptation['reason']}) and adaptation could not be tried ({adaptation.get('unavailable')})"}
     verdict = adaptation["verdict"]
     if verdict["justified"]:
         return {"path": "adapted", "statement": "adapt the encoder (top block unfrozen): " + verdict["reason"]}
-    return {"path": "frozen", "statement": "keep the frozen encoder with its probe; adaptation was tried and does not "
-            "justify changing the encoder: " + verdict["reason"]}
+    return {"path": "scratch", "statement": f"use the scratch model: the frozen path stops short on {short} "
+            f"({adaptation['reason']}) and adapting the top block does not justify changing the encoder "
+            f"({verdict['reason']})"}
 
 
 def next_change(results: Mapping[str, Any]) -> dict:
@@ -172,9 +182,9 @@ def next_change(results: Mapping[str, Any]) -> dict:
                         "its layers) and rerun step 6.",
                 "because": step6.get("unavailable") or "adaptation was not available"}
     if step6.get("triggered") and step6.get("ran") and not step6["verdict"]["justified"]:
-        return {"text": "Keep the encoder frozen and give the probe temporal context (a kernel-5 convolution over "
-                        "frames instead of the per-frame layer): if boundaries improve, the timing is in the frame "
-                        "sequence but not in single frames; if not, probe a layer below the top block.",
+        return {"text": "Probe the same frozen frames with temporal context (a kernel-5 convolution over frames "
+                        "instead of the per-frame layer): if boundaries improve, the timing is in the frame sequence "
+                        "but not in single frames; if not, probe a layer below the top block.",
                 "because": f"the frozen path stopped short of scratch ({_gaps_text(gaps)}) and unfreezing the top "
                            "block did not clear the rule"}
     if step6.get("ran") and step6["verdict"]["justified"]:
@@ -472,7 +482,7 @@ def write_report(report: Mapping[str, Any], out: str | Path) -> tuple[Path, Path
     """Write ``report.json`` and ``report.md`` into ``out``; returns their paths."""
     out = Path(out)
     json_path, md_path = out / "report.json", out / "report.md"
-    json_path.write_text(json.dumps(_clean(report), indent=2, default=str) + "\n")
+    json_path.write_text(json.dumps(_clean(report), indent=2, default=str, allow_nan=False) + "\n")
     md_path.write_text(render_markdown(report))
     return json_path, md_path
 

@@ -317,7 +317,8 @@ def _one_thread():
 
 def _write_json(path: Path, content: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=2, default=_json_default) + "\n")
+    # Non-finite numbers become null (strict JSON; `missed` counts and notes explain them).
+    path.write_text(json.dumps(_clean(content), indent=2, default=_json_default, allow_nan=False) + "\n")
     return path
 
 
@@ -332,9 +333,9 @@ def _json_default(value: Any) -> Any:
 
 
 def _clean(value: Any) -> Any:
-    """Non-finite floats -> None, recursively (JSON has no inf/nan)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+    """Non-finite floats -> None, recursively (JSON has no inf/nan); NumPy scalars -> Python."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, dict):
         return {key: _clean(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -106,6 +106,13 @@ Python overhead is negligible."""
 # =================================================================================================
 
 
+def chunk_frames_for(chunk_seconds: float, frame_rate: float) -> int:
+    """Latent frames per streaming chunk: ``chunk_seconds`` rounded up to whole frames (at least 1)."""
+    if chunk_seconds <= 0:
+        raise ValueError(f"--chunk-seconds must be > 0, got {chunk_seconds}.")
+    return max(1, math.ceil(chunk_seconds * frame_rate - 1e-9))
+
+
 def load_codec(path: str | os.PathLike) -> tuple[CodecModel, ModelConfig]:
     """Load a trained codec in eval mode on the CPU, with its model configuration.
 

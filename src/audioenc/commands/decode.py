@@ -47,14 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import math
-
-    from audioenc.codec_io import decode_file, load_codec
+    from audioenc.codec_io import chunk_frames_for, decode_file, load_codec
 
     model, config = load_codec(args.model)
-    if args.chunk_seconds <= 0:
-        raise ValueError(f"--chunk-seconds must be > 0, got {args.chunk_seconds}.")
-    chunk_frames = max(1, math.ceil(args.chunk_seconds * model.frame_rate - 1e-9))
+    chunk_frames = chunk_frames_for(args.chunk_seconds, model.frame_rate)
     result = decode_file(args.input, args.output, model, config, chunk_frames=chunk_frames,
                          to_source_rate=args.source_rate, subtype=args.subtype,
                          allow_other_weights=args.allow_other_weights, device=args.device)

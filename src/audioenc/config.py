@@ -99,7 +99,8 @@ class TrainConfig:
     max_nonfinite_steps: int = 10  # consecutive NaN/Inf steps before the run stops
     best_metric: str = "mel_distance"  # a reconstruction metric, lower is better
     device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16
+    precision: str = "fp32"  # fp32 | bf16 (autocast; CPU with AVX512-BF16/AMX, or GPU)
+    compile: bool = False  # torch.compile the codec and the discriminator (first steps compile)
     logger: str = "tensorboard"  # tensorboard | wandb | none
 
 

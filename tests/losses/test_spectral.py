@@ -194,3 +194,18 @@ def test_mel_distance_matches_numpy_reference_and_is_mean_over_channels():
     ])
     assert value == pytest.approx(reference, rel=1e-4)
     assert mel_distance(y, y.clone()).item() == 0.0
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 5])
+def test_multiscale_mel_chunking_changes_nothing_but_speed(chunk):
+    """The chunked loss is the size-weighted mean of chunk losses = the loss on all signals at once."""
+    torch.manual_seed(0)
+    y = torch.randn(2, 5, 4096, dtype=torch.float64)
+    y_hat = torch.randn(2, 5, 4096, dtype=torch.float64, requires_grad=True)
+    whole = MultiScaleMelLoss(alphas=True, normalized=True, chunk_signals=1000).double()
+    chunked = MultiScaleMelLoss(alphas=True, normalized=True, chunk_signals=chunk).double()
+    (grad_whole,) = torch.autograd.grad(whole(y, y_hat), y_hat)
+    value = chunked(y, y_hat)
+    (grad_chunked,) = torch.autograd.grad(value, y_hat)
+    torch.testing.assert_close(value, whole(y, y_hat), rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad_chunked, grad_whole, rtol=1e-10, atol=1e-14)

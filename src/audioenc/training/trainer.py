@@ -77,6 +77,15 @@ class Trainer:
 
         self.model = CodecModel.from_config(config.model).to(device)
         self.discriminator = build_discriminator(config.discriminator, config.model).to(device)
+        if config.train.compile:
+            # The balancer's per-loss gradients re-use the graph (retain_graph=True), which compiled
+            # backwards that donate their saved buffers refuse; donation only saves memory.
+            import torch._functorch.config as functorch_config
+
+            functorch_config.donated_buffer = False
+            # In place (Module.compile): the state-dict keys, hence checkpoints, stay the same.
+            self.model.compile()
+            self.discriminator.compile()
         # DDP only where a backward goes through parameters: the generator step and the
         # discriminator update. Generator losses call the plain discriminator module.
         self.model_ddp: nn.Module = self.model
@@ -128,7 +137,8 @@ class Trainer:
         # 1. forward
         with self._autocast():
             output = self.model_ddp(audio)
-        reconstruction = output.audio.float()
+        # Losses in the input's precision (float32 normally; autocast may return bf16).
+        reconstruction = output.audio.to(audio.dtype)
         values: dict[str, float] = {}
 
         # 2. discriminator update on the detached reconstruction (real and fake in one batch)
@@ -139,7 +149,7 @@ class Trainer:
         adversarial = self.step >= config.train.adversarial_warmup_steps
         losses = self._generator_losses(audio, reconstruction, adversarial)
         balancer = self.balancer if adversarial else self.warmup_balancer
-        penalty = output.penalty.float()
+        penalty = output.penalty.to(audio.dtype)
         values.update({key: value.item() for key, value in losses.items()})
         values["commitment"] = penalty.item()
         finite = all(math.isfinite(v) for v in values.values())
@@ -167,8 +177,8 @@ class Trainer:
         batch = real.shape[0]
         with self._autocast():
             logits, _ = self.discriminator_ddp(torch.cat([real, fake], dim=0))
-        real_logits = [scale[:batch].float() for scale in logits]
-        fake_logits = [scale[batch:].float() for scale in logits]
+        real_logits = [scale[:batch].to(real.dtype) for scale in logits]
+        fake_logits = [scale[batch:].to(real.dtype) for scale in logits]
         loss = discriminator_adversarial_loss(real_logits, fake_logits, kind=self.config.losses.adversarial)
         if not all_ranks_agree(bool(torch.isfinite(loss)), self.device):
             self.optimizer_disc.zero_grad(set_to_none=True)
@@ -198,9 +208,9 @@ class Trainer:
             self.discriminator.requires_grad_(True)
         return {
             **reconstruction_losses,
-            "adv": generator_adversarial_loss([x.float() for x in fake_logits], kind=kind),
+            "adv": generator_adversarial_loss([x.to(audio.dtype) for x in fake_logits], kind=kind),
             "feat": feature_matching_loss(
-                _to_float(real_features), _to_float(fake_features),
+                _cast(real_features, audio.dtype), _cast(fake_features, audio.dtype),
                 relative=self.config.losses.relative_feature_matching,
             ),
         }
@@ -286,8 +296,8 @@ class Trainer:
             checkpoint.export_model(self.run_dir, "model_best", model, self.config.model)
 
 
-def _to_float(features: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
-    return [[f.float() for f in scale] for scale in features]
+def _cast(features: list[list[torch.Tensor]], dtype: torch.dtype) -> list[list[torch.Tensor]]:
+    return [[f.to(dtype) for f in scale] for scale in features]
 
 
 class StopSignal:

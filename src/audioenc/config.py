@@ -100,7 +100,7 @@ class TrainConfig:
     best_metric: str = "mel_distance"  # a reconstruction metric, lower is better
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 (autocast; CPU with AVX512-BF16/AMX, or GPU)
-    compile: bool = False  # torch.compile the codec and the discriminator (first steps compile)
+    compile: bool = False  # torch.compile the training step's codec and discriminator calls (first steps compile)
     logger: str = "tensorboard"  # tensorboard | wandb | none
 
 

@@ -204,6 +204,19 @@ def test_tensorboard_logs_scalars_audio_and_mel_images(make_config, tmp_path):
     assert len(events.Scalars("train/l1")) == 3  # log_every=1, 3 steps
 
 
+def test_wandb_offline_run_needs_no_network(make_config, tmp_path, monkeypatch):
+    """``--logger wandb`` with ``WANDB_MODE=offline`` (the machines here have no network)."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    summary = train(make_config("train.logger=wandb", "train.epochs=1"), tmp_path, progress=False)
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert list(run.glob("run-*.wandb")), "no offline run file"
+    media = run / "files" / "media"
+    assert list((media / "audio" / "valid").glob("reconstruction_*.wav"))
+    assert list((media / "images" / "valid").glob("mel_*.png"))
+    assert summary["steps"] == 3
+
+
 def test_bf16_autocast_step_is_finite_and_close_to_fp32(make_config, tmp_path):
     config = make_config()
     _, fp32 = _steps(config, tmp_path / "fp32", 1)

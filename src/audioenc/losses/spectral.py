@@ -124,13 +124,19 @@ class MelSpectrogram(nn.Module):
         # Buffers, not parameters: they follow .to(device) and are never trained.
         self.register_buffer("window", window, persistent=False)
         self.register_buffer("filterbank", bank.float(), persistent=False)
+        # The bands that can be non-zero (a loss may skip the others: they are 0 for every signal).
+        self.register_buffer("filterbank_nonempty", bank[bank.sum(dim=1) != 0].float(), persistent=False)
 
     def num_frames(self, length: int) -> int:
         """Frames for ``length`` samples: ``ceil((length + 2p - n_fft) / hop) + 1``."""
         return math.ceil(max(length + 2 * self.padding - self.n_fft, 0) / self.hop_length) + 1
 
-    def mel_power(self, x: torch.Tensor) -> torch.Tensor:
-        """Linear mel power ``M`` of ``[N, T]`` signals: ``[N, n_mels, frames]``."""
+    def mel_power(self, x: torch.Tensor, nonempty_only: bool = False) -> torch.Tensor:
+        """Linear mel power ``M`` of ``[N, T]`` signals: ``[N, n_mels, frames]``.
+
+        With ``nonempty_only`` only the ``n_mels - empty_bands`` bands that can be non-zero:
+        ``[N, n_mels - empty_bands, frames]``.
+        """
         length = x.shape[-1]
         if length <= self.padding:
             raise ValueError(
@@ -150,7 +156,8 @@ class MelSpectrogram(nn.Module):
         )  # [N, freq, frames]
         # |X|² from the real view: differentiable everywhere (abs() of a complex 0 is not).
         power = torch.view_as_real(spec).pow(2).sum(-1)
-        return torch.matmul(self.filterbank.to(x.dtype), power)
+        bank = self.filterbank_nonempty if nonempty_only else self.filterbank
+        return torch.matmul(bank.to(x.dtype), power)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, T]`` audio -> ``[B, C, n_mels, frames]`` (log10 if ``log``)."""
@@ -250,10 +257,15 @@ class MultiScaleMelLoss(nn.Module):
             y_hat_chunk = y_hat_flat[start:start + self.chunk_signals]
             chunk_total = y.new_zeros(())
             for alpha, mel in zip(self.alphas, self.mels):
-                mel_y, mel_y_hat = mel.mel_power(y_chunk), mel.mel_power(y_hat_chunk)
+                # Empty bands are 0 in both spectrograms and add 0 to both sums; only the means'
+                # denominators count them (n_mels bands). Skipping them halves the work of the
+                # smallest window (36 of 64 bands empty at n_fft 32).
+                mel_y = mel.mel_power(y_chunk, nonempty_only=True)
+                mel_y_hat = mel.mel_power(y_hat_chunk, nonempty_only=True)
+                kept = mel_y.shape[-2] / mel.n_mels
                 linear = F.l1_loss(mel_y_hat, mel_y)
                 log = F.mse_loss(torch.log10(self.floor_level + mel_y_hat), torch.log10(self.floor_level + mel_y))
-                chunk_total = chunk_total + linear + alpha * log
+                chunk_total = chunk_total + kept * (linear + alpha * log)
             total = total + chunk_total * (y_chunk.shape[0] / signals)
         return total / self.normalizer
 

@@ -60,6 +60,13 @@ def all_ranks_agree(flag: bool, device: torch.device) -> bool:
     return bool(value.item() > 0.5)
 
 
+def wait_for_all_ranks() -> None:
+    """Barrier (no-op without torchrun). Called once a run ended normally, so that no rank tears
+    the process group down while another is still in its last collective or writing its files."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -8,7 +8,7 @@ from pathlib import Path
 from audioenc.config import Config
 from audioenc.training.checkpoint import load_training_state
 from audioenc.training.data import build_datasets
-from audioenc.training.distributed import init_distributed, resolve_device, shutdown
+from audioenc.training.distributed import init_distributed, resolve_device, shutdown, wait_for_all_ranks
 from audioenc.training.logging import RunLogger
 from audioenc.training.loop import fit
 from audioenc.training.trainer import Trainer
@@ -42,6 +42,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
             logger.close()
         if context.is_main:
             print(summary_table(run_dir, summary))
+        wait_for_all_ranks()
         return summary
     finally:
         shutdown()

@@ -77,15 +77,6 @@ class Trainer:
 
         self.model = CodecModel.from_config(config.model).to(device)
         self.discriminator = build_discriminator(config.discriminator, config.model).to(device)
-        if config.train.compile:
-            # The balancer's per-loss gradients re-use the graph (retain_graph=True), which compiled
-            # backwards that donate their saved buffers refuse; donation only saves memory.
-            import torch._functorch.config as functorch_config
-
-            functorch_config.donated_buffer = False
-            # In place (Module.compile): the state-dict keys, hence checkpoints, stay the same.
-            self.model.compile()
-            self.discriminator.compile()
         # DDP only where a backward goes through parameters: the generator step and the
         # discriminator update. Generator losses call the plain discriminator module.
         self.model_ddp: nn.Module = self.model
@@ -94,6 +85,22 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.model_ddp = DistributedDataParallel(self.model, device_ids=ids)
             self.discriminator_ddp = DistributedDataParallel(self.discriminator, device_ids=ids)
+        # What the generator losses call: no DDP (no parameter gradients there).
+        self.discriminator_frozen: nn.Module = self.discriminator
+        if config.train.compile:
+            # The balancer's per-loss gradients re-use the graph (retain_graph=True), which compiled
+            # backwards that donate their saved buffers refuse; donation only saves memory.
+            import torch._functorch.config as functorch_config
+
+            functorch_config.donated_buffer = False
+            # Only the training step's calls are compiled (fixed shapes); validation, export and
+            # checkpoints use the plain modules, so their state-dict keys do not change.
+            self.model_ddp = torch.compile(self.model_ddp)
+            self.discriminator_frozen = torch.compile(self.discriminator)
+            self.discriminator_ddp = (
+                self.discriminator_frozen if self.discriminator_ddp is self.discriminator
+                else torch.compile(self.discriminator_ddp)
+            )
 
         optim = config.optim
         self.optimizer = torch.optim.Adam(
@@ -201,9 +208,9 @@ class Trainer:
         self.discriminator.requires_grad_(False)
         try:
             with self._autocast():
-                fake_logits, fake_features = self.discriminator(reconstruction)
+                fake_logits, fake_features = self.discriminator_frozen(reconstruction)
                 with torch.no_grad():
-                    _, real_features = self.discriminator(audio)
+                    _, real_features = self.discriminator_frozen(audio)
         finally:
             self.discriminator.requires_grad_(True)
         return {

@@ -155,6 +155,16 @@ def _header(path: Path, rows: list[tuple[int, list[str]]], expected: tuple[str, 
     return {column: index for index, column in enumerate(expected)}, rows
 
 
+def _fit_width(fields: list[str], width: int, path, number: int, issues: list) -> list[str] | None:
+    """Pad a short TSV row with empty fields; a row with extra non-empty fields is an issue (None)."""
+    if len(fields) < width:
+        return fields + [""] * (width - len(fields))
+    if len(fields) > width and any(extra.strip() for extra in fields[width:]):
+        issues.append(Issue(str(path), number, f"{path}:{number}: {len(fields)} fields, expected {width}: {fields!r}"))
+        return None
+    return fields
+
+
 def _durations_of(audio_dir: Path | None, durations: Mapping[str, float] | None) -> Mapping[str, float] | None:
     if durations is not None:
         return durations
@@ -217,10 +227,8 @@ def read_strong_tsv(
     width = max(columns.values()) + 1
     for number, fields in rows:
         where = f"{path}:{number}"
-        if len(fields) < width:
-            fields = fields + [""] * (width - len(fields))
-        if len(fields) > width and any(extra.strip() for extra in fields[width:]):
-            issues.append(Issue(str(path), number, f"{where}: {len(fields)} fields, expected {width}: {fields!r}"))
+        fields = _fit_width(fields, width, path, number, issues)
+        if fields is None:
             continue
         filename = fields[columns["filename"]].strip()
         onset_text = fields[columns["onset"]].strip()
@@ -340,10 +348,8 @@ def read_weak_tsv(
     width = max(columns.values()) + 1
     for number, fields in rows:
         where = f"{path}:{number}"
-        if len(fields) < width:
-            fields = fields + [""] * (width - len(fields))
-        if len(fields) > width and any(extra.strip() for extra in fields[width:]):
-            issues.append(Issue(str(path), number, f"{where}: {len(fields)} fields, expected {width}: {fields!r}"))
+        fields = _fit_width(fields, width, path, number, issues)
+        if fields is None:
             continue
         filename = fields[columns["filename"]].strip()
         if not filename:

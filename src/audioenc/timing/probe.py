@@ -74,7 +74,7 @@ from audioenc.timing.boundaries import (
 )
 from audioenc.timing.features import load_audio
 from audioenc.timing.pooling import make_pooling
-from audioenc.timing.weak import CRNNOutput, Predictions, TrainingHistory
+from audioenc.timing.weak import CRNNOutput, Predictions, TrainingHistory, collate_padded
 
 TOLERANCE_SECONDS = 0.2
 """Onset/offset tolerance of the boundary shares (the DCASE onset collar)."""
@@ -385,16 +385,6 @@ def clip_targets(split: EventSplit, classes: Sequence[str], files: Sequence[str]
     return targets
 
 
-def _collate(items: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    longest = max(item.shape[-1] for item in items)
-    batch = torch.zeros(len(items), items[0].shape[0], longest)
-    mask = torch.zeros(len(items), longest, dtype=torch.bool)
-    for row, item in enumerate(items):
-        batch[row, :, : item.shape[-1]] = torch.from_numpy(item)
-        mask[row, : item.shape[-1]] = True
-    return batch, mask
-
-
 def _bce(clip_scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     # Clamped: max / linear-softmax pools reach exactly 0 or 1, where the log is -inf.
     return nn.functional.binary_cross_entropy(clip_scores.clamp(1e-6, 1 - 1e-6), targets)
@@ -443,7 +433,7 @@ def train_frame_model(
         losses = []
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            batch, mask = _collate([train_inputs[row] for row in rows])
+            batch, mask = collate_padded([train_inputs[row] for row in rows])
             loss = _bce(model(batch, mask).clip_scores, torch.from_numpy(train_targets[rows]))
             optimizer.zero_grad()
             loss.backward()

@@ -281,8 +281,9 @@ class FeatureSet:
         return targets
 
 
-def _collate(log_mels: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad ``[n_mels, frames_i]`` arrays to ``[B, n_mels, max frames]`` with a ``[B, max]`` mask."""
+def collate_padded(log_mels: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad ``[n_mels, frames_i]`` arrays to ``[B, n_mels, max frames]`` with a ``[B, max]`` mask
+    (True on real frames). Any ``[channels, frames_i]`` arrays work the same way."""
     longest = max(item.shape[-1] for item in log_mels)
     batch = torch.zeros(len(log_mels), log_mels[0].shape[0], longest)
     mask = torch.zeros(len(log_mels), longest, dtype=torch.bool)
@@ -346,7 +347,7 @@ def _evaluate(model: WeakCRNN, features: FeatureSet, batch_size: int) -> tuple[f
     with torch.no_grad():
         for start in range(0, len(files), batch_size):
             names = files[start : start + batch_size]
-            batch, mask = _collate([features.log_mels[name] for name in names])
+            batch, mask = collate_padded([features.log_mels[name] for name in names])
             target = torch.from_numpy(np.stack([targets[name] for name in names]))
             scores = model(batch, mask).clip_scores
             losses.append(float(_clip_loss(scores, target)) * len(names))
@@ -436,7 +437,7 @@ def train_weak_encoder(
             names = [files[index] for index in order[start : start + batch_size]]
             if len(names) < 2:
                 continue  # batch norm needs two clips; the leftover clip comes back next epoch
-            batch, mask = _collate([train_set.log_mels[name] for name in names])
+            batch, mask = collate_padded([train_set.log_mels[name] for name in names])
             target = torch.from_numpy(np.stack([targets[name] for name in names]))
             loss = _clip_loss(model(batch, mask).clip_scores, target)
             optimizer.zero_grad()
@@ -491,7 +492,7 @@ def predict(model: WeakCRNN, log_mels: Mapping[str, np.ndarray], batch_size: int
     with torch.no_grad():
         for start in range(0, len(names), batch_size):
             chunk = names[start : start + batch_size]
-            batch, mask = _collate([log_mels[name] for name in chunk])
+            batch, mask = collate_padded([log_mels[name] for name in chunk])
             output = model(batch, mask)
             for row, name in enumerate(chunk):
                 frames = int(output.mask[row].sum())

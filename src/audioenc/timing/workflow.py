@@ -102,6 +102,7 @@ from audioenc.timing.weak import (
     Predictions,
     TrainingHistory,
     WeakCRNN,
+    collate_padded,
     feature_statistics,
     predict,
     save_weak_encoder,
@@ -353,16 +354,6 @@ def _write_tsv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
     return path
 
 
-def _collate(items: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    longest = max(item.shape[-1] for item in items)
-    batch = torch.zeros(len(items), items[0].shape[0], longest)
-    mask = torch.zeros(len(items), longest, dtype=torch.bool)
-    for row, item in enumerate(items):
-        batch[row, :, : item.shape[-1]] = torch.from_numpy(item)
-        mask[row, : item.shape[-1]] = True
-    return batch, mask
-
-
 # =========================================================================== step 1 model
 
 
@@ -409,7 +400,7 @@ def train_frame_scorer(features: FeatureSet, classes: Sequence[str], *, hidden: 
     losses = []
     for _ in range(steps):
         rows = torch.randint(len(files), (min(batch_size, len(files)),), generator=generator).tolist()
-        batch, mask = _collate([features.log_mels[files[row]] for row in rows])
+        batch, mask = collate_padded([features.log_mels[files[row]] for row in rows])
         scores, _ = model(batch)
         target = torch.from_numpy(targets[rows])[:, :, None].expand_as(scores)
         loss = nn.functional.binary_cross_entropy(scores.clamp(1e-6, 1 - 1e-6), target, reduction="none")
@@ -757,8 +748,8 @@ def _fit_pooling(rule: str, frames: Mapping[str, tuple[torch.Tensor, torch.Tenso
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         rows = torch.randint(len(files), (min(16, len(files)),), generator=generator).tolist()
-        scores, mask = _collate([frames[files[row]][0][0].numpy() for row in rows])
-        hidden_batch, _ = _collate([frames[files[row]][1][0].numpy() for row in rows])
+        scores, mask = collate_padded([frames[files[row]][0][0].numpy() for row in rows])
+        hidden_batch, _ = collate_padded([frames[files[row]][1][0].numpy() for row in rows])
         clip = module(scores, hidden_batch, mask)
         loss = nn.functional.binary_cross_entropy(clip.clamp(1e-6, 1 - 1e-6), targets[rows])
         optimizer.zero_grad()

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from audioenc.metrics.reconstruction import band_edges, si_snr, spatial_errors
+from audioenc.losses.spectral import mel_distance
+from audioenc.metrics.reconstruction import (
+    band_edges,
+    evaluate_codec,
+    identification_accuracy,
+    si_snr,
+    spatial_errors,
+)
+from audioenc.models.codec import CodecOutput
 
 
 def _si_snr_numpy(s: np.ndarray, s_hat: np.ndarray) -> float:
@@ -89,3 +97,63 @@ def test_shape_errors():
         si_snr(torch.zeros(1, 1, 10), torch.zeros(1, 2, 10))
     with pytest.raises(ValueError, match="at least 2 channels"):
         spatial_errors(torch.zeros(1, 1, 2000), torch.zeros(1, 1, 2000), 24000)
+
+
+# ---- identification and the whole evaluation ---------------------------------------------------
+
+
+def _identified_brute_force(references: np.ndarray, estimates: np.ndarray) -> list[bool]:
+    n = len(references)
+    result = []
+    for i in range(n):
+        distances = [np.mean(np.abs(estimates[i] - references[j])) for j in range(n)]
+        result.append(all(distances[i] < distances[j] for j in range(n) if j != i))
+    return result
+
+
+def test_identification_accuracy_matches_brute_force_and_extremes():
+    rng = np.random.default_rng(1)
+    references = rng.standard_normal((6, 2, 5, 7))
+    # Half the estimates lie near their own reference, half near the next one.
+    estimates = references + 0.05 * rng.standard_normal(references.shape)
+    estimates[3:] = np.roll(references, -1, axis=0)[3:] + 0.05 * rng.standard_normal((3, 2, 5, 7))
+    got = identification_accuracy(torch.tensor(references), torch.tensor(estimates))
+    assert got.tolist() == _identified_brute_force(references, estimates) == [True] * 3 + [False] * 3
+    # A collapsed model (the same output for every input) identifies at most one segment.
+    constant = np.broadcast_to(references.mean(axis=0), references.shape)
+    assert int(identification_accuracy(torch.tensor(references), torch.tensor(constant)).sum()) <= 1
+
+
+def test_identification_accuracy_rejects_mismatched_or_single():
+    with pytest.raises(ValueError, match="same shape"):
+        identification_accuracy(torch.zeros(3, 4), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="N >= 2"):
+        identification_accuracy(torch.zeros(1, 4), torch.zeros(1, 4))
+
+
+class _HalfGain(torch.nn.Module):
+    """A stand-in codec whose reconstruction is the input at 0.9 amplitude plus a fixed tone."""
+
+    def forward(self, audio: torch.Tensor) -> CodecOutput:
+        time = torch.arange(audio.shape[-1], dtype=audio.dtype) / 24000
+        out = 0.9 * audio + 0.01 * torch.sin(2 * math.pi * 440 * time)
+        zero = torch.zeros(())
+        return CodecOutput(out, out[:, :, ::320], None, zero, zero)
+
+
+def test_evaluate_codec_averages_per_item_whatever_the_batching():
+    # Regression: mel_distance used to be a batch mean summed per batch and divided by the item
+    # count, i.e. the true value divided by the batch size.
+    torch.manual_seed(0)
+    audio = 0.1 * torch.randn(5, 1, 4800) * 0.5 ** torch.arange(5.0)[:, None, None]  # 6 dB apart
+    model = _HalfGain()
+    expected_mel = float(mel_distance(audio, model(audio).audio))
+    expected_si_snr = float(si_snr(audio, model(audio).audio).mean())
+    for batches in ([audio], [audio[:3], audio[3:]], [audio[i : i + 1] for i in range(5)]):
+        metrics = evaluate_codec(model, batches, 24000, torch.device("cpu"))
+        assert metrics["items"] == 5
+        assert metrics["mel_distance"] == pytest.approx(expected_mel, rel=1e-5)
+        assert metrics["si_snr"] == pytest.approx(expected_si_snr, rel=1e-5)
+        # 0.9 gain is a log-mel offset of 0.09, small next to the 0.6 between neighbouring
+        # segments, so every segment is recognised from its reconstruction.
+        assert metrics["mel_identified"] == 1.0

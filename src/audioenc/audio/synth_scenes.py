@@ -71,7 +71,7 @@ DEFAULT_SECONDS = 10.0
 MOVING_HOP_SECONDS = 0.25
 """Hop of the block-wise rendering of moving sources (windows are twice as long)."""
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped when the synthesis changes; part of the cache key and of the completion marker."""
 
 COMPLETE_MARKER = ".eigenscape_like_complete.json"
@@ -234,7 +234,10 @@ def _speech(rng: np.random.Generator, num_samples: int, sample_rate: int) -> np.
     f0 = rng.uniform(95.0, 230.0) * (1.0 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.3, 0.8) * time_s))
     phase = np.cumsum(f0) / sample_rate
     pulses = np.diff(np.floor(phase), prepend=0.0)  # one impulse per glottal period
-    source = signal.lfilter([1.0], [1.0, -0.95], pulses) + 0.02 * rng.standard_normal(num_samples)
+    # Glottal tilt (leaky integrator) times lip radiation (a differencer): the source has no DC.
+    # Without the differencer the positive pulse train leaves a DC offset that the syllable
+    # windows turn into a strong sub-audio drift no microphone chain would record.
+    source = signal.lfilter([1.0, -1.0], [1.0, -0.95], pulses) + 0.02 * rng.standard_normal(num_samples)
     vowels = ((730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480), (570, 840, 2410))
     syllable = int(rng.uniform(0.15, 0.3) * sample_rate)
     out = np.zeros(num_samples)

@@ -113,27 +113,62 @@ def _check_shapes(y: torch.Tensor, y_hat: torch.Tensor) -> None:
         )
 
 
+def identification_accuracy(references: torch.Tensor, estimates: torch.Tensor) -> torch.Tensor:
+    """Whether each estimate is closer to its own reference than to any other one.
+
+    Distances are mean absolute differences of the flattened features (for log-mel spectrograms,
+    the :func:`~audioenc.losses.spectral.mel_distance` of every pair). Estimate ``i`` is
+    *identified* when ``d(estimate_i, reference_i) < d(estimate_i, reference_j)`` for every
+    ``j != i``; ties count as misses. Chance level is ``1 / N``.
+
+    Args:
+        references, estimates: ``[N, ...]`` features of the same shape, ``N >= 2``.
+
+    Returns:
+        ``[N]`` booleans.
+    """
+    if references.shape != estimates.shape or references.shape[0] < 2:
+        raise ValueError(
+            f"Expected references and estimates of the same shape [N, ...] with N >= 2; got "
+            f"{tuple(references.shape)} and {tuple(estimates.shape)}."
+        )
+    flat_ref = references.reshape(references.shape[0], -1).float()
+    flat_est = estimates.reshape(estimates.shape[0], -1).float()
+    distances = torch.cdist(flat_est[None], flat_ref[None], p=1)[0] / flat_ref.shape[1]  # [estimate, reference]
+    own = distances.diagonal()
+    others = distances + torch.diag(torch.full_like(own, math.inf))
+    return own < others.min(dim=1).values
+
+
 @torch.no_grad()
 def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: torch.device) -> dict[str, float]:
     """Average reconstruction metrics of ``model`` (in eval mode) over ``batches`` of ``[B, C, T]``.
 
-    Returns ``l1``, ``mel_distance`` (log-mel L1; lower is better), ``si_snr`` (dB, higher is
-    better), ``neg_si_snr``, ``items`` and, for multichannel audio, ``ild_error_db`` and
-    ``coherence_error`` (lower is better). The model's train/eval mode is restored afterwards.
+    Returns ``l1``, ``mel_distance`` (log-mel L1 per item; lower is better), ``si_snr`` (dB, higher
+    is better), ``neg_si_snr``, ``mel_identified`` (the fraction of reconstructions whose log-mel
+    spectrogram is nearer their own segment's than any other segment's: the segment is
+    recognisable from its reconstruction; chance is ``1 / items``), ``items`` and, for
+    multichannel audio, ``ild_error_db`` and ``coherence_error`` (lower is better). The model's
+    train/eval mode is restored afterwards.
     """
-    from audioenc.losses.spectral import mel_distance
+    from audioenc.losses.spectral import validation_mel
 
     was_training = model.training
     model.eval()
+    mel = validation_mel(sample_rate).to(device)
     sums: dict[str, float] = {}
+    reference_mels, reconstruction_mels = [], []
     count = 0
     try:
         for audio in batches:
             audio = audio.to(device)
             reconstruction = model(audio).audio.float()
+            reference_mel, reconstruction_mel = mel(audio.float()), mel(reconstruction)
+            reference_mels.append(reference_mel.cpu())
+            reconstruction_mels.append(reconstruction_mel.cpu())
             metrics = {
                 "l1": (reconstruction - audio).abs().mean(dim=(1, 2)),
-                "mel_distance": mel_distance(audio, reconstruction, sample_rate),
+                "mel_distance": (reconstruction_mel - reference_mel).abs().mean(dim=(1, 2, 3)),
                 "si_snr": si_snr(audio, reconstruction),
             }
             if audio.shape[1] > 1:
@@ -147,5 +182,8 @@ def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: to
         raise ValueError("No evaluation segments: the dataset is empty.")
     results = {key: total / count for key, total in sums.items()}
     results["neg_si_snr"] = -results["si_snr"]
+    if count >= 2:
+        identified = identification_accuracy(torch.cat(reference_mels), torch.cat(reconstruction_mels))
+        results["mel_identified"] = float(identified.float().mean())
     results["items"] = count
     return results

@@ -54,7 +54,8 @@ def summary_table(run_dir: Path, summary: dict) -> str:
     history_path = Path(run_dir) / "metrics.jsonl"
     if history_path.exists():
         rows = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
-        keys = [k for k in ("l1", "mel_distance", "si_snr", "ild_error_db", "coherence_error") if k in rows[0]]
+        keys = [k for k in ("l1", "mel_distance", "si_snr", "mel_identified", "ild_error_db", "coherence_error")
+                if k in rows[0]]
         lines.append(" ".join(f"{h:>14}" for h in ["epoch", "step", *keys, "best"]))
         for row in rows:
             cells = [f"{row['epoch']:>14}", f"{row['step']:>14}"]

@@ -81,6 +81,20 @@ def locate(path: str | None, deps: str | None) -> tuple[Path, Path | None] | Non
     return Path(path).expanduser(), (Path(deps).expanduser() if deps else None)
 
 
+def load_if_given(path: str | None, deps: str | None) -> dict[str, types.ModuleType] | None:
+    """:func:`load` the checkout named by arguments or environment, or ``None`` (saying why) when
+    none is given or it cannot be loaded: the benchmarks then time audioenc alone."""
+    located = locate(path, deps)
+    if located is None:
+        print("audiocraft: no checkout given (--audiocraft DIR or AUDIOCRAFT_PATH); timing audioenc only.")
+        return None
+    try:
+        return load(*located)
+    except ReferenceUnavailable as error:
+        print(f"audiocraft: skipped: {error}")
+        return None
+
+
 def load(root: Path, deps: Path | None = None) -> dict[str, types.ModuleType]:
     """Import the reference's step modules from the checkout ``root``; returns them by file stem."""
     root = Path(root)

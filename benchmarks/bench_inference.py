@@ -87,28 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     decoders = {"audioenc stream": lambda: stream_decode(model, latents, args.chunk_frames),
                 "audioenc one-shot": one_shot_decode}
 
-    located = audiocraft_reference.locate(args.audiocraft, args.audiocraft_deps)
-    if located is None:
-        print("audiocraft: no checkout given (--audiocraft DIR or AUDIOCRAFT_PATH); timing audioenc only.")
-    else:
-        try:
-            modules = audiocraft_reference.load(*located)
-            ref = audiocraft_reference.build_reference_step(modules, config, channels=1)
-            ref.encoder.eval()
-            ref.decoder.eval()
+    modules = audiocraft_reference.load_if_given(args.audiocraft, args.audiocraft_deps)
+    if modules is not None:
+        ref = audiocraft_reference.build_reference_step(modules, config, channels=1)
+        ref.encoder.eval()
+        ref.decoder.eval()
 
-            def ref_encode():
-                with torch.no_grad():
-                    return ref.encoder(audio)
+        def ref_encode():
+            with torch.no_grad():
+                return ref.encoder(audio)
 
-            def ref_decode():
-                with torch.no_grad():
-                    return ref.decoder(latents)
+        def ref_decode():
+            with torch.no_grad():
+                return ref.decoder(latents)
 
-            encoders["audiocraft"] = ref_encode
-            decoders["audiocraft"] = ref_decode
-        except audiocraft_reference.ReferenceUnavailable as error:
-            print(f"audiocraft: skipped: {error}")
+        encoders["audiocraft"] = ref_encode
+        decoders["audiocraft"] = ref_decode
 
     print(machine_line(torch.device("cpu")))
     print(f"{args.seconds:g} s of 24 kHz mono, fp32, chunks of {args.chunk_frames} frames; load before {load_average()}")

@@ -130,15 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.wait_load is not None:
         wait_for_quiet(args.wait_load, args.wait_max)
 
-    reference = None
-    located = audiocraft_reference.locate(args.audiocraft, args.audiocraft_deps)
-    if located is None:
-        print("audiocraft: no checkout given (--audiocraft DIR or AUDIOCRAFT_PATH); timing audioenc only.")
-    else:
-        try:
-            reference = audiocraft_reference.load(*located)
-        except audiocraft_reference.ReferenceUnavailable as error:
-            print(f"audiocraft: skipped: {error}")
+    reference = audiocraft_reference.load_if_given(args.audiocraft, args.audiocraft_deps)
 
     print(machine_line(device))
     peaks = {}

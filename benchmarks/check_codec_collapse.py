@@ -27,15 +27,15 @@ import torch
 from audioenc.codec_io import load_codec
 from audioenc.config import Config
 from audioenc.losses.spectral import validation_mel
-from audioenc.metrics.reconstruction import identification_accuracy
+from audioenc.metrics.reconstruction import identification_accuracy, pairwise_distances
 from audioenc.models.codec import CodecModel
 from audioenc.training.data import build_datasets
 from audioenc.training.distributed import DistributedContext
 
 
 def median_pair_distance(features: torch.Tensor) -> float:
-    """Median mean-absolute distance between the rows of ``[N, D]`` features, pairs ``i != j``."""
-    distances = torch.cdist(features[None], features[None], p=1)[0] / features.shape[1]
+    """Median mean-absolute distance between the rows of ``[N, ...]`` features, pairs ``i != j``."""
+    distances = pairwise_distances(features, features)
     return float(distances[~torch.eye(len(features), dtype=torch.bool)].median())
 
 
@@ -56,8 +56,8 @@ def main() -> None:
     reference_mel, reconstruction_mel = mel(audio), mel(output.audio)
 
     print(f"validation segments: {len(audio)}")
-    print(f"ref-ref median log-mel distance: {median_pair_distance(reference_mel.flatten(1)):.4f}")
-    print(f"rec-rec median log-mel distance: {median_pair_distance(reconstruction_mel.flatten(1)):.4f}")
+    print(f"ref-ref median log-mel distance: {median_pair_distance(reference_mel):.4f}")
+    print(f"rec-rec median log-mel distance: {median_pair_distance(reconstruction_mel):.4f}")
     identified = identification_accuracy(reference_mel, reconstruction_mel).float().mean()
     print(f"mel_identified: {float(identified):.4f} (chance {1 / len(audio):.4f})")
     latents = output.latents

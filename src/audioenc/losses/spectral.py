@@ -384,30 +384,26 @@ def mel_distance(
     f_min: float = 0.0,
     f_max: float | None = None,
     floor_level: float = 1e-5,
-    per_item: bool = False,
 ) -> torch.Tensor:
     """Validation metric: mean L1 distance between log10 mel spectrograms (lower is better).
 
     ``mean|log10(1e-5 + M(y)) - log10(1e-5 + M(ŷ))|`` with :class:`MelSpectrogram` at one
     resolution (default FFT 1024, hop 256, 64 bands, 0 Hz .. Nyquist, 24 kHz), averaged over
-    channels, bands and frames (so for multichannel audio it is the mean over channels), and over
-    the batch unless ``per_item``. Units: log10 of mel power (1.0 = a factor of 10 in power, 10 dB).
+    batch, channels, bands and frames, so for multichannel audio it is the mean over channels
+    (per segment: apply :func:`validation_mel` yourself, as validation does). Units: log10 of mel power (1.0 = a factor of 10 in power, 10 dB).
 
     Args:
         y, y_hat: reference and estimate ``[B, C, T]``, ``T > (n_fft - hop_length) / 2``.
-        per_item: return one distance per batch item ``[B]`` instead of the batch mean.
 
     Returns:
-        A scalar tensor, or ``[B]`` with ``per_item`` (gradients flow; wrap in ``torch.no_grad()``
-        for validation).
+        A scalar tensor (gradients flow; wrap in ``torch.no_grad()`` for validation).
     """
     _check_pair(y, y_hat, "mel_distance")
     mel = MelSpectrogram(
         sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
         f_min=f_min, f_max=f_max, log=True, floor_level=floor_level,
     ).to(y.device)
-    distance = (mel(y_hat) - mel(y)).abs()
-    return distance.mean(dim=(1, 2, 3)) if per_item else distance.mean()
+    return F.l1_loss(mel(y_hat), mel(y))
 
 
 __all__ = ["MelSpectrogram", "MultiResolutionSTFTLoss", "MultiScaleMelLoss", "mel_distance", "validation_mel"]

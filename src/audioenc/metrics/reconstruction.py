@@ -113,6 +113,12 @@ def _check_shapes(y: torch.Tensor, y_hat: torch.Tensor) -> None:
         )
 
 
+def pairwise_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between every row of ``a`` ``[N, ...]`` and of ``b`` ``[M, ...]``: ``[N, M]``."""
+    flat_a, flat_b = a.reshape(a.shape[0], -1).float(), b.reshape(b.shape[0], -1).float()
+    return torch.cdist(flat_a[None], flat_b[None], p=1)[0] / flat_a.shape[1]
+
+
 def identification_accuracy(references: torch.Tensor, estimates: torch.Tensor) -> torch.Tensor:
     """Whether each estimate is closer to its own reference than to any other one.
 
@@ -132,9 +138,7 @@ def identification_accuracy(references: torch.Tensor, estimates: torch.Tensor) -
             f"Expected references and estimates of the same shape [N, ...] with N >= 2; got "
             f"{tuple(references.shape)} and {tuple(estimates.shape)}."
         )
-    flat_ref = references.reshape(references.shape[0], -1).float()
-    flat_est = estimates.reshape(estimates.shape[0], -1).float()
-    distances = torch.cdist(flat_est[None], flat_ref[None], p=1)[0] / flat_ref.shape[1]  # [estimate, reference]
+    distances = pairwise_distances(estimates, references)  # [estimate, reference]
     own = distances.diagonal()
     others = distances + torch.diag(torch.full_like(own, math.inf))
     return own < others.min(dim=1).values

@@ -14,6 +14,7 @@ signals of magnitude 0.1-0.3.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import tracemalloc
 
@@ -26,9 +27,11 @@ from safetensors.numpy import load_file
 
 from audioenc.audio.io import AudioReadError
 from audioenc.codec_io import (
+    EncodedHeader,
     EncodedReader,
     StreamingDecoder,
     StreamingEncoder,
+    check_model_matches,
     decode_file,
     encode_file,
     load_codec,
@@ -126,8 +129,8 @@ def test_streaming_encoder_equals_one_shot(chunk_frames, channels):
     model, _ = _model(channels=channels)
     audio = _signal(2, channels, 37 * HOP + 11)  # 38 frames; the last chunk is partial
     with torch.no_grad():
-        reference = model.encode(audio)
-    streamed = _stream_encode(StreamingEncoder(model), audio, chunk_frames)
+        reference, scale = model.encode(audio)
+    streamed = _stream_encode(StreamingEncoder(model, scale=scale), audio, chunk_frames)
     assert streamed.shape == reference.shape == (2, 16, 38)
     torch.testing.assert_close(streamed, reference, rtol=0, atol=ATOL)
 
@@ -138,8 +141,10 @@ def test_carrying_state_is_what_makes_chunks_exact():
     model, _ = _model()
     audio = _signal(1, 1, 40 * HOP)
     with torch.no_grad():
-        reference = model.encode(audio)
-        stateless = torch.cat([model.encode(audio[..., i : i + 8 * HOP]) for i in range(0, 40 * HOP, 8 * HOP)], -1)
+        reference, scale = model.encode(audio)
+        stateless = torch.cat(
+            [model.encode(audio[..., i : i + 8 * HOP], scale)[0] for i in range(0, 40 * HOP, 8 * HOP)], -1
+        )
     assert (stateless - reference).abs().max() > 1e-3
 
 
@@ -147,11 +152,11 @@ def test_streaming_codes_equal_one_shot_codes_and_latents_only_gives_latents():
     model, _ = _model(quantizer="rvq")
     audio = _signal(2, 1, 50 * HOP + 3, seed=5)
     with torch.no_grad():
-        codes = model.encode(audio)
-        latents = model.encoder(audio)
-    assert torch.equal(_stream_encode(StreamingEncoder(model), audio, 7), codes)
-    assert torch.equal(_stream_encode(StreamingEncoder(model, n_q=2), audio, 7), codes[:, :2])
-    streamed_latents = _stream_encode(StreamingEncoder(model, latents_only=True), audio, 7)
+        codes, scale = model.encode(audio)
+        latents = model.encoder(audio / scale)
+    assert torch.equal(_stream_encode(StreamingEncoder(model, scale=scale), audio, 7), codes)
+    assert torch.equal(_stream_encode(StreamingEncoder(model, n_q=2, scale=scale), audio, 7), codes[:, :2])
+    streamed_latents = _stream_encode(StreamingEncoder(model, latents_only=True, scale=scale), audio, 7)
     torch.testing.assert_close(streamed_latents, latents, rtol=0, atol=ATOL)
 
 
@@ -160,9 +165,9 @@ def test_streaming_codes_equal_one_shot_codes_and_latents_only_gives_latents():
 def test_streaming_decoder_equals_one_shot(quantizer, chunk_frames):
     model, _ = _model(quantizer=quantizer, channels=2)
     with torch.no_grad():
-        encoded = model.encode(_signal(2, 2, 30 * HOP, seed=3))
-        reference = model.decode(encoded)
-    stream = StreamingDecoder(model)
+        encoded, scale = model.encode(_signal(2, 2, 30 * HOP, seed=3) * torch.tensor([0.01, 2.0])[:, None, None])
+        reference = model.decode(encoded, scale)
+    stream = StreamingDecoder(model, scale=scale)
     frames = encoded.shape[-1]
     parts = [
         stream.decode_chunk(encoded[..., i : i + chunk_frames], final=i + chunk_frames >= frames)
@@ -177,29 +182,33 @@ def test_reflect_padding_streams_exactly_with_long_enough_chunks():
     model, _ = _model(pad_mode="reflect")
     audio = _signal(1, 1, 37 * HOP + 5)
     with torch.no_grad():
-        reference = model.encode(audio)
-    torch.testing.assert_close(_stream_encode(StreamingEncoder(model), audio, 8), reference, rtol=0, atol=ATOL)
+        reference, scale = model.encode(audio)
+    torch.testing.assert_close(_stream_encode(StreamingEncoder(model, scale=scale), audio, 8), reference, rtol=0,
+                               atol=ATOL)
     with pytest.raises(ValueError, match="first chunk is only"):
-        _stream_encode(StreamingEncoder(model), audio, 2)  # the last conv's 6-frame reflection needs > 6
+        _stream_encode(StreamingEncoder(model, scale=scale), audio, 2)  # the last conv's 6-frame reflection needs > 6
 
 
 def test_non_causal_model_needs_one_chunk(tmp_path):
     model, config = _model(causal=False, pad_mode="reflect")
     audio = _signal(1, 1, 20 * HOP + 1)
     with torch.no_grad():
-        reference = model.encode(audio)
-        decoded = model.decode(reference)
-    torch.testing.assert_close(StreamingEncoder(model).encode_chunk(audio, final=True), reference, rtol=0, atol=0)
-    torch.testing.assert_close(StreamingDecoder(model).decode_chunk(reference, final=True), decoded, rtol=0, atol=0)
+        reference, scale = model.encode(audio)
+        decoded = model.decode(reference, scale)
+    torch.testing.assert_close(StreamingEncoder(model, scale=scale).encode_chunk(audio, final=True), reference,
+                               rtol=0, atol=0)
+    torch.testing.assert_close(StreamingDecoder(model, scale=scale).decode_chunk(reference, final=True), decoded,
+                               rtol=0, atol=0)
     with pytest.raises(ValueError, match="not causal"):
-        StreamingEncoder(model).encode_chunk(audio[..., : 4 * HOP])
+        StreamingEncoder(model, scale=scale).encode_chunk(audio[..., : 4 * HOP])
     with pytest.raises(ValueError, match="non-causal decoder"):
-        StreamingDecoder(model).decode_chunk(reference[..., :4])
+        StreamingDecoder(model, scale=scale).decode_chunk(reference[..., :4])
     # Files: one pass, whatever the chunk size asked for.
     _write_wav(tmp_path / "in.wav", audio[0].numpy(), 24000)
     result = encode_file(tmp_path / "in.wav", tmp_path / "enc.npz", model, config, chunk_frames=2)
     assert (result.chunks, result.header.streaming) == (1, "one-shot")
     np.testing.assert_allclose(np.load(result.path)["latents"], reference.numpy(), rtol=0, atol=ATOL)
+    assert result.header.scale == pytest.approx(float(scale), rel=1e-6)
     decode_file(result.path, tmp_path / "out.wav", model, config, chunk_frames=2)
     out = sf.read(str(tmp_path / "out.wav"), always_2d=True, dtype="float32")[0].T
     np.testing.assert_allclose(out, decoded[0, :, : audio.shape[-1]].numpy(), rtol=0, atol=ATOL)
@@ -207,7 +216,11 @@ def test_non_causal_model_needs_one_chunk(tmp_path):
 
 def test_streaming_encoder_input_checks():
     model, _ = _model()
-    stream = StreamingEncoder(model)
+    with pytest.raises(ValueError, match="normalises its input level; pass scale="):
+        StreamingEncoder(model)
+    with pytest.raises(ValueError, match="pass the encoder's scale="):
+        StreamingDecoder(model)
+    stream = StreamingEncoder(model, scale=0.5)
     with pytest.raises(ValueError, match="multiple of the hop length 32"):
         stream.encode_chunk(torch.zeros(1, 1, 33))
     with pytest.raises(ValueError, match=r"\[batch, 1, time\]"):
@@ -216,7 +229,7 @@ def test_streaming_encoder_input_checks():
     with pytest.raises(RuntimeError, match="reset"):
         stream.encode_chunk(torch.zeros(1, 1, 32))
     with pytest.raises(ValueError, match="n_q"):
-        StreamingEncoder(model, n_q=2)
+        StreamingEncoder(model, n_q=2, scale=0.5)
 
 
 # ---- files -------------------------------------------------------------------------------------
@@ -238,8 +251,12 @@ def test_encode_decode_files_match_one_shot(tmp_path, suffix):
     result = encode_file(tmp_path / "in.wav", tmp_path / f"enc{suffix}", model, config, chunk_frames=9)
     resampled = soxr.resample(source.T, 44100, 24000, quality="HQ").T  # the whole file at once
     with torch.no_grad():
-        reference = model.encode(torch.from_numpy(np.ascontiguousarray(resampled))[None])[0].numpy()
+        reference, scale = model.encode(torch.from_numpy(np.ascontiguousarray(resampled))[None])
+        reference = reference[0].numpy()
     header = result.header
+    # One level for the whole file (float64 over the streamed blocks), as encode() computes it at once.
+    assert header.scale == pytest.approx(float(np.sqrt(np.mean(resampled.astype(np.float64) ** 2))) + 1e-8, rel=1e-6)
+    assert header.scale == pytest.approx(float(scale), rel=1e-6)
     assert (header.num_samples, header.sample_rate, header.source_sample_rate) == (resampled.shape[1], 24000, 44100)
     assert header.source_frames == 44223 and header.num_frames == math.ceil(resampled.shape[1] / HOP)
     assert result.chunks == math.ceil(header.num_frames / 9)
@@ -254,7 +271,7 @@ def test_encode_decode_files_match_one_shot(tmp_path, suffix):
     decoded = decode_file(result.path, tmp_path / "out.wav", model, config, chunk_frames=4)
     audio, rate = sf.read(str(tmp_path / "out.wav"), always_2d=True, dtype="float32")
     with torch.no_grad():
-        expected = model.decode(torch.from_numpy(reference)[None], length=resampled.shape[1])[0].numpy()
+        expected = model.decode(torch.from_numpy(reference)[None], scale, length=resampled.shape[1])[0].numpy()
     assert rate == 24000 and decoded.frames == audio.shape[0] == resampled.shape[1]
     np.testing.assert_allclose(audio.T, expected, rtol=0, atol=ATOL)
 
@@ -270,13 +287,14 @@ def test_rvq_codes_file_with_bandwidth(tmp_path):
     result = encode_file(tmp_path / "in.wav", tmp_path / "codes.safetensors", model, config, n_q=2, chunk_frames=50)
     codes = load_file(str(result.path))["codes"]
     with torch.no_grad():
-        reference = model.quantizer.encode(model.encoder(torch.from_numpy(source)[None]), 2)
+        scale = model.input_scale(torch.from_numpy(source)[None])
+        reference = model.quantizer.encode(model.encoder(torch.from_numpy(source)[None] / scale), 2)
     assert codes.dtype == np.int16 and codes.shape == (1, 2, 750)
     np.testing.assert_array_equal(codes, reference.numpy())
     assert result.header.n_q == 2 and result.header.bandwidth_kbps == pytest.approx(2 * 4 * 750 / 1000)
     decode_file(result.path, tmp_path / "out.wav", model, config)
     with torch.no_grad():
-        expected = model.decode(reference, 24000)[0].numpy()
+        expected = model.decode(reference, scale, 24000)[0].numpy()
     np.testing.assert_allclose(sf.read(str(tmp_path / "out.wav"), always_2d=True)[0].T, expected, rtol=0, atol=ATOL)
 
 
@@ -339,3 +357,25 @@ def test_decoding_with_another_model_is_an_error(tmp_path):
     other_config, other = _model(dimension=8)
     with pytest.raises(ValueError, match="dimension: file 16, model 8"):
         decode_file(encoded, tmp_path / "out2.wav", other_config, other)
+
+
+def test_containers_and_configs_written_before_normalize_still_decode(tmp_path):
+    """Files and model configs from before ``model.normalize``: no ``scale`` key means 1.0, a model
+    config without ``normalize`` means a codec that never normalised (``SAVED_BEFORE``)."""
+    model, config = _model(normalize=False)
+    source = (0.3 * np.random.default_rng(3).standard_normal((1, 4000))).astype(np.float32)
+    _write_wav(tmp_path / "in.wav", source, 24000)
+    header = encode_file(tmp_path / "in.wav", tmp_path / "enc.npz", model, config).header
+    assert header.scale == 1.0
+    old = header.to_strings()
+    del old["scale"]
+    saved_config = json.loads(old["model_config"])
+    del saved_config["normalize"]
+    old["model_config"] = json.dumps(saved_config, sort_keys=True)
+    old_header = EncodedHeader.from_strings(old, "old.npz")
+    assert old_header.scale == 1.0
+    check_model_matches(old_header, model, config, "old.npz")  # the same codec: accepted
+    normalising, normalising_config = _model(normalize=True)
+    with pytest.raises(ValueError, match="normalize: file False, model True"):
+        check_model_matches(old_header, normalising, normalising_config, "old.npz")
+    assert Config.from_dict({"model": saved_config}).model == config

@@ -53,7 +53,8 @@ def test_codec_shapes_timestamps_and_scene(tmp_path):
     assert timestamps[0, 0].item() == pytest.approx(1000 / 75 / 2)  # 6.667 ms
     torch.testing.assert_close(timestamps, expected_times.expand(3, -1), rtol=0, atol=1e-4)
     with torch.no_grad():
-        reference = codec.encoder(audio[:, None, :]).transpose(1, 2)  # one-shot, whole clips
+        clips = audio[:, None, :]
+        reference = codec.encoder(clips / codec.input_scale(clips)).transpose(1, 2)  # one-shot, whole clips
     torch.testing.assert_close(embeddings, reference, rtol=0, atol=1e-6)
     scene = hear.get_scene_embeddings(audio, model)
     assert scene.shape == (3, 16)
@@ -67,7 +68,8 @@ def test_multichannel_codec_repeats_mono_on_every_channel(tmp_path):
     audio = _audio(2, 3200, seed=1)
     embeddings, _ = hear.get_timestamp_embeddings(audio, model)
     with torch.no_grad():
-        reference = codec.encoder(torch.stack([audio, audio], dim=1)).transpose(1, 2)
+        stacked = torch.stack([audio, audio], dim=1)
+        reference = codec.encoder(stacked / codec.input_scale(stacked)).transpose(1, 2)
     torch.testing.assert_close(embeddings, reference, rtol=0, atol=1e-6)
 
 
@@ -77,11 +79,11 @@ def test_rvq_codec_embeds_continuous_latents_and_run_folder_loads(tmp_path):
     audio = _audio(1, 4000, seed=2)
     embeddings, _ = hear.get_timestamp_embeddings(audio, model)
     with torch.no_grad():
-        latents = codec.encoder(audio[:, None]).transpose(1, 2)
+        latents = codec.encoder(audio[:, None] / codec.input_scale(audio[:, None])).transpose(1, 2)
     torch.testing.assert_close(embeddings, latents, rtol=0, atol=1e-6)
     # Not the quantized latents: a 2 × 8-entry RVQ cannot reproduce random latents.
     with torch.no_grad():
-        quantized = codec.quantizer.decode(codec.encode(audio[:, None])).transpose(1, 2)
+        quantized = codec.quantizer.decode(codec.encode(audio[:, None])[0]).transpose(1, 2)
     assert (embeddings - quantized).abs().max() > 1e-3
 
 

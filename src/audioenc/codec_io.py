@@ -85,7 +85,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from audioenc.audio.io import SOXR_QUALITY, AudioReadError
-from audioenc.config import Config, ModelConfig
+from audioenc.config import SAVED_BEFORE, Config, ModelConfig
 from audioenc.models.codec import CodecModel
 from audioenc.models.conv import StreamableConv1d, StreamableConvTranspose1d, StreamableLSTM, pad1d
 from audioenc.models.seanet import ResidualUnit
@@ -334,14 +334,24 @@ class StreamingEncoder:
             a continuous model or with ``latents_only``.
         latents_only: return the encoder's continuous latents ``[B, D, frames]`` even for an RVQ
             model (what the HEAR API embeds).
+        scale: the level every chunk is divided by, ``[B, 1, 1]`` or a number — for a model with
+            ``normalize``, required and fixed for the whole signal (``model.input_scale`` of the
+            whole signal reproduces ``model.encode``; a live stream picks a gain); ignored otherwise.
     """
 
-    def __init__(self, model: CodecModel, n_q: int | None = None, latents_only: bool = False) -> None:
+    def __init__(self, model: CodecModel, n_q: int | None = None, latents_only: bool = False,
+                 scale: torch.Tensor | float | None = None) -> None:
         if (model.quantizer is None or latents_only) and n_q is not None:
             raise ValueError(
                 "StreamingEncoder: n_q selects codebooks; it is meaningless when continuous latents are returned."
             )
+        if model.normalize and scale is None:
+            raise ValueError(
+                "StreamingEncoder: this codec normalises its input level; pass scale= (model.input_scale of the "
+                "whole signal, or a fixed gain for a live stream)."
+            )
         self.model = model
+        self.scale = _scale_tensor(scale if model.normalize else None)
         self.latents_only = latents_only
         quantized = model.quantizer is not None and not latents_only
         self.n_q = None if not quantized else (model.quantizer.n_q if n_q is None else n_q)
@@ -376,7 +386,7 @@ class StreamingEncoder:
             )
         self.peak_chunk_samples = max(self.peak_chunk_samples, length)
         with parametrize.cached():  # weight norm: compute each weight once per chunk
-            latents = self._run.step(self.model.encoder.model, audio, final)
+            latents = self._run.step(self.model.encoder.model, audio / self.scale.to(audio.device), final)
         self.finished = final
         self.frames_out += latents.shape[-1]
         if self.n_q is None:
@@ -390,11 +400,15 @@ class StreamingDecoder:
     Each chunk ``[B, D, f]`` (latents) or ``[B, K, f]`` (codes) of any ``f >= 1`` gives
     ``[B, C, f · hop]`` samples; the caller trims the end of the last chunk to the signal's length.
     Needs a causal decoder with right-only trimming (the defaults); a non-causal decoder takes the
-    whole sequence as one chunk.
+    whole sequence as one chunk. ``scale`` (``[B, 1, 1]`` or a number, the one the encoder used)
+    restores the signal's level; required for a model with ``normalize``, ignored otherwise.
     """
 
-    def __init__(self, model: CodecModel) -> None:
+    def __init__(self, model: CodecModel, scale: torch.Tensor | float | None = None) -> None:
+        if model.normalize and scale is None:
+            raise ValueError("StreamingDecoder: this codec normalises its input level; pass the encoder's scale=.")
         self.model = model
+        self.scale = _scale_tensor(scale if model.normalize else None)
         self.reset()
 
     def reset(self) -> None:
@@ -427,7 +441,12 @@ class StreamingDecoder:
         with parametrize.cached():
             audio = self._run.step(self.model.decoder.model, latents.to(torch.float32), final)
         self.chunks += 1
-        return audio
+        return audio * self.scale.to(audio.device)
+
+
+def _scale_tensor(scale: torch.Tensor | float | None) -> torch.Tensor:
+    """A level as a float32 ``[B or 1, 1, 1]`` tensor (1 when None)."""
+    return torch.as_tensor(1.0 if scale is None else scale, dtype=torch.float32).reshape(-1, 1, 1)
 
 
 # =================================================================================================
@@ -455,6 +474,9 @@ class EncodedHeader:
         chunk_frames: frames per chunk used when encoding.
         model_config: the model configuration as JSON.
         model_config_sha256, model_weights_sha256: see :func:`model_config_hash`, :func:`model_weights_hash`.
+        scale: the signal's level (RMS over channels and time + floor) that a codec with
+            ``normalize`` divided by; the decoder multiplies by it. 1.0 otherwise, and in files
+            written before it existed.
     """
 
     kind: str
@@ -474,6 +496,7 @@ class EncodedHeader:
     model_config: str
     model_config_sha256: str
     model_weights_sha256: str
+    scale: float = 1.0
     format: str = FORMAT_VERSION
 
     @property
@@ -493,6 +516,8 @@ class EncodedHeader:
         kwargs: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             if field.name not in values:
+                if field.default is not dataclasses.MISSING:
+                    continue  # a key added later: files written before it mean the default
                 raise ValueError(f"{where}: metadata key {field.name!r} is missing; the file is damaged.")
             caster = {"int": int, "float": float}.get(str(field.type), str)
             kwargs[field.name] = caster(values[field.name])
@@ -795,6 +820,13 @@ def _exact_length(blocks: Iterator[np.ndarray], length: int, channels: int) -> I
         yield np.zeros((channels, length - produced), dtype=np.float32)
 
 
+def _signal_level(blocks: Iterator[np.ndarray], count: int) -> float:
+    """RMS of all ``count`` samples in ``blocks`` (float64 sum) + :attr:`CodecModel.LEVEL_FLOOR`,
+    as :meth:`CodecModel.input_scale` computes it for the whole signal at once."""
+    total = sum(float(np.square(block, dtype=np.float64).sum()) for block in blocks)
+    return math.sqrt(total / count) + CodecModel.LEVEL_FLOOR
+
+
 @dataclass
 class EncodeResult:
     """What :func:`encode_file` did.
@@ -870,7 +902,19 @@ def encode_file(
     num_frames = -(-num_samples // hop)
     causal = bool(model.encoder.causal)
     chunk_samples = chunk_frames * hop if causal else num_frames * hop
-    stream = StreamingEncoder(model, n_q)
+    # Read blocks of about one chunk (in input frames), so the buffer holds < 2 chunks + soxr's delay.
+    block_frames = max(1, -(-min(chunk_samples, num_samples) * int(info.samplerate) // model.sample_rate))
+
+    def model_rate_blocks() -> Iterator[np.ndarray]:
+        return _exact_length(
+            _resampled_blocks(_read_blocks(input_path, block_frames, info.channels), int(info.samplerate),
+                              model.sample_rate, info.channels),
+            num_samples, info.channels,
+        )
+
+    # A normalising codec needs the whole signal's level before its first chunk: one extra pass.
+    scale = _signal_level(model_rate_blocks(), num_samples * info.channels) if model.normalize else 1.0
+    stream = StreamingEncoder(model, n_q, scale=scale)
     quantized = model.quantizer is not None
     header = EncodedHeader(
         kind="codes" if quantized else "latents",
@@ -881,19 +925,14 @@ def encode_file(
         streaming="causal-state" if causal else "one-shot", chunk_frames=chunk_samples // hop,
         model_config=json.dumps(dataclasses.asdict(config), sort_keys=True),
         model_config_sha256=model_config_hash(config), model_weights_sha256=model_weights_hash(model),
+        scale=scale,
     )
     if quantized:
         rows, dtype = stream.n_q, (np.int16 if model.quantizer.bins <= 2**15 else np.int32)
     else:
         rows, dtype = model.encoder.dimension, np.float32
     writer = _ContainerWriter(output_path, header, rows, dtype)
-    # Read blocks of about one chunk (in input frames), so the buffer holds < 2 chunks + soxr's delay.
-    block_frames = max(1, -(-min(chunk_samples, num_samples) * int(info.samplerate) // model.sample_rate))
-    audio = _exact_length(
-        _resampled_blocks(_read_blocks(input_path, block_frames, info.channels), int(info.samplerate),
-                          model.sample_rate, info.channels),
-        num_samples, info.channels,
-    )
+    audio = model_rate_blocks()
     pending: list[np.ndarray] = []
     pending_samples = 0
     peak_buffered = 0
@@ -952,20 +991,20 @@ def check_model_matches(header: EncodedHeader, model: CodecModel, config: ModelC
                         allow_other_weights: bool = False) -> None:
     """Raise ``ValueError`` when ``model`` is not the model that wrote ``header``.
 
-    A different configuration is always an error (the frames would not even fit); different
+    A different configuration is always an error (the frames would not even fit; keys the file's
+    configuration predates count with their :data:`~audioenc.config.SAVED_BEFORE` value); different
     weights with the same configuration are an error unless ``allow_other_weights``.
     """
-    if header.model_config_sha256 != model_config_hash(config):
-        saved = json.loads(header.model_config)
-        current = dataclasses.asdict(config)
-        differences = [
-            f"{key}: file {saved.get(key)!r}, model {value!r}"
-            for key, value in current.items()
-            if (list(value) if isinstance(value, tuple) else value) != saved.get(key)
-        ]
+    saved = {**SAVED_BEFORE["model"], **json.loads(header.model_config)}
+    current = dataclasses.asdict(config)
+    differences = [
+        f"{key}: file {saved.get(key)!r}, model {value!r}"
+        for key, value in current.items()
+        if (list(value) if isinstance(value, tuple) else value) != saved.get(key)
+    ]
+    if differences:
         raise ValueError(
-            f"{where} was encoded by a model with another configuration ("
-            + ("; ".join(differences) or "hash differs")
+            f"{where} was encoded by a model with another configuration (" + "; ".join(differences)
             + "). Decode it with the model that encoded it."
         )
     if not allow_other_weights and header.model_weights_sha256 != model_weights_hash(model):
@@ -1015,7 +1054,7 @@ def decode_file(
         if header.kind != model_kind:
             raise ValueError(f"{input_path} holds {header.kind} but the model produces {model_kind}.")
         model = model.to(device).eval()
-        stream = StreamingDecoder(model)
+        stream = StreamingDecoder(model, scale=header.scale)
         frames = header.num_frames
         if not model.decoder.causal:
             chunk_frames = frames

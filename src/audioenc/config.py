@@ -41,6 +41,11 @@ class ModelConfig:
     n_q: int = 32
     bins: int = 1024
     q_dropout: bool = True
+    # Divide each input by its RMS level and restore it at the output (the level is side
+    # information, stored beside latents/codes). EnCodec 48 kHz's `renormalize`; DAC normalises
+    # loudness for the same reason: quiet input leaves a freshly initialised codec dominated by its
+    # biases (benchmarks/RESULTS.md, "Does the small preset reconstruct its input?").
+    normalize: bool = True
 
 
 @dataclass
@@ -121,10 +126,11 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Rebuild a saved configuration; keys it predates take their :data:`SAVED_BEFORE` value."""
         config = cls()
         for section_name, values in data.items():
             section = _section(config, section_name)
-            for key, value in values.items():
+            for key, value in {**SAVED_BEFORE.get(section_name, {}), **values}.items():
                 _set_field(section, section_name, key, value)
         return validate(config)
 
@@ -132,6 +138,10 @@ class Config:
     def load(cls, path: Path) -> Config:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+
+# Keys added after configurations were first saved, with the value that reproduces what such a
+# configuration meant (a codec saved before `model.normalize` existed never normalised its input).
+SAVED_BEFORE: dict[str, dict[str, Any]] = {"model": {"normalize": False}}
 
 CHANNEL_MODES: dict[str, dict[str, Any]] = {
     "1ch": {"model.channels": 1, "data.channel_mode": "mono", "train.batch_size": 32},

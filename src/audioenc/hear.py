@@ -115,7 +115,8 @@ class CodecHEAR(HEARModule):
         for start in range(0, audio.shape[0], self.batch_size):
             sounds = audio[start : start + self.batch_size].to(device=device, dtype=torch.float32)
             sounds = sounds.unsqueeze(1).expand(-1, self.codec.channels, -1)
-            stream = StreamingEncoder(self.codec, latents_only=True)
+            # A normalising codec sees each sound at the level it would in `audioenc encode`: the whole sound's.
+            stream = StreamingEncoder(self.codec, latents_only=True, scale=self.codec.input_scale(sounds))
             if not self.codec.encoder.causal:
                 chunk = sounds.shape[-1]
             parts = []

@@ -47,14 +47,14 @@ def test_encode_then_decode_round_trip(tmp_path, capsys):
     assert "latents [1, 16, 98]" in capsys.readouterr().out  # ceil(31200 / 320) frames
     resampled = soxr.resample(source.T, 16000, 24000, quality="HQ").T
     with torch.no_grad():
-        reference = model.encode(torch.from_numpy(np.ascontiguousarray(resampled))[None])
+        reference, scale = model.encode(torch.from_numpy(np.ascontiguousarray(resampled))[None])
     latents = load_file(str(tmp_path / "z.safetensors"))["latents"]
     np.testing.assert_allclose(latents, reference.numpy(), rtol=0, atol=1e-6)
 
     assert main(["decode", str(tmp_path / "z.safetensors"), str(tmp_path / "out.wav"), "--model", model_path]) == 0
     audio, rate = sf.read(str(tmp_path / "out.wav"), always_2d=True, dtype="float32")
     with torch.no_grad():
-        expected = model.decode(reference, resampled.shape[1])[0].numpy()
+        expected = model.decode(reference, scale, resampled.shape[1])[0].numpy()
     assert rate == 24000 and audio.shape == (31200, 1)
     np.testing.assert_allclose(audio.T, expected, rtol=0, atol=1e-6)
 

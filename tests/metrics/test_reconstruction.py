@@ -138,7 +138,7 @@ class _HalfGain(torch.nn.Module):
         time = torch.arange(audio.shape[-1], dtype=audio.dtype) / 24000
         out = 0.9 * audio + 0.01 * torch.sin(2 * math.pi * 440 * time)
         zero = torch.zeros(())
-        return CodecOutput(out, out[:, :, ::320], None, zero, zero)
+        return CodecOutput(out, out[:, :, ::320], None, zero, zero, torch.ones(len(out), 1, 1))
 
 
 def test_evaluate_codec_averages_per_item_whatever_the_batching():

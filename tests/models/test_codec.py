@@ -75,7 +75,8 @@ def test_reconstruction_is_the_decoder_output_trimmed_to_the_input_length():
         audio = _audio(1, 1, length, seed=length)
         with torch.no_grad():
             out = model(audio)
-            full = model.decoder(model.encoder(audio))  # F * hop samples, computed apart
+            scale = model.input_scale(audio)
+            full = model.decoder(model.encoder(audio / scale)) * scale  # F * hop samples, computed apart
         assert full.shape[-1] == math.ceil(length / SMALL_HOP) * SMALL_HOP
         assert out.audio.shape[-1] == length
         torch.testing.assert_close(out.audio, full[..., :length], rtol=0, atol=0)
@@ -90,8 +91,8 @@ def test_encode_decode_round_trip_equals_forward_in_eval_mode(quantizer):
         _initialise_codebooks(model, _audio(4, 2, 40 * SMALL_HOP, seed=2))
     with torch.no_grad():
         out = model(audio)
-        encoded = model.encode(audio)
-        decoded = model.decode(encoded, length=audio.shape[-1])
+        encoded, scale = model.encode(audio)
+        decoded = model.decode(encoded, scale, length=audio.shape[-1])
     if quantizer == "rvq":
         assert torch.equal(encoded, out.codes)
         assert encoded.shape == (3, 4, 10)
@@ -99,7 +100,8 @@ def test_encode_decode_round_trip_equals_forward_in_eval_mode(quantizer):
         torch.testing.assert_close(encoded, out.latents, rtol=0, atol=0)
     # The same decoder on the same latents: equal up to float rounding of the codebook sum.
     torch.testing.assert_close(decoded, out.audio, rtol=1e-5, atol=1e-6)
-    assert model.decode(encoded).shape[-1] == 10 * SMALL_HOP  # untrimmed without a length
+    torch.testing.assert_close(scale, out.scale, rtol=0, atol=0)
+    assert model.decode(encoded, scale).shape[-1] == 10 * SMALL_HOP  # untrimmed without a length
 
 
 def test_bitrate_arithmetic_through_the_wrapper():
@@ -120,7 +122,7 @@ def test_bitrate_arithmetic_through_the_wrapper():
         quantizer.n_q = quantizer.n_q_for(1.5, model.frame_rate)
         out = model(audio)
         assert out.codes.shape[1] == 2 and float(out.bandwidth) == pytest.approx(1.5)
-        assert model.encode(audio).shape == (2, 2, 75)
+        assert model.encode(audio)[0].shape == (2, 2, 75)
         quantizer.n_q = 32
         model.train()  # quantizer dropout: a random number of codebooks, bandwidth to match
         seen = set()
@@ -129,6 +131,52 @@ def test_bitrate_arithmetic_through_the_wrapper():
             seen.add(out.codes.shape[1])
             assert float(out.bandwidth) == pytest.approx(0.75 * out.codes.shape[1])
         assert len(seen) > 1
+
+
+def test_input_scale_is_the_rms_over_channels_and_time():
+    model = _codec(3)
+    audio = _audio(2, 3, 500, seed=4) * torch.tensor([1.0, 0.01, 3.0])[None, :, None]  # unequal channels
+    expected = audio.double().pow(2).mean(dim=(1, 2)).sqrt() + 1e-8  # float64, one level per item
+    torch.testing.assert_close(model.input_scale(audio).flatten().double(), expected, rtol=1e-6, atol=0)
+    plain = _codec(3, normalize=False)
+    assert torch.equal(plain.input_scale(audio), torch.ones(2, 1, 1))
+
+
+@pytest.mark.parametrize("quantizer", ["none", "rvq"])
+def test_a_normalising_codec_is_level_equivariant_and_a_plain_one_is_not(quantizer):
+    """normalize: x -> g·x gives the same latents/codes and g times the output, whatever g; the
+    inter-channel level differences of the input reach the encoder unchanged (one scale per item)."""
+    torch.manual_seed(0)
+    model = _codec(2, quantizer).eval()
+    audio = _audio(2, 2, 12 * SMALL_HOP, seed=5) * torch.tensor([1.0, 0.1])[None, :, None]
+    if quantizer == "rvq":
+        _initialise_codebooks(model, _audio(4, 2, 40 * SMALL_HOP, seed=6))
+    model.double()  # float64: equal up to rounding, not up to float32's amplified rounding
+    with torch.no_grad():
+        reference = model(audio.double())
+        for gain in (1e-3, 7.0):
+            scaled = model(gain * audio.double())
+            # Exact but for LEVEL_FLOOR (1e-8) added to the level: 1e-8 / (gain · RMS) relative.
+            tolerance = 2e-8 / (gain * float(audio.pow(2).mean().sqrt()) * 0.1) + 1e-9
+            for got, want in ((scaled.latents, reference.latents), (scaled.audio, gain * reference.audio)):
+                torch.testing.assert_close(got, want, rtol=0, atol=tolerance * float(want.abs().max()))
+        model.float()
+        plain = _codec(2, quantizer, normalize=False).eval()
+        plain.load_state_dict(model.state_dict())
+        quiet, loud = plain(1e-3 * audio).audio, plain(audio).audio
+    # Without normalisation the biases make the output level-dependent (far from 1e-3 × loud).
+    assert (quiet - 1e-3 * loud).abs().max() > 10 * (1e-3 * loud).abs().max()
+
+
+def test_decode_needs_the_scale_when_the_codec_normalises():
+    model = _codec(1).eval()
+    encoded, scale = model.encode(_audio(1, 1, 4 * SMALL_HOP))
+    with pytest.raises(ValueError, match="pass the scale that encode"):
+        model.decode(encoded)
+    plain = _codec(1, normalize=False).eval()
+    encoded, scale = plain.encode(_audio(1, 1, 4 * SMALL_HOP))
+    assert torch.equal(scale, torch.ones(1, 1, 1))
+    assert torch.equal(plain.decode(encoded), plain.decode(encoded, scale))
 
 
 @pytest.mark.parametrize("shape", [(2, 2, 320), (2, 32, 320), (2, 320)])

@@ -34,6 +34,8 @@ MODEL_RTOL, MODEL_ATOL = 1e-6, 1e-12
 def _plain_step(model, discriminator, config, audio):
     """One literal EnCodec step; returns the losses and the gradients of both networks."""
     losses_cfg, optim = config.losses, config.optim
+    if config.model.normalize:  # every segment at unit RMS over channels and time (+ EnCodec's 1e-8)
+        audio = audio / (audio.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() + 1e-8)
     y_hat = model(audio).audio
 
     # Discriminator update: hinge on each scale, real and fake in separate calls.

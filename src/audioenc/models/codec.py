@@ -23,6 +23,8 @@ class CodecOutput:
         codes: integer codes ``[B, K, F]``, or ``None`` for the continuous baseline.
         penalty: RVQ commitment loss (scalar; 0 for the continuous baseline).
         bandwidth: kbps actually used this pass (0 for the continuous baseline).
+        scale: the input level the codec divided by and restored ``[B, 1, 1]`` (ones when the
+            model does not normalise).
     """
 
     audio: torch.Tensor
@@ -30,6 +32,7 @@ class CodecOutput:
     codes: torch.Tensor | None
     penalty: torch.Tensor
     bandwidth: torch.Tensor
+    scale: torch.Tensor
 
 
 class CodecModel(nn.Module):
@@ -38,7 +41,16 @@ class CodecModel(nn.Module):
     With ``quantizer=None`` this is seed 3's continuous baseline autoencoder; with a
     :class:`ResidualVectorQuantizer` it is the EnCodec codec, ``log2(bins) · frame_rate`` bits/s per
     codebook (0.75 kbps per codebook at 75 Hz and 1024 bins).
+
+    With ``normalize`` the codec works on level-normalised audio: each input item is divided by its
+    RMS over channels and time (one number per item, so inter-channel level differences survive),
+    and the decoder's output is multiplied by the same number. That scale is side information: it
+    travels beside the latents or codes (:meth:`encode` returns it, :meth:`decode` takes it; 32 bits
+    per signal in ``audioenc encode``'s container).
     """
+
+    #: Added to the RMS so that digital silence stays finite (EnCodec's value).
+    LEVEL_FLOOR = 1e-8
 
     def __init__(
         self,
@@ -47,8 +59,10 @@ class CodecModel(nn.Module):
         quantizer: ResidualVectorQuantizer | None,
         sample_rate: int,
         channels: int,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
+        self.normalize = normalize
         self.encoder = encoder
         self.decoder = decoder
         self.quantizer = quantizer
@@ -72,7 +86,8 @@ class CodecModel(nn.Module):
             quantizer = ResidualVectorQuantizer(
                 dimension=config.dimension, n_q=config.n_q, bins=config.bins, q_dropout=config.q_dropout
             )
-        return cls(SEANetEncoder(**seanet), SEANetDecoder(**seanet), quantizer, config.sample_rate, config.channels)
+        return cls(SEANetEncoder(**seanet), SEANetDecoder(**seanet), quantizer, config.sample_rate, config.channels,
+                   normalize=config.normalize)
 
     @property
     def hop_length(self) -> int:
@@ -90,32 +105,61 @@ class CodecModel(nn.Module):
                 "Check the channel mode (--1ch / --32ch) against the data."
             )
 
-    def forward(self, audio: torch.Tensor) -> CodecOutput:
-        """Encode, quantize (if any) and decode ``audio`` ``[B, C, T]``."""
+    def input_scale(self, audio: torch.Tensor) -> torch.Tensor:
+        """The level each item is divided by: ``[B, C, T] -> [B, 1, 1]``.
+
+        ``sqrt(mean over C and T of x²) + LEVEL_FLOOR`` with ``normalize``, else ones.
+        """
         self._check_input(audio)
+        if not self.normalize:
+            return audio.new_ones(audio.shape[0], 1, 1)
+        return audio.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() + self.LEVEL_FLOOR
+
+    def forward(self, audio: torch.Tensor) -> CodecOutput:
+        """Encode, quantize (if any) and decode ``audio`` ``[B, C, T]`` at its own level."""
+        scale = self.input_scale(audio)
         length = audio.shape[-1]
-        latents = self.encoder(audio)
+        latents = self.encoder(audio / scale)
         codes = None
         penalty = latents.new_zeros(())
         bandwidth = latents.new_zeros(())
         if self.quantizer is not None:
             quantized = self.quantizer(latents, self.frame_rate)
             latents, codes, penalty, bandwidth = quantized.x, quantized.codes, quantized.penalty, quantized.bandwidth
-        reconstruction = self.decoder(latents)[..., :length]
-        return CodecOutput(reconstruction, latents, codes, penalty, bandwidth)
+        reconstruction = self.decoder(latents)[..., :length] * scale.to(latents.dtype)
+        return CodecOutput(reconstruction, latents, codes, penalty, bandwidth, scale)
 
     @torch.no_grad()
-    def encode(self, audio: torch.Tensor) -> torch.Tensor:
-        """``[B, C, T]`` -> integer codes ``[B, K, F]`` (RVQ) or continuous latents ``[B, D, F]``."""
+    def encode(self, audio: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, C, T]`` -> ``(encoded, scale)``.
+
+        ``encoded`` is integer codes ``[B, K, F]`` (RVQ) or continuous latents ``[B, D, F]`` of
+        ``audio / scale``; ``scale`` ``[B, 1, 1]`` is :meth:`input_scale` unless given (a fixed gain
+        for live input, or one level for a whole file streamed in chunks).
+        """
         self._check_input(audio)
-        latents = self.encoder(audio)
-        return latents if self.quantizer is None else self.quantizer.encode(latents)
+        scale = self.input_scale(audio) if scale is None else torch.as_tensor(scale, dtype=audio.dtype).reshape(-1, 1, 1)
+        latents = self.encoder(audio / scale)
+        encoded = latents if self.quantizer is None else self.quantizer.encode(latents)
+        return encoded, scale
 
     @torch.no_grad()
-    def decode(self, encoded: torch.Tensor, length: int | None = None) -> torch.Tensor:
-        """Inverse of :meth:`encode`: ``[B, K, F]`` codes or ``[B, D, F]`` latents -> ``[B, C, T]``."""
+    def decode(
+        self, encoded: torch.Tensor, scale: torch.Tensor | float | None = None, length: int | None = None
+    ) -> torch.Tensor:
+        """Inverse of :meth:`encode`: ``[B, K, F]`` codes or ``[B, D, F]`` latents -> ``[B, C, T]``.
+
+        ``scale`` (from :meth:`encode`) restores the level; it is required when the model
+        normalises, since without it the level of the input is lost.
+        """
+        if scale is None:
+            if self.normalize:
+                raise ValueError(
+                    "CodecModel.decode: this codec normalises its input level; pass the scale that encode() returned."
+                )
+            scale = 1.0
         latents = encoded if self.quantizer is None else self.quantizer.decode(encoded)
-        audio = self.decoder(latents)
+        audio = self.decoder(latents) * torch.as_tensor(scale, dtype=latents.dtype, device=latents.device).reshape(-1, 1, 1)
         return audio if length is None else audio[..., :length]
 
 

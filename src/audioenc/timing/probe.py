@@ -568,6 +568,7 @@ def adaptation_split(handle: EncoderHandle) -> tuple[AdaptationSplit | None, str
         def lower_codec(audio: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 sounds = torch.from_numpy(audio)[None, None].expand(1, channels, -1)
+                sounds = sounds / model.codec.input_scale(sounds)  # as the HEAR path normalises
                 return lower_layers(sounds)[0].numpy().astype(np.float32)
 
         return AdaptationSplit(top, lower_codec, f"codec encoder layers {cut}-{len(layers) - 1} ({', '.join(names)})"), ""

@@ -140,6 +140,10 @@ class Trainer:
         self.model.train()
         self.discriminator.train()
         audio = audio.to(self.device, non_blocking=True)
+        if self.model.normalize:
+            # Train at the level the codec works at: losses, discriminator and balancer all see each
+            # segment at unit RMS (the codec's own normalisation then divides by ~1).
+            audio = audio / self.model.input_scale(audio)
 
         # 1. forward
         with self._autocast():

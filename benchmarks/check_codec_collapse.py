@@ -10,7 +10,8 @@ run's fixed validation segments and prints:
 - the latents' spread across segments against their magnitude;
 - input and output RMS per segment;
 - at initialisation (``--seed``), layer by layer through the encoder: the spread of each layer's
-  output across segments against its mean magnitude (how much of the input survives the biases).
+  output across segments against its mean magnitude (how much of the input survives the biases),
+  on the input as the encoder sees it (divided by its level when ``model.normalize``).
 
 Usage::
 
@@ -70,7 +71,7 @@ def main() -> None:
     untrained = CodecModel.from_config(config.model).eval()
     print(f"\nuntrained encoder (seed {args.seed}), layer by layer:")
     print(f"{'layer':>5} {'module':<18} {'spread across segments':>24} {'mean magnitude':>16} {'ratio':>7}")
-    hidden = audio
+    hidden = audio / untrained.input_scale(audio)  # what the encoder sees (unit RMS with model.normalize)
     for index, layer in enumerate(untrained.encoder.model):
         hidden = layer(hidden)
         spread, magnitude = float(hidden.std(0).mean()), float(hidden.abs().mean())

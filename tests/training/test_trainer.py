@@ -189,6 +189,29 @@ def test_run_folder_contents_and_best_by_mel(make_config, tmp_path):
     assert summary["best_mel_distance"] == pytest.approx(min(r["mel_distance"] for r in rows))
 
 
+def test_best_is_chosen_among_models_trained_with_the_full_objective(make_config, tmp_path):
+    """Validation mel distances scripted per epoch, adversarial warm-up until step 2 (one step per
+    epoch): the warm-up's 0.5 (step 2: no adversarial step yet) no longer counts once step 3 has
+    been validated; from then on the lowest value wins as usual."""
+    from audioenc.training.logging import RunLogger
+    from audioenc.training.loop import _end_of_epoch
+
+    config = make_config("train.adversarial_warmup_steps=2", "train.updates_per_epoch=1", "train.logger=none")
+    trainer = Trainer(config, tmp_path, torch.device("cpu"))
+    scripted = {0: 3.0, 1: 1.0, 2: 0.5, 3: 0.9, 4: 0.95, 5: 0.8, 6: 0.85}
+    trainer.validate = lambda loader: {"mel_distance": scripted[trainer.step]}
+    logger = RunLogger("none", tmp_path, config.to_dict())
+    history = tmp_path / "metrics.jsonl"
+    for step in scripted:
+        trainer.step = step
+        _end_of_epoch(trainer, None, logger, history, epoch=step)
+    best_flags = [json.loads(line)["best"] for line in history.read_text().splitlines()]
+    assert best_flags == [True, True, True, True, False, True, False]
+    assert (trainer.best_value, trainer.best_step) == (0.8, 5)
+    state = load_training_state(tmp_path / "checkpoint_best.pt")
+    assert (state["step"], state["best_step"], state["best_value"]) == (5, 5, 0.8)
+
+
 def test_torchrun_two_ranks_gloo_end_with_identical_weights(tiny_data, tmp_path):
     from .conftest import TINY_OVERRIDES
 
@@ -264,20 +287,26 @@ def test_compiled_step_matches_eager_and_keeps_checkpoint_keys(make_config, tmp_
     assert list(compiled_trainer.discriminator.state_dict()) == list(eager_trainer.discriminator.state_dict())
 
 
-def test_sigterm_saves_last_and_exits_cleanly(tiny_data, tmp_path):
+@pytest.mark.parametrize("target", ["process", "group"])
+def test_sigterm_saves_last_and_exits_cleanly(tiny_data, tmp_path, target):
+    """SIGTERM to the trainer alone, or to its whole process group as Ctrl-C, `timeout` and SLURM
+    do (the DataLoader worker gets it too: it used to die and abort the step mid-way)."""
     from .conftest import TINY_OVERRIDES
 
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "audioenc", "train", "--1ch", "--preset", "small", "--run-dir", str(run_dir),
                "--no-progress", *TINY_OVERRIDES, "train.epochs=1000", "train.checkpoint_every=100000",
-               f"data.root={tiny_data}"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+               f"data.root={tiny_data}", "data.num_workers=1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     metrics = run_dir / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
         time.sleep(0.2)  # epoch 0 (baseline) and epoch 1 done: training is under way
-    process.send_signal(signal.SIGTERM)
+    if target == "group":
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr.decode()[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,18 @@ class StepSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.end_step - self.start_step) * self.per_rank_batch
+
+
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """DataLoader workers ignore SIGINT/SIGTERM.
+
+    Ctrl-C, ``timeout``, SLURM and ``kill -- -PGID`` signal the whole process group. A worker that
+    died of it would make the main process raise mid-step (PyTorch's SIGCHLD check) before it could
+    save ``last``; ignoring the signal leaves the stop to :class:`StopSignal` in the main process,
+    which then shuts the workers down. A worker still notices its parent dying and exits.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def per_rank_batch(config: Config, context: DistributedContext) -> int:
@@ -79,6 +92,7 @@ def fit(
         pin_memory=trainer.device.type == "cuda",
         drop_last=True,
         persistent_workers=False,
+        worker_init_fn=leave_stop_signals_to_the_main_process,
     )
     valid_loader = DataLoader(valid_set, batch_size=batch, shuffle=False, num_workers=0)
     history_path = trainer.run_dir / "metrics.jsonl"
@@ -163,9 +177,15 @@ def _end_of_epoch(trainer: Trainer, valid_loader: DataLoader, logger: RunLogger,
                   epoch: int) -> None:
     metrics = trainer.validate(valid_loader)  # every rank: identical weights, identical metrics
     value = metrics[trainer.config.train.best_metric]
+    if trainer.best_step <= trainer.config.train.adversarial_warmup_steps < trainer.step:
+        # The first model trained with the full objective. Earlier ones (the untrained model, the
+        # reconstruction-only warm-up) no longer compete: a codec that outputs the corpus's average
+        # spectrum can score a lower mel distance than one that has begun to follow its input.
+        trainer.best_value = math.inf
     improved = math.isfinite(value) and value < trainer.best_value
     if improved:
         trainer.best_value = value
+        trainer.best_step = trainer.step
     trainer.save("last")
     if improved:
         trainer.save("best")

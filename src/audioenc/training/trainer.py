@@ -130,6 +130,7 @@ class Trainer:
                                         **balancer_options)
         self.step = 0
         self.best_value = math.inf
+        self.best_step = 0  # the step of the best checkpoint
         self.nonfinite_in_row = 0
         self.nonfinite_total = 0
 
@@ -262,6 +263,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "step": self.step,
             "best_value": self.best_value,
+            "best_step": self.best_step,
             "nonfinite_total": self.nonfinite_total,
             "model": self.model.state_dict(),
             "discriminator": self.discriminator.state_dict(),
@@ -291,6 +293,7 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.step = int(state["step"])
         self.best_value = float(state["best_value"])
+        self.best_step = int(state.get("best_step", state["step"]))  # absent before session 4: no reset
         self.nonfinite_total = int(state["nonfinite_total"])
         torch.set_rng_state(state["rng_torch"])
         if "rng_cuda" in state and torch.cuda.is_available():

@@ -42,7 +42,7 @@ from audioenc.models.codec import CodecModel  # noqa: E402
 
 
 def stream_encode(model: CodecModel, audio: torch.Tensor, chunk: int) -> torch.Tensor:
-    encoder = StreamingEncoder(model)
+    encoder = StreamingEncoder(model, scale=model.input_scale(audio))  # the level: one pass over the signal
     parts, length = [], audio.shape[-1]
     for start in range(0, length, chunk):
         parts.append(encoder.encode_chunk(audio[..., start:start + chunk], final=start + chunk >= length))
@@ -50,7 +50,7 @@ def stream_encode(model: CodecModel, audio: torch.Tensor, chunk: int) -> torch.T
 
 
 def stream_decode(model: CodecModel, latents: torch.Tensor, frames: int) -> torch.Tensor:
-    decoder = StreamingDecoder(model)
+    decoder = StreamingDecoder(model, scale=1.0)  # restoring a level is one multiply; timed alike
     total = latents.shape[-1]
     parts = [decoder.decode_chunk(latents[..., s:s + frames], final=s + frames >= total) for s in range(0, total, frames)]
     return torch.cat(parts, dim=-1)

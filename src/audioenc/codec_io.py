@@ -46,7 +46,8 @@ than each layer's left padding (with 'constant', the default, any chunk length w
 
 Memory: the streaming state has a fixed size (sum of ``p`` per convolution, ``k - s`` per
 transposed convolution, ``2 · layers · D`` per LSTM, times batch and width), independent of the
-signal's length; :func:`encode_file` never holds more than one chunk plus one read block of audio;
+signal's length; :func:`encode_file` never holds more than one chunk plus one read block of audio
+(a normalising codec makes it read and resample the file twice: once for the level, once to encode);
 the output container is written frame block by frame block (a memory map for ``.safetensors``, a
 sequential Fortran-order ``.npy`` entry for ``.npz``), and :func:`decode_file` reads it back the
 same way and writes the audio block by block.
@@ -56,8 +57,10 @@ Container
 One tensor, ``latents`` ``[1, D, F]`` float32 (continuous model) or ``codes`` ``[1, K, F]`` int16
 (RVQ, ``K`` codebooks used), plus string metadata (:class:`EncodedHeader`): format version, the
 model sample rate and the signal's length at that rate, the source file's rate, length and
-channels, hop and frame rate, and the model config (JSON) with its SHA-256 and the SHA-256 of the
-model weights, so decoding with another model is an error instead of noise. ``.safetensors``
+channels, hop and frame rate, the signal's level ``scale`` (what a codec with ``model.normalize``
+divided by: the RMS of the whole file at the model rate, found in a first streaming pass; 1.0
+otherwise), and the model config (JSON) with its SHA-256 and the SHA-256 of the model weights, so
+decoding with another model is an error instead of noise. ``.safetensors``
 keeps it in ``__metadata__``; ``.npz`` in a ``metadata`` entry (a JSON string; no pickle).
 """
 

@@ -45,8 +45,8 @@ class CodecModel(nn.Module):
     With ``normalize`` the codec works on level-normalised audio: each input item is divided by its
     RMS over channels and time (one number per item, so inter-channel level differences survive),
     and the decoder's output is multiplied by the same number. That scale is side information: it
-    travels beside the latents or codes (:meth:`encode` returns it, :meth:`decode` takes it; 32 bits
-    per signal in ``audioenc encode``'s container).
+    travels beside the latents or codes (:meth:`encode` returns it, :meth:`decode` takes it; one
+    number per file in ``audioenc encode``'s container, not counted in the codes' bitrate).
     """
 
     #: Added to the RMS so that digital silence stays finite (EnCodec's value).

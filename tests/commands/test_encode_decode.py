@@ -44,8 +44,11 @@ def test_encode_then_decode_round_trip(tmp_path, capsys):
     source = _wav(tmp_path / "in.wav", 1, 16000, 1.3)
     assert main(["encode", str(tmp_path / "in.wav"), str(tmp_path / "z.safetensors"), "--model", model_path,
                  "--chunk-seconds", "0.2"]) == 0
-    assert "latents [1, 16, 98]" in capsys.readouterr().out  # ceil(31200 / 320) frames
+    out = capsys.readouterr().out
+    assert "latents [1, 16, 98]" in out  # ceil(31200 / 320) frames
     resampled = soxr.resample(source.T, 16000, 24000, quality="HQ").T
+    level_db = 20 * np.log10(np.sqrt(np.mean(np.square(resampled, dtype=np.float64))))  # at the model's rate
+    assert f"level {level_db:.1f} dBFS RMS (stored)" in out
     with torch.no_grad():
         reference, scale = model.encode(torch.from_numpy(np.ascontiguousarray(resampled))[None])
     latents = load_file(str(tmp_path / "z.safetensors"))["latents"]

@@ -11,6 +11,7 @@ encoded in one pass.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -62,7 +63,8 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         what = (f"codes [1, {header.n_q}, {header.num_frames}] ({header.bandwidth_kbps:g} kbps)"
                 if header.kind == "codes" else f"latents [1, {config.dimension}, {header.num_frames}]")
+        level = f", level {20 * math.log10(header.scale):.1f} dBFS RMS (stored)" if model.normalize else ""
         print(f"{result.path}: {what}, {header.num_samples / header.sample_rate:.3f} s at "
               f"{header.sample_rate} Hz (source {header.source_sample_rate} Hz), {result.chunks} chunk(s), "
-              f"{header.streaming}")
+              f"{header.streaming}{level}")
     return 0

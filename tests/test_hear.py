@@ -59,6 +59,10 @@ def test_codec_shapes_timestamps_and_scene(tmp_path):
     scene = hear.get_scene_embeddings(audio, model)
     assert scene.shape == (3, 16)
     torch.testing.assert_close(scene, embeddings.mean(dim=1), rtol=0, atol=0)
+    # Each sound at its own level: 40 dB quieter sounds embed the same (up to the 1e-8 level floor).
+    gains = torch.tensor([0.01, 1.0, 3.0])[:, None]
+    quieter, _ = hear.get_timestamp_embeddings(gains * audio, model)
+    torch.testing.assert_close(quieter, embeddings, rtol=0, atol=1e-5)
 
 
 def test_multichannel_codec_repeats_mono_on_every_channel(tmp_path):

@@ -26,7 +26,9 @@ Encoders, chosen by the file given to :func:`load_model`:
   audio is mono, so a multichannel codec receives the mono signal **repeated on every input
   channel** (an omnidirectional source at the array centre); say so when reporting such results.
   Causal codecs are run with :class:`audioenc.codec_io.StreamingEncoder` in chunks (exact, bounded
-  memory for long clips); non-causal ones in one pass.
+  memory for long clips); non-causal ones in one pass. A codec with ``model.normalize`` (the
+  default) embeds each sound divided by the sound's own RMS level, as ``audioenc encode`` does
+  for a file: the embeddings do not depend on the sound's gain.
 * a weak-label CRNN saved by :func:`audioenc.timing.weak.save_weak_encoder` (a folder with
   ``config.json`` of kind ``audioenc.weak_crnn`` and ``model.safetensors``): the embeddings are
   its bidirectional-GRU frame embeddings, 50 frames/s by default (first timestamp 10 ms).

@@ -155,6 +155,8 @@ def phased_step(
     trainer.discriminator.train()
     synchronize(device)
     start = clock()
+    if trainer.model.normalize:  # as train_step: every segment at unit RMS (timed with the forward)
+        audio = audio / trainer.model.input_scale(audio)
 
     # 1. forward
     with trainer._autocast():

@@ -379,3 +379,9 @@ def test_containers_and_configs_written_before_normalize_still_decode(tmp_path):
     with pytest.raises(ValueError, match="normalize: file False, model True"):
         check_model_matches(old_header, normalising, normalising_config, "old.npz")
     assert Config.from_dict({"model": saved_config}).model == config
+    # A normalising codec's file without its level is damaged, not silently 40 dB off.
+    header = encode_file(tmp_path / "in.wav", tmp_path / "enc2.npz", normalising, normalising_config).header
+    values = header.to_strings()
+    del values["scale"]
+    with pytest.raises(ValueError, match="'scale' is missing for a normalising codec"):
+        EncodedHeader.from_strings(values, "enc2.npz")

@@ -322,7 +322,7 @@ class StreamingEncoder:
 
     Usage::
 
-        stream = StreamingEncoder(model)                 # eval mode, no gradients
+        stream = StreamingEncoder(model, scale=model.input_scale(signal))  # eval mode, no gradients
         parts = [stream.encode_chunk(c) for c in chunks[:-1]] + [stream.encode_chunk(chunks[-1], final=True)]
         latents = torch.cat(parts, dim=-1)               # [B, D, ceil(T / hop)]  (codes: [B, K, F])
 
@@ -525,6 +525,8 @@ class EncodedHeader:
             caster = {"int": int, "float": float}.get(str(field.type), str)
             kwargs[field.name] = caster(values[field.name])
         header = cls(**kwargs)
+        if "scale" not in values and json.loads(header.model_config).get("normalize", False):
+            raise ValueError(f"{where}: metadata key 'scale' is missing for a normalising codec; the file is damaged.")
         if header.kind not in ("latents", "codes"):
             raise ValueError(f"{where}: kind {header.kind!r} is neither 'latents' nor 'codes'.")
         return header

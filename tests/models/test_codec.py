@@ -177,6 +177,10 @@ def test_decode_needs_the_scale_when_the_codec_normalises():
     encoded, scale = plain.encode(_audio(1, 1, 4 * SMALL_HOP))
     assert torch.equal(scale, torch.ones(1, 1, 1))
     assert torch.equal(plain.decode(encoded), plain.decode(encoded, scale))
+    # Without normalize a given scale is ignored, as the streaming encoder and decoder ignore it.
+    ignored, ones = plain.encode(_audio(1, 1, 4 * SMALL_HOP), scale=0.5)
+    assert torch.equal(ignored, encoded) and torch.equal(ones, scale)
+    assert torch.equal(plain.decode(encoded, 0.5), plain.decode(encoded))
 
 
 @pytest.mark.parametrize("shape", [(2, 2, 320), (2, 32, 320), (2, 320)])

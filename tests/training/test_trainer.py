@@ -55,22 +55,30 @@ def test_weights_actually_change(make_config, tmp_path):
 
 @pytest.mark.parametrize("normalize", [True, False])
 def test_a_normalising_codec_trains_the_same_whatever_the_input_level(make_config, tmp_path, normalize):
-    """model.normalize: the step sees every segment at unit RMS, so a batch 60 dB quieter gives the
-    same losses and the same updated weights; without it the level changes the step."""
+    """model.normalize: the step sees every segment at unit RMS, so a batch whose items are 60 and
+    40 dB quieter gives the same losses and the same gradients (float64: equal up to rounding;
+    compared before Adam, whose first step turns near-zero gradients into full steps); without it
+    the level changes the step."""
     config = make_config(f"model.normalize={normalize}")
     train_set, _ = build_datasets(config, DistributedContext())
-    batch = torch.stack([train_set[0], train_set[1]])
+    batch = torch.stack([train_set[0], train_set[1]]).double()
     results = []
-    for gain, folder in ((1.0, "loud"), (1e-3, "quiet")):
+    quiet_gains = torch.tensor([1e-3, 1e-2], dtype=torch.float64)[:, None, None]  # a different gain per item
+    for gain, folder in ((1.0, "loud"), (quiet_gains, "quiet")):
         trainer = Trainer(config, tmp_path / folder, torch.device("cpu"))
+        for module in (trainer.model, trainer.discriminator, trainer.mel_loss):
+            module.double()
         values = trainer.train_step(gain * batch).values
-        results.append((values, {k: v.clone() for k, v in trainer.model.state_dict().items()}))
-    (loud, loud_weights), (quiet, quiet_weights) = results
+        results.append((values, [p.grad.clone() for p in trainer.model.parameters()]))
+    (loud, loud_grads), (quiet, quiet_grads) = results
     if normalize:
+        # Exact but for the 1e-8 floor added to each item's level: relative 1e-8 / (quietest RMS).
+        tolerance = 10 * 1e-8 / float((quiet_gains * batch).pow(2).mean(dim=(1, 2)).sqrt().min())
+        assert tolerance < 0.01, tolerance
         for key in ("l1", "mel", "adv", "feat", "d_loss"):
-            assert quiet[key] == pytest.approx(loud[key], rel=1e-4), key
-        for key, value in loud_weights.items():
-            torch.testing.assert_close(quiet_weights[key], value, rtol=1e-4, atol=1e-6)
+            assert quiet[key] == pytest.approx(loud[key], rel=tolerance), key
+        for quiet_grad, loud_grad in zip(quiet_grads, loud_grads):
+            assert (quiet_grad - loud_grad).abs().max() <= tolerance * loud_grad.abs().max() + 1e-12
     else:  # the same weights see another signal: the mel loss moves by far more than rounding
         assert abs(quiet["mel"] - loud["mel"]) > 0.1 * loud["mel"]
 
@@ -95,6 +103,30 @@ def test_resume_reproduces_the_uninterrupted_run(make_config, tmp_path):
     summary = train(short, run_dir, resume=True, progress=False)
     assert summary["steps"] == 5
     assert summary["last_train_losses"] == full_losses
+
+
+def test_best_step_is_saved_and_resumed(make_config, tmp_path):
+    config = make_config()
+    trainer = Trainer(config, tmp_path, torch.device("cpu"))
+    trainer.step, trainer.best_step, trainer.best_value = 9, 7, 0.5
+    state = trainer.state_dict()
+    resumed = Trainer(config, tmp_path / "b", torch.device("cpu"))
+    resumed.load_state_dict(state, tmp_path / "checkpoint_last.pt")
+    assert (resumed.step, resumed.best_step, resumed.best_value) == (9, 7, 0.5)
+    del state["best_step"]  # a checkpoint from before best_step: taken as recent, so no reset follows
+    resumed.load_state_dict(state, tmp_path / "checkpoint_last.pt")
+    assert resumed.best_step == 9
+
+
+def test_checkpoint_from_before_normalize_names_the_override(make_config, tmp_path):
+    trainer = Trainer(make_config(), tmp_path, torch.device("cpu"))
+    state = trainer.state_dict()
+    del state["config"]["model"]["normalize"]  # as saved before the key existed: never normalised
+    with pytest.raises(ValueError, match=r"model.normalize: checkpoint False, now True[\s\S]*model.normalize=false"):
+        trainer.load_state_dict(state, tmp_path / "checkpoint_last.pt")
+    plain = Trainer(make_config("model.normalize=false"), tmp_path / "plain", torch.device("cpu"))
+    plain.load_state_dict(state, tmp_path / "checkpoint_last.pt")  # the same codec: resumes
+    assert plain.step == 0
 
 
 def test_validation_changes_nothing(make_config, tmp_path):

@@ -135,10 +135,14 @@ class CodecModel(nn.Module):
 
         ``encoded`` is integer codes ``[B, K, F]`` (RVQ) or continuous latents ``[B, D, F]`` of
         ``audio / scale``; ``scale`` ``[B, 1, 1]`` is :meth:`input_scale` unless given (a fixed gain
-        for live input, or one level for a whole file streamed in chunks).
+        for live input, or one level for a whole file streamed in chunks). A codec without
+        ``normalize`` ignores a given scale and returns ones, as the streaming encoder does.
         """
         self._check_input(audio)
-        scale = self.input_scale(audio) if scale is None else torch.as_tensor(scale, dtype=audio.dtype).reshape(-1, 1, 1)
+        if scale is None or not self.normalize:
+            scale = self.input_scale(audio)
+        else:
+            scale = torch.as_tensor(scale, dtype=audio.dtype, device=audio.device).reshape(-1, 1, 1)
         latents = self.encoder(audio / scale)
         encoded = latents if self.quantizer is None else self.quantizer.encode(latents)
         return encoded, scale
@@ -150,13 +154,13 @@ class CodecModel(nn.Module):
         """Inverse of :meth:`encode`: ``[B, K, F]`` codes or ``[B, D, F]`` latents -> ``[B, C, T]``.
 
         ``scale`` (from :meth:`encode`) restores the level; it is required when the model
-        normalises, since without it the level of the input is lost.
+        normalises, since without it the level of the input is lost, and ignored otherwise.
         """
-        if scale is None:
-            if self.normalize:
-                raise ValueError(
-                    "CodecModel.decode: this codec normalises its input level; pass the scale that encode() returned."
-                )
+        if scale is None and self.normalize:
+            raise ValueError(
+                "CodecModel.decode: this codec normalises its input level; pass the scale that encode() returned."
+            )
+        if not self.normalize:
             scale = 1.0
         latents = encoded if self.quantizer is None else self.quantizer.decode(encoded)
         audio = self.decoder(latents) * torch.as_tensor(scale, dtype=latents.dtype, device=latents.device).reshape(-1, 1, 1)

@@ -78,9 +78,13 @@ def check_compatible(saved: dict[str, Any], current: Config, path: Path) -> None
             if old != value:
                 differences.append(f"{section}.{key}: checkpoint {old!r}, now {value!r}")
     if differences:
+        added_later = [f"{section}.{key}={json.dumps(value)}" for section, keys in SAVED_BEFORE.items()
+                       for key, value in keys.items() if section not in saved or key not in saved[section]]
+        hint = (f" This checkpoint predates {', '.join(added_later)}: add that override to resume it."
+                if added_later else "")
         raise ValueError(
             f"Checkpoint {path} was made with another configuration:\n  " + "\n  ".join(differences)
-            + "\nUse the same --1ch/--32ch, --preset and overrides as that run, or a new --run-dir."
+            + "\nUse the same --1ch/--32ch, --preset and overrides as that run, or a new --run-dir." + hint
         )
 
 

@@ -88,8 +88,8 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from audioenc.audio.io import SOXR_QUALITY, AudioReadError
-from audioenc.config import SAVED_BEFORE, Config, ModelConfig
-from audioenc.models.codec import CodecModel
+from audioenc.config import Config, ModelConfig, saved_section
+from audioenc.models.codec import CodecModel, as_scale
 from audioenc.models.conv import StreamableConv1d, StreamableConvTranspose1d, StreamableLSTM, pad1d
 from audioenc.models.seanet import ResidualUnit
 
@@ -354,7 +354,7 @@ class StreamingEncoder:
                 "whole signal, or a fixed gain for a live stream)."
             )
         self.model = model
-        self.scale = _scale_tensor(scale if model.normalize else None)
+        self.scale = scale if model.normalize else 1.0
         self.latents_only = latents_only
         quantized = model.quantizer is not None and not latents_only
         self.n_q = None if not quantized else (model.quantizer.n_q if n_q is None else n_q)
@@ -389,7 +389,7 @@ class StreamingEncoder:
             )
         self.peak_chunk_samples = max(self.peak_chunk_samples, length)
         with parametrize.cached():  # weight norm: compute each weight once per chunk
-            latents = self._run.step(self.model.encoder.model, audio / self.scale.to(audio.device), final)
+            latents = self._run.step(self.model.encoder.model, audio / as_scale(self.scale, audio), final)
         self.finished = final
         self.frames_out += latents.shape[-1]
         if self.n_q is None:
@@ -411,7 +411,7 @@ class StreamingDecoder:
         if model.normalize and scale is None:
             raise ValueError("StreamingDecoder: this codec normalises its input level; pass the encoder's scale=.")
         self.model = model
-        self.scale = _scale_tensor(scale if model.normalize else None)
+        self.scale = scale if model.normalize else 1.0
         self.reset()
 
     def reset(self) -> None:
@@ -444,12 +444,7 @@ class StreamingDecoder:
         with parametrize.cached():
             audio = self._run.step(self.model.decoder.model, latents.to(torch.float32), final)
         self.chunks += 1
-        return audio * self.scale.to(audio.device)
-
-
-def _scale_tensor(scale: torch.Tensor | float | None) -> torch.Tensor:
-    """A level as a float32 ``[B or 1, 1, 1]`` tensor (1 when None)."""
-    return torch.as_tensor(1.0 if scale is None else scale, dtype=torch.float32).reshape(-1, 1, 1)
+        return audio * as_scale(self.scale, audio)
 
 
 # =================================================================================================
@@ -1000,7 +995,7 @@ def check_model_matches(header: EncodedHeader, model: CodecModel, config: ModelC
     configuration predates count with their :data:`~audioenc.config.SAVED_BEFORE` value); different
     weights with the same configuration are an error unless ``allow_other_weights``.
     """
-    saved = {**SAVED_BEFORE["model"], **json.loads(header.model_config)}
+    saved = saved_section("model", json.loads(header.model_config))
     current = dataclasses.asdict(config)
     differences = [
         f"{key}: file {saved.get(key)!r}, model {value!r}"

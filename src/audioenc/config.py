@@ -130,7 +130,7 @@ class Config:
         config = cls()
         for section_name, values in data.items():
             section = _section(config, section_name)
-            for key, value in {**SAVED_BEFORE.get(section_name, {}), **values}.items():
+            for key, value in saved_section(section_name, values).items():
                 _set_field(section, section_name, key, value)
         return validate(config)
 
@@ -142,6 +142,11 @@ class Config:
 # Keys added after configurations were first saved, with the value that reproduces what such a
 # configuration meant (a codec saved before `model.normalize` existed never normalised its input).
 SAVED_BEFORE: dict[str, dict[str, Any]] = {"model": {"normalize": False}}
+
+
+def saved_section(name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A saved config section with the keys it predates filled in from :data:`SAVED_BEFORE`."""
+    return {**SAVED_BEFORE.get(name, {}), **values}
 
 CHANNEL_MODES: dict[str, dict[str, Any]] = {
     "1ch": {"model.channels": 1, "data.channel_mode": "mono", "train.batch_size": 32},

@@ -13,6 +13,11 @@ from audioenc.models.quantization import ResidualVectorQuantizer
 from audioenc.models.seanet import SEANetDecoder, SEANetEncoder
 
 
+def as_scale(scale: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """A level (a number, ``[B]`` or ``[B, 1, 1]``) as ``[B or 1, 1, 1]`` in ``like``'s dtype and device."""
+    return torch.as_tensor(scale, dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
+
+
 @dataclass
 class CodecOutput:
     """What one codec forward pass returns.
@@ -142,7 +147,7 @@ class CodecModel(nn.Module):
         if scale is None or not self.normalize:
             scale = self.input_scale(audio)
         else:
-            scale = torch.as_tensor(scale, dtype=audio.dtype, device=audio.device).reshape(-1, 1, 1)
+            scale = as_scale(scale, audio)
         latents = self.encoder(audio / scale)
         encoded = latents if self.quantizer is None else self.quantizer.encode(latents)
         return encoded, scale
@@ -163,7 +168,7 @@ class CodecModel(nn.Module):
         if not self.normalize:
             scale = 1.0
         latents = encoded if self.quantizer is None else self.quantizer.decode(encoded)
-        audio = self.decoder(latents) * torch.as_tensor(scale, dtype=latents.dtype, device=latents.device).reshape(-1, 1, 1)
+        audio = self.decoder(latents) * as_scale(scale, latents)
         return audio if length is None else audio[..., :length]
 
 

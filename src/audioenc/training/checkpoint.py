@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from audioenc.config import SAVED_BEFORE, Config, ModelConfig
+from audioenc.config import SAVED_BEFORE, Config, ModelConfig, saved_section
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -67,10 +67,10 @@ def check_compatible(saved: dict[str, Any], current: Config, path: Path) -> None
     """Raise a clear error when a checkpoint was made with a different model/discriminator layout."""
     differences = []
     for section in ("model", "discriminator"):
-        saved_section = {**SAVED_BEFORE.get(section, {}), **saved.get(section, {})}
+        saved_values = saved_section(section, saved.get(section, {}))
         current_section = current.to_dict()[section]
         for key, value in current_section.items():
-            old = saved_section.get(key)
+            old = saved_values.get(key)
             if isinstance(old, list):
                 old = tuple(old)
             if isinstance(value, list):

@@ -18,6 +18,7 @@ from audioenc.config import ModelConfig
 from audioenc.models.codec import CodecModel
 from audioenc.timing.features import LogMel, LogMelConfig
 from audioenc.timing.weak import CRNNConfig, WeakCRNN, save_weak_encoder
+from audioenc.timing.weak_hear import WeakCRNNHEAR
 from audioenc.training.checkpoint import export_model
 
 TINY = dict(n_filters=4, dimension=16, lstm=1)  # paper hop 320: 75 frames/s at 24 kHz
@@ -108,7 +109,7 @@ def test_weak_crnn_shapes_and_timestamps(tmp_path):
     torch.testing.assert_close(embeddings, reference, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(hear.get_scene_embeddings(audio, model), embeddings.mean(1), rtol=0, atol=0)
     # The folder's own files select the same loader.
-    assert isinstance(hear.load_model(str(tmp_path / "weak" / "config.json")), hear.WeakCRNNHEAR)
+    assert isinstance(hear.load_model(str(tmp_path / "weak" / "config.json")), WeakCRNNHEAR)
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):

@@ -29,42 +29,68 @@ Encoders, chosen by the file given to :func:`load_model`:
   memory for long clips); non-causal ones in one pass. A codec with ``model.normalize`` (the
   default) embeds each sound divided by the sound's own RMS level, as ``audioenc encode`` does
   for a file: the embeddings do not depend on the sound's gain.
-* a weak-label CRNN saved by :func:`audioenc.timing.weak.save_weak_encoder` (a folder with
-  ``config.json`` of kind ``audioenc.weak_crnn`` and ``model.safetensors``): the embeddings are
-  its bidirectional-GRU frame embeddings, 50 frames/s by default (first timestamp 10 ms).
 
 Other encoders plug in with :func:`register_loader`: write a :class:`HEARModule` subclass and a
-predicate that recognises its files.
+predicate that recognises its files. The weak-label CRNN of the timing half does so
+(:mod:`audioenc.timing.weak_hear`, registered when :mod:`audioenc.timing` is imported): this
+module knows codecs only, and nothing here imports the timing half.
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from audioenc.codec_io import DEFAULT_CHUNK_FRAMES, StreamingEncoder, load_codec
 from audioenc.config import ModelConfig
 from audioenc.models.codec import CodecModel
+from audioenc.models.conv import StreamableLSTM
+
+
+@dataclass(frozen=True)
+class TopSplit:
+    """An encoder cut into frozen lower layers and a trainable copy of its top block(s), for light
+    adaptation (:mod:`audioenc.timing.adapt`).
+
+    Attributes:
+        top: ``top(lower [B, D, F], lengths [B]) -> embeddings [B, E, F]``; a deep copy, so
+            training it never changes the encoder.
+        lower: mono audio ``[time]`` at the encoder's rate -> lower activations ``[D, F]`` (no grad).
+        description: which layers are the top block(s).
+    """
+
+    top: nn.Module
+    lower: Callable[[np.ndarray], np.ndarray]
+    description: str
 
 
 class HEARModule(nn.Module):
     """Base of every HEAR-wrapped encoder.
 
-    Subclasses set :attr:`sample_rate` (Hz), :attr:`frame_rate` (frames/s),
-    :attr:`scene_embedding_size` and :attr:`timestamp_embedding_size`, and implement
-    :meth:`frame_embeddings`.
+    Subclasses set :attr:`kind` (a short name: ``codec``, ``weak_crnn``), :attr:`sample_rate`
+    (Hz), :attr:`frame_rate` (frames/s), :attr:`scene_embedding_size` and
+    :attr:`timestamp_embedding_size`, and implement :meth:`frame_embeddings`; those whose top
+    block can be unfrozen implement :meth:`split_top`.
     """
 
+    kind: str = "hear"
+    channel_policy: str | None = None
+    """How the mono HEAR audio reaches a multichannel model (None: the model is mono)."""
     sample_rate: int
     frame_rate: float
     scene_embedding_size: int
     timestamp_embedding_size: int
+
+    def split_top(self) -> TopSplit | None:
+        """The encoder cut below its top block(s) (None: this encoder cannot be cut)."""
+        return None
 
     def frame_embeddings(self, audio: torch.Tensor) -> torch.Tensor:
         """Mono audio ``[n_sounds, n_samples]`` at :attr:`sample_rate` -> ``[n_sounds, frames, E]``."""
@@ -92,6 +118,8 @@ class CodecHEAR(HEARModule):
         batch_size: sounds encoded at once (bounds memory).
         chunk_frames: frames per streaming chunk for causal codecs.
     """
+
+    kind = "codec"
 
     def __init__(self, codec: CodecModel, config: ModelConfig, batch_size: int = 16,
                  chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> None:
@@ -131,36 +159,36 @@ class CodecHEAR(HEARModule):
         return torch.cat(outputs, dim=0)
 
 
-class WeakCRNNHEAR(HEARModule):
-    """HEAR wrapper of the weak-label CRNN: log-mel -> CNN -> BiGRU frame embeddings.
+    def split_top(self) -> TopSplit:
+        """The layers from the encoder's last LSTM on (LSTM, ELU, final conv), or the final ELU +
+        conv without an LSTM; below them the convolutional blocks, run one-shot on the sound
+        normalised as :meth:`frame_embeddings` normalises it."""
+        layers = list(self.codec.encoder.model)
+        lstm = [index for index, layer in enumerate(layers) if isinstance(layer, StreamableLSTM)]
+        cut = lstm[-1] if lstm else len(layers) - 2
+        lower_layers = nn.Sequential(*layers[:cut]).eval()
+        names = [type(layer).__name__ for layer in layers[cut:]]
 
-    ``[n, T]`` mono at the CRNN's feature rate (24 kHz) -> ``[n, ceil(ceil(T / 240) / 2), 2H]``
-    (default 50 frames/s, ``2H = 64``): :class:`~audioenc.timing.weak.CRNNOutput` ``embeddings``.
-    """
+        def lower(audio: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                sounds = torch.from_numpy(audio)[None, None].expand(1, self.codec.channels, -1)
+                sounds = sounds / self.codec.input_scale(sounds)
+                return lower_layers(sounds)[0].numpy().astype(np.float32)
 
-    def __init__(self, crnn: nn.Module, batch_size: int = 16) -> None:
+        top = _CausalTop(copy.deepcopy(nn.Sequential(*layers[cut:])))
+        return TopSplit(top, lower, f"codec encoder layers {cut}-{len(layers) - 1} ({', '.join(names)})")
+
+
+class _CausalTop(nn.Module):
+    """Top layers of a causal encoder as a :class:`TopSplit` top: ``[B, W, F] -> [B, D, F]``."""
+
+    def __init__(self, layers: nn.Sequential) -> None:
         super().__init__()
-        from audioenc.timing.features import LogMel
+        self.layers = layers
 
-        if batch_size < 1:
-            raise ValueError(f"WeakCRNNHEAR: batch_size={batch_size} must be >= 1.")
-        self.crnn = crnn.eval()
-        self.log_mel = LogMel(crnn.feature_config)
-        self.batch_size = batch_size
-        self.sample_rate = int(crnn.feature_config.sample_rate)
-        self.frame_rate = float(crnn.frame_rate)
-        self.scene_embedding_size = int(crnn.embedding_size)
-        self.timestamp_embedding_size = int(crnn.embedding_size)
-
-    @torch.no_grad()
-    def frame_embeddings(self, audio: torch.Tensor) -> torch.Tensor:
-        device = self._device()
-        self.log_mel.to(device)
-        outputs = []
-        for start in range(0, audio.shape[0], self.batch_size):
-            sounds = audio[start : start + self.batch_size].to(device=device, dtype=torch.float32)
-            outputs.append(self.crnn(self.log_mel(sounds)).embeddings.transpose(1, 2))
-        return torch.cat(outputs, dim=0)
+    def forward(self, lower: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # Causal layers: right padding of shorter clips never reaches their real frames.
+        return self.layers(lower)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -179,27 +207,6 @@ class Loader:
     options: tuple[str, ...] = ()
 
 
-def _weak_crnn_folder(path: Path) -> Path | None:
-    """The folder of a saved weak CRNN when ``path`` is it, its config.json or its model.safetensors."""
-    folder = path if path.is_dir() else path.parent
-    if path.is_file() and path.name not in ("config.json", "model.safetensors"):
-        return None
-    config = folder / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        kind = json.loads(config.read_text()).get("kind")
-    except (json.JSONDecodeError, AttributeError, OSError):
-        return None  # not our config.json: let the next loader (or the error message) handle it
-    return folder if kind == "audioenc.weak_crnn" else None
-
-
-def _load_weak_crnn(path: Path, batch_size: int = 16) -> HEARModule:
-    from audioenc.timing.weak import load_weak_encoder
-
-    return WeakCRNNHEAR(load_weak_encoder(_weak_crnn_folder(path)), batch_size=batch_size)
-
-
 def _load_codec(path: Path, batch_size: int = 16, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> HEARModule:
     codec, config = load_codec(path)
     return CodecHEAR(codec, config, batch_size=batch_size, chunk_frames=chunk_frames)
@@ -210,7 +217,6 @@ def _is_codec(path: Path) -> bool:
 
 
 LOADERS: list[Loader] = [
-    Loader("weak_crnn", lambda path: _weak_crnn_folder(path) is not None, _load_weak_crnn, ("batch_size",)),
     Loader("codec", _is_codec, _load_codec, ("batch_size", "chunk_frames")),
 ]
 
@@ -238,7 +244,8 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
     """Load an encoder for the HEAR API (see the module docstring for the accepted files).
 
     Args:
-        model_file_path: codec export / checkpoint / run folder, or weak-CRNN folder. Required:
+        model_file_path: codec export / checkpoint / run folder, or a file of a registered kind
+            (e.g. a weak-CRNN folder once :mod:`audioenc.timing` is imported). Required:
             this package ships no pretrained weights, so an empty path is an error.
         **kwargs: ``device`` (e.g. 'cuda'; default CPU), and the loader's own options
             (``batch_size`` for both kinds, ``chunk_frames`` for codecs).
@@ -250,7 +257,7 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
     if not model_file_path:
         raise ValueError(
             "load_model needs a model file: a model_best.safetensors / checkpoint_*.pt / run folder from "
-            "`audioenc train`, or a weak-CRNN folder from save_weak_encoder (no pretrained weights ship "
+            "`audioenc train`, or a file of a registered kind such as a weak-CRNN folder (no pretrained weights ship "
             "with audioenc)."
         )
     path = Path(os.fspath(model_file_path))
@@ -269,7 +276,7 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
             return model.to(device) if device is not None else model
     raise ValueError(
         f"load_model: {path} is not a known encoder file; known kinds: {', '.join(l.name for l in LOADERS)} "
-        "(a codec .safetensors/.pt/run folder, or a weak-CRNN folder with config.json)."
+        "(a codec .safetensors/.pt/run folder; a weak-CRNN folder once audioenc.timing is imported)."
     )
 
 
@@ -311,6 +318,6 @@ def get_scene_embeddings(audio: torch.Tensor, model: HEARModule) -> torch.Tensor
 
 
 __all__ = [
-    "CodecHEAR", "HEARModule", "LOADERS", "Loader", "WeakCRNNHEAR", "get_scene_embeddings",
+    "CodecHEAR", "HEARModule", "LOADERS", "Loader", "TopSplit", "get_scene_embeddings",
     "get_timestamp_embeddings", "load_model", "register_loader",
 ]

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audioenc import SAMPLE_RATE
 from audioenc.audio.io import (
     AudioReadError,
+    read_clip,
     read_frames,
     read_segment,
     resample,
@@ -163,3 +165,44 @@ def test_a_segment_reads_only_its_frames_and_the_margin(tmp_path, monkeypatch):
     monkeypatch.setattr(sf.SoundFile, "read", recording_read)
     read_segment(path, 10 * 48_000, 24_000, 24_000)
     assert requested == [48_000 + 2 * resampler_margin_frames(48_000, 24_000)]
+
+
+def test_read_clip_downmixes_and_resamples(tmp_path):
+    # A 48 kHz stereo file: left a 1 kHz sine of amplitude 0.5, right silence. The mono 24 kHz
+    # result is their average: a 1 kHz sine of amplitude 0.25 (soxr keeps a 1 kHz tone intact).
+    seconds = 1.0
+    t = np.arange(int(48_000 * seconds)) / 48_000
+    stereo = np.stack([0.5 * np.sin(2 * np.pi * 1000 * t), np.zeros_like(t)], axis=1).astype(np.float32)
+    path = tmp_path / "stereo48k.wav"
+    sf.write(path, stereo, 48_000, subtype="FLOAT")
+    mono = read_clip(path, SAMPLE_RATE)
+    assert mono.shape == (SAMPLE_RATE,) and mono.dtype == np.float32
+    middle = mono[2_000:-2_000]
+    assert np.sqrt(2 * np.mean(middle.astype(np.float64) ** 2)) == pytest.approx(0.25, rel=1e-3)
+    spectrum = np.abs(np.fft.rfft(middle))
+    assert np.fft.rfftfreq(len(middle), 1 / SAMPLE_RATE)[spectrum.argmax()] == pytest.approx(1000, abs=2)
+
+
+def test_read_clip_errors_name_the_file(tmp_path):
+    bad = tmp_path / "not_audio.wav"
+    bad.write_text("hello")
+    with pytest.raises(AudioReadError, match="not_audio.wav"):
+        read_clip(bad, SAMPLE_RATE)
+
+
+def test_read_clip_refuses_a_truncated_file(tmp_path):
+    # The header promises 24,000 frames; the data stops after 500: refused, as `scan` calls it.
+    path = tmp_path / "cut.wav"
+    sf.write(path, np.zeros(24_000, dtype=np.float32), 24_000, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: 44 + 2 * 500])
+    with pytest.raises(AudioReadError, match="cut.wav"):
+        read_clip(path, SAMPLE_RATE)
+
+
+def test_read_clip_keeps_channels_when_asked(tmp_path):
+    path = tmp_path / "three.wav"
+    audio = np.stack([np.full(100, 0.1), np.full(100, 0.2), np.full(100, -0.3)], axis=1).astype(np.float32)
+    sf.write(path, audio, 24_000, subtype="FLOAT")
+    np.testing.assert_array_equal(read_clip(path, SAMPLE_RATE, mono=False), audio.T)
+    np.testing.assert_allclose(read_clip(path, SAMPLE_RATE), np.zeros(100), atol=1e-7)  # (0.1 + 0.2 - 0.3) / 3

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
-from audioenc import SAMPLE_RATE
-from audioenc.timing.features import LOG_FLOOR, LogMel, LogMelConfig, compute_log_mel, frame_times, load_audio
+from audioenc.timing.features import LOG_FLOOR, LogMel, LogMelConfig, compute_log_mel, frame_times
 
 
 @pytest.mark.parametrize("samples", [1, 239, 240, 241, 24_000, 24_001])
@@ -56,26 +54,3 @@ def test_log_mel_equals_float64_numpy_reference():
 
 def test_frame_times():
     assert np.allclose(frame_times(3, 25.0), [0.0, 0.04, 0.08, 0.12])
-
-
-def test_load_audio_downmixes_and_resamples(tmp_path):
-    # A 48 kHz stereo file: left a 1 kHz sine of amplitude 0.5, right silence. The mono 24 kHz
-    # result is their average: a 1 kHz sine of amplitude 0.25 (soxr keeps a 1 kHz tone intact).
-    seconds = 1.0
-    t = np.arange(int(48_000 * seconds)) / 48_000
-    stereo = np.stack([0.5 * np.sin(2 * np.pi * 1000 * t), np.zeros_like(t)], axis=1).astype(np.float32)
-    path = tmp_path / "stereo48k.wav"
-    sf.write(path, stereo, 48_000, subtype="FLOAT")
-    mono = load_audio(path)
-    assert mono.shape == (SAMPLE_RATE,) and mono.dtype == np.float32
-    middle = mono[2_000:-2_000]
-    assert np.sqrt(2 * np.mean(middle.astype(np.float64) ** 2)) == pytest.approx(0.25, rel=1e-3)
-    spectrum = np.abs(np.fft.rfft(middle))
-    assert np.fft.rfftfreq(len(middle), 1 / SAMPLE_RATE)[spectrum.argmax()] == pytest.approx(1000, abs=2)
-
-
-def test_load_audio_errors_name_the_file(tmp_path):
-    bad = tmp_path / "not_audio.wav"
-    bad.write_text("hello")
-    with pytest.raises(ValueError, match="not_audio.wav"):
-        load_audio(bad)

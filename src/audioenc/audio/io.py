@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ _SOXR_HQ_REACH_OUTPUT_SAMPLES = 256
 sample. Measured: a margin of 128 lower-rate samples already reproduces a whole-file
 resampling to 1e-6 at 48 kHz -> 24 kHz, 44.1 kHz -> 24 kHz and 16 kHz -> 24 kHz; 256
 doubles that for safety (tests/audio/test_io.py checks it)."""
+
+
+_SHORT_DATA_CHUNK = re.compile(r"^(?:data|SSND)\s*:.*should be", re.IGNORECASE)
 
 
 class AudioReadError(RuntimeError):
@@ -76,6 +80,13 @@ class AudioInfo:
     def duration_seconds(self) -> float:
         """Length in seconds (``frames / sample_rate``)."""
         return self.frames / self.sample_rate
+
+    def truncation(self) -> str | None:
+        """libsndfile's note when the header declares more sample data than the file holds
+        (``data : N (should be M)``), else None. libsndfile then reports the frames that exist,
+        so a read alone cannot tell a cut file from a short one."""
+        notes = [line.strip() for line in self.header_log.splitlines() if _SHORT_DATA_CHUNK.match(line.strip())]
+        return notes[0] if notes else None
 
 
 def read_info(path: str | os.PathLike) -> AudioInfo:
@@ -166,6 +177,36 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
     # soxr wants [time, channels]; it keeps the dtype (float32 in, float32 out).
     out = soxr.resample(np.ascontiguousarray(audio.T), source_rate, target_rate, quality=SOXR_QUALITY)
     return np.ascontiguousarray(np.asarray(out, dtype=np.float32).reshape(-1, audio.shape[0]).T)
+
+
+def read_clip(path: str | os.PathLike, sample_rate: int, *, mono: bool = True) -> np.ndarray:
+    """Read a whole clip at ``sample_rate`` Hz: float32 ``[time]`` (``mono``) or ``[channels, time]``.
+
+    For clips of seconds to minutes (event clips, a file to embed); long recordings are read
+    with :func:`read_segment` instead. ``mono`` averages the channels (the downmix the timing
+    half states in its reports); another file rate is resampled with :func:`resample`.
+
+    Raises:
+        AudioReadError: the file cannot be opened or read, is shorter than its header says
+            (the same check as ``audioenc scan``), holds no samples, or holds NaN/Inf samples.
+    """
+    try:
+        info = read_info(path)
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioReadError(f"{path}: cannot open as audio: {error}; check that it is a sound file") from error
+    if info.frames == 0:
+        raise AudioReadError(f"{path}: the file has no samples")
+    if info.truncation():
+        raise AudioReadError(f"{path}: truncated: the header declares more sample data than the file holds "
+                             f"({info.truncation()}); re-export or re-download it")
+    audio = read_frames(path, 0, info.frames)  # [channels, time]; refuses a file shorter than its header
+    if mono:
+        # Averaged over a [time, channels] copy, the layout libsndfile delivers (same float sums).
+        audio = np.ascontiguousarray(audio.T).mean(axis=1)[None]
+    audio = resample(audio, info.sample_rate, sample_rate)
+    if not np.isfinite(audio).all():
+        raise AudioReadError(f"{path}: the file holds NaN or Inf samples")
+    return audio[0] if mono else audio
 
 
 def input_frames_for(num_samples: int, source_rate: int, target_rate: int) -> int:

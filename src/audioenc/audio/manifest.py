@@ -87,7 +87,6 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 _INTEGER_PCM_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "ULAW", "ALAW"})
 _UNCOMPRESSED_CONTAINERS = frozenset({"WAV", "WAVEX", "W64", "RF64", "AIFF", "AU", "CAF", "NIST", "IRCAM", "RAW"})
 _EDGE_FRAMES = 4096
-_SHORT_DATA_CHUNK = re.compile(r"^(?:data|SSND)\s*:.*should be", re.IGNORECASE)
 _CHUNK_MARKER = re.compile(r"[-_.](?:part|chunk|seg|segment)[-_]?\d+$", re.IGNORECASE)
 
 
@@ -265,10 +264,8 @@ def probe_file(path: str | os.PathLike) -> tuple[AudioInfo | None, str | None]:
         return info, f"invalid header: sample rate {info.sample_rate}, channels {info.channels}"
     if info.frames == 0:
         return info, "zero-length audio (the header declares 0 frames)"
-    short_chunks = [line.strip() for line in info.header_log.splitlines() if _SHORT_DATA_CHUNK.match(line.strip())]
-    if short_chunks:
-        # libsndfile notes "data : N (should be M)" when the sample data is shorter than declared.
-        return info, f"truncated: the header declares more sample data than the file holds ({short_chunks[0]})"
+    if info.truncation():
+        return info, f"truncated: the header declares more sample data than the file holds ({info.truncation()})"
     try:
         with sf.SoundFile(str(path)) as handle:
             if _needs_full_decode(info):

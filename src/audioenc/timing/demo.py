@@ -7,7 +7,7 @@ The first thing the Speech and Audio Encoders track runs (well under a minute on
    clips of both kinds also hold a *distractor* (a noise band or a click train, away from the
    beep), so "is there energy?" does not answer "is there a beep?".
 2. **Frame view.** Log-mel features (64 bands, 100 frames/s, :mod:`audioenc.timing.features`)
-   and a tiny frame scorer (:class:`FrameScorer`: each band's clip median removed, a 1x1 band
+   and a tiny frame scorer (:class:`BeepScorer`: each band's clip median removed, a 1x1 band
    mix, one kernel-9 convolution over time, a sigmoid), trained for a few seconds on crops of
    separate clips with *frame* labels (1 inside a beep). A trained scorer, not a hand-made detector, because the
    track is about what pooling does to a learned frame signal; frame labels, not clip labels,
@@ -38,6 +38,7 @@ from torch import nn
 from audioenc import SAMPLE_RATE
 from audioenc.audio.synth_events import synthesize_clip
 from audioenc.timing.features import LogMel, LogMelConfig
+from audioenc.timing.fitting import FitSettings, fit_clip_model, frame_bce
 from audioenc.timing.pooling import MaxPooling, MeanPooling
 
 TARGET_CLASS = "tone"
@@ -100,7 +101,7 @@ class SubtractClipMedian(nn.Module):
         return log_mel - log_mel.median(dim=-1, keepdim=True).values
 
 
-class FrameScorer(nn.Module):
+class BeepScorer(nn.Module):
     """Log-mel ``[batch, n_mels, frames]`` -> frame probabilities ``[batch, 1, frames]``.
 
     ``sigmoid(W3 relu(conv9(relu(W1 normalise(x - median_t(x))))))``: the clip's per-band
@@ -167,7 +168,7 @@ def _frame_targets(clips: list[DemoClip], frames: int, frame_rate: float) -> tor
     return torch.from_numpy(targets)
 
 
-def train_frame_scorer(features: torch.Tensor, targets: torch.Tensor, config: DemoConfig) -> tuple[FrameScorer, list[float]]:
+def train_beep_scorer(features: torch.Tensor, targets: torch.Tensor, config: DemoConfig) -> tuple[BeepScorer, list[float]]:
     """Train on random crops with frame-level BCE; returns the scorer (eval mode) and the losses.
 
     Args:
@@ -181,25 +182,27 @@ def train_frame_scorer(features: torch.Tensor, targets: torch.Tensor, config: De
     """
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    scorer = FrameScorer(features.shape[1])
-    optimizer = torch.optim.Adam(scorer.parameters(), lr=config.learning_rate)
+    scorer = BeepScorer(features.shape[1])
     centred = scorer.centre(features)
     crop = min(config.crop_frames, features.shape[-1])
     # Beep frames are ~4 % of all frames: weight them so the scorer does not settle on "never".
     positive_weight = float((targets.numel() - targets.sum()) / targets.sum().clamp_min(1.0))
-    losses = []
-    for _ in range(config.steps):
+
+    def random_crops(epoch: int):
         rows = torch.randint(0, features.shape[0], (config.crop_batch,), generator=generator).tolist()
         starts = torch.randint(0, features.shape[-1] - crop + 1, (config.crop_batch,), generator=generator).tolist()
+        yield rows, starts
+
+    def loss(batch: tuple[list[int], list[int]]) -> torch.Tensor:
+        rows, starts = batch
         inputs = torch.stack([centred[row, :, start : start + crop] for row, start in zip(rows, starts)])
         labels = torch.stack([targets[row, :, start : start + crop] for row, start in zip(rows, starts)])
-        scores = scorer.net(inputs).clamp(1e-6, 1 - 1e-6)
-        loss = nn.functional.binary_cross_entropy(scores, labels, weight=1.0 + (positive_weight - 1.0) * labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    return scorer.eval(), losses
+        return frame_bce(scorer.net(inputs), labels, weight=1.0 + (positive_weight - 1.0) * labels)
+
+    # One "epoch" is one batch of random crops: config.steps steps.
+    history = fit_clip_model(scorer, [{"params": list(scorer.parameters()), "lr": config.learning_rate}], random_crops,
+                             loss, FitSettings(epochs=config.steps), name="beep scorer", seed=config.seed)
+    return scorer, history.train_loss
 
 
 def _auc(positive: list[float], negative: list[float]) -> float:
@@ -236,7 +239,7 @@ def run_short_demo(out_dir: str | Path = "runs/demo", config: DemoConfig = DemoC
         train_features = extractor(torch.from_numpy(np.stack([clip.audio for clip in train])))
         shown_features = extractor(torch.from_numpy(np.stack([clip.audio for clip in shown])))
     frames = train_features.shape[-1]
-    scorer, losses = train_frame_scorer(train_features, _frame_targets(train, frames, frame_rate), config)
+    scorer, losses = train_beep_scorer(train_features, _frame_targets(train, frames, frame_rate), config)
     with torch.no_grad():
         frame_scores = scorer(shown_features)  # [clips, 1, frames]
         mean_scores = MeanPooling()(frame_scores)[:, 0].numpy()
@@ -333,7 +336,7 @@ def _summarise(rows: list[dict], clip_seconds: float) -> dict:
     }
 
 
-def _fmt(value, digits: int = 3) -> str:
+def _cell(value, digits: int = 3) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -359,7 +362,7 @@ _COLUMNS = (
 
 def _table(rows: list[dict], separator: str, pretty: bool = False) -> str:
     header = [title for _, title in _COLUMNS]
-    body = [[_fmt(row[key], 2 if key in ("peak_time",) else 3) for key, _ in _COLUMNS] for row in rows]
+    body = [[_cell(row[key], 2 if key in ("peak_time",) else 3) for key, _ in _COLUMNS] for row in rows]
     if not pretty:
         return "\n".join(separator.join(line) for line in [header, *body]) + "\n"
     widths = [max(len(line[column]) for line in [header, *body]) for column in range(len(header))]

@@ -17,7 +17,7 @@ Math, for audio ``x`` ``[batch, time]``::
 
 Audio at another sample rate is resampled to 24 kHz with soxr (band-limited); several
 channels are averaged to mono (the channel policy of the timing half: a downmix, stated in
-reports).
+reports); :func:`audioenc.audio.io.read_clip` does both.
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 import torch
 from torch import nn
 
 from audioenc import SAMPLE_RATE
+from audioenc.audio.io import read_clip
 
 LOG_FLOOR = 1e-10
 """Added to mel power before the log, so silence maps to log(1e-10) ~ -23 instead of -inf."""
@@ -122,26 +121,6 @@ def frame_times(num_frames: int, frame_rate: float) -> np.ndarray:
     return np.arange(num_frames + 1, dtype=np.float64) / frame_rate
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read a whole clip as float32 mono at ``sample_rate`` Hz: shape ``[time]``.
-
-    Several channels are averaged (downmix); another file rate is resampled with soxr
-    (high quality). Event clips are seconds long, so a whole-file read is right here.
-    """
-    try:
-        audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise ValueError(f"cannot read audio file {path}: {error}; check that it is a sound file") from error
-    if audio.shape[0] == 0:
-        raise ValueError(f"audio file {path} has no samples")
-    mono = audio.mean(axis=1)
-    if file_rate != sample_rate:
-        mono = soxr.resample(mono, file_rate, sample_rate, quality="HQ").astype(np.float32)
-    if not np.all(np.isfinite(mono)):
-        raise ValueError(f"audio file {path} contains NaN or Inf samples")
-    return mono
-
-
 def compute_log_mel(audio: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
     """Log-mel of one clip: ``[time]`` float -> ``[n_mels, frames]`` float32 (see :class:`LogMel`)."""
     with torch.no_grad():
@@ -155,6 +134,6 @@ def split_log_mels(audio_dir: str | Path, files: list[str], config: LogMelConfig
     features = {}
     with torch.no_grad():
         for filename in files:
-            audio = load_audio(Path(audio_dir) / filename, config.sample_rate)
+            audio = read_clip(Path(audio_dir) / filename, config.sample_rate)
             features[filename] = extractor(torch.from_numpy(audio)[None])[0].numpy()
     return features

@@ -31,12 +31,10 @@ for a seed (weights, data order and dropout all draw from it) with a fixed threa
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +42,21 @@ import torch
 from torch import nn
 
 from audioenc.audio.formats import EventSplit, read_corpus_split
+from audioenc.timing.evaluation import clip_targets
 from audioenc.timing.features import LogMelConfig, split_log_mels
+from audioenc.timing.fitting import (
+    ClipModelOutput,
+    FitSettings,
+    Predictions,
+    TrainingHistory,
+    batches_per_epoch,
+    clip_label_loss,
+    fit_clip_model,
+    frame_statistics,
+    predict_frames,
+    shuffled_batches,
+    validation_loss,
+)
 from audioenc.timing.pooling import Pooling, make_pooling
 
 
@@ -73,23 +85,6 @@ class CRNNConfig:
     time_pool: tuple[int, ...] = (1, 1)
     rnn_hidden: int = 32
     dropout: float = 0.1
-
-
-@dataclass(frozen=True)
-class CRNNOutput:
-    """What :class:`WeakCRNN` returns.
-
-    Attributes:
-        frame_scores: per-class probabilities ``[batch, classes, frames_out]``.
-        clip_scores: pooled probabilities ``[batch, classes]``.
-        embeddings: recurrent frame embeddings ``[batch, 2 * rnn_hidden, frames_out]``.
-        mask: real (not padded) output frames ``[batch, frames_out]``.
-    """
-
-    frame_scores: torch.Tensor
-    clip_scores: torch.Tensor
-    embeddings: torch.Tensor
-    mask: torch.Tensor
 
 
 class ConvBlock(nn.Sequential):
@@ -215,7 +210,7 @@ class WeakCRNN(nn.Module):
         """Output frames for ``input_frames`` log-mel frames: ``ceil(input_frames / time_factor)``."""
         return -(-input_frames // self.time_factor)
 
-    def forward(self, log_mel: torch.Tensor, mask: torch.Tensor | None = None) -> CRNNOutput:
+    def forward(self, log_mel: torch.Tensor, mask: torch.Tensor | None = None) -> ClipModelOutput:
         if log_mel.dim() != 3 or log_mel.shape[1] != self.feature_config.n_mels:
             raise ValueError(
                 f"expected log-mel [batch, {self.feature_config.n_mels}, frames], got {tuple(log_mel.shape)}"
@@ -243,7 +238,7 @@ class WeakCRNN(nn.Module):
         embeddings = self.rnn(sequence, out_mask.sum(dim=1)).transpose(1, 2)  # [B, 2H, F']
         frame_scores = torch.sigmoid(self.head(self.dropout(embeddings)))
         clip_scores = self.pooling(frame_scores, embeddings, out_mask)
-        return CRNNOutput(frame_scores=frame_scores, clip_scores=clip_scores, embeddings=embeddings, mask=out_mask)
+        return ClipModelOutput(frame_scores=frame_scores, clip_scores=clip_scores, embeddings=embeddings, mask=out_mask)
 
 
 # --------------------------------------------------------------------------- data
@@ -268,92 +263,9 @@ class FeatureSet:
         """Compute the log-mels of every file of ``split``."""
         return cls(split=split, log_mels=split_log_mels(split.audio_dir, split.files, config), config=config)
 
-    def targets(self, classes: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Multi-hot clip labels ``[classes]`` float32 per file."""
-        index = {name: k for k, name in enumerate(classes)}
-        targets = {}
-        for filename in self.split.files:
-            row = np.zeros(len(classes), dtype=np.float32)
-            for label in self.split.weak[filename]:
-                if label in index:
-                    row[index[label]] = 1.0
-            targets[filename] = row
-        return targets
-
-
-def collate_padded(log_mels: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad ``[n_mels, frames_i]`` arrays to ``[B, n_mels, max frames]`` with a ``[B, max]`` mask
-    (True on real frames). Any ``[channels, frames_i]`` arrays work the same way."""
-    longest = max(item.shape[-1] for item in log_mels)
-    batch = torch.zeros(len(log_mels), log_mels[0].shape[0], longest)
-    mask = torch.zeros(len(log_mels), longest, dtype=torch.bool)
-    for row, item in enumerate(log_mels):
-        batch[row, :, : item.shape[-1]] = torch.from_numpy(item)
-        mask[row, : item.shape[-1]] = True
-    return batch, mask
-
-
-def feature_statistics(features: FeatureSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-band mean and standard deviation ``[n_mels]`` over every frame of a split (float64 sums)."""
-    total = sum(item.astype(np.float64).sum(axis=1) for item in features.log_mels.values())
-    squares = sum((item.astype(np.float64) ** 2).sum(axis=1) for item in features.log_mels.values())
-    count = sum(item.shape[1] for item in features.log_mels.values())
-    mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
-
-
-# --------------------------------------------------------------------------- training
-
-
-@dataclass
-class TrainingHistory:
-    """Per-epoch record of :func:`train_weak_encoder`.
-
-    Attributes:
-        train_loss: mean clip-level BCE over the training batches of each epoch.
-        valid_loss: clip-level BCE on the validation split after each epoch.
-        valid_accuracy: share of correct (clip, class) decisions at 0.5 on validation.
-        seconds: wall time of each epoch.
-        best_epoch: 0-based epoch whose weights were kept (lowest validation loss).
-        pooling: the pooling rule trained.
-        seed: the seed used.
-    """
-
-    train_loss: list[float] = field(default_factory=list)
-    valid_loss: list[float] = field(default_factory=list)
-    valid_accuracy: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    best_epoch: int = -1
-    pooling: str = ""
-    seed: int = 0
-
-    def as_dict(self) -> dict:
-        """Plain-JSON form."""
-        return asdict(self)
-
-
-def _clip_loss(clip_scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    # Clamp: max / linear-softmax pools can reach exactly 0 or 1, where BCE's log is -inf.
-    return nn.functional.binary_cross_entropy(clip_scores.clamp(1e-6, 1 - 1e-6), targets)
-
-
-def _evaluate(model: WeakCRNN, features: FeatureSet, batch_size: int) -> tuple[float, float]:
-    """Validation loss and (clip, class) accuracy at 0.5."""
-    targets = features.targets(model.classes)
-    files = features.split.files
-    model.eval()
-    losses, correct, total = [], 0, 0
-    with torch.no_grad():
-        for start in range(0, len(files), batch_size):
-            names = files[start : start + batch_size]
-            batch, mask = collate_padded([features.log_mels[name] for name in names])
-            target = torch.from_numpy(np.stack([targets[name] for name in names]))
-            scores = model(batch, mask).clip_scores
-            losses.append(float(_clip_loss(scores, target)) * len(names))
-            correct += int(((scores >= 0.5).float() == target).sum())
-            total += target.numel()
-    return sum(losses) / len(files), correct / total
+    def inputs(self) -> list[np.ndarray]:
+        """The log-mels in the split's file order."""
+        return [self.log_mels[name] for name in self.split.files]
 
 
 def load_feature_sets(
@@ -364,6 +276,9 @@ def load_feature_sets(
 ) -> dict[str, FeatureSet]:
     """Read and featurise splits of a corpus in the embedded layout, keyed by split name."""
     return {name: FeatureSet.from_split(read_corpus_split(corpus, name, classes=classes), config) for name in splits}
+
+
+# --------------------------------------------------------------------------- training
 
 
 def train_weak_encoder(
@@ -378,7 +293,7 @@ def train_weak_encoder(
     classes: tuple[str, ...] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[WeakCRNN, TrainingHistory]:
-    """Train a :class:`WeakCRNN` from clip labels only.
+    """Train a :class:`WeakCRNN` from clip labels only (:func:`~audioenc.timing.fitting.fit_clip_model`).
 
     Args:
         corpus: a corpus root in the embedded layout (its ``train`` and ``validation``
@@ -387,8 +302,10 @@ def train_weak_encoder(
         pooling: pooling rule name (:data:`audioenc.timing.pooling.POOLING_NAMES`).
         seed: seeds weights, batch order and dropout.
         epochs: passes over the training split.
-        batch_size: clips per step.
-        learning_rate: Adam step size at the start; cosine decay to 1/20 of it by the end.
+        batch_size: clips per step (a last batch of one clip is left for the next epoch:
+            batch norm needs two).
+        learning_rate: Adam step size at the start; cosine decay to 1/20 of it by the end
+            (few epochs, so the last ones refine rather than jump).
         config: network size.
         classes: class order; default the training split's vocabulary.
         log: called with one line per epoch (e.g. ``print``); None for quiet.
@@ -413,92 +330,24 @@ def train_weak_encoder(
         raise ValueError(f"no classes: the training split {train_set.split.audio_dir} has no labelled events")
     torch.manual_seed(seed)
     model = WeakCRNN(classes, pooling, config, train_set.config)
-    model.set_normalization(*feature_statistics(train_set))
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    # Cosine decay from learning_rate to learning_rate / 20 over all steps: few epochs, so the
-    # last ones should refine rather than jump.
+    model.set_normalization(*frame_statistics(train_set.log_mels.values()))
     count = len(train_set.split.files)
-    steps_per_epoch = count // batch_size + (1 if count % batch_size >= 2 else 0)
-    total_steps = max(1, epochs * steps_per_epoch)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    valid_inputs, valid_targets = valid_set.inputs(), clip_targets(valid_set.split, classes)
+    history = fit_clip_model(
+        model, [{"params": list(model.parameters()), "lr": learning_rate}],
+        shuffled_batches(count, batch_size, torch.Generator().manual_seed(seed), min_size=2),
+        clip_label_loss(model, train_set.inputs(), clip_targets(train_set.split, classes)),
+        FitSettings(epochs, clip_norm=5.0, final_lr_factor=0.05,
+                    total_steps=epochs * batches_per_epoch(count, batch_size, min_size=2)),
+        validate=lambda m: validation_loss(m, valid_inputs, valid_targets, batch_size),
+        name=pooling, seed=seed, log=log,
     )
-    order_generator = torch.Generator().manual_seed(seed)
-    targets = train_set.targets(classes)
-    files = train_set.split.files
-    history = TrainingHistory(pooling=pooling, seed=seed)
-    best_state, best_loss = None, float("inf")
-    for epoch in range(epochs):
-        started = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(files), generator=order_generator).tolist()
-        batch_losses = []
-        for start in range(0, len(order), batch_size):
-            names = [files[index] for index in order[start : start + batch_size]]
-            if len(names) < 2:
-                continue  # batch norm needs two clips; the leftover clip comes back next epoch
-            batch, mask = collate_padded([train_set.log_mels[name] for name in names])
-            target = torch.from_numpy(np.stack([targets[name] for name in names]))
-            loss = _clip_loss(model(batch, mask).clip_scores, target)
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            schedule.step()
-            batch_losses.append(float(loss.detach()))
-        valid_loss, valid_accuracy = _evaluate(model, valid_set, batch_size)
-        history.train_loss.append(float(np.mean(batch_losses)))
-        history.valid_loss.append(valid_loss)
-        history.valid_accuracy.append(valid_accuracy)
-        history.seconds.append(time.perf_counter() - started)
-        if valid_loss < best_loss:
-            best_loss, best_state, history.best_epoch = valid_loss, copy.deepcopy(model.state_dict()), epoch
-        if log is not None:
-            log(
-                f"[{pooling}] epoch {epoch + 1}/{epochs}: train loss {history.train_loss[-1]:.4f}, "
-                f"valid loss {valid_loss:.4f}, valid accuracy {valid_accuracy:.3f} ({history.seconds[-1]:.1f} s)"
-            )
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
     return model, history
-
-
-# --------------------------------------------------------------------------- inference
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """Scores of a model on a set of clips.
-
-    Attributes:
-        frame_scores: ``[classes, frames]`` per file, cropped to the clip's own frames.
-        clip_scores: ``[classes]`` per file.
-        frame_rate: frames per second of ``frame_scores`` (frame ``j`` spans ``[j, j+1) / rate``).
-        classes: class order of the rows.
-    """
-
-    frame_scores: dict[str, np.ndarray]
-    clip_scores: dict[str, np.ndarray]
-    frame_rate: float
-    classes: tuple[str, ...]
 
 
 def predict(model: WeakCRNN, log_mels: Mapping[str, np.ndarray], batch_size: int = 16) -> Predictions:
     """Frame and clip scores of ``model`` for each ``[n_mels, frames]`` log-mel (eval mode, no grad)."""
-    model.eval()
-    names = sorted(log_mels)
-    frame_scores, clip_scores = {}, {}
-    with torch.no_grad():
-        for start in range(0, len(names), batch_size):
-            chunk = names[start : start + batch_size]
-            batch, mask = collate_padded([log_mels[name] for name in chunk])
-            output = model(batch, mask)
-            for row, name in enumerate(chunk):
-                frames = int(output.mask[row].sum())
-                frame_scores[name] = output.frame_scores[row, :, :frames].numpy().astype(np.float64)
-                clip_scores[name] = output.clip_scores[row].numpy().astype(np.float64)
-    return Predictions(frame_scores, clip_scores, model.frame_rate, model.classes)
+    return predict_frames(model, log_mels, model.frame_rate, model.classes, batch_size)
 
 
 # --------------------------------------------------------------------------- saving

@@ -1,0 +1,250 @@
+"""Frozen encoders for the timing half, and their frames on one time grid.
+
+1. **Encoders** (:func:`load_encoder`): anything with the HEAR API — a codec from
+   ``audioenc train`` (run folder, ``model_best.safetensors`` or ``checkpoint_*.pt``), a weak-label
+   CRNN folder (:func:`audioenc.timing.weak.save_weak_encoder`), both through
+   :mod:`audioenc.hear`, or a Python module (a ``.py`` file or an importable name) exposing
+   ``load_model`` and ``get_timestamp_embeddings``. Audio reaches the encoder as a mono downmix
+   resampled with soxr to the encoder's ``sample_rate`` (:func:`audioenc.audio.io.read_clip`).
+2. **Frames on one grid** (:func:`to_frame_grid`): HEAR timestamps are milliseconds; the
+   embedding frame whose timestamp is nearest to each grid centre ``(j + 1/2) / rate`` s is
+   taken, so grid frame ``j`` spans ``[j, j + 1) / rate`` seconds as everywhere in
+   :mod:`audioenc.timing`. ``rate`` is the encoder's own frame rate (1000 / timestamp step);
+   for the encoders of this package the map is the identity.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from audioenc import hear
+from audioenc.audio.io import read_clip
+
+
+@dataclass
+class EncoderHandle:
+    """A loaded encoder and the module whose HEAR functions run it.
+
+    Attributes:
+        kind: ``codec``, ``weak_crnn`` (both via :mod:`audioenc.hear`) or ``hear_module``.
+        source: what the caller named (path or module name).
+        model: the object ``load_model`` returned.
+        api: the module providing ``get_timestamp_embeddings`` for ``model``.
+        sample_rate: Hz the encoder expects.
+        embedding_size: size of a timestamp embedding.
+        channel_policy: how clip audio reaches the encoder (stated in reports).
+    """
+
+    kind: str
+    source: str
+    model: Any
+    api: ModuleType
+    sample_rate: int
+    embedding_size: int
+    channel_policy: str
+
+    def describe(self) -> dict:
+        """Plain-JSON description (no model object)."""
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "sample_rate": self.sample_rate,
+            "embedding_size": self.embedding_size,
+            "channel_policy": self.channel_policy,
+        }
+
+
+def _import_hear_module(spec: str) -> ModuleType:
+    path = Path(spec)
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise FileNotFoundError(f"HEAR module file {path} does not exist")
+        name = f"_audioenc_hear_module_{abs(hash(str(path.resolve())))}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ValueError(f"cannot import {path} as a Python module")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(spec)
+    except ModuleNotFoundError as error:
+        raise FileNotFoundError(
+            f"encoder {spec!r} is neither an existing file or folder (codec run folder, "
+            f"model_best.safetensors, checkpoint_*.pt, weak-CRNN folder, module.py) nor an importable "
+            f"Python module ({error})"
+        ) from error
+
+
+def load_encoder(spec: str | Path, weights: str | None = None) -> EncoderHandle:
+    """Load a frozen encoder for probing (accepted forms in the module docstring).
+
+    Args:
+        spec: a codec run folder / ``.safetensors`` export / ``checkpoint_*.pt``, a weak-CRNN
+            folder, a ``.py`` file or an importable module name with the HEAR API.
+        weights: passed to a HEAR module's ``load_model`` (ignored for this package's encoders,
+            whose file is ``spec`` itself).
+
+    Returns:
+        The :class:`EncoderHandle`. Its model is in eval mode where it is a torch module.
+    """
+    text = str(spec)
+    path = Path(text)
+    if path.exists() and path.suffix != ".py":
+        model = hear.load_model(str(path))
+        policy = f"clips downmixed to mono (mean of channels), resampled with soxr to {model.sample_rate} Hz"
+        if model.channel_policy is not None:
+            policy += f"; the {model.kind}'s encoder gets {model.channel_policy}"
+        return EncoderHandle(model.kind, text, model, hear, int(model.sample_rate), int(model.timestamp_embedding_size),
+                             policy)
+    module = _import_hear_module(text)
+    missing = [name for name in ("load_model", "get_timestamp_embeddings") if not callable(getattr(module, name, None))]
+    if missing:
+        raise ValueError(f"HEAR module {text!r} lacks {', '.join(missing)}; a HEAR module defines load_model, "
+                         "get_timestamp_embeddings and get_scene_embeddings")
+    model = module.load_model(weights) if weights else module.load_model()
+    absent = [name for name in ("sample_rate", "timestamp_embedding_size") if not hasattr(model, name)]
+    if absent:
+        raise ValueError(f"the model from {text}.load_model() lacks the HEAR attribute(s) {', '.join(absent)}")
+    if isinstance(model, nn.Module):
+        model.eval()
+    rate = int(model.sample_rate)
+    return EncoderHandle(
+        "hear_module", text, model, module, rate, int(model.timestamp_embedding_size),
+        f"clips downmixed to mono (mean of channels), resampled with soxr to {rate} Hz",
+    )
+
+
+def frame_rate_from_timestamps(timestamps_ms: np.ndarray, where: str = "encoder") -> float:
+    """Frames per second from HEAR timestamps ``[frames]`` in ms: ``1000 / step``, the step from
+    the first and last timestamps (float32 timestamps make single steps inexact). Timestamps
+    must be evenly spaced (every step within 1 % of the mean)."""
+    timestamps_ms = np.asarray(timestamps_ms, dtype=np.float64)
+    if timestamps_ms.ndim != 1 or len(timestamps_ms) < 2:
+        raise ValueError(
+            f"{where}: {len(np.atleast_1d(timestamps_ms))} timestamp(s) for a clip: the encoder has no time axis "
+            "to probe (it summarises the clip); use an encoder with frame-level embeddings"
+        )
+    step = float(timestamps_ms[-1] - timestamps_ms[0]) / (len(timestamps_ms) - 1)
+    if not step > 0:
+        raise ValueError(f"{where}: timestamps do not increase (mean step {step} ms)")
+    if np.max(np.abs(np.diff(timestamps_ms) - step)) > 0.01 * step:
+        raise ValueError(f"{where}: timestamps are not evenly spaced (mean step {step:.4f} ms); a frame grid needs a "
+                         "constant hop")
+    return 1000.0 / step
+
+
+def to_frame_grid(embeddings: np.ndarray, timestamps_ms: np.ndarray, duration: float, frame_rate: float) -> np.ndarray:
+    """Embeddings ``[frames, E]`` at ``timestamps_ms`` -> ``[E, G]`` on the grid of ``frame_rate``.
+
+    ``G = ceil(duration * frame_rate - 0.001)`` (at least 1); grid frame ``j`` takes the embedding frame
+    whose timestamp is nearest to ``(j + 1/2) / frame_rate`` seconds (the earlier one on a tie).
+    """
+    embeddings = np.asarray(embeddings)
+    timestamps_ms = np.asarray(timestamps_ms, dtype=np.float64)
+    if embeddings.ndim != 2 or embeddings.shape[0] != len(timestamps_ms):
+        raise ValueError(f"embeddings {embeddings.shape} and timestamps {timestamps_ms.shape} do not match")
+    # 1e-3 frame of slack: a rate estimated from float32 timestamps is off by ~1e-5 frame over a
+    # clip, while a clip one sample longer than a whole number of frames exceeds it by > 1e-3.
+    frames = max(1, math.ceil(duration * frame_rate - 1e-3))
+    centres = (np.arange(frames) + 0.5) * 1000.0 / frame_rate
+    right = np.clip(np.searchsorted(timestamps_ms, centres), 0, len(timestamps_ms) - 1)
+    left = np.clip(right - 1, 0, len(timestamps_ms) - 1)
+    nearest = np.where(np.abs(timestamps_ms[left] - centres) <= np.abs(timestamps_ms[right] - centres), left, right)
+    return np.ascontiguousarray(embeddings[nearest].T.astype(np.float32))
+
+
+@dataclass
+class FrameEmbeddings:
+    """Frozen embeddings of a set of clips on one frame grid.
+
+    Attributes:
+        frames: ``[E, G]`` float32 per filename.
+        frame_rate: grid frames per second.
+        identity_map: whether every clip's grid frames are exactly the encoder's frames.
+    """
+
+    frames: dict[str, np.ndarray]
+    frame_rate: float
+    identity_map: bool
+
+
+def encoder_embeddings(handle: EncoderHandle, audio_dir: str | Path, files: Sequence[str],
+                       frame_rate: float | None = None) -> FrameEmbeddings:
+    """Run the encoder (HEAR ``get_timestamp_embeddings``) on each clip, one clip per call.
+
+    Args:
+        handle: from :func:`load_encoder`.
+        audio_dir: folder of the clips.
+        files: filenames relative to ``audio_dir``.
+        frame_rate: the grid's rate; default the model's ``frame_rate`` attribute when it has one
+            that its timestamps confirm (this package's encoders), else the rate the timestamps
+            show on the first clip. Every clip's own rate must agree within 0.1 %.
+
+    Returns:
+        :class:`FrameEmbeddings` ``[E, ceil(duration * rate)]`` per file.
+    """
+    result: dict[str, np.ndarray] = {}
+    identity = True
+    with torch.no_grad():
+        for filename in files:
+            path = Path(audio_dir) / filename
+            audio = read_clip(path, handle.sample_rate)
+            embeddings, timestamps = handle.api.get_timestamp_embeddings(torch.from_numpy(audio)[None], handle.model)
+            embeddings = _as_numpy(embeddings)[0]
+            timestamps = _as_numpy(timestamps)[0].astype(np.float64)
+            if embeddings.ndim != 2 or embeddings.shape[1] != handle.embedding_size:
+                raise ValueError(
+                    f"{handle.source}: timestamp embeddings of {path} have shape {embeddings.shape}; expected "
+                    f"[frames, {handle.embedding_size}] (HEAR: [n_sounds, frames, timestamp_embedding_size])"
+                )
+            rate = frame_rate_from_timestamps(timestamps, f"{handle.source} on {path}")
+            if frame_rate is None:
+                declared = getattr(handle.model, "frame_rate", None)
+                exact = isinstance(declared, (int, float)) and abs(float(declared) - rate) <= 1e-3 * rate
+                frame_rate = float(declared) if exact else rate
+            elif abs(rate - frame_rate) > 1e-3 * frame_rate:
+                raise ValueError(f"{handle.source}: {path} gives {rate:.4f} frames/s, other clips {frame_rate:.4f}")
+            duration = len(audio) / handle.sample_rate
+            grid = to_frame_grid(embeddings, timestamps, duration, frame_rate)
+            centres = (np.arange(grid.shape[1]) + 0.5) * 1000.0 / frame_rate
+            identity &= grid.shape[1] == len(timestamps) and bool(np.allclose(timestamps, centres, atol=1e-3 * 1000 / frame_rate))
+            result[filename] = grid
+    if frame_rate is None:
+        raise ValueError("no clips to embed")
+    return FrameEmbeddings(result, float(frame_rate), identity)
+
+
+def _as_numpy(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().float().numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def parameters_fingerprint(module: Any) -> dict[str, np.ndarray]:
+    """Copies of every parameter and buffer of a torch module (for frozen-ness checks); ``{}`` otherwise."""
+    if not isinstance(module, nn.Module):
+        return {}
+    return {name: tensor.detach().cpu().numpy().copy() for name, tensor in module.state_dict().items()}
+
+
+def same_parameters(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray]) -> bool:
+    """Whether two :func:`parameters_fingerprint` results are identical."""
+    return before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+
+
+__all__ = ["EncoderHandle", "FrameEmbeddings", "encoder_embeddings", "frame_rate_from_timestamps", "load_encoder",
+           "parameters_fingerprint", "same_parameters", "to_frame_grid"]

@@ -1,0 +1,121 @@
+"""The weak-label CRNN through the HEAR API, registered with :mod:`audioenc.hear`.
+
+``hear.load_model(folder)`` on a folder written by :func:`audioenc.timing.weak.save_weak_encoder`
+(``config.json`` of kind ``audioenc.weak_crnn`` + ``model.safetensors``) returns a
+:class:`WeakCRNNHEAR`: mono audio ``[n, T]`` at 24 kHz -> log-mel -> CNN -> bidirectional GRU
+frame embeddings ``[n, ceil(ceil(T / 240) / 4), 2H]`` (25 frames/s by default, first timestamp
+20 ms). Importing :mod:`audioenc.timing` registers the loader; this module is also a HEAR module
+in its own right (``load_model``, ``get_timestamp_embeddings``, ``get_scene_embeddings``), for
+harnesses that name a module.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from audioenc import hear
+from audioenc.hear import HEARModule, TopSplit, get_scene_embeddings, get_timestamp_embeddings
+from audioenc.timing.features import LogMel
+from audioenc.timing.weak import WeakCRNN, load_weak_encoder
+
+
+class WeakCRNNHEAR(HEARModule):
+    """HEAR wrapper of the weak-label CRNN: its :class:`~audioenc.timing.fitting.ClipModelOutput`
+    ``embeddings``, transposed to ``[n, frames, 2H]``."""
+
+    kind = "weak_crnn"
+
+    def __init__(self, crnn: WeakCRNN, batch_size: int = 16) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"WeakCRNNHEAR: batch_size={batch_size} must be >= 1.")
+        self.crnn = crnn.eval()
+        self.log_mel = LogMel(crnn.feature_config)
+        self.batch_size = batch_size
+        self.sample_rate = int(crnn.feature_config.sample_rate)
+        self.frame_rate = float(crnn.frame_rate)
+        self.scene_embedding_size = int(crnn.embedding_size)
+        self.timestamp_embedding_size = int(crnn.embedding_size)
+
+    @torch.no_grad()
+    def frame_embeddings(self, audio: torch.Tensor) -> torch.Tensor:
+        device = self._device()
+        self.log_mel.to(device)
+        outputs = []
+        for start in range(0, audio.shape[0], self.batch_size):
+            sounds = audio[start : start + self.batch_size].to(device=device, dtype=torch.float32)
+            outputs.append(self.crnn(self.log_mel(sounds)).embeddings.transpose(1, 2))
+        return torch.cat(outputs, dim=0)
+
+    def split_top(self) -> TopSplit:
+        """The bidirectional GRU (the layer that makes the embeddings); below it log-mel + CNN,
+        captured by a forward hook on the GRU while this wrapper runs, so the cut is exactly
+        what the HEAR path computes."""
+        rnn = self.crnn.rnn
+
+        def lower(audio: np.ndarray) -> np.ndarray:
+            captured: dict[str, torch.Tensor] = {}
+            hook = rnn.register_forward_hook(lambda module, inputs, output: captured.update(sequence=inputs[0]))
+            try:
+                with torch.no_grad():
+                    self.frame_embeddings(torch.from_numpy(audio)[None])
+            finally:
+                hook.remove()
+            return captured["sequence"][0].T.numpy().astype(np.float32)
+
+        return TopSplit(_GRUTop(copy.deepcopy(rnn)), lower, "weak-CRNN bidirectional GRU (the layer that makes the embeddings)")
+
+
+class _GRUTop(nn.Module):
+    """The CRNN's masked bidirectional GRU as a :class:`~audioenc.hear.TopSplit` top:
+    ``[B, C, F] -> [B, 2H, F]`` (exact per length)."""
+
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, lower: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.rnn(lower.transpose(1, 2), lengths).transpose(1, 2)
+
+
+def weak_crnn_folder(path: Path) -> Path | None:
+    """The folder of a saved weak CRNN when ``path`` is it, its config.json or its model.safetensors."""
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.name not in ("config.json", "model.safetensors"):
+        return None
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        kind = json.loads(config.read_text()).get("kind")
+    except (json.JSONDecodeError, AttributeError, OSError):
+        return None  # not our config.json: let the next loader (or the error message) handle it
+    return folder if kind == "audioenc.weak_crnn" else None
+
+
+def _load(path: Path, batch_size: int = 16) -> WeakCRNNHEAR:
+    return WeakCRNNHEAR(load_weak_encoder(weak_crnn_folder(path)), batch_size=batch_size)
+
+
+def register() -> None:
+    """Register the weak-CRNN loader with :func:`audioenc.hear.register_loader` (once)."""
+    if not any(loader.name == "weak_crnn" for loader in hear.LOADERS):
+        hear.register_loader("weak_crnn", lambda path: weak_crnn_folder(path) is not None, _load, ("batch_size",))
+
+
+def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
+    """HEAR ``load_model`` for a weak-CRNN folder (any kind :func:`audioenc.hear.load_model` knows)."""
+    register()
+    return hear.load_model(model_file_path, **kwargs)
+
+
+register()
+
+__all__ = ["WeakCRNNHEAR", "get_scene_embeddings", "get_timestamp_embeddings", "load_model", "register",
+           "weak_crnn_folder"]

@@ -1,0 +1,168 @@
+"""The corpus of one workflow run: read, validated, split and featurised once (step 0).
+
+Layout (``--data DIR``, default the embedded event corpus): that of
+:mod:`audioenc.audio.synth_events` — ``DIR/audio/{train,validation,test}/`` and
+``DIR/metadata/{split}_strong.tsv`` and/or ``{split}_weak.tsv``. ``train`` is required; a missing
+``validation`` or ``test`` split is carved from ``train`` (20 % each, seeded) and the report says
+so. Any sample rate and channel count: clips are downmixed to mono (mean of the channels) and
+resampled with soxr (24 kHz for the log-mel models, the encoder's own rate for the frozen
+encoder). Bad label rows and unreadable audio files never stop the run: each becomes an
+:class:`~audioenc.audio.formats.Issue` (file, line, what, what was done).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from audioenc.audio.formats import EventSplit, Issue, read_corpus_split, split_paths
+from audioenc.audio.io import AudioReadError, read_clip, read_info
+from audioenc.timing.encoders import EncoderHandle
+from audioenc.timing.features import LogMel, LogMelConfig
+from audioenc.timing.weak import FeatureSet
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+CARVE_SHARE = 0.2
+"""Share of the training clips carved out for a missing validation or test split."""
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread (the same numbers on any machine), restoring the setting after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@dataclass
+class WorkflowData:
+    """The validated corpus of one run.
+
+    Attributes:
+        root: the corpus folder.
+        splits: ``train``, ``validation`` and ``test`` :class:`EventSplit` (only usable clips).
+        classes: the class vocabulary (from ``corpus.json``, else the training labels).
+        features: log-mel :class:`FeatureSet` per split.
+        issues: every dropped, merged or clipped row and every unreadable file.
+        notes: how the splits were formed (e.g. a carved validation split).
+        audio_formats: ``"<rate> Hz, <channels> ch" -> clip count`` over all splits.
+    """
+
+    root: Path
+    splits: dict[str, EventSplit]
+    classes: tuple[str, ...]
+    features: dict[str, FeatureSet]
+    issues: list[Issue]
+    notes: list[str]
+    audio_formats: dict[str, int]
+
+
+def _subset(split: EventSplit, files: Sequence[str], name: str | None = None) -> EventSplit:
+    files = sorted(files)
+    return EventSplit(
+        name=name or split.name,
+        audio_dir=split.audio_dir,
+        files=files,
+        durations={f: split.durations[f] for f in files},
+        weak={f: split.weak[f] for f in files},
+        strong={f: split.strong[f] for f in files} if split.strong is not None else None,
+        classes=split.classes,
+        issues=[],
+    )
+
+
+def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int, int, int] | None = None,
+                       log: Callable[[str], None] = print) -> WorkflowData:
+    """Read, validate and featurise a corpus (layout in the module docstring).
+
+    Bad label rows and unreadable audio files never stop the run: each becomes an
+    :class:`~audioenc.audio.formats.Issue` (file, line, what, what was done) and the clip or row is
+    left out.
+    """
+    root = Path(root)
+    train_paths = split_paths(root, "train")
+    if not train_paths["audio_dir"].is_dir() or not (train_paths["strong"].is_file() or train_paths["weak"].is_file()):
+        raise FileNotFoundError(
+            f"{root} is not a corpus in the expected layout: need {train_paths['audio_dir']} and "
+            f"{train_paths['weak']} and/or {train_paths['strong']} (DESED-style TSVs; see `audioenc workflow --help`)"
+        )
+    train = read_corpus_split(root, "train")
+    classes = train.classes
+    if not classes:
+        raise ValueError(f"{root}: the training labels name no event class; nothing to learn")
+    issues = list(train.issues)
+    notes: list[str] = []
+    splits: dict[str, EventSplit] = {"train": train}
+    rng = np.random.default_rng(seed)
+    for name in ("validation", "test"):
+        paths = split_paths(root, name)
+        if paths["audio_dir"].is_dir() and (paths["strong"].is_file() or paths["weak"].is_file()):
+            split = read_corpus_split(root, name, classes=classes)
+            issues += split.issues
+            splits[name] = split
+            continue
+        pool = splits["train"].files
+        count = max(1, round(CARVE_SHARE * len(train.files)))
+        if len(pool) - count < 2:
+            raise ValueError(f"{root}: no {name} split and too few training clips ({len(pool)}) to carve one from")
+        chosen = sorted(rng.choice(pool, size=count, replace=False).tolist())
+        splits[name] = _subset(splits["train"], chosen, name)
+        splits["train"] = _subset(splits["train"], sorted(set(pool) - set(chosen)), "train")
+        notes.append(f"no {name} split in {root}: {count} clips carved from train (seed {seed})")
+    if max_clips is not None:
+        for name, limit in zip(SPLITS, max_clips):
+            if len(splits[name].files) > limit:
+                splits[name] = _subset(splits[name], splits[name].files[:limit])
+                notes.append(f"{name}: first {limit} clips used (max_clips)")
+    formats: dict[str, int] = {}
+    features: dict[str, FeatureSet] = {}
+    extractor = LogMel(LogMelConfig())
+    with one_thread():  # the same features (to the last bit) on any machine
+        _featurise(splits, extractor, features, formats, issues, root, log)
+    return WorkflowData(root, splits, tuple(classes), features, issues, notes, formats)
+
+
+def _featurise(splits: dict[str, EventSplit], extractor: LogMel, features: dict[str, FeatureSet],
+               formats: dict[str, int], issues: list[Issue], root: Path, log: Callable[[str], None]) -> None:
+    """Log-mel of every clip; unreadable files become dropped-file issues (in place)."""
+    for name in SPLITS:
+        split = splits[name]
+        log_mels, usable = {}, []
+        for filename in split.files:
+            path = split.audio_dir / filename
+            try:
+                info = read_info(path)
+                audio = read_clip(path, extractor.config.sample_rate)
+            except (AudioReadError, sf.LibsndfileError) as error:
+                issues.append(Issue(str(path), None, f"{path}: cannot be used: {error}", "dropped"))
+                continue
+            key = f"{info.sample_rate} Hz, {info.channels} ch"
+            formats[key] = formats.get(key, 0) + 1
+            with torch.no_grad():
+                log_mels[filename] = extractor(torch.from_numpy(audio)[None])[0].numpy()
+            usable.append(filename)
+        if len(usable) < 2:
+            raise ValueError(f"{root}: split {name!r} has {len(usable)} usable clip(s); need at least 2")
+        splits[name] = _subset(split, usable)
+        features[name] = FeatureSet(split=splits[name], log_mels=log_mels, config=extractor.config)
+        log(f"  {name}: {len(usable)} clips, {len(splits[name].positive_files())} with events, "
+            f"strong labels: {'yes' if split.strong is not None else 'no'}")
+
+
+def channel_policy(formats: Mapping[str, int], encoder: EncoderHandle | None = None) -> str:
+    """The sentence the report states about channels and sample rates."""
+    seen = ", ".join(f"{key} ({count} clips)" for key, count in sorted(formats.items()))
+    text = (f"audio found: {seen}. Every clip is downmixed to mono (mean of its channels) and resampled with soxr "
+            f"to 24000 Hz for the log-mel models (steps 1-4 and the scratch baseline)")
+    if encoder is not None:
+        text += f"; for the frozen encoder: {encoder.channel_policy}"
+    return text + "."

@@ -1,0 +1,97 @@
+"""CRNN trainings of steps 3 and 5, several processes at once.
+
+Every model trains on one torch thread per process, so a seed gives the same weights on any
+machine and in any number of workers (a test checks parallel = in-process, bit for bit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import torch
+
+from audioenc.timing.fitting import TrainingHistory
+from audioenc.timing.weak import CRNNConfig, FeatureSet, WeakCRNN, train_weak_encoder
+from audioenc.timing.workflow.data import WorkflowData, one_thread
+
+
+@dataclass(frozen=True)
+class TrainedCRNN:
+    """A trained CRNN, its history and its training wall time (s)."""
+
+    model: WeakCRNN
+    history: TrainingHistory
+    seconds: float
+
+
+@dataclass(frozen=True)
+class WeakJob:
+    """One CRNN training: a name, its pooling rule, its classes and the shared settings."""
+
+    name: str
+    pooling: str
+    classes: tuple[str, ...]
+    seed: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    config: CRNNConfig
+
+
+_WORKER_SETS: dict[str, FeatureSet] = {}
+
+
+def _init_worker(*sets: FeatureSet) -> None:
+    """Worker start: one torch thread; the feature sets (passed under spawn, inherited under fork)."""
+    torch.set_num_threads(1)
+    if sets:
+        _WORKER_SETS["train"], _WORKER_SETS["validation"] = sets
+
+
+def _run_job(job: WeakJob) -> TrainedCRNN:
+    started = time.perf_counter()
+    model, history = train_weak_encoder(
+        (_WORKER_SETS["train"], _WORKER_SETS["validation"]), job.pooling, job.seed, epochs=job.epochs,
+        batch_size=job.batch_size, learning_rate=job.learning_rate, config=job.config, classes=job.classes,
+    )
+    return TrainedCRNN(model, history, time.perf_counter() - started)
+
+
+def train_jobs(jobs: Sequence[WeakJob], data: WorkflowData, workers: int,
+               log: Callable[[str], None]) -> dict[str, TrainedCRNN]:
+    """Train CRNN jobs, ``workers`` processes at once (1: here, one thread)."""
+    results = {}
+    sets = (data.features["train"], data.features["validation"])
+    if workers <= 1 or len(jobs) == 1:
+        with one_thread():
+            _WORKER_SETS["train"], _WORKER_SETS["validation"] = sets
+            try:
+                for job in jobs:
+                    results[job.name] = _run_job(job)
+                    log(f"  trained {job.name} in {results[job.name].seconds:.1f} s")
+            finally:
+                _WORKER_SETS.clear()
+        return results
+    import multiprocessing
+
+    # fork where available: workers share the features copy-on-write and start at once, and the
+    # caller's main module is not re-imported (spawn would need an `if __name__ == "__main__"`
+    # guard in every script calling run_workflow). Workers set one torch thread before any
+    # torch work, the pattern of torch's DataLoader workers, so the parent's OpenMP pool is
+    # never used in a child.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    _WORKER_SETS["train"], _WORKER_SETS["validation"] = sets
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
+                                 initargs=sets if method == "spawn" else ()) as pool:
+            futures = {job.name: pool.submit(_run_job, job) for job in jobs}
+            for name, future in futures.items():
+                results[name] = future.result()
+                log(f"  trained {name} in {results[name].seconds:.1f} s")
+    finally:
+        _WORKER_SETS.clear()
+    return results

@@ -1,0 +1,437 @@
+"""The typed results of the workflow's steps: one frozen dataclass per step, each with
+``to_json()`` (the step's section of ``report.json``), and :class:`StepResults`, which holds them
+in the track's order. Step modules compute them; the report reads them; nothing here computes.
+
+In-memory products a later step continues from (the scorer's predictions, the trained CRNNs,
+the frozen path) ride on the result as fields outside ``to_json()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from audioenc.timing.adapt import AdaptationTrigger, AdaptationVerdict
+from audioenc.timing.bootstrap import BootstrapCI
+from audioenc.timing.encoders import EncoderHandle, FrameEmbeddings
+from audioenc.timing.evaluation import ClipEvaluator, ClipMetrics, Evaluation
+from audioenc.timing.fitting import Predictions, TrainingHistory
+from audioenc.timing.probe import ProbeHead
+from audioenc.timing.weak import CRNNConfig, WeakCRNN
+from audioenc.timing.workflow.artifacts import clean
+from audioenc.timing.workflow.data import WorkflowData
+
+TRAINED_ENCODER_FOLDER = "05_probe/encoder"
+"""Where step 5 saves the encoder it trains when none is given."""
+
+
+def intervals_json(intervals: dict[str, BootstrapCI]) -> dict:
+    """Metric -> interval, in plain JSON."""
+    return {name: ci.as_dict() for name, ci in intervals.items()}
+
+
+# --------------------------------------------------------------------------- step0_data
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """One split as read: clips, clips with events, whether strong labels exist, its folder and hours."""
+
+    clips: int
+    with_events: int
+    strong_labels: bool
+    audio_dir: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What step 0 found.
+
+    Attributes:
+        corpus: the validated, featurised corpus (in memory, for the later steps).
+        splits: per split its :class:`SplitSummary`.
+        channel_policy: the sentence on channels and rates the report states.
+        artifacts: files written, relative to the run folder.
+    """
+
+    corpus: WorkflowData = field(repr=False)
+    splits: dict[str, SplitSummary]
+    channel_policy: str
+    artifacts: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        """``report.json``'s ``data`` section."""
+        return {
+            "root": str(self.corpus.root),
+            "classes": list(self.corpus.classes),
+            "splits": {name: asdict(summary) for name, summary in self.splits.items()},
+            "notes": list(self.corpus.notes),
+            "audio_formats": dict(self.corpus.audio_formats),
+            "channel_policy": self.channel_policy,
+            "issues": len(self.corpus.issues),
+            "artifacts": list(self.artifacts),
+        }
+
+    def dropped_json(self) -> list[dict]:
+        """Every dropped or changed row or file: ``{"file", "line", "action", "message"}``."""
+        return [{"file": issue.file, "line": issue.line, "action": issue.action, "message": issue.message}
+                for issue in self.corpus.issues]
+
+
+# --------------------------------------------------------------------------- step1_pooling
+
+
+@dataclass(frozen=True)
+class PoolingComparison:
+    """Step 1's evidence.
+
+    Attributes:
+        metrics: rule -> split (``validation``, ``test``) -> :class:`ClipMetrics`.
+        best_on_validation_map: the rule with the highest validation clip mAP.
+        autopool_alpha: AutoPool's fitted alpha per class.
+        artifacts: files written, relative to the run folder.
+        predictions: the scorer's frame scores per split (in memory, for step 2).
+    """
+
+    metrics: dict[str, dict[str, ClipMetrics]]
+    best_on_validation_map: str
+    autopool_alpha: dict[str, float]
+    artifacts: tuple[str, ...]
+    predictions: dict[str, Predictions] = field(repr=False, default_factory=dict)
+
+    def metrics_json(self) -> dict:
+        """``rule -> split -> metrics`` in plain JSON."""
+        return clean({rule: {name: item.to_json() for name, item in splits.items()} for rule, splits in self.metrics.items()})
+
+    def to_json(self) -> dict:
+        """``report.json``'s ``pooling.same_frame_scores``."""
+        return {"metrics": self.metrics_json(), "best_on_validation_map": self.best_on_validation_map,
+                "autopool_alpha": dict(self.autopool_alpha), "artifacts": list(self.artifacts)}
+
+
+# --------------------------------------------------------------------------- step2_frames
+
+
+@dataclass(frozen=True)
+class FrameView:
+    """How the true class's frame scores behave on positive test clips.
+
+    Attributes:
+        available: whether the test split has strong labels to measure against.
+        reason: why not, when unavailable.
+        inside_mean: mean score of the true class inside its events.
+        outside_mean: ... outside its events, on the same clips.
+        absent_class_mean: mean score of classes absent from a clip.
+        peak_inside: (clip, class) pairs whose highest frame lies inside an event of the class.
+        positive_pairs: (clip, class) pairs with an event.
+        sample_clips: the clips plotted.
+        artifacts: files written, relative to the run folder.
+    """
+
+    available: bool
+    reason: str | None
+    inside_mean: float | None = None
+    outside_mean: float | None = None
+    absent_class_mean: float | None = None
+    peak_inside: int = 0
+    positive_pairs: int = 0
+    sample_clips: tuple[str, ...] = ()
+    artifacts: tuple[str, ...] = ()
+
+    def measurements(self) -> dict:
+        """The numbers (or the reason), without the clips and artifacts."""
+        if not self.available:
+            return {"available": False, "reason": self.reason}
+        return clean({"available": True, "inside_mean": self.inside_mean, "outside_mean": self.outside_mean,
+                      "absent_class_mean": self.absent_class_mean, "peak_inside": self.peak_inside,
+                      "positive_pairs": self.positive_pairs})
+
+    def to_json(self) -> dict:
+        """``report.json``'s ``frames`` section."""
+        return {**self.measurements(), "sample_clips": list(self.sample_clips), "artifacts": list(self.artifacts)}
+
+
+# --------------------------------------------------------------------------- step3_weak
+
+
+@dataclass(frozen=True)
+class RuleTraining:
+    """One CRNN of step 3: its training and its clip metrics.
+
+    Attributes:
+        seconds: training wall time.
+        history: per-epoch losses and the best epoch kept.
+        frame_rate: output frames per second.
+        validation, test: clip metrics on those splits.
+    """
+
+    seconds: float
+    history: TrainingHistory
+    frame_rate: float
+    validation: ClipMetrics
+    test: ClipMetrics
+
+    def to_json(self, curves: bool = False) -> dict:
+        """Plain JSON; with ``curves`` also the per-epoch losses."""
+        content = {"seconds": self.seconds, "best_epoch": self.history.best_epoch}
+        if curves:
+            content.update(valid_loss=self.history.valid_loss, train_loss=self.history.train_loss)
+        content.update(frame_rate=self.frame_rate, validation=self.validation.to_json(), test=self.test.to_json())
+        return clean(content)
+
+
+@dataclass(frozen=True)
+class WeakTraining:
+    """Step 3's CRNNs, one per pooling rule.
+
+    Attributes:
+        crnn, epochs, batch_size, learning_rate, seed: how every CRNN was trained.
+        train_clips: the training clips (the same for every rule).
+        rules: rule -> :class:`RuleTraining`.
+        artifacts: files written, relative to the run folder.
+        models: rule -> the trained CRNN (in memory, for steps 4 and 5).
+        predictions: rule -> split (``validation``, ``test``) -> scores (in memory).
+    """
+
+    crnn: CRNNConfig
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    train_clips: tuple[str, ...]
+    rules: dict[str, RuleTraining]
+    artifacts: tuple[str, ...]
+    models: dict[str, WeakCRNN] = field(repr=False, default_factory=dict)
+    predictions: dict[str, dict[str, Predictions]] = field(repr=False, default_factory=dict)
+
+    def to_json(self) -> dict:
+        """``report.json``'s account of step 3 (``pooling.trained`` holds its ``rules``)."""
+        return clean({"crnn": asdict(self.crnn), "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+                      "epochs": self.epochs, "seed": self.seed, "train_clips": len(self.train_clips),
+                      "rules": {rule: item.to_json() for rule, item in self.rules.items()},
+                      "artifacts": list(self.artifacts)})
+
+
+# --------------------------------------------------------------------------- step4_boundaries
+
+
+@dataclass(frozen=True)
+class PoolingChoice:
+    """The pooling rule chosen on validation (:func:`choose_pooling`).
+
+    Attributes:
+        chosen: the rule.
+        basis: why, with the numbers.
+        rule: the choosing rule in one sentence.
+        candidates: the rules within the mAP margin of the best.
+        validation_metrics: rule -> the validation point metrics it was chosen from.
+    """
+
+    chosen: str
+    basis: str
+    rule: str
+    candidates: tuple[str, ...]
+    validation_metrics: dict[str, dict[str, float | None]]
+
+    def to_json(self) -> dict:
+        """Plain-JSON form."""
+        return clean({"chosen": self.chosen, "basis": self.basis, "rule": self.rule, "candidates": list(self.candidates),
+                      "validation_metrics": self.validation_metrics})
+
+
+@dataclass(frozen=True)
+class BoundaryInspection:
+    """Step 4's evidence.
+
+    Attributes:
+        available: whether the test split has strong labels (with events of the classes).
+        reason: why not, when unavailable.
+        positives: positive test clips.
+        per_rule: rule -> :class:`~audioenc.timing.evaluation.Evaluation` on the test split.
+        selection: the :class:`PoolingChoice`.
+        disagreements: where clip mAP and collar F1 rank rules oppositely (:func:`find_disagreements`).
+        artifacts: files written, relative to the run folder.
+    """
+
+    available: bool
+    reason: str | None
+    positives: int
+    per_rule: dict[str, Evaluation]
+    selection: PoolingChoice
+    disagreements: tuple[dict, ...]
+    artifacts: tuple[str, ...]
+
+    @property
+    def chosen(self) -> str:
+        """The chosen pooling rule."""
+        return self.selection.chosen
+
+    def to_json(self) -> dict:
+        """``report.json``'s ``boundaries`` section."""
+        per_rule = {rule: {**item.scores_json(), "summary": item.boundary.summary.as_dict() if item.boundary.summary else None}
+                    for rule, item in self.per_rule.items()}
+        return clean({"available": self.available, "reason": self.reason, "positives": self.positives,
+                      "per_rule": per_rule, "selection": self.selection.to_json(),
+                      "disagreements": list(self.disagreements), "artifacts": list(self.artifacts)})
+
+
+# --------------------------------------------------------------------------- step5_probe
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """The frozen encoder as the report states it.
+
+    Attributes:
+        description: :meth:`EncoderHandle.describe` (kind, source, rates, sizes, channel policy).
+        trained_here: whether step 5 trained it (on the other classes).
+        trained_on_classes: those classes, when trained here.
+        seconds: its training time, when trained here.
+        frame_rate: frames per second of its embeddings on the grid.
+        embedding_seconds: time to embed every clip.
+        grid_is_encoder_frames: whether the grid is exactly the encoder's frames.
+    """
+
+    description: dict
+    trained_here: bool
+    frame_rate: float
+    embedding_seconds: float
+    grid_is_encoder_frames: bool
+    trained_on_classes: tuple[str, ...] | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.trained_here and self.trained_on_classes is None:
+            raise ValueError("an encoder trained here needs the classes it was trained on")
+
+    def to_json(self) -> dict:
+        """Plain-JSON form."""
+        content = {**self.description, "trained_here": self.trained_here}
+        if self.trained_here:
+            content.update(source=TRAINED_ENCODER_FOLDER, trained_on_classes=list(self.trained_on_classes),
+                           seconds=self.seconds)
+        return {**content, "frame_rate": self.frame_rate, "embedding_seconds": self.embedding_seconds,
+                "grid_is_encoder_frames": self.grid_is_encoder_frames}
+
+
+@dataclass(frozen=True)
+class FrozenPath:
+    """What step 6 continues from (in memory): the encoder, its embeddings, the probe, the
+    evaluator and the frozen path's test scores."""
+
+    handle: EncoderHandle
+    probe: ProbeHead
+    embeddings: dict[str, FrameEmbeddings]
+    targets: dict[str, np.ndarray]
+    evaluator: ClipEvaluator
+    frozen_test: Predictions
+    fingerprint: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ProbeComparison:
+    """Step 5's evidence.
+
+    Attributes:
+        encoder: :class:`EncoderInfo`.
+        channel_policy: how clip audio reached each model.
+        task_classes: the classes probed and compared.
+        pooling: the pooling rule of probe and scratch (step 4's choice).
+        notes: what the baseline and the encoder are.
+        encoder_parameters_unchanged: the frozen encoder's weights after probing equal those before.
+        frozen, scratch: :class:`~audioenc.timing.evaluation.Evaluation` on the test split.
+        difference: metric -> paired interval of ``frozen - scratch``.
+        artifacts: files written, relative to the run folder.
+        frozen_path: in memory, for step 6.
+    """
+
+    encoder: EncoderInfo
+    channel_policy: str
+    task_classes: tuple[str, ...]
+    pooling: str
+    notes: tuple[str, ...]
+    encoder_parameters_unchanged: bool
+    frozen: Evaluation
+    scratch: Evaluation
+    difference: dict[str, BootstrapCI]
+    artifacts: tuple[str, ...]
+    frozen_path: FrozenPath = field(repr=False, default=None)
+
+    @property
+    def boundaries_available(self) -> bool:
+        """Whether boundary metrics were computed (strong test labels with task-class events)."""
+        return self.frozen.boundary.available
+
+    def to_json(self) -> dict:
+        """``report.json``'s ``probe`` section."""
+        return clean({
+            "encoder": self.encoder.to_json(), "channel_policy": self.channel_policy, "task_classes": list(self.task_classes),
+            "pooling": self.pooling, "notes": list(self.notes),
+            "encoder_parameters_unchanged": self.encoder_parameters_unchanged,
+            "boundaries_available": self.boundaries_available, "boundary_reason": self.frozen.boundary.reason,
+            "frozen": self.frozen.scores_json(), "scratch": self.scratch.scores_json(),
+            "difference": {name: ci.as_dict() for name, ci in self.difference.items()}, "artifacts": list(self.artifacts),
+        })
+
+
+# --------------------------------------------------------------------------- step6_adapt
+
+
+@dataclass(frozen=True)
+class AdaptationOutcome:
+    """Step 6's evidence.
+
+    Attributes:
+        rule: the adaptation rule in one paragraph.
+        trigger: whether the frozen path stopped short (:class:`~audioenc.timing.adapt.AdaptationTrigger`).
+        unavailable: why adaptation could not run although triggered (None otherwise).
+        top_block: the layers unfrozen, when it ran.
+        verdict: whether the adapted encoder is justified, when it ran.
+        adapted: its :class:`~audioenc.timing.evaluation.Evaluation` on the test split, when it ran.
+        gain_over_frozen: metric -> paired interval of ``adapted - frozen``, when it ran.
+        artifacts: files written, relative to the run folder.
+    """
+
+    rule: str
+    trigger: AdaptationTrigger
+    unavailable: str | None = None
+    top_block: str | None = None
+    verdict: AdaptationVerdict | None = None
+    adapted: Evaluation | None = None
+    gain_over_frozen: dict[str, BootstrapCI] | None = None
+    artifacts: tuple[str, ...] = ()
+
+    @property
+    def ran(self) -> bool:
+        """Whether the adapted model was trained."""
+        return self.verdict is not None
+
+    def to_json(self) -> dict:
+        """``report.json``'s ``adaptation`` section."""
+        content = {"rule": self.rule, **self.trigger.to_json(), "ran": self.ran, "unavailable": self.unavailable}
+        if self.ran:
+            content.update(top_block=self.top_block, verdict=self.verdict.to_json(), adapted=self.adapted.scores_json(),
+                           gain_over_frozen=intervals_json(self.gain_over_frozen))
+        return clean({**content, "artifacts": list(self.artifacts)})
+
+
+@dataclass
+class StepResults:
+    """The result of each step, filled in the track's order (None: not run yet)."""
+
+    data: DataSummary | None = None
+    pooling: PoolingComparison | None = None
+    frames: FrameView | None = None
+    weak: WeakTraining | None = None
+    boundaries: BoundaryInspection | None = None
+    probe: ProbeComparison | None = None
+    adaptation: AdaptationOutcome | None = None
+
+    def need(self, name: str):
+        """The result of step ``name``; raises when that step has not run (a step out of order)."""
+        result = getattr(self, name)
+        if result is None:
+            raise RuntimeError(f"internal: the {name} step has not run yet")
+        return result

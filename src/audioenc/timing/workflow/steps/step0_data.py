@@ -1,0 +1,39 @@
+"""Step 0: read and check the corpus (``00_data/data.json``, ``00_data/dropped.tsv``).
+
+Every label row or file left out or changed is listed with its file and line, never fatal.
+"""
+
+from __future__ import annotations
+
+
+from audioenc.timing.workflow.artifacts import write_json, write_tsv
+from audioenc.timing.workflow.context import RunContext
+from audioenc.timing.workflow.results import DataSummary, SplitSummary
+from audioenc.timing.workflow.data import channel_policy, load_workflow_data
+
+FOLDER = "00_data"
+TITLE = "reading and checking the corpus"
+
+
+def run(context: RunContext) -> DataSummary:
+    """Read, validate and featurise the corpus; write what was dropped."""
+    context.log(f"  {context.corpus_root}")
+    data = load_workflow_data(context.corpus_root, seed=context.seed, max_clips=context.settings.max_clips,
+                              log=context.log)
+    rows = [(issue.file, issue.line, issue.action, issue.message) for issue in data.issues]
+    dropped = write_tsv(context.path(FOLDER, "dropped.tsv"), ("file", "line", "action", "message"), rows)
+    splits = {
+        name: SplitSummary(len(split.files), len(split.positive_files()), split.strong is not None, str(split.audio_dir),
+                           float(sum(split.durations.values())))
+        for name, split in data.splits.items()
+    }
+    result = DataSummary(data, splits, channel_policy(data.audio_formats, context.encoder),
+                         (f"{FOLDER}/data.json", f"{FOLDER}/dropped.tsv"))
+    content = result.to_json()
+    del content["artifacts"]
+    write_json(context.path(FOLDER, "data.json"), content)
+    for issue in data.issues[:20]:
+        context.log(f"  {issue}")
+    if len(data.issues) > 20:
+        context.log(f"  ... and {len(data.issues) - 20} more in {dropped}")
+    return result

@@ -1,0 +1,190 @@
+"""Step 4: boundaries on positive clips only, beside clip accuracy — the step-3 CRNNs on the test
+split (onset/offset errors, collar F1, PSDS1/PSDS2), the pooling rule chosen on validation, and
+where clip and boundary quality disagree (``boundary_metrics.tsv/json``, ``event_errors.tsv``,
+``error_distributions.png``, ``onset_aligned_scores.png``, ``around_boundaries.png``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import permutations
+
+from audioenc.timing.boundaries import boundary_errors
+from audioenc.timing.evaluation import ClipEvaluator, Evaluation
+from audioenc.timing.pooling import POOLING_NAMES
+from audioenc.timing.workflow.artifacts import number, write_json, write_tsv
+from audioenc.timing.workflow.context import RunContext
+from audioenc.timing.workflow.results import BoundaryInspection, PoolingChoice
+from audioenc.timing.workflow.data import one_thread
+from audioenc.timing.workflow.plots import plot_around_boundaries, plot_error_distributions, plot_onset_aligned
+
+FOLDER = "04_boundaries"
+TITLE = "boundary inspection on positive clips only, beside clip accuracy"
+INTERVAL_METRICS = ("clip_map", "clip_accuracy", "onset_within", "median_abs_onset")
+"""Metrics of the per-rule table that get bootstrap intervals (collar F1's are costly: step 5)."""
+
+
+def run(context: RunContext) -> BoundaryInspection:
+    """Evaluate every rule's CRNN on the test split; choose the rule on validation."""
+    data, settings = context.data, context.settings
+    classes = data.classes
+    predictions = context.results.need("weak").predictions
+    with one_thread():
+        test = ClipEvaluator(data.splits["test"], classes, settings.bootstrap_resamples, seed=context.seed)
+        valid = ClipEvaluator(data.splits["validation"], classes, resamples=1, seed=context.seed)
+        per_rule = {rule: test.evaluate(predictions[rule]["test"], with_psds=test.boundaries_available,
+                                        interval_metrics=INTERVAL_METRICS) for rule in POOLING_NAMES}
+        selection_metrics = {rule: valid.evaluate(predictions[rule]["validation"], with_psds=False,
+                                                  interval_metrics=()).point for rule in POOLING_NAMES}
+    choice = choose_pooling(selection_metrics, settings.pooling_ap_margin)
+    disagreements = find_disagreements({rule: per_rule[rule].point for rule in POOLING_NAMES})
+    rows = []
+    for rule in POOLING_NAMES:
+        point, summary = per_rule[rule].point, _summary(per_rule[rule])
+        rows.append((rule, point.get("clip_map"), point.get("clip_accuracy"), summary.get("median_abs_onset_error"),
+                     summary.get("median_abs_offset_error"), summary.get("onset_within"), summary.get("offset_within"),
+                     point.get("collar_f1"), point.get("psds1"), point.get("psds2"),
+                     summary.get("detected"), summary.get("events")))
+    write_tsv(context.path(FOLDER, "boundary_metrics.tsv"),
+              ("pooling", "clip_map", "clip_accuracy", "median_abs_onset_s", "median_abs_offset_s", "onset_within_200ms",
+               "offset_within_200ms", "collar_f1", "psds1", "psds2", "detected_events", "events"), rows)
+    artifacts = [f"{FOLDER}/boundary_metrics.tsv", f"{FOLDER}/boundary_metrics.json"]
+    if test.boundaries_available:
+        event_rows, errors_by_rule = [], {}
+        for rule in POOLING_NAMES:
+            scores = predictions[rule]["test"]
+            errors = boundary_errors(scores.frame_scores, test.strong, classes, scores.frame_rate,
+                                     durations=data.splits["test"].durations)
+            errors_by_rule[rule] = errors
+            event_rows += [(rule, e.filename, e.label, e.onset, e.offset, e.predicted_onset, e.predicted_offset,
+                            e.onset_error if e.detected else None, e.offset_error if e.detected else None) for e in errors]
+        write_tsv(context.path(FOLDER, "event_errors.tsv"),
+                  ("pooling", "file", "label", "onset", "offset", "predicted_onset", "predicted_offset", "onset_error",
+                   "offset_error"), event_rows)
+        plots = [
+            plot_error_distributions(context.path(FOLDER, "error_distributions.png"), errors_by_rule),
+            plot_onset_aligned(context.path(FOLDER, "onset_aligned_scores.png"), predictions, test),
+            plot_around_boundaries(context.path(FOLDER, "around_boundaries.png"), predictions, test, errors_by_rule,
+                                   settings.plot_clips + 2),
+        ]
+        artifacts += [f"{FOLDER}/event_errors.tsv", *[context.rel(p) for p in plots]]
+    result = BoundaryInspection(test.boundaries_available, test.boundary_reason, len(test.positives), per_rule, choice,
+                                tuple(disagreements), tuple(artifacts))
+    write_json(context.path(FOLDER, "boundary_metrics.json"), {
+        "what": "weak-label CRNNs of step 3 on the test split: clip metrics on all clips, boundary metrics on positive "
+                "clips only (onset/offset errors: audioenc.timing.boundaries; collar F1 (onset 200 ms, offset "
+                "max(200 ms, 20 %)) and PSDS1/PSDS2: sed_scores_eval)",
+        "available": test.boundaries_available,
+        "reason": test.boundary_reason,
+        "per_rule": {rule: item.to_json() for rule, item in per_rule.items()},
+        "selection": choice.to_json(),
+        "disagreements": disagreements,
+    })
+    if test.boundary_reason:
+        context.log(f"  boundary metrics unavailable: {test.boundary_reason}")
+    for rule in POOLING_NAMES:
+        point, summary = per_rule[rule].point, _summary(per_rule[rule])
+        context.log(f"  {rule:>14}: clip mAP {number(point.get('clip_map'))}, median |onset| "
+                    f"{number(summary.get('median_abs_onset_error'))} s, collar F1 {number(point.get('collar_f1'))}, "
+                    f"PSDS1 {number(point.get('psds1'))}")
+    context.log(f"  chosen pooling: {choice.chosen} ({choice.basis})")
+    for item in disagreements:
+        context.log(f"  disagreement: {item['text']}")
+    return result
+
+
+def _summary(evaluation: Evaluation) -> dict:
+    summary = evaluation.boundary.summary
+    return summary.as_dict() if summary is not None else {}
+
+
+# =========================================================================== the decisions of step 4
+
+
+def choose_pooling(validation: Mapping[str, Mapping[str, float | None]], ap_margin: float = 0.10) -> PoolingChoice:
+    """Choose the pooling rule from validation metrics of the weak CRNNs (one per rule).
+
+    Rule: among the rules whose validation clip mAP is within ``ap_margin`` of the best, take
+    the one with the highest collar F1 on positive clips (ties: more onsets within 200 ms,
+    then higher mAP). Without boundary metrics (no strong validation labels) take the highest
+    clip mAP. Clip metrics alone would reward a rule that detects events without placing them
+    — the boundary metric decides among rules that classify about equally well.
+
+    Args:
+        validation: per rule the point metrics (``clip_map``, optionally ``collar_f1`` and
+            ``onset_within``; None = undefined).
+        ap_margin: how far below the best mAP a rule may be and still be chosen.
+
+    Returns:
+        The :class:`PoolingChoice` (its ``validation_metrics`` are ``validation``).
+    """
+    if not validation:
+        raise ValueError("no pooling rules to choose from")
+    maps = {rule: metrics.get("clip_map") for rule, metrics in validation.items()}
+    defined = [value for value in maps.values() if value is not None]
+    if not defined:
+        raise ValueError("no rule has a defined validation clip mAP (no positive validation clip?)")
+    best_map = max(defined)
+    candidates = [rule for rule, value in maps.items() if value is not None and value >= best_map - ap_margin]
+    statement = (f"among the rules whose validation clip mAP is within {ap_margin:.2f} of the best, the highest validation "
+                 "collar F1 on positive clips (ties: onsets within 200 ms, then mAP); clip mAP alone without strong labels")
+    with_f1 = [rule for rule in candidates if validation[rule].get("collar_f1") is not None]
+    if with_f1:
+        def key(rule: str) -> tuple:
+            metrics = validation[rule]
+            return (metrics["collar_f1"], metrics.get("onset_within") or 0.0, metrics.get("clip_map") or 0.0)
+
+        chosen = max(with_f1, key=key)
+        basis = (f"validation collar F1 {validation[chosen]['collar_f1']:.3f}, the highest among {', '.join(candidates)} "
+                 f"(clip mAP within {ap_margin:.2f} of the best, {best_map:.3f})")
+    else:
+        chosen = max(candidates, key=lambda rule: maps[rule])
+        basis = f"validation clip mAP {maps[chosen]:.3f} (no boundary metric: no strong validation labels)"
+    return PoolingChoice(chosen, basis, statement, tuple(candidates), {rule: dict(m) for rule, m in validation.items()})
+
+
+def find_disagreements(table: Mapping[str, Mapping[str, float | None]], margin: float = 0.02,
+                       clip_key: str = "clip_map", boundary_key: str = "collar_f1") -> list[dict]:
+    """Pairs of rules where clip quality and boundary quality point opposite ways.
+
+    A pair (a, b) disagrees when ``a`` beats ``b`` in ``clip_key`` by more than ``margin`` while
+    ``b`` beats ``a`` in ``boundary_key`` by more than ``margin``. Listed first: when the rule
+    with the best clip metric is not the one with the best boundary metric (each leading the
+    other by more than ``margin`` on its own metric).
+
+    Returns:
+        ``[{"kind", "better_clip", "better_boundary", "clip_gap", "boundary_gap", "text"}]``.
+    """
+    usable = {rule: m for rule, m in table.items() if m.get(clip_key) is not None and m.get(boundary_key) is not None}
+    if len(usable) < 2:
+        return []
+    found = []
+    for a, b in permutations(usable, 2):
+        clip_gap = usable[a][clip_key] - usable[b][clip_key]
+        boundary_gap = usable[b][boundary_key] - usable[a][boundary_key]
+        if clip_gap > margin and boundary_gap > margin:
+            found.append({
+                "kind": "pair",
+                "better_clip": a,
+                "better_boundary": b,
+                "clip_gap": clip_gap,
+                "boundary_gap": boundary_gap,
+                "text": f"{a} beats {b} on clip mAP by {clip_gap:.3f} ({usable[a][clip_key]:.3f} vs {usable[b][clip_key]:.3f}) "
+                        f"but {b} beats {a} on collar F1 by {boundary_gap:.3f} ({usable[b][boundary_key]:.3f} vs "
+                        f"{usable[a][boundary_key]:.3f})",
+            })
+    best_clip = max(usable, key=lambda rule: usable[rule][clip_key])
+    best_boundary = max(usable, key=lambda rule: usable[rule][boundary_key])
+    clip_lead = usable[best_clip][clip_key] - usable[best_boundary][clip_key]
+    boundary_lead = usable[best_boundary][boundary_key] - usable[best_clip][boundary_key]
+    if best_clip != best_boundary and clip_lead > margin and boundary_lead > margin:
+        found.insert(0, {
+            "kind": "best",
+            "better_clip": best_clip,
+            "better_boundary": best_boundary,
+            "clip_gap": clip_lead,
+            "boundary_gap": boundary_lead,
+            "text": f"the best clip mAP ({best_clip}, {usable[best_clip][clip_key]:.3f}) and the best collar F1 "
+                    f"({best_boundary}, {usable[best_boundary][boundary_key]:.3f}) come from different pooling rules",
+        })
+    return found

@@ -1,0 +1,147 @@
+"""Step 5: the frozen encoder + probe against a scratch baseline on the same split, with paired
+bootstrap intervals over test clips (``comparison.tsv/json``, ``comparison.png``, ``probe/``, and
+``encoder/`` and ``scratch/`` when trained here).
+
+The frozen encoder is the one the user named (probed on all classes; scratch = the step-3 CRNN
+with the chosen pooling), or, without one, a weak-label CRNN trained here on the *other* classes
+(``held_out_classes`` are hidden from it) and probed on the held-out ones — a transfer test, not a
+re-read of its own labels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import numpy as np
+
+from audioenc.timing.encoders import (
+    encoder_embeddings,
+    load_encoder,
+    parameters_fingerprint,
+    same_parameters,
+)
+from audioenc.timing.evaluation import ClipEvaluator, clip_targets
+from audioenc.timing.fitting import predict_frames
+from audioenc.timing.probe import train_probe
+from audioenc.timing.weak import WeakCRNN, predict, save_weak_encoder
+from audioenc.timing.workflow.artifacts import interval, number, save_module, write_json, write_tsv
+from audioenc.timing.workflow.context import RunContext
+from audioenc.timing.workflow.results import EncoderInfo, FrozenPath, ProbeComparison
+from audioenc.timing.workflow.data import SPLITS, channel_policy, one_thread
+from audioenc.timing.workflow.jobs import WeakJob, train_jobs
+from audioenc.timing.workflow.plots import plot_comparison
+
+FOLDER = "05_probe"
+TITLE = "frozen encoder + probe against a scratch baseline on the same split"
+
+
+def held_out_classes(classes: Sequence[str], count: int, seed: int) -> tuple[str, ...]:
+    """``count`` classes picked by the seed (at least one, at most all but one), in vocabulary order."""
+    if len(classes) < 2:
+        raise ValueError(f"held-out classes need at least two classes, got {list(classes)}")
+    count = max(1, min(count, len(classes) - 1))
+    picked = set(np.random.default_rng(seed).permutation(len(classes))[:count].tolist())
+    return tuple(name for index, name in enumerate(classes) if index in picked)
+
+
+def run(context: RunContext) -> ProbeComparison:
+    """Probe the frozen encoder and compare it with scratch on the same test clips."""
+    data, settings = context.data, context.settings
+    chosen = context.results.need("boundaries").chosen
+    weak = context.results.need("weak")
+    handle = context.encoder
+    if handle is not None:
+        task = data.classes
+        scratch_model: WeakCRNN = weak.models[chosen]
+        scratch_source = f"03_weak/{chosen}/model.safetensors"
+        trained_on, encoder_seconds = None, None
+        notes = [f"scratch baseline = the step-3 CRNN with the chosen pooling ({chosen}): same split, same labels, "
+                 "same seed"]
+    elif len(data.classes) >= 2:
+        task = held_out_classes(data.classes, settings.held_out_classes, context.seed)
+        trained_on = tuple(name for name in data.classes if name not in task)
+        jobs = [WeakJob(name, chosen, classes, context.seed, settings.weak_epochs, settings.weak_batch_size,
+                        settings.weak_learning_rate, settings.crnn)
+                for name, classes in (("encoder", trained_on), ("scratch", task))]
+        trained = train_jobs(jobs, data, settings.workers, context.log)
+        handle = load_encoder(save_weak_encoder(trained["encoder"].model, context.path(FOLDER, "encoder")))
+        scratch_model, encoder_seconds = trained["scratch"].model, trained["encoder"].seconds
+        save_weak_encoder(scratch_model, context.path(FOLDER, "scratch"))
+        scratch_source = f"{FOLDER}/scratch/model.safetensors"
+        notes = [f"frozen encoder = a weak-label CRNN trained here on the other classes {list(trained_on)}; probe and "
+                 f"scratch are trained and evaluated on the held-out classes {list(task)}"]
+    else:
+        raise ValueError("one class only: no other class to train an encoder on; pass --encoder")
+    with one_thread():
+        fingerprint = parameters_fingerprint(handle.model)
+        embed_started = time.perf_counter()
+        embeddings = {name: encoder_embeddings(handle, data.splits[name].audio_dir, data.splits[name].files)
+                      for name in SPLITS}
+        embed_seconds = time.perf_counter() - embed_started
+        frame_rate = embeddings["train"].frame_rate
+        targets = {name: clip_targets(data.splits[name], task) for name in SPLITS}
+        probe, probe_history = train_probe(embeddings["train"].frames, targets["train"], embeddings["validation"].frames,
+                                           targets["validation"], task, chosen, config=settings.probe, seed=context.seed)
+        if not same_parameters(fingerprint, parameters_fingerprint(handle.model)):
+            raise RuntimeError("internal: the frozen encoder's parameters changed while probing")
+        frozen_test = predict_frames(probe, embeddings["test"].frames, frame_rate, task)
+        scratch_test = predict(scratch_model, data.features["test"].log_mels).restricted_to(task)
+        evaluator = ClipEvaluator(data.splits["test"], task, settings.bootstrap_resamples, seed=context.seed,
+                                  f1_resamples=settings.f1_resamples)
+        frozen = evaluator.evaluate(frozen_test, with_psds=evaluator.boundaries_available)
+        scratch = evaluator.evaluate(scratch_test, with_psds=evaluator.boundaries_available)
+        difference = evaluator.paired_difference(frozen_test, scratch_test)
+    encoder = EncoderInfo(handle.describe(), context.encoder is None, frame_rate, embed_seconds,
+                          all(e.identity_map for e in embeddings.values()), trained_on, encoder_seconds)
+    save_module(probe, context.path(FOLDER, "probe"), {
+        "kind": "audioenc.probe_head", "classes": list(task), "pooling": chosen, "embedding_size": handle.embedding_size,
+        "frame_rate": frame_rate, "config": asdict(settings.probe), "encoder": _encoder_description(encoder)})
+    rows = [(metric, frozen.point.get(metric), interval(frozen.interval(metric)), scratch.point.get(metric),
+             interval(scratch.interval(metric)), difference[metric].value if metric in difference else None,
+             interval(difference.get(metric))) for metric in frozen.point]
+    write_tsv(context.path(FOLDER, "comparison.tsv"), ("metric", "frozen_probe", "frozen_95ci", "scratch", "scratch_95ci",
+                                                       "frozen_minus_scratch", "difference_95ci"), rows)
+    plot = plot_comparison(context.path(FOLDER, "comparison.png"), {"frozen + probe": frozen, "scratch": scratch},
+                           "frozen encoder + probe vs scratch (test split, 95 % bootstrap intervals over clips)")
+    artifacts = [f"{FOLDER}/comparison.json", f"{FOLDER}/comparison.tsv", context.rel(plot),
+                 f"{FOLDER}/probe/model.safetensors", scratch_source]
+    if encoder.trained_here:
+        artifacts.append(f"{FOLDER}/encoder/model.safetensors")
+    result = ProbeComparison(
+        encoder, channel_policy(data.audio_formats, handle), task, chosen, tuple(notes), True, frozen, scratch,
+        difference, tuple(artifacts),
+        FrozenPath(handle, probe, embeddings, targets, evaluator, frozen_test, fingerprint),
+    )
+    write_json(context.path(FOLDER, "comparison.json"), {
+        "what": "frozen encoder + probe head vs a CRNN trained from scratch, same split and labels; metrics on the test "
+                "split, bootstrap intervals over clips (paired for the difference)",
+        "encoder": encoder.to_json(),
+        "channel_policy": result.channel_policy,
+        "task_classes": list(task),
+        "pooling": chosen,
+        "notes": notes,
+        "encoder_parameters_unchanged": True,
+        "probe": {"config": asdict(settings.probe), "history": probe_history.as_dict(), "frame_rate": frame_rate},
+        "scratch": {"source": scratch_source, "frame_rate": scratch_model.frame_rate},
+        "train_clips": {"frozen_probe": list(embeddings["train"].frames), "scratch": list(data.features["train"].split.files)},
+        "test_clips": evaluator.files,
+        "frozen": frozen.to_json(),
+        "scratch_metrics": scratch.to_json(),
+        "difference": {name: ci.as_dict() for name, ci in difference.items()},
+        "bootstrap": {"resamples": settings.bootstrap_resamples, "collar_f1_resamples": settings.f1_resamples,
+                      "confidence": 0.95, "seed": context.seed},
+    })
+    for metric in frozen.point:
+        context.log(f"  {metric:>16}: frozen {number(frozen.point.get(metric))} [{interval(frozen.interval(metric))}]"
+                    f", scratch {number(scratch.point.get(metric))} [{interval(scratch.interval(metric))}]")
+    return result
+
+
+def _encoder_description(encoder: EncoderInfo) -> dict:
+    """The encoder as the probe's config.json records it (without the embedding timing)."""
+    content = encoder.to_json()
+    for key in ("frame_rate", "embedding_seconds", "grid_is_encoder_frames"):
+        content.pop(key)
+    return content

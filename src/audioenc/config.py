@@ -278,6 +278,12 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
+def coerce_value(value: Any, annotation: Any) -> Any:
+    """Parse ``value`` (a string from the command line, or a JSON value) as the type ``annotation``
+    (int, float, bool, str, tuples, ``X | None``); raises ``ValueError``/``TypeError`` when it is not one."""
+    return _coerce(value, annotation)
+
+
 def _coerce(value: Any, annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -297,9 +303,9 @@ def _coerce(value: Any, annotation: Any) -> Any:
     if origin is tuple:
         items = value.split(",") if isinstance(value, str) else list(value)
         item_type = args[0] if args else str
-        if len(args) == 2 and args[1] is not Ellipsis:
-            if len(items) != 2:
-                raise ValueError(f"expected 2 comma-separated values, got {len(items)}")
+        if len(args) >= 2 and args[-1] is not Ellipsis:
+            if len(items) != len(args):
+                raise ValueError(f"expected {len(args)} comma-separated values, got {len(items)}")
             return tuple(_coerce(v, t) for v, t in zip(items, args))
         return tuple(_coerce(v, item_type) for v in items)
     if annotation is bool:

@@ -80,7 +80,7 @@ def test_adaptation_cut_reproduces_the_hear_embeddings(kind, tiny_corpus, tmp_pa
     classes = ("click", "tone")
     targets = clip_targets(train, classes, files)
     probe, _ = train_probe(dict(frozen.frames), targets, dict(frozen.frames), targets, classes, "max",
-                           config=ProbeConfig(hidden=8, epochs=1, batch_size=2), seed=0)
+                           config=ProbeConfig(hidden=8, max_epochs=1, batch_size=2), seed=0)
     lower = {f: split.lower(read_clip(train.audio_dir / f, handle.sample_rate)) for f in files}
     adapted, history = train_adapted(split, probe, lower, targets, lower, targets,
                                      config=ProbeConfig(hidden=8, batch_size=2, adapt_epochs=2, learning_rate=0.05), seed=0)

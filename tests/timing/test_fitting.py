@@ -143,3 +143,53 @@ def test_frame_statistics_and_padding():
     batch, mask = collate_padded(arrays)
     assert batch.shape == (3, 3, 9) and mask.sum(dim=1).tolist() == [4, 9, 1]
     assert float(batch[2, :, 1:].abs().sum()) == 0.0
+
+
+def _fit_scripted(curve: list[float], settings: FitSettings) -> tuple[_Scalar, list[float], object]:
+    model = _Scalar()
+    snapshots: list[float] = []
+    history = fit_clip_model(model, [{"params": [model.weight], "lr": 0.1}], lambda epoch: [None],
+                             lambda batch: model.weight.sum(), settings, validate=_scripted(curve, snapshots))
+    return model, snapshots, history
+
+
+def test_patience_stops_after_that_many_epochs_without_a_new_best():
+    # Best at epoch 1 (0.4); epochs 2, 3, 4 bring no new best -> with patience 3, stop after epoch 4.
+    curve = [0.9, 0.4, 0.5, 0.45, 0.41, 0.1, 0.05, 0.01]
+    model, snapshots, history = _fit_scripted(curve, FitSettings(epochs=8, patience=3))
+    assert history.stopped == "patience" and history.valid_loss == curve[:5]
+    assert len(history.train_loss) == len(history.seconds) == 5
+    assert history.best_epoch == 1 and float(model.weight.detach()) == snapshots[1] != snapshots[-1]
+    assert not history.still_improving and history.as_dict()["still_improving"] is False
+    # A new best inside the patience window resets the count: best at epoch 3, then epochs 4 and 5
+    # without one -> with patience 2, stop after epoch 5 (six epochs run, 0.1 never seen).
+    _, _, reset = _fit_scripted([0.9, 0.4, 0.5, 0.3, 0.35, 0.36, 0.1], FitSettings(epochs=7, patience=2))
+    assert reset.stopped == "patience" and len(reset.valid_loss) == 6 and reset.best_epoch == 3
+
+
+def test_the_epoch_limit_with_the_loss_still_falling_is_still_improving():
+    model, snapshots, history = _fit_scripted([0.9, 0.8, 0.7, 0.6], FitSettings(epochs=4, patience=2))
+    assert history.stopped == "max_epochs" and history.best_epoch == 3 and len(history.valid_loss) == 4
+    assert history.still_improving and history.as_dict()["still_improving"] is True
+    assert float(model.weight.detach()) == snapshots[3]
+    # Best at the second-to-last epoch still counts as improving (best_epoch >= epochs - 2) ...
+    _, _, second_last = _fit_scripted([0.9, 0.8, 0.7, 0.75], FitSettings(epochs=4))
+    assert second_last.stopped == "max_epochs" and second_last.still_improving
+    # ... an earlier best does not.
+    _, _, flat = _fit_scripted([0.9, 0.5, 0.7, 0.75], FitSettings(epochs=4))
+    assert flat.stopped == "max_epochs" and flat.best_epoch == 1 and not flat.still_improving
+
+
+def test_a_budget_of_zero_seconds_stops_after_the_first_epoch():
+    model, snapshots, history = _fit_scripted([0.9, 0.8, 0.7], FitSettings(epochs=3, patience=5, budget_seconds=0.0))
+    assert history.stopped == "budget" and history.valid_loss == [0.9] and len(history.train_loss) == 1
+    assert history.best_epoch == 0 and float(model.weight.detach()) == snapshots[0]
+    assert history.still_improving  # cut short by the budget at its best epoch
+    # Without validation the budget still applies; patience needs validation and is ignored.
+    model = _Scalar()
+    unvalidated = fit_clip_model(model, [{"params": [model.weight], "lr": 0.1}], lambda epoch: [None],
+                                 lambda batch: model.weight.sum(), FitSettings(epochs=3, budget_seconds=0.0))
+    assert unvalidated.stopped == "budget" and len(unvalidated.train_loss) == 1
+    patient = fit_clip_model(model, [{"params": [model.weight], "lr": 0.1}], lambda epoch: [None],
+                             lambda batch: model.weight.sum(), FitSettings(epochs=3, patience=1))
+    assert patient.stopped == "max_epochs" and len(patient.train_loss) == 3 and not patient.still_improving

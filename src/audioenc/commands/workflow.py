@@ -27,8 +27,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "workflow",
         help="the lab workflow: pooling, frame view, weak labels, boundaries, frozen probe, adaptation, note",
-        description="Run the seven steps of the timing-aware lab workflow into --out (about five minutes on two "
-                    "CPU cores at the defaults); ends with report.md and report.json.",
+        description="Run the seven steps of the timing-aware lab workflow into --out; ends with report.md and "
+                    "report.json. Settings: defaults, then --config FILE, then SECTION.KEY=VALUE overrides; the "
+                    "resolved settings are written to OUT/settings.json.",
     )
     parser.add_argument("--data", help=DATA_HELP)
     parser.add_argument("--encoder", help=ENCODER_HELP)
@@ -37,21 +38,24 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every model, batch order and bootstrap (default 0)")
     parser.add_argument("--fast", action="store_true", help="tiny models and few epochs: checks the plumbing in "
                         "well under a minute; the numbers mean nothing")
-    parser.add_argument("--workers", type=int, help="processes training CRNNs at once (default 2)")
+    parser.add_argument("--workers", type=int, help="processes training CRNNs at once (default 2; = run.workers)")
+    parser.add_argument("--config", help="JSON settings file: any subset of the sections, e.g. "
+                        '{"weak": {"max_epochs": 60}} (a run\'s settings.json works too)')
+    parser.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
+                        help="settings overrides, e.g. weak.patience=8 probe.kind=conv postprocess.thresholds=0.3,0.5 "
+                             "(`audioenc workflow bogus.key=1` lists the sections; sections are in "
+                             "audioenc.timing.workflow.settings)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the workflow; returns the exit status."""
-    from dataclasses import replace
+    from audioenc.timing.workflow import resolve_settings, run_workflow
 
-    from audioenc.timing.workflow import WorkflowSettings, run_workflow
-
-    settings = WorkflowSettings.fast() if args.fast else WorkflowSettings()
+    overrides = list(args.overrides)
     if args.workers is not None:
-        if args.workers < 1:
-            raise ValueError(f"--workers {args.workers}: need at least 1")
-        settings = replace(settings, workers=args.workers)
+        overrides.insert(0, f"run.workers={args.workers}")
+    settings = resolve_settings(fast=args.fast, config_file=args.config, overrides=overrides)
     run_workflow(args.data, args.encoder, args.out, args.seed, fast=args.fast, settings=settings,
                  encoder_weights=args.encoder_weights)
     return 0

@@ -104,7 +104,7 @@ def train_adapted(
     history = fit_on_clips(
         model, groups, list(train_lower.values()), train_targets, list(valid_lower.values()), valid_targets,
         epochs=config.adapt_epochs, batch_size=config.batch_size, seed=seed, name=f"adapted/{probe.pooling_name}",
-        include_start=True, log=log,
+        patience=config.patience, budget_seconds=config.budget_seconds, include_start=True, log=log,
     )
     return model, history
 

@@ -34,6 +34,7 @@ from audioenc.timing.boundaries import (
     PSDS1,
     PSDS2,
     BoundarySummary,
+    PSDSSettings,
     CollarF1,
     audio_id,
     boundary_errors,
@@ -44,6 +45,7 @@ from audioenc.timing.boundaries import (
     summarize_boundaries,
 )
 from audioenc.timing.fitting import Predictions
+from audioenc.timing.postprocess import decode_events, onset_only_f1
 
 TOLERANCE_SECONDS = 0.2
 """Onset/offset tolerance of the boundary shares (the DCASE onset collar)."""
@@ -218,7 +220,10 @@ class ClipEvaluator:
     (positive clips only, when strong labels exist): ``onset_within`` / ``offset_within``
     (share of true events with ``|error| <= 0.2 s``, missed events outside),
     ``median_abs_onset`` (s, missed = infinite), ``collar_f1`` (macro, sed_scores_eval, the
-    DCASE collars) and, as point values only, ``psds1`` / ``psds2``.
+    DCASE collars), ``psds1`` / ``psds2`` (intervals only with ``psds_resamples``) and, on
+    every clip, HEAR's onset-only F1 ``onset_f1_<ms>ms`` (point values:
+    :func:`audioenc.timing.postprocess.onset_only_f1`). Decisions use the predictions' own
+    ``threshold`` (:mod:`audioenc.timing.postprocess` chooses it on validation).
 
     Args:
         split: the evaluation split.
@@ -228,6 +233,10 @@ class ClipEvaluator:
         seed: resampling seed.
         f1_resamples: the first this many resamples are used for collar F1 (one
             sed_scores_eval evaluation each, ~15 ms per 100 clips).
+        psds_resamples: the first this many resamples give PSDS intervals (one PSDS
+            evaluation each; 0: point values only).
+        onset_collar, offset_collar, offset_collar_rate: collar F1's collars (DCASE's).
+        onset_only_collars: HEAR's onset tolerances (s).
     """
 
     split: EventSplit
@@ -236,6 +245,11 @@ class ClipEvaluator:
     confidence: float = 0.95
     seed: int = 0
     f1_resamples: int = 200
+    psds_resamples: int = 0
+    onset_collar: float = ONSET_COLLAR_SECONDS
+    offset_collar: float = OFFSET_COLLAR_SECONDS
+    offset_collar_rate: float = OFFSET_COLLAR_RATE
+    onset_only_collars: tuple[float, ...] = (0.2, 0.05)
     files: list[str] = field(init=False)
     targets: np.ndarray = field(init=False)
     strong: dict[str, list[Event]] | None = field(init=False)
@@ -267,8 +281,18 @@ class ClipEvaluator:
         """Whether strong labels with at least one event of the task classes exist."""
         return self.boundary_reason is None
 
+    @property
+    def collars(self) -> dict[str, float]:
+        """Collar F1's collars as sed_scores_eval names them."""
+        return {"onset_collar": self.onset_collar, "offset_collar": self.offset_collar,
+                "offset_collar_rate": self.offset_collar_rate}
+
     def _indices_for(self, metric: str) -> np.ndarray:
-        return self.indices[: self.f1_resamples] if metric == "collar_f1" else self.indices
+        if metric == "collar_f1":
+            return self.indices[: self.f1_resamples]
+        if metric in ("psds1", "psds2"):
+            return self.indices[: self.psds_resamples]
+        return self.indices
 
     def evaluate(self, predictions: Predictions, *, with_psds: bool = True,
                  interval_metrics: Sequence[str] | None = None) -> Evaluation:
@@ -290,15 +314,22 @@ class ClipEvaluator:
         if not self.boundaries_available:
             return Evaluation(point, intervals, BoundaryEvidence(False, self.boundary_reason))
         errors = boundary_errors(predictions.frame_scores, self.strong, self.classes, predictions.frame_rate,
-                                 durations=self.split.durations)
+                                 threshold=predictions.threshold, durations=self.split.durations)
         collar = collar_f1(predictions.frame_scores, self.strong, self.classes, predictions.frame_rate,
-                           durations=self.split.durations)
+                           durations=self.split.durations, threshold=predictions.threshold, **self.collars)
         psds_values = {}
         if with_psds:
             for key, settings in (("psds1", PSDS1), ("psds2", PSDS2)):
-                psds_values[key] = psds(predictions.frame_scores, self.strong, self.classes, predictions.frame_rate,
-                                        self.split.durations, settings=settings).value
-                point[key] = psds_values[key]
+                psds_values[key] = self._psds_statistic(predictions, settings)(np.arange(len(self.files))[None])[0]
+                point[key] = _finite(psds_values[key])
+                if self.psds_resamples > 0 and (interval_metrics is None or key in interval_metrics):
+                    replicates = self._psds_statistic(predictions, settings)(self._indices_for(key))
+                    intervals[key] = percentile_interval(replicates, point[key], self.confidence)
+        detected = decode_events(predictions.frame_scores, self.classes, predictions.frame_rate, predictions.threshold,
+                                 self.split.durations)
+        for collar_seconds in self.onset_only_collars:
+            point[f"onset_f1_{round(1000 * collar_seconds)}ms"] = _finite(
+                onset_only_f1(detected, self.strong, self.classes, collar_seconds))
         evidence = BoundaryEvidence(True, None, len(self.positives), summarize_boundaries(errors, TOLERANCE_SECONDS),
                                     collar, psds_values.get("psds1"), psds_values.get("psds2"))
         return Evaluation(point, intervals, evidence)
@@ -359,7 +390,7 @@ class ClipEvaluator:
         if not self.boundaries_available:
             return statistics
         errors = boundary_errors(predictions.frame_scores, self.strong, self.classes, predictions.frame_rate,
-                                 durations=self.split.durations)
+                                 threshold=predictions.threshold, durations=self.split.durations)
         row = {name: index for index, name in enumerate(self.files)}
         event_clip = np.array([row[error.filename] for error in errors])
         onset = np.array([abs(error.onset_error) if error.detected else np.inf for error in errors])
@@ -398,8 +429,7 @@ class ClipEvaluator:
                                       durations=self.split.durations, files=self.positives)
         dataframes = {key: frame[["onset", "offset", *evaluated]] for key, frame in dataframes.items()}
         truth = {audio_id(name): [(e.onset, e.offset, e.label) for e in self.strong[name]] for name in self.positives}
-        collars = dict(onset_collar=ONSET_COLLAR_SECONDS, offset_collar=OFFSET_COLLAR_SECONDS,
-                       offset_collar_rate=OFFSET_COLLAR_RATE)
+        collars = self.collars
         deltas = intermediate_statistics_deltas(scores=dataframes, ground_truth=truth, **collars)
         positive_set = set(self.positives)
         labels_of = {name: {event.label for event in self.strong[name]} for name in self.positives}
@@ -412,10 +442,31 @@ class ClipEvaluator:
                     continue  # a class without reference events: macro F1 undefined on this resample
                 keys = [f"{audio_id(name)}#{copy_index}" for copy_index, name in enumerate(chosen)]
                 f, _, _, _ = collar_based.fscore(
-                    None, {key: truth[audio_id(name)] for key, name in zip(keys, chosen)}, 0.5,
+                    None, {key: truth[audio_id(name)] for key, name in zip(keys, chosen)}, predictions.threshold,
                     deltas={key: deltas[audio_id(name)] for key, name in zip(keys, chosen)}, **collars,
                 )
                 values[b] = float(f["macro_average"])
+            return values
+
+        return statistic
+
+    def _psds_statistic(self, predictions: Predictions, settings: PSDSSettings) -> Callable[[np.ndarray], np.ndarray]:
+        """PSDS (sed_scores_eval, threshold-free) on the positive clips of each resample (a clip
+        drawn twice is evaluated twice); NaN for a resample lacking an evaluated class."""
+        present = {event.label for name in self.positives for event in self.strong[name]}
+        positive_set = set(self.positives)
+
+        def statistic(indices: np.ndarray) -> np.ndarray:
+            values = np.full(indices.shape[0], np.nan)
+            for b, row in enumerate(indices):
+                chosen = [self.files[i] for i in row if self.files[i] in positive_set]
+                if {event.label for name in chosen for event in self.strong[name]} != present:
+                    continue
+                keys = [f"{audio_id(name)}#{copy_index}.wav" for copy_index, name in enumerate(chosen)]
+                values[b] = psds({key: predictions.frame_scores[name] for key, name in zip(keys, chosen)},
+                                 {key: self.strong[name] for key, name in zip(keys, chosen)}, self.classes,
+                                 predictions.frame_rate, {key: self.split.durations[name] for key, name in zip(keys, chosen)},
+                                 settings=settings).value
             return values
 
         return statistic

@@ -71,18 +71,22 @@ class Predictions:
         clip_scores: ``[classes]`` per file.
         frame_rate: frames per second of ``frame_scores`` (frame ``j`` spans ``[j, j+1) / rate``).
         classes: class order of the rows.
+        threshold: the decision threshold of the frame scores (a frame is active strictly
+            above it; :mod:`audioenc.timing.postprocess` chooses it on validation).
     """
 
     frame_scores: dict[str, np.ndarray]
     clip_scores: dict[str, np.ndarray]
     frame_rate: float
     classes: tuple[str, ...]
+    threshold: float = 0.5
 
     def restricted_to(self, classes: Sequence[str]) -> Predictions:
         """The rows of ``classes`` only, in that order."""
         rows = [self.classes.index(name) for name in classes]
         return Predictions({f: s[rows] for f, s in self.frame_scores.items()},
-                           {f: s[rows] for f, s in self.clip_scores.items()}, self.frame_rate, tuple(classes))
+                           {f: s[rows] for f, s in self.clip_scores.items()}, self.frame_rate, tuple(classes),
+                           self.threshold)
 
     def stacked_clip_scores(self, files: Sequence[str]) -> np.ndarray:
         """Clip scores ``[len(files), classes]`` in the order of ``files``."""
@@ -102,6 +106,8 @@ class TrainingHistory:
             the starting weights were kept (``include_start``) or there was no validation.
         pooling: the name of the run (the pooling rule, or ``probe/<rule>``...).
         seed: the seed used.
+        stopped: why training ended: ``max_epochs``, ``patience`` (no new best validation loss
+            for that many epochs) or ``budget`` (the wall-clock budget would be overrun).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -111,10 +117,18 @@ class TrainingHistory:
     best_epoch: int = -1
     pooling: str = ""
     seed: int = 0
+    stopped: str = "max_epochs"
+
+    @property
+    def still_improving(self) -> bool:
+        """Stopped by the epoch limit or the budget while the validation loss was still falling
+        (its best among the last two epochs): more training would likely help."""
+        return (self.stopped != "patience" and bool(self.valid_loss) and self.best_epoch >= 0
+                and self.best_epoch >= len(self.valid_loss) - 2)
 
     def as_dict(self) -> dict:
-        """Plain-JSON form."""
-        return asdict(self)
+        """Plain-JSON form (with ``still_improving``)."""
+        return {**asdict(self), "still_improving": self.still_improving}
 
 
 # =========================================================================== batches
@@ -246,7 +260,11 @@ class FitSettings:
     """How :func:`fit_clip_model` trains.
 
     Attributes:
-        epochs: passes (with :func:`random_batches`: steps).
+        epochs: the most passes (with :func:`random_batches`: steps).
+        patience: with validation, stop after this many epochs without a lower validation loss
+            (None: run every epoch).
+        budget_seconds: stop before an epoch that would end past this wall time (None: no
+            budget). A budget makes the epoch count depend on the machine's speed.
         clip_norm: largest gradient 2-norm over the trained parameters (None: no clipping).
         final_lr_factor: cosine decay of every group's learning rate to this share of it over
             ``total_steps`` (None: constant learning rate).
@@ -256,6 +274,8 @@ class FitSettings:
     """
 
     epochs: int
+    patience: int | None = None
+    budget_seconds: float | None = None
     clip_norm: float | None = None
     final_lr_factor: float | None = None
     total_steps: int = 0
@@ -304,6 +324,7 @@ def fit_clip_model(
     trained = [parameter for group in parameter_groups for parameter in group["params"]]
     history = TrainingHistory(pooling=name, seed=seed)
     best_state, best_loss = None, math.inf
+    fit_started = time.perf_counter()
     if settings.include_start and validate is not None:
         best_loss = validate(model)[0]
         best_state, history.best_epoch = copy.deepcopy(model.state_dict()), -1
@@ -334,6 +355,14 @@ def fit_clip_model(
                      if validate is not None else "")
             log(f"[{name}] epoch {epoch + 1}/{settings.epochs}: train loss {history.train_loss[-1]:.4f}{valid} "
                 f"({history.seconds[-1]:.1f} s)")
+        if epoch + 1 < settings.epochs:
+            if validate is not None and settings.patience is not None and epoch - history.best_epoch >= settings.patience:
+                history.stopped = "patience"
+                break
+            elapsed = time.perf_counter() - fit_started
+            if settings.budget_seconds is not None and elapsed + history.seconds[-1] > settings.budget_seconds:
+                history.stopped = "budget"
+                break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

@@ -38,31 +38,51 @@ class ProbeConfig:
     """Probe head and its training.
 
     Attributes:
-        hidden: units of the per-frame hidden layer.
+        kind: ``frame`` — a per-frame hidden layer (the HEAR timestamp-probe protocol: it sees
+            only what the encoder kept at each frame) — or ``conv``, a hidden layer over
+            ``context_frames`` neighbouring frames (tells whether the timing is in the frame
+            sequence rather than in single frames).
+        context_frames: the ``conv`` probe's kernel, in frames (odd; centred).
+        hidden: units of the hidden layer.
         dropout: dropout on the hidden layer while training.
-        epochs: passes over the training clips.
+        max_epochs: the most passes over the training clips.
+        patience: epochs without a lower validation loss before stopping (None: never early).
+        budget_seconds: wall-clock limit of one probe training (None: none).
         batch_size: clips per step.
         learning_rate: Adam step size of the probe.
-        adapt_epochs: passes while adapting the top block(s).
+        adapt_epochs: the most passes while adapting the top block(s) (stopped by ``patience``
+            and ``budget_seconds`` too).
         adapt_lr_factor: the top block's learning rate relative to ``learning_rate``.
     """
 
+    kind: str = "frame"
+    context_frames: int = 5
     hidden: int = 64
     dropout: float = 0.1
-    epochs: int = 30
+    max_epochs: int = 60
+    patience: int | None = 8
+    budget_seconds: float | None = None
     batch_size: int = 16
     learning_rate: float = 3e-3
-    adapt_epochs: int = 6
+    adapt_epochs: int = 12
     adapt_lr_factor: float = 0.1
+
+    @property
+    def description(self) -> str:
+        """Which probe, in words (the report states it)."""
+        if self.kind == "conv":
+            return (f"a temporal-context probe: a kernel-{self.context_frames} convolution over frames "
+                    f"({self.hidden} units), then a per-frame output layer")
+        return f"a per-frame probe: a two-layer perceptron on each frame ({self.hidden} units), the HEAR protocol"
 
 
 class ProbeHead(nn.Module):
-    """Per-frame probe on frozen embeddings, pooled to clip scores.
+    """A probe on frozen embeddings, pooled to clip scores.
 
     Math, for embeddings ``e`` ``[B, E, F]`` (train-set mean ``mu`` and std ``sigma`` per dim)::
 
-        z = (e - mu) / sigma
-        h = ReLU(W1 z + b1)                [B, hidden, F]   (1x1 convolution = per frame)
+        z = (e - mu) / sigma   (zero on padded frames)
+        h = ReLU(W1 * z + b1)              [B, hidden, F]   kernel 1 (per frame) or c frames (centred)
         y = sigmoid(W2 h + b2)             [B, K, F]        frame scores
         clip = pool(y, features=h, mask)   [B, K]           (a rule of audioenc.timing.pooling)
 
@@ -72,15 +92,19 @@ class ProbeHead(nn.Module):
         pooling: pooling rule name.
         hidden: hidden units.
         dropout: dropout on ``h`` in training mode.
+        context_frames: the first layer's kernel ``c`` (1: the per-frame HEAR probe; odd).
     """
 
-    def __init__(self, embedding_size: int, classes: Sequence[str], pooling: str, hidden: int = 64, dropout: float = 0.1) -> None:
+    def __init__(self, embedding_size: int, classes: Sequence[str], pooling: str, hidden: int = 64, dropout: float = 0.1,
+                 context_frames: int = 1) -> None:
         super().__init__()
+        if context_frames < 1 or context_frames % 2 == 0:
+            raise ValueError(f"context_frames={context_frames}: the probe's kernel must be a positive odd number of frames")
         self.classes = tuple(classes)
         self.pooling_name = pooling
         self.register_buffer("embedding_mean", torch.zeros(embedding_size))
         self.register_buffer("embedding_std", torch.ones(embedding_size))
-        self.hidden = nn.Conv1d(embedding_size, hidden, kernel_size=1)
+        self.hidden = nn.Conv1d(embedding_size, hidden, kernel_size=context_frames, padding=context_frames // 2)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Conv1d(hidden, len(self.classes), kernel_size=1)
         self.pooling = make_pooling(pooling, len(self.classes), in_features=hidden)
@@ -94,6 +118,7 @@ class ProbeHead(nn.Module):
         if mask is None:
             mask = torch.ones(embeddings.shape[0], embeddings.shape[-1], dtype=torch.bool, device=embeddings.device)
         normalised = (embeddings - self.embedding_mean[:, None]) / self.embedding_std[:, None]
+        normalised = normalised * mask[:, None, :]  # a kernel wider than 1 sees zeros past a clip's end, alone or padded
         hidden = self.dropout(torch.relu(self.hidden(normalised)))
         frame_scores = torch.sigmoid(self.head(hidden))
         clip_scores = self.pooling(frame_scores, hidden, mask)
@@ -112,11 +137,14 @@ def fit_on_clips(
     batch_size: int,
     seed: int,
     name: str,
+    patience: int | None = None,
+    budget_seconds: float | None = None,
     include_start: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> TrainingHistory:
     """Train ``model(inputs [B, D, F], mask [B, F]) -> ClipModelOutput`` on clip labels: shuffled
-    batches, gradient norm clipped at 5, validation one clip per pass, best state kept
+    batches, gradient norm clipped at 5, validation one clip per pass, best state kept, early stop
+    after ``patience`` epochs without a new best or at the budget
     (:func:`~audioenc.timing.fitting.fit_clip_model`); dropout and batch order draw from ``seed``.
     With ``include_start`` the starting weights compete (fine-tuning must not end below them)."""
     if len(train_inputs) != len(train_targets) or len(valid_inputs) != len(valid_targets):
@@ -126,7 +154,7 @@ def fit_on_clips(
         model, parameter_groups,
         shuffled_batches(len(train_inputs), batch_size, torch.Generator().manual_seed(seed)),
         clip_label_loss(model, train_inputs, train_targets),
-        FitSettings(epochs, clip_norm=5.0, include_start=include_start),
+        FitSettings(epochs, patience=patience, budget_seconds=budget_seconds, clip_norm=5.0, include_start=include_start),
         validate=lambda trained: validation_loss(trained, valid_inputs, valid_targets),
         name=name, seed=seed, log=log,
     )
@@ -147,12 +175,13 @@ def train_probe(
     """Train a :class:`ProbeHead` on frozen embeddings ``[E, F]`` per file (dict order = target rows)."""
     first = next(iter(train_frames.values()))
     torch.manual_seed(seed)
-    probe = ProbeHead(first.shape[0], classes, pooling, config.hidden, config.dropout)
+    probe = ProbeHead(first.shape[0], classes, pooling, config.hidden, config.dropout,
+                      context_frames=config.context_frames if config.kind == "conv" else 1)
     probe.set_normalization(*frame_statistics(train_frames.values()))
     history = fit_on_clips(
         probe, [{"params": list(probe.parameters()), "lr": config.learning_rate}], list(train_frames.values()),
-        train_targets, list(valid_frames.values()), valid_targets, epochs=config.epochs, batch_size=config.batch_size,
-        seed=seed, name=f"probe/{pooling}", log=log,
+        train_targets, list(valid_frames.values()), valid_targets, epochs=config.max_epochs, batch_size=config.batch_size,
+        seed=seed, name=f"probe/{pooling}", patience=config.patience, budget_seconds=config.budget_seconds, log=log,
     )
     return probe, history
 

@@ -291,6 +291,8 @@ def train_weak_encoder(
     learning_rate: float = 3e-3,
     config: CRNNConfig = CRNNConfig(),
     classes: tuple[str, ...] | None = None,
+    patience: int | None = None,
+    budget_seconds: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[WeakCRNN, TrainingHistory]:
     """Train a :class:`WeakCRNN` from clip labels only (:func:`~audioenc.timing.fitting.fit_clip_model`).
@@ -301,13 +303,15 @@ def train_weak_encoder(
             computed (pass these to train several pooling rules on the same features).
         pooling: pooling rule name (:data:`audioenc.timing.pooling.POOLING_NAMES`).
         seed: seeds weights, batch order and dropout.
-        epochs: passes over the training split.
+        epochs: the most passes over the training split (the cosine decay spans them).
         batch_size: clips per step (a last batch of one clip is left for the next epoch:
             batch norm needs two).
         learning_rate: Adam step size at the start; cosine decay to 1/20 of it by the end
             (few epochs, so the last ones refine rather than jump).
         config: network size.
         classes: class order; default the training split's vocabulary.
+        patience: stop after this many epochs without a lower validation loss (None: never).
+        budget_seconds: stop before an epoch would end past this wall time (None: no budget).
         log: called with one line per epoch (e.g. ``print``); None for quiet.
 
     Returns:
@@ -337,7 +341,7 @@ def train_weak_encoder(
         model, [{"params": list(model.parameters()), "lr": learning_rate}],
         shuffled_batches(count, batch_size, torch.Generator().manual_seed(seed), min_size=2),
         clip_label_loss(model, train_set.inputs(), clip_targets(train_set.split, classes)),
-        FitSettings(epochs, clip_norm=5.0, final_lr_factor=0.05,
+        FitSettings(epochs, patience=patience, budget_seconds=budget_seconds, clip_norm=5.0, final_lr_factor=0.05,
                     total_steps=epochs * batches_per_epoch(count, batch_size, min_size=2)),
         validate=lambda m: validation_loss(m, valid_inputs, valid_targets, batch_size),
         name=pooling, seed=seed, log=log,

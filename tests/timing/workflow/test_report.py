@@ -18,6 +18,7 @@ from audioenc.timing.bootstrap import BootstrapCI
 from audioenc.timing.boundaries import BoundarySummary, CollarF1
 from audioenc.timing.evaluation import BoundaryEvidence, ClipMetrics, Evaluation
 from audioenc.timing.fitting import TrainingHistory
+from audioenc.timing.postprocess import PostProcessing
 from audioenc.timing.weak import CRNNConfig
 from audioenc.timing.workflow.context import RunInfo
 from audioenc.timing.workflow.data import WorkflowData
@@ -45,7 +46,8 @@ from audioenc.timing.workflow.results import (
     StepResults,
     WeakTraining,
 )
-from audioenc.timing.workflow.settings import WorkflowSettings
+from audioenc.timing.workflow.gates import SanityCheck, check_learned
+from audioenc.timing.workflow.settings import TrainingBudget, WorkflowSettings
 from audioenc.timing.workflow.steps.step4_boundaries import find_disagreements
 
 # =========================================================================== decide_path
@@ -71,6 +73,13 @@ def test_decide_path():
                                                verdict=AdaptationVerdict(False, "small")))
     assert not_enough.path == "scratch" and "small" in not_enough.statement
     assert not_enough.to_json() == {"path": "scratch", "statement": not_enough.statement}
+    # A failed sanity gate (no_decision) overrides every other case: no path is recommended.
+    reason = "no decision: the scratch baseline learned nothing the comparison could rest on (the gate)"
+    for trigger in (_trigger(False), _trigger(True)):
+        none = decide_path(AdaptationOutcome("rule", trigger, no_decision=reason))
+        assert none == Decision("none", reason)
+    assert decide_path(AdaptationOutcome("rule", _trigger(short_on=("clip_map",)), top_block="GRU",
+                                         verdict=AdaptationVerdict(True, "gain"), no_decision=reason)).path == "none"
 
 
 # --------------------------------------------------------------------------- a hand-made run
@@ -87,7 +96,7 @@ ARTIFACTS = {
     "weak": ("03_weak/training.json", "03_weak/training_curves.png"),
     "boundaries": ("04_boundaries/boundary_metrics.tsv", "04_boundaries/boundary_metrics.json",
                    "04_boundaries/event_errors.tsv", "04_boundaries/around_boundaries.png"),
-    "probe": ("05_probe/comparison.json", "05_probe/comparison.tsv"),
+    "probe": ("05_probe/comparison.json", "05_probe/comparison.tsv", "05_probe/training_curves.png"),
     "adaptation": ("06_adapt/adaptation.json",),
 }
 
@@ -108,6 +117,25 @@ def _evaluation(clip_map: float, collar: float, summary: BoundarySummary | None 
     evidence = BoundaryEvidence(True, None, 3, summary or _summary(),
                                 CollarF1(collar, collar, collar, collar, {"b": collar}, 0.5, ()), 0.3, 0.5)
     return Evaluation(point, {name: _ci(value) for name, value in point.items()}, evidence)
+
+
+def _passed(system: str) -> SanityCheck:
+    return SanityCheck(system, True, (), "", 0.5)
+
+
+def _failed(system: str) -> SanityCheck:
+    """A system whose clip mAP is at chance and that detects nothing (the real gate applied)."""
+    return check_learned(system, _evaluation(0.25, 0.0, _summary(events=10, detected=0)), 0.25, 0.1)
+
+
+# Post-processing each system uses (chosen on validation): window 7 frames, threshold 0.4.
+CHOSEN_POSTPROCESSING = PostProcessing(0.24, 7, 0.4, "chosen on validation: the best collar F1 of 28 pairs", 0.5)
+# Training histories: the CRNNs stop by patience; the probe and scratch run to their limits while improving.
+CRNN_HISTORY = TrainingHistory(train_loss=[1.0, 0.9, 0.8], valid_loss=[0.9, 0.8, 0.85], best_epoch=1, stopped="patience")
+PROBE_HISTORIES = {"frozen + probe": TrainingHistory(valid_loss=[0.7, 0.6], best_epoch=1),
+                   "scratch": TrainingHistory(valid_loss=[0.7, 0.6, 0.5], best_epoch=2, stopped="budget"),
+                   "encoder (CRNN, other classes)": TrainingHistory(valid_loss=[0.5, 0.4, 0.45, 0.46], best_epoch=1,
+                                                                    stopped="patience")}
 
 
 def _clip(value: float) -> ClipMetrics:
@@ -139,10 +167,10 @@ def _results(tmp_path: Path) -> StepResults:
                                  for i, rule in enumerate(RULES)}, "attention", {"a": 1.0, "b": 1.0}, ARTIFACTS["pooling"])
     frames = FrameView(True, None, inside_mean=0.6, outside_mean=0.2, absent_class_mean=0.1, peak_inside=5,
                        positive_pairs=8, sample_clips=("test_0.wav",), artifacts=ARTIFACTS["frames"])
-    weak = WeakTraining(CRNNConfig(stem_channels=4, conv_channels=(8, 16), rnn_hidden=8), epochs=8, batch_size=16,
-                        learning_rate=3e-3, seed=0, train_clips=tuple(splits["train"].files),
-                        rules={rule: RuleTraining(1.0, TrainingHistory(train_loss=[1.0], best_epoch=0), 25.0, _clip(0.6),
-                                                  _clip(0.7)) for rule in RULES},
+    weak = WeakTraining(CRNNConfig(stem_channels=4, conv_channels=(8, 16), rnn_hidden=8),
+                        budget=TrainingBudget(max_epochs=8, patience=6, batch_size=16, learning_rate=3e-3),
+                        seed=0, train_clips=tuple(splits["train"].files),
+                        rules={rule: RuleTraining(1.0, CRNN_HISTORY, 25.0, _clip(0.6), _clip(0.7)) for rule in RULES},
                         artifacts=ARTIFACTS["weak"])
     # Onset error 0.1 s for the first rule, + 0.01 s per rule; clip mAP falls, collar F1 rises.
     per_rule = {rule: _evaluation(0.8 - 0.01 * i, 0.2 + 0.05 * i, _summary(onset=0.1 + 0.01 * i))
@@ -151,14 +179,21 @@ def _results(tmp_path: Path) -> StepResults:
                               {rule: dict(per_rule[rule].point) for rule in RULES})
     boundaries = BoundaryInspection(True, None, 3, per_rule, selection,
                                     tuple(find_disagreements({rule: per_rule[rule].point for rule in RULES})),
-                                    ARTIFACTS["boundaries"])
+                                    ARTIFACTS["boundaries"], dict.fromkeys(RULES, CHOSEN_POSTPROCESSING),
+                                    {rule: _passed(f"the {rule} CRNN") for rule in RULES}, True)
     encoder = EncoderInfo({"kind": "weak_crnn", "source": "/somewhere", "sample_rate": 24000, "embedding_size": 64,
                            "channel_policy": "mono"}, trained_here=True, frame_rate=25.0, embedding_seconds=1.0,
                           grid_is_encoder_frames=True, trained_on_classes=("a",), seconds=2.0)
     probe = ProbeComparison(encoder, "mono", ("b",), "linear_softmax", ("held-out classes",), True,
                             frozen=_evaluation(0.80, 0.30), scratch=_evaluation(0.82, 0.45),
                             difference={name: _ci(-0.1) for name in _evaluation(0, 0).point},
-                            artifacts=ARTIFACTS["probe"])
+                            artifacts=ARTIFACTS["probe"], probe_description="a per-frame probe (16 units)",
+                            postprocessing={"frozen + probe": CHOSEN_POSTPROCESSING,
+                                            "scratch": replace(CHOSEN_POSTPROCESSING, window_frames=1, window_seconds=0.0,
+                                                               threshold=0.3)},
+                            gates={"frozen + probe": _passed("the frozen + probe path"),
+                                   "scratch": _passed("the scratch baseline")},
+                            histories=dict(PROBE_HISTORIES))
     adaptation = AdaptationOutcome(
         "Adapt only when ...",
         AdaptationTrigger(True, ("collar_f1",), {"clip_map": 0.02, "collar_f1": 0.15},
@@ -183,7 +218,17 @@ def test_build_report_claims_reference_existing_artifacts(tmp_path):
                            "decision", "next_change", "dropped", "claims"}
     json.dumps(report, allow_nan=False)  # plain JSON: no dataclass, path or non-finite number left
     assert report["pooling"]["chosen"] == "linear_softmax"
+    assert report["pooling"]["decision"] == "linear_softmax" and report["pooling"]["no_decision"] is None
     assert report["decision"]["path"] == "adapted"
+    # Steps 4 and 5 carry their post-processing and gates into the report.
+    assert report["boundaries"]["decided"] is True
+    assert report["boundaries"]["postprocessing"]["linear_softmax"] == CHOSEN_POSTPROCESSING.to_json()
+    assert report["boundaries"]["gates"]["max"] == _passed("the max CRNN").to_json()
+    assert report["probe"]["probe_description"] == "a per-frame probe (16 units)"
+    assert report["probe"]["postprocessing"]["scratch"]["threshold"] == 0.3
+    assert set(report["probe"]["gates"]) == {"frozen + probe", "scratch"}
+    assert report["probe"]["training"]["scratch"] == {"epochs_run": 3, "best_epoch": 2, "stopped": "budget",
+                                                      "still_improving": True}
     assert report["dropped"] == [{"file": DROPPED_FILE, "line": 7, "action": "dropped",
                                   "message": f"{DROPPED_FILE}:7: unknown class 'trumpet' | odd"}]
     for claim in report["claims"]:
@@ -200,6 +245,15 @@ def test_build_report_claims_reference_existing_artifacts(tmp_path):
     assert headline["decision"] == "adapted" and headline["wall_seconds"] == 300.0
     markdown = md_path.read_text()
     assert "Chosen pooling rule: linear_softmax" in markdown
+    assert "Left out by the sanity gates" not in markdown  # every rule passed
+    claims = {claim["id"]: claim["text"] for claim in report["claims"]}
+    # The boundary claim states the post-processing the numbers were measured after.
+    assert "median filter 7 frames (0.24 s), threshold 0.4, chosen on validation" in claims["boundaries"]
+    assert ("frozen + probe median filter 7 frames (0.24 s), threshold 0.4" in claims["probe_vs_scratch"]
+            and "scratch no median filter, threshold 0.3" in claims["probe_vs_scratch"])
+    assert "Probe: a per-frame probe (16 units)." in claims["probe_vs_scratch"]
+    assert "Sanity gates failed" not in claims["probe_vs_scratch"]
+    assert "up to 8 epochs, patience 6" in claims["weak_training"]
     assert f"| `{DROPPED_FILE}` | 7 | dropped |" in markdown
     assert "trumpet' \\| odd" in markdown  # a pipe in a message cannot break the table
     assert "linear_softmax (chosen)" in markdown
@@ -236,7 +290,9 @@ def test_next_change_cases(tmp_path):
     missing = replace(results, boundaries=replace(boundaries, per_rule={**boundaries.per_rule,
                                                                         "linear_softmax": missing_rule}))
     change = next_change(missing)
-    assert "threshold" in change.text and "6 of 9 events" in change.because
+    # The threshold named is the one the chosen rule's post-processing used (0.4), not a fixed 0.5.
+    assert "postprocess.thresholds" in change.text and "linear_softmax CRNN used 0.4" in change.text
+    assert "6 of 9 events" in change.because and "no frame above 0.4" in change.because
     weak_only = replace(results, boundaries=replace(boundaries, available=False, reason="no strong labels"))
     assert next_change(weak_only).text.startswith("Add strong labels")
 
@@ -258,3 +314,104 @@ def test_markdown_without_boundaries_or_dropped_rows(tmp_path):
     assert f"Boundary inspection was not possible: {reason}" in markdown
     assert "Nothing was dropped" in markdown
     assert "Clip and boundary metrics side by side" not in markdown
+
+
+# --------------------------------------------------------------------------- training, gates and no decision
+
+
+def test_training_claim_names_every_model_and_why_it_stopped(tmp_path):
+    results = _results(tmp_path)
+    adapted_history = TrainingHistory(valid_loss=[0.6, 0.55], best_epoch=1)
+    results.adaptation = replace(results.adaptation, history=adapted_history)
+    report = build_report(results, _run(tmp_path), tmp_path)
+    claim = next(item for item in report["claims"] if item["id"] == "training")
+    text = claim["text"]
+    # Every CRNN (3 epochs, best the 2nd, stopped by patience), the probe models and the adapted one.
+    for rule in RULES:
+        assert f"{rule} CRNN 3 epochs (best 2, patience)" in text
+    assert "frozen + probe 2 epochs (best 2, max epochs)" in text
+    assert "scratch 3 epochs (best 3, budget)" in text
+    assert "encoder (CRNN, other classes) 4 epochs (best 2, patience)" in text
+    assert "adapted 2 epochs (best 2, max epochs)" in text
+    # The models stopped by the limit or budget while improving are named, and only they.
+    short = text.split("while the validation loss was still falling: ")[1]
+    assert short.startswith("frozen + probe, scratch, adapted — ")
+    assert "CRNN" not in short and "encoder" not in short.split(" — ")[0]
+    assert set(claim["artifacts"]) == {"03_weak/training.json", "03_weak/training_curves.png",
+                                       "05_probe/training_curves.png"}
+    assert report["adaptation"]["training"] == {"epochs_run": 2, "best_epoch": 1, "stopped": "max_epochs",
+                                                "still_improving": True}
+    # Nothing cut short: no such sentence.
+    results.probe = replace(results.probe, histories={"scratch": CRNN_HISTORY})
+    results.adaptation = replace(results.adaptation, history=None)
+    text = next(item for item in build_report(results, _run(tmp_path), tmp_path)["claims"] if item["id"] == "training")["text"]
+    assert "still falling" not in text and "scratch 3 epochs (best 2, patience)" in text
+
+
+def test_report_without_a_decision_when_the_scratch_baseline_failed_its_gate(tmp_path):
+    results = _results(tmp_path)
+    gate = _failed("the scratch baseline")
+    assert not gate.passed and len(gate.failures) == 2  # at chance, nothing detected
+    reason = f"no decision: the scratch baseline learned nothing the comparison could rest on ({gate.reason})"
+    results.probe = replace(results.probe, gates={**results.probe.gates, "scratch": gate})
+    results.adaptation = AdaptationOutcome(results.adaptation.rule, results.adaptation.trigger, no_decision=reason,
+                                           artifacts=ARTIFACTS["adaptation"])
+    report = build_report(results, _run(tmp_path), tmp_path)
+    assert report["decision"] == {"path": "none", "statement": reason}
+    assert report["headline"]["decision"] == "none" and report["headline"]["adaptation_ran"] is False
+    assert report["adaptation"]["no_decision"] == reason and report["adaptation"]["ran"] is False
+    assert "verdict" not in report["adaptation"]
+    # The next change is what the failed gate advises, because of the failure.
+    assert report["next_change"] == {"text": f"Make the scratch baseline learn first: {gate.advice}; then rerun.",
+                                     "because": reason}
+    assert "train longer" in gate.advice and "postprocess.thresholds" in gate.advice
+    claims = {claim["id"]: claim["text"] for claim in report["claims"]}
+    assert claims["decision"] == f"Decision: none — {reason}."
+    assert f"Sanity gates failed: {gate.reason}" in claims["probe_vs_scratch"]
+    assert f"Outcome: {reason}." in claims["adaptation"]
+    assert "chance" in reason and "detected" in reason
+    json_path, md_path = write_report(report, tmp_path)
+    assert json.loads(json_path.read_text())["decision"]["path"] == "none"
+    assert "Decision: none — no decision: the scratch baseline" in md_path.read_text()
+    assert "decision: none" in headline_text(report)
+
+
+def test_report_pooling_choice_follows_the_gates(tmp_path):
+    results = _results(tmp_path)
+    boundaries = results.boundaries
+    # Some rules failed their gates: the choice stands (made among the others) and names them.
+    left_out = {"mean": _failed("the mean CRNN"), "max": _failed("the max CRNN")}
+    results.boundaries = replace(boundaries, gates={**boundaries.gates, **left_out})
+    report = build_report(results, _run(tmp_path), tmp_path)
+    claim = next(item["text"] for item in report["claims"] if item["id"] == "pooling_choice")
+    assert claim.startswith("Chosen pooling rule: linear_softmax")
+    assert f"Left out by the sanity gates: {left_out['mean'].reason}; {left_out['max'].reason}." in claim
+    assert report["pooling"]["decision"] == "linear_softmax" and report["pooling"]["no_decision"] is None
+    markdown = render_markdown(report)
+    assert "| mean | no |" in markdown and "| linear_softmax (chosen) | yes |" in markdown
+    # No rule passed: no pooling decision; the rule carried on is named as provisional.
+    results.boundaries = replace(boundaries, gates={rule: _failed(f"the {rule} CRNN") for rule in RULES}, decided=False)
+    report = build_report(results, _run(tmp_path), tmp_path)
+    reason = results.boundaries.gates["linear_softmax"].reason
+    assert report["pooling"]["chosen"] == "linear_softmax"  # carried on to steps 5-6
+    assert report["pooling"]["decision"] == "none" and report["pooling"]["no_decision"] == reason
+    assert report["boundaries"]["decided"] is False
+    assert all(not gate["passed"] for gate in report["boundaries"]["gates"].values())
+    claim = next(item for item in report["claims"] if item["id"] == "pooling_choice")
+    assert claim["text"].startswith(f"No pooling decision: no rule's CRNN passed the sanity gates ({reason})")
+    assert "Chosen pooling rule" not in render_markdown(report)
+    assert all((tmp_path / path).is_file() for path in claim["artifacts"])
+
+
+def test_markdown_metric_table_rows_match_its_header(tmp_path):
+    markdown = render_markdown(build_report(_results(tmp_path), _run(tmp_path), tmp_path))
+    lines = markdown.split("### Clip and boundary metrics side by side")[1].strip().splitlines()[1:]
+    table = []
+    for line in lines:
+        if not line.startswith("|"):
+            if table:
+                break
+            continue
+        table.append(line)
+    assert len(table) == 2 + len(RULES)
+    assert {line.count("|") for line in table} == {table[0].count("|")}

@@ -17,6 +17,7 @@ from audioenc.timing.bootstrap import BootstrapCI
 from audioenc.timing.boundaries import BoundarySummary
 from audioenc.timing.evaluation import BoundaryEvidence, ClipMetrics, Evaluation
 from audioenc.timing.fitting import Predictions, TrainingHistory
+from audioenc.timing.postprocess import PostProcessing
 from audioenc.timing.weak import CRNNConfig
 from audioenc.timing.workflow.data import WorkflowData
 from audioenc.timing.workflow.results import (
@@ -31,6 +32,8 @@ from audioenc.timing.workflow.results import (
     SplitSummary,
     WeakTraining,
 )
+from audioenc.timing.workflow.gates import SanityCheck
+from audioenc.timing.workflow.settings import TrainingBudget
 from audioenc.timing.workflow.steps.step2_frames import measure_frame_view
 from audioenc.timing.workflow.steps.step5_probe import held_out_classes
 
@@ -169,12 +172,31 @@ def test_rule_training_to_json_with_and_without_curves():
                         "test": {"map": 0.25, "per_class_ap": {"dog": 0.25, "cat": None}, "accuracy": 0.75, "clips": 4,
                                  "threshold": 0.5}}
     content = item.to_json()
-    assert content == {"seconds": None, "best_epoch": 0, "frame_rate": 25.0, **expected_metrics}
-    assert list(content) == ["seconds", "best_epoch", "frame_rate", "validation", "test"]
+    # Two epochs run, the epoch limit reached, the best the first of the last two: still improving.
+    assert content == {"seconds": None, "best_epoch": 0, "epochs_run": 2, "stopped": "max_epochs",
+                       "still_improving": True, "frame_rate": 25.0, **expected_metrics}
+    assert list(content) == ["seconds", "best_epoch", "epochs_run", "stopped", "still_improving", "frame_rate",
+                             "validation", "test"]
     curves = item.to_json(curves=True)
     assert curves == {**content, "valid_loss": [0.8, None], "train_loss": [0.9, 0.6]}
     strict_json(content)
     strict_json(curves)
+
+
+@pytest.mark.parametrize(("valid_loss", "best_epoch", "stopped", "still_improving"), [
+    ([0.9, 0.8, 0.7, 0.6], 3, "max_epochs", True),    # best at the last epoch, cut by the epoch limit
+    ([0.9, 0.8, 0.7, 0.75], 2, "budget", True),       # best among the last two, cut by the budget
+    ([0.9, 0.8, 0.85, 0.86], 1, "max_epochs", False),  # best two epochs before the end: levelled off
+    ([0.9, 0.8, 0.85, 0.86], 1, "patience", False),    # stopped by patience: never "still improving"
+    ([0.7, 0.6], 1, "patience", False),
+])
+def test_rule_training_states_how_training_ended(valid_loss, best_epoch, stopped, still_improving):
+    history = TrainingHistory(train_loss=[1.0] * len(valid_loss), valid_loss=valid_loss, best_epoch=best_epoch,
+                              stopped=stopped)
+    content = RuleTraining(1.0, history, 25.0, _clip_metrics(0.5), _clip_metrics(0.5)).to_json()
+    assert (content["epochs_run"], content["best_epoch"], content["stopped"], content["still_improving"]) == (
+        len(valid_loss), best_epoch, stopped, still_improving)
+    assert history.as_dict()["stopped"] == stopped and history.as_dict()["still_improving"] is still_improving
 
 
 def test_weak_training_to_json_counts_clips_and_omits_curves():
@@ -182,11 +204,15 @@ def test_weak_training_to_json_counts_clips_and_omits_curves():
     crnn = CRNNConfig(stem_channels=4, conv_channels=(8, 16), rnn_hidden=8)
     rules = {"mean": RuleTraining(1.5, history, 25.0, _clip_metrics(0.5), _clip_metrics(0.4)),
              "max": RuleTraining(2.0, history, 25.0, _clip_metrics(0.6), _clip_metrics(NAN))}
-    weak = WeakTraining(crnn, 2, 16, 3e-3, 7, ("a.wav", "b.wav", "c.wav"), rules,
+    budget = TrainingBudget(max_epochs=2, patience=None, budget_seconds=30.0, batch_size=16, learning_rate=3e-3)
+    weak = WeakTraining(crnn, budget, 7, ("a.wav", "b.wav", "c.wav"), rules,
                         ("03_weak/training.json", "03_weak/training_curves.png"))
     content = weak.to_json()
-    assert set(content) == {"crnn", "batch_size", "learning_rate", "epochs", "seed", "train_clips", "rules", "artifacts"}
-    assert (content["batch_size"], content["learning_rate"], content["epochs"], content["seed"]) == (16, 3e-3, 2, 7)
+    assert set(content) == {"crnn", "budget", "seed", "train_clips", "rules", "artifacts"}
+    # How every CRNN was trained: the whole budget, the stopping rules included.
+    assert content["budget"] == {"max_epochs": 2, "patience": None, "budget_seconds": 30.0, "batch_size": 16,
+                                 "learning_rate": 3e-3}
+    assert content["seed"] == 7
     assert content["train_clips"] == 3  # a count, not the list (training.json lists them)
     assert content["crnn"]["stem_channels"] == 4 and list(content["crnn"]["conv_channels"]) == [8, 16]
     assert content["crnn"]["rnn_hidden"] == 8
@@ -226,11 +252,28 @@ def test_boundary_inspection_to_json():
                            BoundaryEvidence(True, None, 2, _summary(4, 3, 0.12)))
     missing = Evaluation({"clip_map": 0.5, "collar_f1": None}, {}, BoundaryEvidence(False, "no strong labels"))
     choice = PoolingChoice("max", "basis", "rule", ("max",), {"max": {"clip_map": 0.5}})
+    postprocessing = {"max": PostProcessing(0.24, 7, 0.3, "chosen on validation", 0.5),
+                      "mean": PostProcessing(0.0, 1, 0.5, "fixed: no strong labels")}
+    gates = {"max": SanityCheck("the max CRNN", True, (), "", 0.25),
+             "mean": SanityCheck("the mean CRNN", False, ("clip mAP 0.200 is not above chance (0.250)",), "train longer",
+                                 0.25)}
     inspection = BoundaryInspection(True, None, 2, {"max": available, "mean": missing}, choice,
-                                    ({"kind": "pair", "clip_gap": 0.1},), ("04_boundaries/boundary_metrics.tsv",))
+                                    ({"kind": "pair", "clip_gap": 0.1},), ("04_boundaries/boundary_metrics.tsv",),
+                                    postprocessing, gates, True)
     assert inspection.chosen == "max"
     content = inspection.to_json()
-    assert set(content) == {"available", "reason", "positives", "per_rule", "selection", "disagreements", "artifacts"}
+    assert set(content) == {"available", "reason", "positives", "per_rule", "selection", "disagreements", "artifacts",
+                            "decided", "postprocessing", "gates"}
+    assert content["decided"] is True
+    assert content["postprocessing"] == {
+        "max": {"median_seconds": 0.24, "median_frames": 7, "threshold": 0.3, "basis": "chosen on validation",
+                "validation_collar_f1": 0.5},
+        "mean": {"median_seconds": 0.0, "median_frames": 1, "threshold": 0.5, "basis": "fixed: no strong labels",
+                 "validation_collar_f1": None}}
+    assert content["gates"] == {
+        "max": {"system": "the max CRNN", "passed": True, "failures": [], "advice": "", "chance_map": 0.25},
+        "mean": {"system": "the mean CRNN", "passed": False, "failures": ["clip mAP 0.200 is not above chance (0.250)"],
+                 "advice": "train longer", "chance_map": 0.25}}
     assert (content["available"], content["reason"], content["positives"]) == (True, None, 2)
     assert content["per_rule"]["max"] == {
         "point": {"clip_map": 0.6, "collar_f1": 0.3, "median_abs_onset": None},
@@ -245,6 +288,12 @@ def test_boundary_inspection_to_json():
     assert content["disagreements"] == [{"kind": "pair", "clip_gap": 0.1}]
     assert content["artifacts"] == ["04_boundaries/boundary_metrics.tsv"]
     strict_json(content)
+    # No rule passed the gates: the choice is provisional, and says so.
+    undecided = BoundaryInspection(True, None, 2, {"max": available}, choice, (), (), postprocessing, gates, False)
+    assert undecided.chosen == "max" and undecided.to_json()["decided"] is False
+    # Built without the new fields (older callers): decided, nothing post-processed or gated.
+    bare = BoundaryInspection(True, None, 2, {"max": available}, choice, (), ()).to_json()
+    assert (bare["decided"], bare["postprocessing"], bare["gates"]) == (True, {}, {})
 
 
 # --------------------------------------------------------------------------- step 5
@@ -276,8 +325,15 @@ def test_probe_comparison_to_json():
                         BoundaryEvidence(False, reason))
     scratch = Evaluation({"clip_map": 0.6, "clip_accuracy": INF}, {}, BoundaryEvidence(False, reason))
     difference = {"clip_map": BootstrapCI(0.1, -0.1, 0.3, 0.95, 100), "clip_accuracy": BootstrapCI(NAN, None, None, 0.95, 0)}
+    postprocessing = {"frozen + probe": PostProcessing(0.0, 1, 0.5, "fixed: the validation split has no strong labels"),
+                      "scratch": PostProcessing(0.0, 1, 0.5, "fixed: the validation split has no strong labels")}
+    gates = {"frozen + probe": SanityCheck("the frozen + probe path", True, (), "", 0.3),
+             "scratch": SanityCheck("the scratch baseline", True, (), "", 0.3)}
+    histories = {"frozen + probe": TrainingHistory(valid_loss=[0.7, 0.6, 0.65], best_epoch=1, stopped="patience"),
+                 "scratch": TrainingHistory(valid_loss=[0.7, 0.6], best_epoch=1, stopped="budget")}
     comparison = ProbeComparison(encoder, "policy", ("tone", "chirp"), "max", ("a note",), True, frozen, scratch,
-                                 difference, ("05_probe/comparison.json",))
+                                 difference, ("05_probe/comparison.json",), "a per-frame probe", postprocessing, gates,
+                                 histories)
     assert comparison.boundaries_available is False and comparison.frozen_path is None
     content = comparison.to_json()
     assert content == {
@@ -295,6 +351,17 @@ def test_probe_comparison_to_json():
         "difference": {"clip_map": {"value": 0.1, "low": -0.1, "high": 0.3, "confidence": 0.95, "resamples": 100},
                        "clip_accuracy": {"value": None, "low": None, "high": None, "confidence": 0.95, "resamples": 0}},
         "artifacts": ["05_probe/comparison.json"],
+        "probe_description": "a per-frame probe",
+        "postprocessing": {system: {"median_seconds": 0.0, "median_frames": 1, "threshold": 0.5,
+                                    "basis": "fixed: the validation split has no strong labels",
+                                    "validation_collar_f1": None} for system in ("frozen + probe", "scratch")},
+        "gates": {"frozen + probe": {"system": "the frozen + probe path", "passed": True, "failures": [], "advice": "",
+                                     "chance_map": 0.3},
+                  "scratch": {"system": "the scratch baseline", "passed": True, "failures": [], "advice": "",
+                              "chance_map": 0.3}},
+        # Each model's training: epochs run, the best, why it stopped, whether it was still improving.
+        "training": {"frozen + probe": {"epochs_run": 3, "best_epoch": 1, "stopped": "patience", "still_improving": False},
+                     "scratch": {"epochs_run": 2, "best_epoch": 1, "stopped": "budget", "still_improving": True}},
     }
     strict_json(content)
     with_boundaries = ProbeComparison(encoder, "policy", ("tone",), "max", (), True,
@@ -345,8 +412,8 @@ def test_adaptation_outcome_not_triggered_has_no_verdict():
     content = outcome.to_json()
     assert content == {"rule": RULE_TEXT, "triggered": False, "short_on": [], "gaps": {"clip_map": -0.04, "collar_f1": None},
                        "reason": "the frozen path does not stop short", "ran": False, "unavailable": None,
-                       "artifacts": ["06_adapt/adaptation.json"]}
-    assert not {"verdict", "top_block", "adapted", "gain_over_frozen"} & set(content)
+                       "no_decision": None, "artifacts": ["06_adapt/adaptation.json"]}
+    assert not {"verdict", "top_block", "adapted", "gain_over_frozen", "postprocessing", "training"} & set(content)
     strict_json(content)
 
 
@@ -358,7 +425,21 @@ def test_adaptation_outcome_triggered_but_unavailable():
     content = outcome.to_json()
     assert content["triggered"] is True and content["short_on"] == ["collar_f1"] and content["ran"] is False
     assert content["unavailable"] == "a hear encoder exposes only the HEAR functions"
+    assert content["no_decision"] is None
     assert "verdict" not in content and "adapted" not in content
+
+
+def test_adaptation_outcome_without_a_decision():
+    # The scratch baseline failed its sanity gate: step 6 does not adapt, and says why.
+    trigger = AdaptationTrigger(True, ("clip_map",), {"clip_map": 0.2}, "behind on clip metrics")
+    reason = "no decision: the scratch baseline learned nothing the comparison could rest on (...)"
+    outcome = AdaptationOutcome(RULE_TEXT, trigger, no_decision=reason, artifacts=("06_adapt/adaptation.json",))
+    assert outcome.ran is False
+    content = outcome.to_json()
+    assert content == {"rule": RULE_TEXT, "triggered": True, "short_on": ["clip_map"], "gaps": {"clip_map": 0.2},
+                       "reason": "behind on clip metrics", "ran": False, "unavailable": None, "no_decision": reason,
+                       "artifacts": ["06_adapt/adaptation.json"]}
+    strict_json(content)
 
 
 def test_adaptation_outcome_ran_to_json():
@@ -372,7 +453,8 @@ def test_adaptation_outcome_ran_to_json():
     content = outcome.to_json()
     assert content == {
         "rule": RULE_TEXT, "triggered": True, "short_on": ["clip_map"], "gaps": {"clip_map": 0.2},
-        "reason": "behind on clip metrics", "ran": True, "unavailable": None, "top_block": "the GRU",
+        "reason": "behind on clip metrics", "ran": True, "unavailable": None, "no_decision": None,
+        "top_block": "the GRU", "postprocessing": None, "training": None,
         "verdict": {"justified": True, "reason": "clears the rule"},
         "adapted": {"point": {"clip_map": 0.8, "median_abs_onset": None},
                     "intervals": {"clip_map": {"value": 0.8, "low": 0.6, "high": 0.95, "confidence": 0.95, "resamples": 50}}},
@@ -381,6 +463,15 @@ def test_adaptation_outcome_ran_to_json():
                                                   "resamples": 0}},
         "artifacts": ["06_adapt/adaptation.json", "06_adapt/comparison.png"],
     }
+    strict_json(content)
+    # With its post-processing and training recorded, both are stated.
+    recorded = AdaptationOutcome(RULE_TEXT, trigger, None, "the GRU", AdaptationVerdict(True, "clears the rule"),
+                                 adapted, gain, (), postprocessing=PostProcessing(0.12, 3, 0.4, "chosen on validation", 0.6),
+                                 history=TrainingHistory(valid_loss=[0.5, 0.4], best_epoch=1))
+    content = recorded.to_json()
+    assert content["postprocessing"] == {"median_seconds": 0.12, "median_frames": 3, "threshold": 0.4,
+                                         "basis": "chosen on validation", "validation_collar_f1": 0.6}
+    assert content["training"] == {"epochs_run": 2, "best_epoch": 1, "stopped": "max_epochs", "still_improving": True}
     strict_json(content)
 
 

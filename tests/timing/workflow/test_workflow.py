@@ -3,11 +3,14 @@
 What is checked: every step writes its artifacts in its folder; the report's claims name only
 files that exist; every bad TSV row ends up in the report's dropped list with its file and
 line; the frozen probe and the scratch baseline use the same clips; the command line and the
-academy entry reach the library. And what the steps found: the rows of each step's table are
-the numbers of ``report.json`` (to the 4 decimals the TSVs write), the decisions (best rule
-on validation, the chosen pooling, the adaptation trigger, the path) follow from the numbers
-they are taken from, and the headline repeats the per-step numbers. The quality of a reduced
-run's numbers means nothing and is not asserted; their consistency is.
+academy entry reach the library; ``settings.json`` holds the settings used. And what the steps
+found: the rows of each step's table are the numbers of ``report.json`` (to the 4 decimals the
+TSVs write), the decisions (best rule on validation, the post-processing, the sanity gates, the
+chosen pooling, the adaptation trigger, the path) follow from the numbers they are taken from,
+and the headline repeats the per-step numbers. The quality of a reduced run's numbers means
+nothing and is not asserted (with the fast settings the models learn next to nothing, so the run
+usually ends without a decision); their consistency is. On a corpus whose training labels are
+shuffled, nothing can be learned, and the run must say so instead of recommending a path.
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ from audioenc.timing.workflow import (
     WorkflowSettings,
     jobs,
     load_workflow_data,
+    resolve_settings,
     run_workflow,
 )
+from audioenc.timing.workflow.settings import TrainingBudget
+
+FAST = WorkflowSettings.fast()
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "academy/labs/speech-and-audio-encoders/src/speech_audio_encoder_workflow.py"
@@ -88,8 +95,8 @@ def test_every_step_writes_its_artifacts(fast_run):
         "04_boundaries/boundary_metrics.tsv", "04_boundaries/boundary_metrics.json", "04_boundaries/event_errors.tsv",
         "04_boundaries/error_distributions.png", "04_boundaries/onset_aligned_scores.png", "04_boundaries/around_boundaries.png",
         "05_probe/comparison.json", "05_probe/comparison.tsv", "05_probe/comparison.png", "05_probe/probe/model.safetensors",
-        "05_probe/encoder/model.safetensors", "05_probe/scratch/model.safetensors",
-        "06_adapt/adaptation.json", "report.md", "report.json",
+        "05_probe/encoder/model.safetensors", "05_probe/scratch/model.safetensors", "05_probe/training_curves.png",
+        "06_adapt/adaptation.json", "report.md", "report.json", "settings.json",
     ]
     missing = [name for name in expected if not (out / name).is_file()]
     assert not missing
@@ -104,8 +111,8 @@ def test_report_claims_point_at_existing_artifacts(fast_run):
     assert json.loads((out / "report.json").read_text())["claims"] == report["claims"]
     markdown = (out / "report.md").read_text()
     ids = {claim["id"] for claim in report["claims"]}
-    assert {"pooling_same_scores", "pooling_choice", "frame_view", "weak_training", "boundaries", "probe_vs_scratch",
-            "adaptation", "decision", "next_change", "dropped"} <= ids
+    assert {"pooling_same_scores", "pooling_choice", "frame_view", "weak_training", "training", "boundaries",
+            "probe_vs_scratch", "adaptation", "decision", "next_change", "dropped"} <= ids
     for claim in report["claims"]:
         assert claim["artifacts"], claim["id"]
         for path in claim["artifacts"]:
@@ -113,8 +120,11 @@ def test_report_claims_point_at_existing_artifacts(fast_run):
             assert f"`{path}`" in markdown
     chosen = report["pooling"]["chosen"]
     assert chosen in ("mean", "max", "linear_softmax", "exp_softmax", "attention", "autopool")
-    assert f"Chosen pooling rule: {chosen}" in markdown
-    assert report["decision"]["path"] in ("frozen", "adapted", "scratch")
+    if report["boundaries"]["decided"]:
+        assert f"Chosen pooling rule: {chosen}" in markdown and report["pooling"]["decision"] == chosen
+    else:
+        assert "No pooling decision" in markdown and report["pooling"]["decision"] == "none"
+    assert report["decision"]["path"] in ("frozen", "adapted", "scratch", "none")
     assert report["next_change"]["text"] and report["next_change"]["because"]
     assert "downmixed to mono" in report["data"]["channel_policy"]
     headline = report["headline"]
@@ -240,7 +250,7 @@ def test_frame_view_is_what_step2_found(fast_run, corpus_with_bad_rows):
     negatives = [name for name in test.files if not test.weak[name]]
     assert frames["sample_clips"][-1] == negatives[0]
     assert all(test.weak[name] for name in frames["sample_clips"][:-1])
-    assert len(frames["sample_clips"]) == WorkflowSettings.fast().plot_clips
+    assert len(frames["sample_clips"]) == FAST.run.plot_clips
     assert report["data"]["splits"]["test"]["with_events"] == len(test.positive_files())
 
 
@@ -249,9 +259,17 @@ def test_weak_training_is_what_step3_found(fast_run):
     training = json.loads((out / "03_weak/training.json").read_text())
     trained = report["pooling"]["trained"]
     assert list(trained) == list(POOLING_NAMES) == list(training["rules"])
+    assert training["budget"] == {"max_epochs": 2, "patience": None, "budget_seconds": None,
+                                  "batch_size": FAST.weak.batch_size, "learning_rate": FAST.weak.learning_rate}
+    assert report["run"]["settings"]["weak"] == training["budget"]
     for rule in POOLING_NAMES:
         history = json.loads((out / f"03_weak/{rule}/history.json").read_text())
-        assert len(training["rules"][rule]["train_loss"]) == len(history["train_loss"]) == training["epochs"] == 2
+        # No patience and no time budget: every CRNN runs its two epochs and says so.
+        assert len(training["rules"][rule]["train_loss"]) == len(history["train_loss"]) == 2
+        assert trained[rule]["epochs_run"] == len(history["valid_loss"]) == 2
+        assert trained[rule]["stopped"] == history["stopped"] == "max_epochs"
+        # Still improving: stopped by the limit with the best among the last two epochs.
+        assert trained[rule]["still_improving"] is history["still_improving"] is (history["best_epoch"] >= 0)
         assert training["rules"][rule]["train_loss"] == history["train_loss"]
         assert trained[rule]["best_epoch"] == history["best_epoch"] == training["rules"][rule]["best_epoch"]
         assert trained[rule]["best_epoch"] in (-1, 0, 1)
@@ -270,6 +288,8 @@ def test_boundary_table_and_pooling_choice_are_what_step4_found(fast_run):
     boundaries = report["boundaries"]
     per_rule = boundaries["per_rule"]
     assert boundaries["available"] is True and list(per_rule) == list(POOLING_NAMES)
+    postprocessing, gates = boundaries["postprocessing"], boundaries["gates"]
+    assert list(postprocessing) == list(gates) == list(POOLING_NAMES)
     rows = read_tsv(out / "04_boundaries/boundary_metrics.tsv")
     assert [row["pooling"] for row in rows] == list(POOLING_NAMES)
     for row in rows:
@@ -278,8 +298,12 @@ def test_boundary_table_and_pooling_choice_are_what_step4_found(fast_run):
             "clip_map": point["clip_map"], "clip_accuracy": point["clip_accuracy"],
             "median_abs_onset_s": summary["median_abs_onset_error"], "median_abs_offset_s": summary["median_abs_offset_error"],
             "onset_within_200ms": summary["onset_within"], "offset_within_200ms": summary["offset_within"],
-            "collar_f1": point["collar_f1"], "psds1": point["psds1"], "psds2": point["psds2"],
+            "collar_f1": point["collar_f1"], "onset_f1_200ms": point["onset_f1_200ms"],
+            "onset_f1_50ms": point["onset_f1_50ms"], "psds1": point["psds1"], "psds2": point["psds2"],
             "detected_events": summary["detected"], "events": summary["events"],
+            "median_frames": postprocessing[row["pooling"]]["median_frames"],
+            "threshold": postprocessing[row["pooling"]]["threshold"],
+            "learned": "yes" if gates[row["pooling"]]["passed"] else "no",
         }
         assert {key: row[key] for key in expected} == {key: cell(value) for key, value in expected.items()}, row
         # The bootstrap statistics and the boundary summary measure the same shares.
@@ -297,14 +321,24 @@ def test_boundary_table_and_pooling_choice_are_what_step4_found(fast_run):
         assert len(mine) == per_rule[rule]["summary"]["events"]
         assert sum(row["onset_error"] != "" for row in mine) == per_rule[rule]["summary"]["detected"]
     assert boundaries["positives"] == report["data"]["splits"]["test"]["with_events"]
-    # The choice: the candidates are the rules within the mAP margin of the best validation mAP;
+    # The choice is made among the rules whose CRNN passed the sanity gates (all rules, provisionally,
+    # when none did): the candidates are those within the mAP margin of the best validation mAP;
     # the chosen rule is one of them with the highest validation collar F1.
+    passing = [rule for rule in POOLING_NAMES if gates[rule]["passed"]]
+    assert boundaries["decided"] is bool(passing)
+    assert report["pooling"]["decision"] == (boundaries["selection"]["chosen"] if passing else "none")
+    if passing:
+        assert report["pooling"]["no_decision"] is None
+    else:  # the reason is the provisional rule's failed gate
+        chosen_gate = gates[boundaries["selection"]["chosen"]]
+        assert chosen_gate["failures"] and all(failure in report["pooling"]["no_decision"]
+                                               for failure in chosen_gate["failures"])
     selection = boundaries["selection"]
     validation = selection["validation_metrics"]
-    assert set(validation) == set(POOLING_NAMES)
+    assert list(validation) == (passing or list(POOLING_NAMES))
     best_map = max(metrics["clip_map"] for metrics in validation.values() if metrics["clip_map"] is not None)
-    margin = WorkflowSettings.fast().pooling_ap_margin
-    assert selection["candidates"] == [rule for rule in POOLING_NAMES if validation[rule]["clip_map"] is not None
+    margin = FAST.evaluation.pooling_ap_margin
+    assert selection["candidates"] == [rule for rule in validation if validation[rule]["clip_map"] is not None
                                        and validation[rule]["clip_map"] >= best_map - margin]
     chosen = selection["chosen"]
     assert chosen in selection["candidates"]
@@ -317,10 +351,13 @@ def test_boundary_table_and_pooling_choice_are_what_step4_found(fast_run):
     assert report["pooling"]["chosen"] == chosen and report["pooling"]["basis"] == selection["basis"]
     stored = json.loads((out / "04_boundaries/boundary_metrics.json").read_text())
     assert stored["selection"] == selection and stored["disagreements"] == boundaries["disagreements"]
+    assert stored["gates"] == gates and stored["postprocessing"] == postprocessing
+    assert stored["pooling_decided"] is boundaries["decided"]
     for rule in POOLING_NAMES:
         assert stored["per_rule"][rule]["point"] == per_rule[rule]["point"]
-    # Each listed disagreement is a pair ranked oppositely by clip mAP and collar F1 on the test split.
+    # Each listed disagreement is a pair of passing rules ranked oppositely by clip mAP and collar F1 on the test split.
     for item in boundaries["disagreements"]:
+        assert {item["better_clip"], item["better_boundary"]} <= set(passing)
         a, b = per_rule[item["better_clip"]]["point"], per_rule[item["better_boundary"]]["point"]
         assert a["clip_map"] - b["clip_map"] == pytest.approx(item["clip_gap"]) and item["clip_gap"] > 0.02
         assert b["collar_f1"] - a["collar_f1"] == pytest.approx(item["boundary_gap"]) and item["boundary_gap"] > 0.02
@@ -364,7 +401,7 @@ def test_probe_table_is_what_step5_found(fast_run):
     # The self-trained encoder never saw the task classes; together they are the whole vocabulary.
     encoder = comparison["encoder"]
     assert sorted([*encoder["trained_on_classes"], *comparison["task_classes"]]) == sorted(report["data"]["classes"])
-    assert len(comparison["task_classes"]) == WorkflowSettings.fast().held_out_classes
+    assert len(comparison["task_classes"]) == FAST.evaluation.held_out_classes
     assert encoder["source"] == "05_probe/encoder" and comparison["test_clips"] == sorted(comparison["test_clips"])
     assert len(comparison["test_clips"]) == report["data"]["splits"]["test"]["clips"]
 
@@ -373,7 +410,7 @@ def test_adaptation_and_decision_follow_the_numbers(fast_run):
     out, report, _ = fast_run
     adaptation, decision = report["adaptation"], report["decision"]
     frozen, scratch = report["probe"]["frozen"]["point"], report["probe"]["scratch"]["point"]
-    rule = WorkflowSettings.fast().rule
+    rule = FAST.rule
     margins = {"clip_map": rule.clip_margin, "collar_f1": rule.boundary_margin}
     # The trigger: gaps are scratch - frozen; short on a metric when its gap exceeds the margin.
     expected_gaps = {metric: scratch[metric] - frozen[metric] for metric in margins
@@ -384,8 +421,18 @@ def test_adaptation_and_decision_follow_the_numbers(fast_run):
     assert adaptation["short_on"] == [metric for metric, gap in adaptation["gaps"].items() if gap > margins[metric]]
     assert adaptation["triggered"] is bool(adaptation["short_on"])
     assert adaptation["ran"] is ("verdict" in adaptation)
-    # decide_path: frozen iff not triggered; adapted iff it ran and the verdict is justified; otherwise scratch.
-    if not adaptation["triggered"]:
+    # Step 6 draws no decision exactly when the scratch baseline failed its sanity gate; then it does
+    # not adapt, however the trigger fell.
+    scratch_gate = report["probe"]["gates"]["scratch"]
+    assert bool(adaptation["no_decision"]) is (not scratch_gate["passed"])
+    # decide_path: none iff no decision; else frozen iff not triggered; adapted iff it ran and the
+    # verdict is justified; otherwise scratch.
+    if adaptation["no_decision"]:
+        assert decision["path"] == "none" and not adaptation["ran"]
+        assert decision["statement"] == adaptation["no_decision"]
+        assert "scratch baseline" in decision["statement"]
+        assert all(failure in decision["statement"] for failure in scratch_gate["failures"])
+    elif not adaptation["triggered"]:
         assert decision["path"] == "frozen" and not adaptation["ran"]
     elif not adaptation["ran"]:
         assert decision["path"] == "scratch" and adaptation["unavailable"]
@@ -393,12 +440,14 @@ def test_adaptation_and_decision_follow_the_numbers(fast_run):
         assert decision["path"] == "adapted"
     else:
         assert decision["path"] == "scratch"
-    assert decision["path"] == ("frozen" if not adaptation["triggered"] else
+    assert decision["path"] == ("none" if adaptation["no_decision"] else "frozen" if not adaptation["triggered"] else
                                 "adapted" if adaptation["ran"] and adaptation["verdict"]["justified"] else "scratch")
-    assert adaptation["reason"] in decision["statement"]
+    if decision["path"] != "none":
+        assert adaptation["reason"] in decision["statement"]
     stored = json.loads((out / "06_adapt/adaptation.json").read_text())
     assert {key: stored[key] for key in ("triggered", "short_on", "gaps", "reason", "ran")} == {
         key: adaptation[key] for key in ("triggered", "short_on", "gaps", "reason", "ran")}
+    assert stored.get("no_decision") == adaptation["no_decision"]
     assert (out / "06_adapt/adapted/model.safetensors").is_file() is adaptation["ran"]
     claim = next(item for item in report["claims"] if item["id"] == "decision")
     assert claim["text"].startswith(f"Decision: {decision['path']} — ")
@@ -422,6 +471,196 @@ def test_headline_repeats_the_step_numbers(fast_run):
     assert headline["adaptation_ran"] is report["adaptation"]["ran"]
     assert headline["decision"] == report["decision"]["path"]
     assert math.isfinite(headline["wall_seconds"]) and headline["wall_seconds"] > 0
+
+
+# --------------------------------------------------------------------------- settings, post-processing, gates
+
+
+def test_settings_json_holds_the_settings_used(fast_run):
+    out, report, _ = fast_run
+    path = out / "settings.json"
+    assert path.is_file()
+    # Loadable with --config: the same settings come back (the run used WorkflowSettings.fast()).
+    assert resolve_settings(config_file=path) == FAST
+    assert json.loads(path.read_text()) == FAST.to_dict() == report["run"]["settings"]
+    # Written by the run from what it used, not only the defaults it started from.
+    assert report["run"]["settings"]["weak"]["max_epochs"] == 2 and report["run"]["fast"] is True
+
+
+def _systems_postprocessing(report) -> dict[str, dict]:
+    """Every system's post-processing in report.json: the step-4 CRNNs, the step-5 systems, the adapted one."""
+    found = {f"{rule} CRNN": item for rule, item in report["boundaries"]["postprocessing"].items()}
+    found.update(report["probe"]["postprocessing"])
+    if report["adaptation"].get("postprocessing"):
+        found["adapted"] = report["adaptation"]["postprocessing"]
+    return found
+
+
+def test_every_system_states_its_post_processing(fast_run):
+    out, report, _ = fast_run
+    systems = _systems_postprocessing(report)
+    assert {f"{rule} CRNN" for rule in POOLING_NAMES} | {"frozen + probe", "scratch"} <= set(systems)
+    candidates, fixed = FAST.postprocess.thresholds, FAST.postprocess.fixed_threshold
+    for system, item in systems.items():
+        threshold, basis = item["threshold"], item["basis"]
+        assert isinstance(threshold, float) and 0 < threshold < 1, system
+        assert isinstance(basis, str) and basis, system
+        assert item["median_frames"] >= 1 and item["median_frames"] % 2 == 1, system
+        if basis.startswith("chosen on validation"):
+            # A choice among the candidates, with a validation collar F1 to show for it.
+            assert threshold in candidates and item["median_seconds"] in FAST.postprocess.median_seconds, system
+            assert item["validation_collar_f1"] is not None and item["validation_collar_f1"] > 0, system
+        else:
+            assert basis.startswith("fixed: ") and threshold == fixed, system
+            assert item["median_seconds"] == FAST.postprocess.fixed_median_seconds, system
+    # The boundary metrics were measured at each system's own threshold.
+    stored = json.loads((out / "04_boundaries/boundary_metrics.json").read_text())
+    for rule in POOLING_NAMES:
+        assert stored["per_rule"][rule]["boundary"]["collar_f1"]["threshold"] == systems[f"{rule} CRNN"]["threshold"]
+    comparison = json.loads((out / "05_probe/comparison.json").read_text())
+    assert comparison["postprocessing"] == report["probe"]["postprocessing"]
+    for key, system in (("frozen", "frozen + probe"), ("scratch_metrics", "scratch")):
+        assert comparison[key]["boundary"]["collar_f1"]["threshold"] == systems[system]["threshold"]
+    # Both systems get onset-only F1 (HEAR) at 200 and 50 ms.
+    for side in ("frozen", "scratch"):
+        assert {"onset_f1_200ms", "onset_f1_50ms"} <= set(report["probe"][side]["point"])
+
+
+def _prevalence(split, classes) -> float:
+    """The gates' chance level, by hand: the expected AP of random scores, (H_N + (R-1)/(N-1) (N - H_N)) / N,
+    averaged over classes with a positive clip."""
+    n = len(split.files)
+    harmonic = sum(1 / r for r in range(1, n + 1))
+    positives = [sum(label in split.weak[name] for name in split.files) for label in classes]
+    return float(np.mean([(harmonic + (r - 1) / (n - 1) * (n - harmonic)) / n for r in positives if r > 0]))
+
+
+def _gate_follows(gate: dict, evaluation: dict, summary: dict | None) -> None:
+    """A gate's verdict is the gates' rule applied to the numbers it was given, and a failure says
+    which metric failed, against which chance level."""
+    chance, value = gate["chance_map"], evaluation["point"]["clip_map"]
+    low = evaluation["intervals"]["clip_map"]["low"]
+    above = value is not None and value > chance and low is not None and low > chance
+    detects = not summary or not summary["events"] or summary["detected"] / summary["events"] >= \
+        FAST.evaluation.min_detected_share
+    assert gate["passed"] is (above and detects), gate
+    assert bool(gate["failures"]) is (not gate["passed"]) and bool(gate["advice"]) is (not gate["passed"])
+    for failure in gate["failures"]:
+        assert "clip mAP" in failure or "events detected" in failure, failure
+        if "clip mAP" in failure:
+            assert f"chance ({chance:.3f}" in failure, failure
+        else:
+            assert f"{summary['detected']} of {summary['events']} events detected" in failure, failure
+
+
+def test_gates_follow_the_numbers_and_failures_name_metric_and_chance(fast_run, corpus_with_bad_rows):
+    out, report, _ = fast_run
+    test = read_corpus_split(corpus_with_bad_rows, "test", classes=report["data"]["classes"])
+    boundaries = report["boundaries"]
+    for rule, gate in boundaries["gates"].items():
+        assert gate["system"] == f"the {rule} CRNN"
+        assert gate["chance_map"] == pytest.approx(_prevalence(test, report["data"]["classes"]), abs=1e-12)
+        _gate_follows(gate, boundaries["per_rule"][rule], boundaries["per_rule"][rule]["summary"])
+    comparison = json.loads((out / "05_probe/comparison.json").read_text())
+    probe = report["probe"]
+    assert comparison["gates"] == probe["gates"] and list(probe["gates"]) == ["frozen + probe", "scratch"]
+    for system, key in (("frozen + probe", "frozen"), ("scratch", "scratch")):
+        gate = probe["gates"][system]
+        assert gate["chance_map"] == pytest.approx(_prevalence(test, probe["task_classes"]), abs=1e-12)
+        summary = comparison["frozen" if key == "frozen" else "scratch_metrics"]["boundary"]["summary"]
+        _gate_follows(gate, probe[key], summary)
+    failed = [gate for gate in [*boundaries["gates"].values(), *probe["gates"].values()] if not gate["passed"]]
+    for gate in failed:
+        assert gate["failures"] and math.isfinite(gate["chance_map"]) and 0 < gate["chance_map"] < 1
+    # The report states every failed step-5 gate.
+    claim = next(item["text"] for item in report["claims"] if item["id"] == "probe_vs_scratch")
+    for gate in probe["gates"].values():
+        assert all((failure in claim) is (not gate["passed"]) for failure in gate["failures"])
+
+
+def test_training_claim_lists_every_model(fast_run):
+    _, report, _ = fast_run
+    claim = next(item for item in report["claims"] if item["id"] == "training")
+    models = {f"{rule} CRNN": item for rule, item in report["pooling"]["trained"].items()}
+    models.update(report["probe"]["training"])
+    if report["adaptation"].get("training"):
+        models["adapted"] = report["adaptation"]["training"]
+    assert {"frozen + probe", "scratch", "encoder (CRNN, other classes)"} <= set(report["probe"]["training"])
+    for name, item in models.items():
+        stopped = item["stopped"].replace("_", " ")
+        assert f"{name} {item['epochs_run']} epochs (best {item['best_epoch'] + 1}, {stopped})" in claim["text"], name
+    still = [name for name, item in models.items() if item["still_improving"]]
+    if still:
+        assert f"while the validation loss was still falling: {', '.join(still)} — " in claim["text"]
+    assert "05_probe/training_curves.png" in claim["artifacts"]
+    # The probe ran its 3 epochs (no patience): the count the settings allow.
+    assert report["probe"]["training"]["frozen + probe"]["epochs_run"] == FAST.probe.max_epochs
+
+
+def _check_no_decision_is_explained(report: dict, out: Path) -> None:
+    """A run without a decision names the failed gate and says what to do about it."""
+    decision, gate = report["decision"], report["probe"]["gates"]["scratch"]
+    assert decision["path"] == "none" and not gate["passed"]
+    statement = decision["statement"]
+    assert statement.startswith("no decision: the scratch baseline")
+    assert all(failure in statement for failure in gate["failures"])
+    assert "chance" in statement or "detected" in statement
+    change = report["next_change"]
+    assert change["text"] == f"Make the scratch baseline learn first: {gate['advice']}; then rerun."
+    assert change["because"] == statement
+    assert report["adaptation"]["no_decision"] == statement and report["adaptation"]["ran"] is False
+    assert not (out / "06_adapt/adapted").exists()
+    assert report["headline"]["decision"] == "none"
+    claims = {item["id"]: item["text"] for item in report["claims"]}
+    assert claims["decision"] == f"Decision: none — {statement}."
+    assert claims["next_change"].startswith(f"Smallest next change worth testing: {change['text']}")
+    assert f"Decision: none — {statement}." in (out / "report.md").read_text()
+
+
+def test_a_run_without_decision_says_why(fast_run):
+    out, report, _ = fast_run
+    if report["decision"]["path"] == "none":
+        _check_no_decision_is_explained(report, out)
+    else:  # a decision is only drawn on a scratch baseline that passed its gate
+        assert report["probe"]["gates"]["scratch"]["passed"] and report["adaptation"]["no_decision"] is None
+
+
+def _shuffle_training_labels(root: Path, seed: int) -> list[tuple[str, str]]:
+    """Give every training clip the weak labels of another clip (a random derangement); drop the
+    strong training labels. Returns the rows written."""
+    weak = root / "metadata" / "train_weak.tsv"
+    header, *lines = weak.read_text().splitlines()
+    rows = [(line.split("\t") + [""])[:2] for line in lines]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(rows))
+    while np.any(order == np.arange(len(rows))):
+        order = rng.permutation(len(rows))
+    shuffled = [(rows[index][0], rows[other][1]) for index, other in enumerate(order)]
+    weak.write_text("\n".join([header, *("\t".join(row) for row in shuffled)]) + "\n")
+    (root / "metadata" / "train_strong.tsv").unlink()
+    return shuffled
+
+
+def test_nothing_learnable_ends_without_a_decision(tmp_path):
+    # Labels shuffled independently of the audio: no model can learn anything real, and the run
+    # must say so (the scratch baseline fails its sanity gate) rather than recommend a path.
+    root = synthesize_event_corpus(tmp_path / "corpus", (24, 8, 8), seed=3)
+    rows = _shuffle_training_labels(root, seed=3)
+    out = tmp_path / "run"
+    report = run_workflow(root, out=out, seed=0, settings=FAST, log=lambda line: None)
+    train = read_corpus_split(root, "train")
+    assert train.strong is None and [(name, ",".join(train.weak[name])) for name in train.files] == [
+        (name, ",".join(sorted(labels.split(",") if labels else []))) for name, labels in rows]
+    assert report["data"]["splits"]["train"]["strong_labels"] is False
+    decision = report["decision"]
+    assert decision["path"] == "none"
+    assert "scratch baseline" in decision["statement"]
+    assert "chance" in decision["statement"] or "detected" in decision["statement"]
+    _check_no_decision_is_explained(report, out)
+    # Step 4 chose among the rules that passed, or made no decision (and said so).
+    passing = [rule for rule, gate in report["boundaries"]["gates"].items() if gate["passed"]]
+    assert report["pooling"]["decision"] == (report["pooling"]["chosen"] if passing else "none")
+    assert (report["pooling"]["no_decision"] is None) is bool(passing)
 
 
 def test_load_workflow_data_carves_missing_splits_and_reads_any_rate(tmp_path):
@@ -461,8 +700,9 @@ def test_parallel_training_equals_in_process(corpus_with_bad_rows):
     import torch
 
     data = load_workflow_data(corpus_with_bad_rows, seed=0, log=lambda line: None)
-    crnn = WorkflowSettings.fast().crnn
-    weak_jobs = [jobs.WeakJob(rule, rule, data.classes, 0, 1, 16, 3e-3, crnn) for rule in ("mean", "max")]
+    crnn = FAST.crnn
+    budget = TrainingBudget(max_epochs=1, patience=None, batch_size=16, learning_rate=3e-3)
+    weak_jobs = [jobs.WeakJob(rule, rule, data.classes, 0, budget, crnn) for rule in ("mean", "max")]
     parallel = jobs.train_jobs(weak_jobs, data, 2, lambda line: None)
     serial = jobs.train_jobs(weak_jobs, data, 1, lambda line: None)
     assert set(parallel) == set(serial) == {"mean", "max"}
@@ -473,6 +713,7 @@ def test_parallel_training_equals_in_process(corpus_with_bad_rows):
         assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a), rule
         assert parallel[rule].history.train_loss == serial[rule].history.train_loss, rule
         assert parallel[rule].history.best_epoch == serial[rule].history.best_epoch, rule
+        assert parallel[rule].history.stopped == serial[rule].history.stopped == "max_epochs", rule
 
 
 def test_command_line_and_academy_entry(monkeypatch, tmp_path):
@@ -484,7 +725,16 @@ def test_command_line_and_academy_entry(monkeypatch, tmp_path):
     assert status == 0 and len(calls) == 1
     (data, encoder, out, seed), options = calls[0]
     assert (data, encoder, out, seed) == ("D", "E", str(tmp_path), 3)
-    assert options["fast"] and options["settings"].workers == 1 and options["settings"].weak_epochs == 2
+    assert options["fast"] and options["settings"].run.workers == 1 and options["settings"].weak.max_epochs == 2
+    assert options["settings"] == replace(FAST, run=replace(FAST.run, workers=1))
+    # A settings file, then section.key=value overrides, on top of the --fast sizes.
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"weak": {"max_epochs": 5}, "probe": {"kind": "conv"}}))
+    status = cli.main(["workflow", "--data", "D", "--out", str(tmp_path), "--fast", "--config", str(config),
+                       "weak.patience=3", "probe.kind=frame"])
+    assert status == 0 and len(calls) == 2
+    settings = calls[1][1]["settings"]
+    assert settings == replace(FAST, weak=replace(FAST.weak, max_epochs=5, patience=3))
     result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, cwd=REPO, timeout=120,
                             check=False)
     assert result.returncode == 0 and "--encoder" in result.stdout and "--data" in result.stdout
@@ -514,14 +764,20 @@ def test_codec_encoder_weak_only_user_data(tmp_path):
     config = ModelConfig(n_filters=4, dimension=16, lstm=1)
     export_model(tmp_path / "codec", "model_best", CodecModel.from_config(config).eval(), config)
     # Negative margins: the rule always triggers, so the adaptation path runs on this codec.
-    settings = replace(WorkflowSettings.fast(), rule=AdaptationRule(clip_margin=-1.0, boundary_margin=-1.0))
+    settings = replace(FAST, rule=AdaptationRule(clip_margin=-1.0, boundary_margin=-1.0))
     out = tmp_path / "run"
     report = run_workflow(root, encoder=tmp_path / "codec", out=out, settings=settings, log=lambda line: None)
     assert report["boundaries"]["available"] is False and "no strong labels" in report["boundaries"]["reason"]
     assert report["probe"]["encoder"]["kind"] == "codec"
     assert report["probe"]["encoder"]["frame_rate"] == pytest.approx(75.0)
     assert "22050 Hz, 2 ch" in report["data"]["channel_policy"]
+    # Adaptation runs only on a scratch baseline that passed its sanity gate (no detection gate
+    # without strong test labels); its post-processing and training are stated.
+    assert report["probe"]["gates"]["scratch"]["passed"] and report["adaptation"]["no_decision"] is None
     assert report["adaptation"]["triggered"] and report["adaptation"]["ran"]
+    assert report["decision"]["path"] in ("adapted", "scratch")
+    assert {"threshold", "basis"} <= set(report["adaptation"]["postprocessing"])
+    assert report["adaptation"]["training"]["epochs_run"] >= 1
     assert "StreamableLSTM" in report["adaptation"]["top_block"]
     assert (out / "06_adapt/adapted/model.safetensors").is_file()
     assert report["next_change"]["text"].startswith("Add strong labels")

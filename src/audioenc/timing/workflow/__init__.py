@@ -57,15 +57,24 @@ Layout: one module per step in :mod:`audioenc.timing.workflow.steps` (``step0_da
 ``data`` (the corpus), ``context`` (what the steps share), ``jobs`` (CRNNs in processes),
 ``plots``, ``artifacts`` (writers and formatters), ``settings``.
 
+Trustworthy conclusions: every model trains with early stopping on the validation split within
+a stated budget (:class:`~audioenc.timing.workflow.settings.TrainingBudget`); every compared
+system's frame scores are post-processed alike, the median filter and threshold chosen on
+validation (:mod:`audioenc.timing.postprocess`); and no decision is drawn from a system that
+learned nothing (:mod:`audioenc.timing.workflow.gates`): the report then says "no decision".
+Settings: :mod:`audioenc.timing.workflow.settings` (sections, ``--config``, overrides; the
+resolved settings are written to ``settings.json``). Data: the layout above or a DESED_task data
+config (:mod:`audioenc.audio.desed`).
+
 Run time: every model trains on one thread per process (the same numbers on any machine for
-a seed); the CRNN trainings run in ``workers`` processes at once. Default settings take about
-five minutes on two CPU cores; ``fast=True`` is a reduced run for tests.
+a seed, unless a wall-clock budget stops it); the CRNN trainings run in ``run.workers`` processes
+at once. ``fast=True`` is a reduced run for tests.
 """
 
 
 from audioenc.timing.workflow.data import WorkflowData, channel_policy, load_workflow_data
 from audioenc.timing.workflow.run import STEP_FOLDERS, STEPS, run_workflow
-from audioenc.timing.workflow.settings import WorkflowSettings
+from audioenc.timing.workflow.settings import WorkflowSettings, resolve_settings
 
 __all__ = ["STEPS", "STEP_FOLDERS", "WorkflowData", "WorkflowSettings", "channel_policy", "load_workflow_data",
-           "run_workflow"]
+           "resolve_settings", "run_workflow"]

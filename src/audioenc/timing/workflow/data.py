@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from audioenc.audio.desed import is_desed_config, read_desed_config
 from audioenc.audio.formats import EventSplit, Issue, read_corpus_split, split_paths
 from audioenc.audio.io import AudioReadError, read_clip, read_info
 from audioenc.timing.encoders import EncoderHandle
@@ -80,8 +81,29 @@ def _subset(split: EventSplit, files: Sequence[str], name: str | None = None) ->
     )
 
 
+def _given_splits(root: Path) -> tuple[dict[str, EventSplit], list[Issue], list[str]]:
+    """The splits the corpus names: the embedded layout's folders, or a DESED data config (YAML)."""
+    if is_desed_config(root):
+        desed = read_desed_config(root)
+        issues = list(desed.issues) + [issue for split in desed.splits.values() for issue in split.issues]
+        return dict(desed.splits), issues, [f"DESED data config {root}: {note}" for note in desed.notes]
+    train_paths = split_paths(root, "train")
+    if not train_paths["audio_dir"].is_dir() or not (train_paths["strong"].is_file() or train_paths["weak"].is_file()):
+        raise FileNotFoundError(
+            f"{root} is neither a corpus in the expected layout (need {train_paths['audio_dir']} and "
+            f"{train_paths['weak']} and/or {train_paths['strong']}, DESED-style TSVs) nor a DESED data config (.yaml); "
+            "see `audioenc workflow --help`"
+        )
+    splits = {"train": read_corpus_split(root, "train")}
+    for name in ("validation", "test"):
+        paths = split_paths(root, name)
+        if paths["audio_dir"].is_dir() and (paths["strong"].is_file() or paths["weak"].is_file()):
+            splits[name] = read_corpus_split(root, name, classes=splits["train"].classes)
+    return splits, [issue for split in splits.values() for issue in split.issues], []
+
+
 def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int, int, int] | None = None,
-                       log: Callable[[str], None] = print) -> WorkflowData:
+                       feature_config: LogMelConfig = LogMelConfig(), log: Callable[[str], None] = print) -> WorkflowData:
     """Read, validate and featurise a corpus (layout in the module docstring).
 
     Bad label rows and unreadable audio files never stop the run: each becomes an
@@ -89,29 +111,17 @@ def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int,
     left out.
     """
     root = Path(root)
-    train_paths = split_paths(root, "train")
-    if not train_paths["audio_dir"].is_dir() or not (train_paths["strong"].is_file() or train_paths["weak"].is_file()):
-        raise FileNotFoundError(
-            f"{root} is not a corpus in the expected layout: need {train_paths['audio_dir']} and "
-            f"{train_paths['weak']} and/or {train_paths['strong']} (DESED-style TSVs; see `audioenc workflow --help`)"
-        )
-    train = read_corpus_split(root, "train")
-    classes = train.classes
+    splits, issues, notes = _given_splits(root)
+    classes = splits["train"].classes
     if not classes:
         raise ValueError(f"{root}: the training labels name no event class; nothing to learn")
-    issues = list(train.issues)
-    notes: list[str] = []
-    splits: dict[str, EventSplit] = {"train": train}
     rng = np.random.default_rng(seed)
+    given_train = len(splits["train"].files)
     for name in ("validation", "test"):
-        paths = split_paths(root, name)
-        if paths["audio_dir"].is_dir() and (paths["strong"].is_file() or paths["weak"].is_file()):
-            split = read_corpus_split(root, name, classes=classes)
-            issues += split.issues
-            splits[name] = split
+        if name in splits:
             continue
         pool = splits["train"].files
-        count = max(1, round(CARVE_SHARE * len(train.files)))
+        count = max(1, round(CARVE_SHARE * given_train))
         if len(pool) - count < 2:
             raise ValueError(f"{root}: no {name} split and too few training clips ({len(pool)}) to carve one from")
         chosen = sorted(rng.choice(pool, size=count, replace=False).tolist())
@@ -125,7 +135,7 @@ def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int,
                 notes.append(f"{name}: first {limit} clips used (max_clips)")
     formats: dict[str, int] = {}
     features: dict[str, FeatureSet] = {}
-    extractor = LogMel(LogMelConfig())
+    extractor = LogMel(feature_config)
     with one_thread():  # the same features (to the last bit) on any machine
         _featurise(splits, extractor, features, formats, issues, root, log)
     return WorkflowData(root, splits, tuple(classes), features, issues, notes, formats)
@@ -158,11 +168,11 @@ def _featurise(splits: dict[str, EventSplit], extractor: LogMel, features: dict[
             f"strong labels: {'yes' if split.strong is not None else 'no'}")
 
 
-def channel_policy(formats: Mapping[str, int], encoder: EncoderHandle | None = None) -> str:
-    """The sentence the report states about channels and sample rates."""
+def channel_policy(formats: Mapping[str, int], encoder: EncoderHandle | None = None, sample_rate: int = 24000) -> str:
+    """The sentence the report states about channels and sample rates (``sample_rate``: the log-mel models')."""
     seen = ", ".join(f"{key} ({count} clips)" for key, count in sorted(formats.items()))
     text = (f"audio found: {seen}. Every clip is downmixed to mono (mean of its channels) and resampled with soxr "
-            f"to 24000 Hz for the log-mel models (steps 1-4 and the scratch baseline)")
+            f"to {sample_rate} Hz for the log-mel models (steps 1-4 and the scratch baseline)")
     if encoder is not None:
         text += f"; for the frozen encoder: {encoder.channel_policy}"
     return text + "."

@@ -16,6 +16,7 @@ import torch
 from audioenc.timing.fitting import TrainingHistory
 from audioenc.timing.weak import CRNNConfig, FeatureSet, WeakCRNN, train_weak_encoder
 from audioenc.timing.workflow.data import WorkflowData, one_thread
+from audioenc.timing.workflow.settings import TrainingBudget
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,7 @@ class WeakJob:
     pooling: str
     classes: tuple[str, ...]
     seed: int
-    epochs: int
-    batch_size: int
-    learning_rate: float
+    budget: TrainingBudget
     config: CRNNConfig
 
 
@@ -54,8 +53,9 @@ def _init_worker(*sets: FeatureSet) -> None:
 def _run_job(job: WeakJob) -> TrainedCRNN:
     started = time.perf_counter()
     model, history = train_weak_encoder(
-        (_WORKER_SETS["train"], _WORKER_SETS["validation"]), job.pooling, job.seed, epochs=job.epochs,
-        batch_size=job.batch_size, learning_rate=job.learning_rate, config=job.config, classes=job.classes,
+        (_WORKER_SETS["train"], _WORKER_SETS["validation"]), job.pooling, job.seed, epochs=job.budget.max_epochs,
+        batch_size=job.budget.batch_size, learning_rate=job.budget.learning_rate, config=job.config, classes=job.classes,
+        patience=job.budget.patience, budget_seconds=job.budget.budget_seconds,
     )
     return TrainedCRNN(model, history, time.perf_counter() - started)
 

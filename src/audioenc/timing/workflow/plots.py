@@ -87,13 +87,26 @@ def plot_frame_scores(path: Path, samples: Sequence[str], split: EventSplit, fea
     return path
 
 
-def plot_training(path: Path, histories: Mapping[str, TrainingHistory]) -> Path:
+def plot_histories(path: Path, histories: Mapping[str, TrainingHistory],
+                   title: str = "weak-label CRNN, one run per pooling rule") -> Path:
+    """Validation (solid) and training (dotted) loss per epoch; a dot marks the epoch kept, a
+    cross the last epoch of a model stopped while still improving."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
-    for index, (rule, history) in enumerate(histories.items()):
-        axis.plot(np.arange(1, len(history.valid_loss) + 1), history.valid_loss, color=COLOURS[index], label=rule)
-    axis.set(xlabel="epoch", ylabel="validation clip BCE", title="weak-label CRNN, one run per pooling rule")
-    axis.legend(fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
+    for index, (name, history) in enumerate(histories.items()):
+        colour = COLOURS[index % len(COLOURS)]
+        epochs = np.arange(1, len(history.valid_loss) + 1)
+        label = f"{name} ({history.stopped.replace('_', ' ')}{', still improving' if history.still_improving else ''})"
+        axis.plot(epochs, history.valid_loss, color=colour, label=label)
+        axis.plot(np.arange(1, len(history.train_loss) + 1), history.train_loss, color=colour, linestyle=":", linewidth=0.8)
+        if 0 <= history.best_epoch < len(history.valid_loss):
+            axis.plot(history.best_epoch + 1, history.valid_loss[history.best_epoch], "o", color=colour)
+        if history.still_improving:
+            axis.plot(epochs[-1], history.valid_loss[-1], "x", color=colour, markersize=9)
+    axis.set(xlabel="epoch", ylabel="clip BCE (solid: validation, dotted: training)", title=title)
+    axis.title.set_fontsize(9)
+    axis.legend(fontsize=6)
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
@@ -188,7 +201,8 @@ def plot_around_boundaries(path: Path, predictions: Mapping[str, Mapping[str, Pr
 def plot_comparison(path: Path, models: Mapping[str, Evaluation], title: str) -> Path:
     plt = _pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
-    metrics = [m for m in ("clip_map", "clip_accuracy", "onset_within", "offset_within", "collar_f1", "psds1", "psds2")
+    metrics = [m for m in ("clip_map", "clip_accuracy", "onset_within", "offset_within", "collar_f1", "onset_f1_200ms",
+                           "psds1", "psds2")
                if any(result.point.get(m) is not None for result in models.values())]
     figure, axis = plt.subplots(figsize=(max(6, 1.4 * len(metrics) * len(models) / 2), 3.8), constrained_layout=True)
     width = 0.8 / max(1, len(models))

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from audioenc.timing.evaluation import Evaluation
+from audioenc.timing.fitting import TrainingHistory
+from audioenc.timing.postprocess import PostProcessing
 from audioenc.timing.workflow.artifacts import clean, interval, number
 from audioenc.timing.workflow.context import RunInfo
 from audioenc.timing.workflow.results import (
@@ -82,7 +84,11 @@ def decide_path(adaptation: AdaptationOutcome) -> Decision:
     * ``scratch`` — it stopped short and adaptation did not clear the rule (or could not be
       run): the encoder, frozen or lightly adapted, does not carry what this task needs, so the
       model trained from scratch is the one to use until a change (``next_change``) fixes that.
+    * ``none`` — a sanity gate failed (the scratch baseline learned nothing): no comparison
+      with it means anything, so no path is recommended; the reason names what failed.
     """
+    if adaptation.no_decision:
+        return Decision("none", adaptation.no_decision)
     trigger = adaptation.trigger
     if not trigger.triggered:
         return Decision("frozen", "keep the frozen encoder with its probe: " + trigger.reason)
@@ -100,16 +106,22 @@ def decide_path(adaptation: AdaptationOutcome) -> Decision:
 def next_change(results: StepResults) -> NextChange:
     """The smallest next change worth testing, from the run's evidence (first matching case).
 
-    1. No strong labels on the evaluation split: label event times there.
-    2. The chosen rule misses more than a third of the events on positive clips: lower the
-       frame threshold (no retraining).
-    3. Adaptation was needed and not available: expose the encoder's top block.
-    4. Adaptation was tried, not justified, and scratch is still ahead: a probe with temporal
+    1. No decision (a sanity gate failed): what the gate advises (train longer, more data,
+       a lower threshold, another layer).
+    2. No strong labels on the evaluation split: label event times there.
+    3. The chosen rule misses more than a third of the events on positive clips even after
+       post-processing: widen the threshold candidates (no retraining).
+    4. Adaptation was needed and not available: expose the encoder's top block.
+    5. Adaptation was tried, not justified, and scratch is still ahead: a probe with temporal
        context on the same frozen frames (tells whether the timing is in the sequence at all).
-    5. Adaptation justified: confirm the gain with a second seed before adopting it.
-    6. The frozen path answers the task: keep it; try the next pooling rule's boundary plot.
+    6. Adaptation justified: confirm the gain with a second seed before adopting it.
+    7. The frozen path answers the task: keep it; try the next pooling rule's boundary plot.
     """
     boundaries, adaptation = results.need("boundaries"), results.need("adaptation")
+    if adaptation.no_decision:
+        scratch = results.need("probe").gates.get("scratch")
+        advice = scratch.advice if scratch is not None else "train longer or add data"
+        return NextChange(f"Make the scratch baseline learn first: {advice}; then rerun.", adaptation.no_decision)
     if not boundaries.available:
         return NextChange("Add strong labels (event onsets and offsets) for the evaluation split and rerun.",
                           f"boundary metrics were not computed: {boundaries.reason}")
@@ -117,10 +129,11 @@ def next_change(results: StepResults) -> NextChange:
     summary = boundaries.per_rule[chosen].boundary.summary
     events, detected = (summary.events, summary.detected) if summary is not None else (0, 0)
     if events and detected / events < 2 / 3:
-        return NextChange(f"Lower the frame decision threshold of the {chosen} CRNN from 0.5 (e.g. to 0.3) and re-read "
-                          "04_boundaries: a read-out change, no retraining.",
-                          f"{events - detected} of {events} events on positive test clips have no frame above 0.5, "
-                          "so their boundaries are counted as missed")
+        threshold = boundaries.postprocessing[chosen].threshold if chosen in boundaries.postprocessing else 0.5
+        return NextChange(f"Add lower decision thresholds to postprocess.thresholds (the {chosen} CRNN used {threshold}) "
+                          "and re-read 04_boundaries: a read-out change, no retraining.",
+                          f"{events - detected} of {events} events on positive test clips have no frame above "
+                          f"{threshold}, so their boundaries are counted as missed")
     trigger = adaptation.trigger
     if trigger.triggered and not adaptation.ran:
         return NextChange("Make the encoder's top block trainable (a codec or CRNN folder, or a HEAR module that exposes "
@@ -144,12 +157,30 @@ def _sizes(weak: WeakTraining) -> str:
     crnn = weak.crnn
     rate = next((item.frame_rate for item in weak.rules.values() if item.frame_rate), None)
     text = (f"; CRNN stem {crnn.stem_channels} channels, conv blocks {tuple(crnn.conv_channels)}, BiGRU "
-            f"2 x {crnn.rnn_hidden}, batch {weak.batch_size}, learning rate {weak.learning_rate}")
+            f"2 x {crnn.rnn_hidden}, batch {weak.budget.batch_size}, learning rate {weak.budget.learning_rate}")
     return text + (f", {rate:g} output frames/s" if rate else "")
 
 
 def _gaps_text(gaps: Mapping[str, float]) -> str:
     return ", ".join(f"scratch - frozen {metric} {value:+.3f}" for metric, value in gaps.items()) or "no gaps"
+
+
+def _postprocessing_text(item: PostProcessing) -> str:
+    window = f"median filter {item.window_frames} frames ({item.window_seconds:g} s)" if item.window_frames > 1 else "no median filter"
+    return f"{window}, threshold {item.threshold:g}, {item.basis}"
+
+
+def _training_text(histories: Mapping[str, TrainingHistory]) -> str:
+    """Every model's epochs and why it stopped; the ones cut short while improving named first."""
+    short = [name for name, history in histories.items() if history.still_improving]
+    parts = [f"{name} {len(history.valid_loss)} epochs (best {history.best_epoch + 1}, {history.stopped.replace('_', ' ')})"
+             for name, history in histories.items()]
+    text = "Training with early stopping on the validation loss (best state kept): " + "; ".join(parts) + "."
+    if short:
+        text += (f" Stopped by the epoch limit or the budget while the validation loss was still falling: "
+                 f"{', '.join(short)} — their numbers would likely improve with a larger weak.max_epochs / "
+                 "probe.max_epochs or budget.")
+    return text
 
 
 def _with_ci(evaluation: Evaluation, metric: str) -> str:
@@ -203,10 +234,15 @@ def build_report(results: StepResults, run: RunInfo, out: str | Path) -> dict:
               "split to measure them against).", frames.artifacts)
     # 3. weak-label training
     claim("weak_training",
-          f"A weak-label CRNN was trained from clip labels only, once per pooling rule ({weak.epochs} epochs, "
-          f"{len(weak.train_clips)} training clips, seed {weak.seed}{_sizes(weak)}); test clip mAP: "
+          f"A weak-label CRNN was trained from clip labels only, once per pooling rule (up to {weak.budget.max_epochs} "
+          f"epochs, patience {weak.budget.patience}, {len(weak.train_clips)} training clips, seed {weak.seed}"
+          f"{_sizes(weak)}); test clip mAP: "
           + ", ".join(f"{rule} {number(item.test.map)}" for rule, item in weak.rules.items()) + ".",
           weak.artifacts)
+    histories = {**{f"{rule} CRNN": item.history for rule, item in weak.rules.items()}, **probe.histories}
+    if adaptation.history is not None:
+        histories["adapted"] = adaptation.history
+    claim("training", _training_text(histories), [*weak.artifacts[:2], "05_probe/training_curves.png"])
     # 4. boundaries and the choice
     selection = boundaries.selection
     if boundaries.available:
@@ -215,11 +251,14 @@ def build_report(results: StepResults, run: RunInfo, out: str | Path) -> dict:
         mean_summary = boundaries.per_rule["mean"].boundary.summary
         claim("boundaries",
               f"On {boundaries.positives} positive test clips (negatives excluded), the {chosen} CRNN places onsets with "
-              f"a median absolute error of {number(chosen_summary.median_abs_onset_error)} s "
+              f"a median absolute error of {number(chosen_summary.median_abs_onset_error)} s after its post-processing "
+              f"({_postprocessing_text(boundaries.postprocessing[chosen]) if chosen in boundaries.postprocessing else 'none'}) "
               f"({number(100 * chosen_summary.onset_within, 0)} % within 200 ms; offsets "
               f"{number(chosen_summary.median_abs_offset_error)} s), collar F1 "
               f"{number(chosen_evaluation.point.get('collar_f1'))}, PSDS1 {number(chosen_evaluation.point.get('psds1'))}, "
-              f"PSDS2 {number(chosen_evaluation.point.get('psds2'))}; mean pooling: median onset error "
+              f"PSDS2 {number(chosen_evaluation.point.get('psds2'))}, onset-only F1 (HEAR) "
+              f"{number(chosen_evaluation.point.get('onset_f1_200ms'))} at 200 ms and "
+              f"{number(chosen_evaluation.point.get('onset_f1_50ms'))} at 50 ms; mean pooling: median onset error "
               f"{number(mean_summary.median_abs_onset_error)} s, collar F1 "
               f"{number(boundaries.per_rule['mean'].point.get('collar_f1'))}. (Medians count missed events as "
               f"infinitely wrong; {chosen_summary.events - chosen_summary.detected} of {chosen_summary.events} events "
@@ -236,8 +275,15 @@ def build_report(results: StepResults, run: RunInfo, out: str | Path) -> dict:
     else:
         claim("boundaries", f"Boundary inspection was not possible: {boundaries.reason}.",
               ["04_boundaries/boundary_metrics.json"])
-    claim("pooling_choice", f"Chosen pooling rule: {chosen} — {selection.basis}. Rule: {selection.rule}.",
-          ["04_boundaries/boundary_metrics.json", "01_pooling/clip_metrics.tsv"])
+    if boundaries.decided:
+        failed = [gate.reason for gate in boundaries.gates.values() if not gate.passed]
+        claim("pooling_choice", f"Chosen pooling rule: {chosen} — {selection.basis}. Rule: {selection.rule}."
+              + (f" Left out by the sanity gates: {'; '.join(failed)}." if failed else ""),
+              ["04_boundaries/boundary_metrics.json", "01_pooling/clip_metrics.tsv"])
+    else:
+        claim("pooling_choice", f"No pooling decision: no rule's CRNN passed the sanity gates "
+              f"({boundaries.gates[chosen].reason}). Steps 5-6 carry {chosen} (the rule the choosing rule picks among all "
+              "six) on only to show their evidence.", ["04_boundaries/boundary_metrics.json", "04_boundaries/boundary_metrics.tsv"])
     # 5. probe vs scratch
     encoder = probe.encoder.to_json()
     clip_difference = probe.difference["clip_map"]
@@ -250,9 +296,21 @@ def build_report(results: StepResults, run: RunInfo, out: str | Path) -> dict:
         probe_text += (f"; collar F1 {_with_ci(probe.frozen, 'collar_f1')} vs {_with_ci(probe.scratch, 'collar_f1')}; "
                        f"onsets within 200 ms {_with_ci(probe.frozen, 'onset_within')} vs "
                        f"{_with_ci(probe.scratch, 'onset_within')}")
+    probe_text += (f"; onset-only F1 (HEAR, 200 ms) {number(probe.frozen.point.get('onset_f1_200ms'))} vs "
+                   f"{number(probe.scratch.point.get('onset_f1_200ms'))}. Probe: {probe.probe_description}. "
+                   "Post-processing, chosen on validation for each system alike: "
+                   + "; ".join(f"{system} {_postprocessing_text(item)}" for system, item in probe.postprocessing.items()))
+    if probe.boundaries_available:
+        probe_text += (f"; PSDS1 {_with_ci(probe.frozen, 'psds1')} vs {_with_ci(probe.scratch, 'psds1')}"
+                       + ("" if probe.frozen.interval("psds1") else " (point values: evaluation.psds_resamples=0, as each "
+                          "resample costs a full PSDS evaluation; set it for intervals)"))
+    failed = [gate.reason for gate in probe.gates.values() if not gate.passed]
+    if failed:
+        probe_text += ". Sanity gates failed: " + "; ".join(failed)
     claim("probe_vs_scratch", probe_text + ". " + " ".join(probe.notes), probe.artifacts)
     # 6. adaptation
-    adapt_text = f"Adaptation rule: {adaptation.rule} Outcome: {adaptation.trigger.reason}."
+    outcome = adaptation.no_decision or adaptation.trigger.reason
+    adapt_text = f"Adaptation rule: {adaptation.rule} Outcome: {outcome}."
     if adaptation.ran:
         adapt_text += (f" Adapted ({adaptation.top_block}): clip mAP {_with_ci(adaptation.adapted, 'clip_map')}"
                        + (f", collar F1 {_with_ci(adaptation.adapted, 'collar_f1')}" if probe.boundaries_available else "")
@@ -278,7 +336,9 @@ def build_report(results: StepResults, run: RunInfo, out: str | Path) -> dict:
         "headline": _headline(boundaries, probe, adaptation, decision, run),
         "run": run.to_json(),
         "data": data.to_json(),
-        "pooling": {"chosen": chosen, "basis": selection.basis, "rule": selection.rule,
+        "pooling": {"chosen": chosen, "decision": chosen if boundaries.decided else "none",
+                    "no_decision": None if boundaries.decided else boundaries.gates[chosen].reason,
+                    "basis": selection.basis, "rule": selection.rule,
                     "same_frame_scores": pooling.to_json(), "trained": weak_json["rules"],
                     "artifacts": ["01_pooling/clip_metrics.tsv", "04_boundaries/boundary_metrics.json"]},
         "frames": frames.to_json(),
@@ -384,15 +444,18 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     boundaries = report["boundaries"]
     if boundaries.get("available"):
         lines += ["", "### Clip and boundary metrics side by side (test split; boundaries on positive clips only)", "",
-                  "| pooling | clip mAP | clip accuracy | median abs onset (s) | median abs offset (s) | onsets within 200 ms "
-                  "| collar F1 | PSDS1 | PSDS2 |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| pooling | learned | clip mAP | clip accuracy | median abs onset (s) | median abs offset (s) "
+                  "| onsets within 200 ms | collar F1 | onset F1 200 ms | PSDS1 | PSDS2 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for rule, item in boundaries["per_rule"].items():
             point, summary = item["point"], item["summary"] or {}
-            lines.append(f"| {rule}{' (chosen)' if rule == report['pooling']['chosen'] else ''} | {number(point.get('clip_map'))} "
+            learned = "yes" if boundaries.get("gates", {}).get(rule, {}).get("passed", True) else "no"
+            lines.append(f"| {rule}{' (chosen)' if rule == report['pooling']['chosen'] else ''} | {learned} "
+                         f"| {number(point.get('clip_map'))} "
                          f"| {number(point.get('clip_accuracy'))} | {number(summary.get('median_abs_onset_error'))} "
                          f"| {number(summary.get('median_abs_offset_error'))} | {number(summary.get('onset_within'))} "
-                         f"| {number(point.get('collar_f1'))} | {number(point.get('psds1'))} | {number(point.get('psds2'))} |")
+                         f"| {number(point.get('collar_f1'))} | {number(point.get('onset_f1_200ms'))} "
+                         f"| {number(point.get('psds1'))} | {number(point.get('psds2'))} |")
     probe = report["probe"]
     lines += ["", "### Frozen + probe vs scratch (95 % bootstrap intervals over test clips; difference paired)", "",
               "| metric | frozen + probe | scratch | frozen - scratch |", "|---|---|---|---|"]

@@ -17,13 +17,22 @@ from audioenc.timing.bootstrap import BootstrapCI
 from audioenc.timing.encoders import EncoderHandle, FrameEmbeddings
 from audioenc.timing.evaluation import ClipEvaluator, ClipMetrics, Evaluation
 from audioenc.timing.fitting import Predictions, TrainingHistory
+from audioenc.timing.postprocess import PostProcessing
 from audioenc.timing.probe import ProbeHead
 from audioenc.timing.weak import CRNNConfig, WeakCRNN
 from audioenc.timing.workflow.artifacts import clean
 from audioenc.timing.workflow.data import WorkflowData
+from audioenc.timing.workflow.gates import SanityCheck
+from audioenc.timing.workflow.settings import TrainingBudget
 
 TRAINED_ENCODER_FOLDER = "05_probe/encoder"
 """Where step 5 saves the encoder it trains when none is given."""
+
+
+def _training_json(history: TrainingHistory) -> dict:
+    """How one model's training ended: epochs run, the best epoch, why it stopped."""
+    return {"epochs_run": len(history.valid_loss), "best_epoch": history.best_epoch, "stopped": history.stopped,
+            "still_improving": history.still_improving}
 
 
 def intervals_json(intervals: dict[str, BootstrapCI]) -> dict:
@@ -175,7 +184,8 @@ class RuleTraining:
 
     def to_json(self, curves: bool = False) -> dict:
         """Plain JSON; with ``curves`` also the per-epoch losses."""
-        content = {"seconds": self.seconds, "best_epoch": self.history.best_epoch}
+        content = {"seconds": self.seconds, "best_epoch": self.history.best_epoch, "epochs_run": len(self.history.valid_loss),
+                   "stopped": self.history.stopped, "still_improving": self.history.still_improving}
         if curves:
             content.update(valid_loss=self.history.valid_loss, train_loss=self.history.train_loss)
         content.update(frame_rate=self.frame_rate, validation=self.validation.to_json(), test=self.test.to_json())
@@ -187,7 +197,7 @@ class WeakTraining:
     """Step 3's CRNNs, one per pooling rule.
 
     Attributes:
-        crnn, epochs, batch_size, learning_rate, seed: how every CRNN was trained.
+        crnn, budget, seed: how every CRNN was trained.
         train_clips: the training clips (the same for every rule).
         rules: rule -> :class:`RuleTraining`.
         artifacts: files written, relative to the run folder.
@@ -196,9 +206,7 @@ class WeakTraining:
     """
 
     crnn: CRNNConfig
-    epochs: int
-    batch_size: int
-    learning_rate: float
+    budget: TrainingBudget
     seed: int
     train_clips: tuple[str, ...]
     rules: dict[str, RuleTraining]
@@ -208,8 +216,8 @@ class WeakTraining:
 
     def to_json(self) -> dict:
         """``report.json``'s account of step 3 (``pooling.trained`` holds its ``rules``)."""
-        return clean({"crnn": asdict(self.crnn), "batch_size": self.batch_size, "learning_rate": self.learning_rate,
-                      "epochs": self.epochs, "seed": self.seed, "train_clips": len(self.train_clips),
+        return clean({"crnn": asdict(self.crnn), "budget": asdict(self.budget), "seed": self.seed,
+                      "train_clips": len(self.train_clips),
                       "rules": {rule: item.to_json() for rule, item in self.rules.items()},
                       "artifacts": list(self.artifacts)})
 
@@ -251,8 +259,13 @@ class BoundaryInspection:
         positives: positive test clips.
         per_rule: rule -> :class:`~audioenc.timing.evaluation.Evaluation` on the test split.
         selection: the :class:`PoolingChoice`.
-        disagreements: where clip mAP and collar F1 rank rules oppositely (:func:`find_disagreements`).
+        disagreements: where clip mAP and collar F1 rank rules oppositely (among the rules that
+            passed the gates).
         artifacts: files written, relative to the run folder.
+        postprocessing: rule -> the median filter and threshold chosen on validation.
+        gates: rule -> whether its CRNN learned anything (:mod:`audioenc.timing.workflow.gates`).
+        decided: whether a rule passed the gates; without one the choice is provisional (the
+            later steps still run, and the report states no pooling decision).
     """
 
     available: bool
@@ -262,6 +275,9 @@ class BoundaryInspection:
     selection: PoolingChoice
     disagreements: tuple[dict, ...]
     artifacts: tuple[str, ...]
+    postprocessing: dict[str, PostProcessing] = field(default_factory=dict)
+    gates: dict[str, SanityCheck] = field(default_factory=dict)
+    decided: bool = True
 
     @property
     def chosen(self) -> str:
@@ -273,7 +289,9 @@ class BoundaryInspection:
         per_rule = {rule: {**item.scores_json(), "summary": item.boundary.summary.as_dict() if item.boundary.summary else None}
                     for rule, item in self.per_rule.items()}
         return clean({"available": self.available, "reason": self.reason, "positives": self.positives,
-                      "per_rule": per_rule, "selection": self.selection.to_json(),
+                      "per_rule": per_rule, "selection": self.selection.to_json(), "decided": self.decided,
+                      "postprocessing": {rule: item.to_json() for rule, item in self.postprocessing.items()},
+                      "gates": {rule: item.to_json() for rule, item in self.gates.items()},
                       "disagreements": list(self.disagreements), "artifacts": list(self.artifacts)})
 
 
@@ -344,6 +362,10 @@ class ProbeComparison:
         frozen, scratch: :class:`~audioenc.timing.evaluation.Evaluation` on the test split.
         difference: metric -> paired interval of ``frozen - scratch``.
         artifacts: files written, relative to the run folder.
+        probe_description: which probe was used, in words.
+        postprocessing: system -> the median filter and threshold chosen on validation.
+        gates: system -> whether it learned anything (:mod:`audioenc.timing.workflow.gates`).
+        histories: model -> its training history (probe, scratch, the encoder when trained here).
         frozen_path: in memory, for step 6.
     """
 
@@ -357,6 +379,10 @@ class ProbeComparison:
     scratch: Evaluation
     difference: dict[str, BootstrapCI]
     artifacts: tuple[str, ...]
+    probe_description: str = ""
+    postprocessing: dict[str, PostProcessing] = field(default_factory=dict)
+    gates: dict[str, SanityCheck] = field(default_factory=dict)
+    histories: dict[str, TrainingHistory] = field(default_factory=dict)
     frozen_path: FrozenPath = field(repr=False, default=None)
 
     @property
@@ -373,6 +399,10 @@ class ProbeComparison:
             "boundaries_available": self.boundaries_available, "boundary_reason": self.frozen.boundary.reason,
             "frozen": self.frozen.scores_json(), "scratch": self.scratch.scores_json(),
             "difference": {name: ci.as_dict() for name, ci in self.difference.items()}, "artifacts": list(self.artifacts),
+            "probe_description": self.probe_description,
+            "postprocessing": {system: item.to_json() for system, item in self.postprocessing.items()},
+            "gates": {system: item.to_json() for system, item in self.gates.items()},
+            "training": {name: _training_json(history) for name, history in self.histories.items()},
         })
 
 
@@ -392,6 +422,9 @@ class AdaptationOutcome:
         adapted: its :class:`~audioenc.timing.evaluation.Evaluation` on the test split, when it ran.
         gain_over_frozen: metric -> paired interval of ``adapted - frozen``, when it ran.
         artifacts: files written, relative to the run folder.
+        no_decision: why no decision could be drawn (a sanity gate failed), else None.
+        postprocessing: the adapted model's median filter and threshold, when it ran.
+        history: the adapted model's training, when it ran.
     """
 
     rule: str
@@ -402,6 +435,9 @@ class AdaptationOutcome:
     adapted: Evaluation | None = None
     gain_over_frozen: dict[str, BootstrapCI] | None = None
     artifacts: tuple[str, ...] = ()
+    no_decision: str | None = None
+    postprocessing: PostProcessing | None = None
+    history: TrainingHistory | None = None
 
     @property
     def ran(self) -> bool:
@@ -410,10 +446,13 @@ class AdaptationOutcome:
 
     def to_json(self) -> dict:
         """``report.json``'s ``adaptation`` section."""
-        content = {"rule": self.rule, **self.trigger.to_json(), "ran": self.ran, "unavailable": self.unavailable}
+        content = {"rule": self.rule, **self.trigger.to_json(), "ran": self.ran, "unavailable": self.unavailable,
+                   "no_decision": self.no_decision}
         if self.ran:
             content.update(top_block=self.top_block, verdict=self.verdict.to_json(), adapted=self.adapted.scores_json(),
-                           gain_over_frozen=intervals_json(self.gain_over_frozen))
+                           gain_over_frozen=intervals_json(self.gain_over_frozen),
+                           postprocessing=self.postprocessing.to_json() if self.postprocessing else None,
+                           training=_training_json(self.history) if self.history else None)
         return clean({**content, "artifacts": list(self.artifacts)})
 
 

@@ -84,13 +84,14 @@ def run_workflow(
     out = Path(out)
     if (out / "report.json").exists():
         log(f"{out} holds an earlier workflow run: its step folders and report are replaced")
-    for name in (*STEP_FOLDERS, "report.md", "report.json"):
+    for name in (*STEP_FOLDERS, "report.md", "report.json", "settings.json"):
         target = out / name
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    settings.save(out / "settings.json")
     handle = load_encoder(encoder, encoder_weights) if encoder is not None else None  # fail early, before training
     if data is None:
         from audioenc.audio.synth_events import default_event_corpus

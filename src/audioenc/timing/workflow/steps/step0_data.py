@@ -18,7 +18,8 @@ TITLE = "reading and checking the corpus"
 def run(context: RunContext) -> DataSummary:
     """Read, validate and featurise the corpus; write what was dropped."""
     context.log(f"  {context.corpus_root}")
-    data = load_workflow_data(context.corpus_root, seed=context.seed, max_clips=context.settings.max_clips,
+    data = load_workflow_data(context.corpus_root, seed=context.seed, max_clips=context.settings.run.max_clips,
+                              feature_config=context.settings.features,
                               log=context.log)
     rows = [(issue.file, issue.line, issue.action, issue.message) for issue in data.issues]
     dropped = write_tsv(context.path(FOLDER, "dropped.tsv"), ("file", "line", "action", "message"), rows)
@@ -27,7 +28,7 @@ def run(context: RunContext) -> DataSummary:
                            float(sum(split.durations.values())))
         for name, split in data.splits.items()
     }
-    result = DataSummary(data, splits, channel_policy(data.audio_formats, context.encoder),
+    result = DataSummary(data, splits, channel_policy(data.audio_formats, context.encoder, context.settings.features.sample_rate),
                          (f"{FOLDER}/data.json", f"{FOLDER}/dropped.tsv"))
     content = result.to_json()
     del content["artifacts"]

@@ -116,8 +116,8 @@ def run(context: RunContext) -> PoolingComparison:
     data, settings = context.data, context.settings
     classes = data.classes
     with one_thread():
-        scorer, losses = train_pooling_neutral_scorer(data.features["train"], classes, hidden=settings.scorer_hidden,
-                                                      steps=settings.scorer_steps, seed=context.seed)
+        scorer, losses = train_pooling_neutral_scorer(data.features["train"], classes, hidden=settings.scorer.hidden,
+                                                      steps=settings.scorer.steps, seed=context.seed)
         frames: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
         with torch.no_grad():
             for name in SPLITS:
@@ -126,7 +126,7 @@ def run(context: RunContext) -> PoolingComparison:
         for rule in ("attention", "autopool"):
             fit_started = time.perf_counter()
             learned[rule] = fit_learned_pooling(rule, frames["train"], data.splits["train"], classes,
-                                                settings.pool_fit_steps, context.seed)
+                                                settings.scorer.pool_fit_steps, context.seed)
             fit_seconds[rule] = time.perf_counter() - fit_started
         pooled: dict[str, dict[str, np.ndarray]] = {}
         metrics: dict[str, dict[str, ClipMetrics]] = {}
@@ -158,7 +158,7 @@ def run(context: RunContext) -> PoolingComparison:
     write_json(context.path(FOLDER, "clip_metrics.json"), {
         "what": "six pooling rules applied to the SAME frame scores (a pooling-neutral frame scorer trained with "
                 "clip labels broadcast to every frame); attention and AutoPool parameters fitted on the training clips",
-        "frame_scorer": {"hidden": settings.scorer_hidden, "steps": settings.scorer_steps, "final_loss": losses[-1],
+        "frame_scorer": {"hidden": settings.scorer.hidden, "steps": settings.scorer.steps, "final_loss": losses[-1],
                          "frame_rate": data.features["train"].config.frame_rate},
         "metrics": result.metrics_json(),
         "best_on_validation_map": best,

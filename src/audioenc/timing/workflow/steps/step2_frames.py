@@ -24,7 +24,7 @@ def run(context: RunContext) -> FrameView:
     data = context.data
     split, classes = data.splits["test"], data.classes
     predictions = context.results.need("pooling").predictions["test"]
-    samples = sample_clips_for_plots(split, classes, context.settings.plot_clips - 1)
+    samples = sample_clips_for_plots(split, classes, context.settings.run.plot_clips - 1)
     negatives = [f for f in split.files if not split.weak[f]]
     if negatives:
         samples.append(negatives[0])

@@ -15,7 +15,7 @@ from audioenc.timing.workflow.context import RunContext
 from audioenc.timing.workflow.results import RuleTraining, WeakTraining
 from audioenc.timing.workflow.data import one_thread
 from audioenc.timing.workflow.jobs import WeakJob, train_jobs
-from audioenc.timing.workflow.plots import plot_training
+from audioenc.timing.workflow.plots import plot_histories
 
 FOLDER = "03_weak"
 TITLE = "weak-label CRNN, trained from clip labels only, once per pooling rule"
@@ -24,9 +24,8 @@ TITLE = "weak-label CRNN, trained from clip labels only, once per pooling rule"
 def run(context: RunContext) -> WeakTraining:
     """Train one CRNN per pooling rule (in ``settings.workers`` processes) and score both splits."""
     settings, data = context.settings, context.data
-    jobs = [WeakJob(rule, rule, data.classes, context.seed, settings.weak_epochs, settings.weak_batch_size,
-                    settings.weak_learning_rate, settings.crnn) for rule in POOLING_NAMES]
-    trained = train_jobs(jobs, data, settings.workers, context.log)
+    jobs = [WeakJob(rule, rule, data.classes, context.seed, settings.weak, settings.crnn) for rule in POOLING_NAMES]
+    trained = train_jobs(jobs, data, settings.run.workers, context.log)
     rules, models, predictions = {}, {}, {}
     with one_thread():
         for rule in POOLING_NAMES:
@@ -42,10 +41,12 @@ def run(context: RunContext) -> WeakTraining:
             }
             rules[rule] = RuleTraining(trained[rule].seconds, history, model.frame_rate, metrics["validation"],
                                        metrics["test"])
-    plot = plot_training(context.path(FOLDER, "training_curves.png"), {rule: item.history for rule, item in rules.items()})
+            if history.still_improving:
+                context.log(f"  {rule}: stopped by {history.stopped.replace('_', ' ')} after {len(history.valid_loss)} "
+                            "epochs with the validation loss still falling")
+    plot = plot_histories(context.path(FOLDER, "training_curves.png"), {rule: item.history for rule, item in rules.items()})
     result = WeakTraining(
-        settings.crnn, settings.weak_epochs, settings.weak_batch_size, settings.weak_learning_rate, context.seed,
-        tuple(data.splits["train"].files), rules,
+        settings.crnn, settings.weak, context.seed, tuple(data.splits["train"].files), rules,
         (f"{FOLDER}/training.json", context.rel(plot), *[f"{FOLDER}/{rule}/model.safetensors" for rule in POOLING_NAMES]),
         models, predictions,
     )
@@ -53,9 +54,7 @@ def run(context: RunContext) -> WeakTraining:
         "what": "weak-label CRNN (audioenc.timing.weak) trained from clip labels only, one run per pooling rule, "
                 "same training/validation split, same seed; weights of the best validation-loss epoch",
         "crnn": asdict(settings.crnn),
-        "epochs": settings.weak_epochs,
-        "batch_size": settings.weak_batch_size,
-        "learning_rate": settings.weak_learning_rate,
+        "budget": asdict(settings.weak),
         "seed": context.seed,
         "train_clips": list(result.train_clips),
         "rules": {rule: item.to_json(curves=True) for rule, item in rules.items()},

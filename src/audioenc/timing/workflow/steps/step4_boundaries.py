@@ -11,11 +11,13 @@ from itertools import permutations
 
 from audioenc.timing.boundaries import boundary_errors
 from audioenc.timing.evaluation import ClipEvaluator, Evaluation
+from audioenc.timing.postprocess import choose_postprocessing
 from audioenc.timing.pooling import POOLING_NAMES
 from audioenc.timing.workflow.artifacts import number, write_json, write_tsv
 from audioenc.timing.workflow.context import RunContext
 from audioenc.timing.workflow.results import BoundaryInspection, PoolingChoice
 from audioenc.timing.workflow.data import one_thread
+from audioenc.timing.workflow.gates import check_learned, chance_map
 from audioenc.timing.workflow.plots import plot_around_boundaries, plot_error_distributions, plot_onset_aligned
 
 FOLDER = "04_boundaries"
@@ -25,36 +27,53 @@ INTERVAL_METRICS = ("clip_map", "clip_accuracy", "onset_within", "median_abs_ons
 
 
 def run(context: RunContext) -> BoundaryInspection:
-    """Evaluate every rule's CRNN on the test split; choose the rule on validation."""
+    """Post-process each rule's CRNN (chosen on validation), evaluate it on the test split, gate
+    it, and choose the rule on validation among those that pass."""
     data, settings = context.data, context.settings
     classes = data.classes
-    predictions = context.results.need("weak").predictions
+    raw = context.results.need("weak").predictions
+    evaluation = settings.evaluation
+    collars = {"onset_collar": evaluation.onset_collar, "offset_collar": evaluation.offset_collar,
+               "offset_collar_rate": evaluation.offset_collar_rate}
     with one_thread():
-        test = ClipEvaluator(data.splits["test"], classes, settings.bootstrap_resamples, seed=context.seed)
-        valid = ClipEvaluator(data.splits["validation"], classes, resamples=1, seed=context.seed)
+        postprocessing = {rule: choose_postprocessing(raw[rule]["validation"], data.splits["validation"], classes,
+                                                      settings.postprocess, **collars) for rule in POOLING_NAMES}
+        predictions = {rule: {name: postprocessing[rule].apply(raw[rule][name]) for name in ("validation", "test")}
+                       for rule in POOLING_NAMES}
+        test = ClipEvaluator(data.splits["test"], classes, evaluation.bootstrap_resamples, seed=context.seed,
+                             onset_only_collars=evaluation.onset_only_collars, **collars)
+        valid = ClipEvaluator(data.splits["validation"], classes, resamples=1, seed=context.seed,
+                              onset_only_collars=(), **collars)
         per_rule = {rule: test.evaluate(predictions[rule]["test"], with_psds=test.boundaries_available,
                                         interval_metrics=INTERVAL_METRICS) for rule in POOLING_NAMES}
         selection_metrics = {rule: valid.evaluate(predictions[rule]["validation"], with_psds=False,
                                                   interval_metrics=()).point for rule in POOLING_NAMES}
-    choice = choose_pooling(selection_metrics, settings.pooling_ap_margin)
-    disagreements = find_disagreements({rule: per_rule[rule].point for rule in POOLING_NAMES})
+    chance = chance_map(test.targets)
+    gates = {rule: check_learned(f"the {rule} CRNN", per_rule[rule], chance, evaluation.min_detected_share)
+             for rule in POOLING_NAMES}
+    passing = [rule for rule in POOLING_NAMES if gates[rule].passed]
+    choice = choose_pooling({rule: selection_metrics[rule] for rule in passing or POOLING_NAMES},
+                            evaluation.pooling_ap_margin)
+    disagreements = find_disagreements({rule: per_rule[rule].point for rule in passing})
     rows = []
     for rule in POOLING_NAMES:
         point, summary = per_rule[rule].point, _summary(per_rule[rule])
         rows.append((rule, point.get("clip_map"), point.get("clip_accuracy"), summary.get("median_abs_onset_error"),
                      summary.get("median_abs_offset_error"), summary.get("onset_within"), summary.get("offset_within"),
-                     point.get("collar_f1"), point.get("psds1"), point.get("psds2"),
-                     summary.get("detected"), summary.get("events")))
+                     point.get("collar_f1"), point.get("onset_f1_200ms"), point.get("onset_f1_50ms"), point.get("psds1"),
+                     point.get("psds2"), summary.get("detected"), summary.get("events"), postprocessing[rule].window_frames,
+                     postprocessing[rule].threshold, "yes" if gates[rule].passed else "no"))
     write_tsv(context.path(FOLDER, "boundary_metrics.tsv"),
               ("pooling", "clip_map", "clip_accuracy", "median_abs_onset_s", "median_abs_offset_s", "onset_within_200ms",
-               "offset_within_200ms", "collar_f1", "psds1", "psds2", "detected_events", "events"), rows)
+               "offset_within_200ms", "collar_f1", "onset_f1_200ms", "onset_f1_50ms", "psds1", "psds2", "detected_events",
+               "events", "median_frames", "threshold", "learned"), rows)
     artifacts = [f"{FOLDER}/boundary_metrics.tsv", f"{FOLDER}/boundary_metrics.json"]
     if test.boundaries_available:
         event_rows, errors_by_rule = [], {}
         for rule in POOLING_NAMES:
             scores = predictions[rule]["test"]
             errors = boundary_errors(scores.frame_scores, test.strong, classes, scores.frame_rate,
-                                     durations=data.splits["test"].durations)
+                                     threshold=scores.threshold, durations=data.splits["test"].durations)
             errors_by_rule[rule] = errors
             event_rows += [(rule, e.filename, e.label, e.onset, e.offset, e.predicted_onset, e.predicted_offset,
                             e.onset_error if e.detected else None, e.offset_error if e.detected else None) for e in errors]
@@ -65,19 +84,23 @@ def run(context: RunContext) -> BoundaryInspection:
             plot_error_distributions(context.path(FOLDER, "error_distributions.png"), errors_by_rule),
             plot_onset_aligned(context.path(FOLDER, "onset_aligned_scores.png"), predictions, test),
             plot_around_boundaries(context.path(FOLDER, "around_boundaries.png"), predictions, test, errors_by_rule,
-                                   settings.plot_clips + 2),
+                                   settings.run.plot_clips + 2),
         ]
         artifacts += [f"{FOLDER}/event_errors.tsv", *[context.rel(p) for p in plots]]
     result = BoundaryInspection(test.boundaries_available, test.boundary_reason, len(test.positives), per_rule, choice,
-                                tuple(disagreements), tuple(artifacts))
+                                tuple(disagreements), tuple(artifacts), postprocessing, gates, bool(passing))
     write_json(context.path(FOLDER, "boundary_metrics.json"), {
-        "what": "weak-label CRNNs of step 3 on the test split: clip metrics on all clips, boundary metrics on positive "
-                "clips only (onset/offset errors: audioenc.timing.boundaries; collar F1 (onset 200 ms, offset "
-                "max(200 ms, 20 %)) and PSDS1/PSDS2: sed_scores_eval)",
+        "what": "weak-label CRNNs of step 3 on the test split, each post-processed as chosen on validation (median "
+                "filter, threshold): clip metrics on all clips, boundary metrics on positive clips only (onset/offset "
+                "errors: audioenc.timing.boundaries; collar F1 and PSDS1/PSDS2: sed_scores_eval; onset-only F1 on every "
+                "clip: sed_eval, HEAR's metric); sanity gates before the choice",
         "available": test.boundaries_available,
         "reason": test.boundary_reason,
         "per_rule": {rule: item.to_json() for rule, item in per_rule.items()},
         "selection": choice.to_json(),
+        "postprocessing": {rule: item.to_json() for rule, item in postprocessing.items()},
+        "gates": {rule: item.to_json() for rule, item in gates.items()},
+        "pooling_decided": bool(passing),
         "disagreements": disagreements,
     })
     if test.boundary_reason:
@@ -87,7 +110,11 @@ def run(context: RunContext) -> BoundaryInspection:
         context.log(f"  {rule:>14}: clip mAP {number(point.get('clip_map'))}, median |onset| "
                     f"{number(summary.get('median_abs_onset_error'))} s, collar F1 {number(point.get('collar_f1'))}, "
                     f"PSDS1 {number(point.get('psds1'))}")
-    context.log(f"  chosen pooling: {choice.chosen} ({choice.basis})")
+    if passing:
+        context.log(f"  chosen pooling: {choice.chosen} ({choice.basis})")
+    else:
+        context.log(f"  no pooling decision: no rule's CRNN passed the sanity gates ({gates[choice.chosen].reason}); "
+                    f"{choice.chosen} is carried on provisionally")
     for item in disagreements:
         context.log(f"  disagreement: {item['text']}")
     return result

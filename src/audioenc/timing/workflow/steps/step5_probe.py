@@ -29,9 +29,11 @@ from audioenc.timing.weak import WeakCRNN, predict, save_weak_encoder
 from audioenc.timing.workflow.artifacts import interval, number, save_module, write_json, write_tsv
 from audioenc.timing.workflow.context import RunContext
 from audioenc.timing.workflow.results import EncoderInfo, FrozenPath, ProbeComparison
+from audioenc.timing.postprocess import choose_postprocessing
 from audioenc.timing.workflow.data import SPLITS, channel_policy, one_thread
+from audioenc.timing.workflow.gates import check_learned, chance_map
 from audioenc.timing.workflow.jobs import WeakJob, train_jobs
-from audioenc.timing.workflow.plots import plot_comparison
+from audioenc.timing.workflow.plots import plot_comparison, plot_histories
 
 FOLDER = "05_probe"
 TITLE = "frozen encoder + probe against a scratch baseline on the same split"
@@ -55,17 +57,19 @@ def run(context: RunContext) -> ProbeComparison:
     if handle is not None:
         task = data.classes
         scratch_model: WeakCRNN = weak.models[chosen]
+        scratch_history = weak.rules[chosen].history
+        histories = {}
         scratch_source = f"03_weak/{chosen}/model.safetensors"
         trained_on, encoder_seconds = None, None
         notes = [f"scratch baseline = the step-3 CRNN with the chosen pooling ({chosen}): same split, same labels, "
                  "same seed"]
     elif len(data.classes) >= 2:
-        task = held_out_classes(data.classes, settings.held_out_classes, context.seed)
+        task = held_out_classes(data.classes, settings.evaluation.held_out_classes, context.seed)
         trained_on = tuple(name for name in data.classes if name not in task)
-        jobs = [WeakJob(name, chosen, classes, context.seed, settings.weak_epochs, settings.weak_batch_size,
-                        settings.weak_learning_rate, settings.crnn)
+        jobs = [WeakJob(name, chosen, classes, context.seed, settings.weak, settings.crnn)
                 for name, classes in (("encoder", trained_on), ("scratch", task))]
-        trained = train_jobs(jobs, data, settings.workers, context.log)
+        trained = train_jobs(jobs, data, settings.run.workers, context.log)
+        scratch_history, histories = trained["scratch"].history, {"encoder (CRNN, other classes)": trained["encoder"].history}
         handle = load_encoder(save_weak_encoder(trained["encoder"].model, context.path(FOLDER, "encoder")))
         scratch_model, encoder_seconds = trained["scratch"].model, trained["encoder"].seconds
         save_weak_encoder(scratch_model, context.path(FOLDER, "scratch"))
@@ -86,13 +90,32 @@ def run(context: RunContext) -> ProbeComparison:
                                            targets["validation"], task, chosen, config=settings.probe, seed=context.seed)
         if not same_parameters(fingerprint, parameters_fingerprint(handle.model)):
             raise RuntimeError("internal: the frozen encoder's parameters changed while probing")
-        frozen_test = predict_frames(probe, embeddings["test"].frames, frame_rate, task)
-        scratch_test = predict(scratch_model, data.features["test"].log_mels).restricted_to(task)
-        evaluator = ClipEvaluator(data.splits["test"], task, settings.bootstrap_resamples, seed=context.seed,
-                                  f1_resamples=settings.f1_resamples)
+        raw = {
+            "frozen + probe": {name: predict_frames(probe, embeddings[name].frames, frame_rate, task)
+                               for name in ("validation", "test")},
+            "scratch": {name: predict(scratch_model, data.features[name].log_mels).restricted_to(task)
+                        for name in ("validation", "test")},
+        }
+        evaluation = settings.evaluation
+        collars = {"onset_collar": evaluation.onset_collar, "offset_collar": evaluation.offset_collar,
+                   "offset_collar_rate": evaluation.offset_collar_rate}
+        postprocessing = {system: choose_postprocessing(scores["validation"], data.splits["validation"], task,
+                                                        settings.postprocess, **collars) for system, scores in raw.items()}
+        frozen_test = postprocessing["frozen + probe"].apply(raw["frozen + probe"]["test"])
+        scratch_test = postprocessing["scratch"].apply(raw["scratch"]["test"])
+        evaluator = ClipEvaluator(data.splits["test"], task, evaluation.bootstrap_resamples, seed=context.seed,
+                                  f1_resamples=evaluation.f1_resamples, psds_resamples=evaluation.psds_resamples,
+                                  onset_only_collars=evaluation.onset_only_collars, **collars)
         frozen = evaluator.evaluate(frozen_test, with_psds=evaluator.boundaries_available)
         scratch = evaluator.evaluate(scratch_test, with_psds=evaluator.boundaries_available)
         difference = evaluator.paired_difference(frozen_test, scratch_test)
+    chance = chance_map(evaluator.targets)
+    gates = {system: check_learned(f"the {system} path" if system != "scratch" else "the scratch baseline",
+                                   metrics, chance, evaluation.min_detected_share)
+             for system, metrics in (("frozen + probe", frozen), ("scratch", scratch))}
+    histories = {"frozen + probe": probe_history, "scratch": scratch_history, **histories}
+    curves = plot_histories(context.path(FOLDER, "training_curves.png"), histories,
+                            "probe and scratch baseline: validation clip BCE per epoch")
     encoder = EncoderInfo(handle.describe(), context.encoder is None, frame_rate, embed_seconds,
                           all(e.identity_map for e in embeddings.values()), trained_on, encoder_seconds)
     save_module(probe, context.path(FOLDER, "probe"), {
@@ -105,13 +128,13 @@ def run(context: RunContext) -> ProbeComparison:
                                                        "frozen_minus_scratch", "difference_95ci"), rows)
     plot = plot_comparison(context.path(FOLDER, "comparison.png"), {"frozen + probe": frozen, "scratch": scratch},
                            "frozen encoder + probe vs scratch (test split, 95 % bootstrap intervals over clips)")
-    artifacts = [f"{FOLDER}/comparison.json", f"{FOLDER}/comparison.tsv", context.rel(plot),
+    artifacts = [f"{FOLDER}/comparison.json", f"{FOLDER}/comparison.tsv", context.rel(plot), context.rel(curves),
                  f"{FOLDER}/probe/model.safetensors", scratch_source]
     if encoder.trained_here:
         artifacts.append(f"{FOLDER}/encoder/model.safetensors")
     result = ProbeComparison(
-        encoder, channel_policy(data.audio_formats, handle), task, chosen, tuple(notes), True, frozen, scratch,
-        difference, tuple(artifacts),
+        encoder, channel_policy(data.audio_formats, handle, settings.features.sample_rate), task, chosen, tuple(notes),
+        True, frozen, scratch, difference, tuple(artifacts), settings.probe.description, postprocessing, gates, histories,
         FrozenPath(handle, probe, embeddings, targets, evaluator, frozen_test, fingerprint),
     )
     write_json(context.path(FOLDER, "comparison.json"), {
@@ -123,15 +146,18 @@ def run(context: RunContext) -> ProbeComparison:
         "pooling": chosen,
         "notes": notes,
         "encoder_parameters_unchanged": True,
-        "probe": {"config": asdict(settings.probe), "history": probe_history.as_dict(), "frame_rate": frame_rate},
-        "scratch": {"source": scratch_source, "frame_rate": scratch_model.frame_rate},
+        "probe": {"config": asdict(settings.probe), "description": settings.probe.description,
+                  "history": probe_history.as_dict(), "frame_rate": frame_rate},
+        "scratch": {"source": scratch_source, "frame_rate": scratch_model.frame_rate, "history": scratch_history.as_dict()},
+        "postprocessing": {system: item.to_json() for system, item in postprocessing.items()},
+        "gates": {system: item.to_json() for system, item in gates.items()},
         "train_clips": {"frozen_probe": list(embeddings["train"].frames), "scratch": list(data.features["train"].split.files)},
         "test_clips": evaluator.files,
         "frozen": frozen.to_json(),
         "scratch_metrics": scratch.to_json(),
         "difference": {name: ci.as_dict() for name, ci in difference.items()},
-        "bootstrap": {"resamples": settings.bootstrap_resamples, "collar_f1_resamples": settings.f1_resamples,
-                      "confidence": 0.95, "seed": context.seed},
+        "bootstrap": {"resamples": evaluation.bootstrap_resamples, "collar_f1_resamples": evaluation.f1_resamples,
+                      "psds_resamples": evaluation.psds_resamples, "confidence": 0.95, "seed": context.seed},
     })
     for metric in frozen.point:
         context.log(f"  {metric:>16}: frozen {number(frozen.point.get(metric))} [{interval(frozen.interval(metric))}]"

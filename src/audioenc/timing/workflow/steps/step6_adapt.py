@@ -18,6 +18,7 @@ from audioenc.timing.adapt import (
 )
 from audioenc.timing.encoders import parameters_fingerprint, same_parameters
 from audioenc.timing.fitting import predict_frames
+from audioenc.timing.postprocess import choose_postprocessing
 from audioenc.timing.workflow.artifacts import save_module, write_json
 from audioenc.timing.workflow.context import RunContext
 from audioenc.timing.workflow.results import AdaptationOutcome, intervals_json
@@ -36,6 +37,14 @@ def run(context: RunContext) -> AdaptationOutcome:
     path = comparison.frozen_path
     trigger = rule.should_adapt(comparison.frozen.point, comparison.scratch.point)
     details = {"rule": rule.statement(), "margins": asdict(rule), **trigger.to_json(), "ran": False}
+    scratch_gate = comparison.gates["scratch"]
+    if not scratch_gate.passed:
+        reason = (f"no decision: the scratch baseline learned nothing the comparison could rest on "
+                  f"({scratch_gate.reason})")
+        details.update(no_decision=reason)
+        context.log(f"  {reason}")
+        write_json(context.path(FOLDER, "adaptation.json"), details)
+        return AdaptationOutcome(rule.statement(), trigger, no_decision=reason, artifacts=(f"{FOLDER}/adaptation.json",))
     outcome = AdaptationOutcome(rule.statement(), trigger, artifacts=(f"{FOLDER}/adaptation.json",))
     context.log(f"  {trigger.reason}")
     split, reason = adaptation_split(path.handle) if trigger.triggered else (None, "")
@@ -60,8 +69,13 @@ def run(context: RunContext) -> AdaptationOutcome:
                                              seed=context.seed)
             if not same_parameters(path.fingerprint, parameters_fingerprint(path.handle.model)):
                 raise RuntimeError("internal: adaptation changed the original encoder (it must train a copy)")
-            adapted_test = predict_frames(adapted, lower["test"], path.embeddings["train"].frame_rate,
-                                          comparison.task_classes)
+            rate, task = path.embeddings["train"].frame_rate, comparison.task_classes
+            evaluation = settings.evaluation
+            postprocessing = choose_postprocessing(
+                predict_frames(adapted, lower["validation"], rate, task), data.splits["validation"], task,
+                settings.postprocess, onset_collar=evaluation.onset_collar, offset_collar=evaluation.offset_collar,
+                offset_collar_rate=evaluation.offset_collar_rate)
+            adapted_test = postprocessing.apply(predict_frames(adapted, lower["test"], rate, task))
             adapted_metrics = path.evaluator.evaluate(adapted_test, with_psds=path.evaluator.boundaries_available)
             gain = path.evaluator.paired_difference(adapted_test, path.frozen_test)
         verdict = rule.verdict(trigger.short_on, gain)
@@ -71,7 +85,7 @@ def run(context: RunContext) -> AdaptationOutcome:
         save_module(adapted, context.path(FOLDER, "adapted"), {
             "kind": "audioenc.adapted_top_and_probe", "top": split.description, "classes": list(comparison.task_classes),
             "pooling": comparison.pooling, "lr_factor": settings.probe.adapt_lr_factor,
-            "epochs": settings.probe.adapt_epochs})
+            "max_epochs": settings.probe.adapt_epochs})
         plot = plot_comparison(context.path(FOLDER, "comparison.png"),
                                {"frozen + probe": comparison.frozen, "adapted": adapted_metrics,
                                 "scratch": comparison.scratch},
@@ -82,10 +96,11 @@ def run(context: RunContext) -> AdaptationOutcome:
                             "probe": settings.probe.learning_rate},
             epochs=settings.probe.adapt_epochs, history=history.as_dict(), best_epoch=history.best_epoch,
             adapted=adapted_metrics.to_json(), gain_over_frozen=intervals_json(gain), verdict=verdict.to_json(),
-            original_encoder_unchanged=True,
+            postprocessing=postprocessing.to_json(), original_encoder_unchanged=True,
         )
         outcome = AdaptationOutcome(outcome.rule, trigger, None, split.description, verdict, adapted_metrics, gain,
-                                    (*outcome.artifacts, context.rel(plot), f"{FOLDER}/adapted/model.safetensors"))
+                                    (*outcome.artifacts, context.rel(plot), f"{FOLDER}/adapted/model.safetensors"),
+                                    postprocessing=postprocessing, history=history)
         context.log(f"  adapted ({split.description}): {verdict.reason}")
     write_json(context.path(FOLDER, "adaptation.json"), details)
     return outcome

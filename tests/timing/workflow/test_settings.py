@@ -1,0 +1,175 @@
+"""The workflow's settings (audioenc.timing.workflow.settings) and `audioenc workflow`'s settings arguments.
+
+References: the dataclass defaults and the values written by hand in each case; a saved
+settings file read back compared with ``==`` on the frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from audioenc.timing.workflow.settings import (
+    SECTIONS,
+    WorkflowSettings,
+    apply_mapping,
+    resolve_settings,
+    validate,
+    with_value,
+)
+
+
+def test_overrides_are_parsed_by_the_fields_type():
+    settings = resolve_settings(overrides=[
+        "weak.max_epochs=7", "weak.learning_rate=1e-3", "weak.patience=none", "weak.budget_seconds=12.5",
+        "postprocess.thresholds=0.3,0.5", "probe.kind=conv", "run.max_clips=10,5,4", "features.f_max=none",
+        "crnn.conv_channels=8,16,32", "evaluation.onset_only_collars=0.1",
+    ])
+    assert settings.weak.max_epochs == 7 and isinstance(settings.weak.max_epochs, int)
+    assert settings.weak.learning_rate == 0.001
+    assert settings.weak.patience is None and settings.weak.budget_seconds == 12.5
+    assert settings.postprocess.thresholds == (0.3, 0.5)
+    assert settings.probe.kind == "conv"
+    assert settings.run.max_clips == (10, 5, 4)
+    assert settings.features.f_max is None
+    assert settings.crnn.conv_channels == (8, 16, 32)
+    assert settings.evaluation.onset_only_collars == (0.1,)
+    # Untouched keys keep their defaults.
+    assert settings.weak.batch_size == WorkflowSettings().weak.batch_size
+    assert settings.probe.hidden == WorkflowSettings().probe.hidden
+    # with_value takes typed values too, and leaves the original alone (frozen dataclasses).
+    base = WorkflowSettings()
+    changed = with_value(base, "weak.patience", 3)
+    assert changed.weak.patience == 3 and base.weak.patience == 6
+
+
+def test_a_value_of_the_wrong_type_names_the_key():
+    with pytest.raises(ValueError, match=r"bad value 'many' for weak\.max_epochs"):
+        resolve_settings(overrides=["weak.max_epochs=many"])
+    with pytest.raises(ValueError, match="section.key=value"):
+        resolve_settings(overrides=["weak.max_epochs"])
+
+
+def test_unknown_sections_and_keys_list_the_valid_ones():
+    with pytest.raises(KeyError) as section_error:
+        resolve_settings(overrides=["bogus.key=1"])
+    message = section_error.value.args[0]
+    assert "'bogus'" in message and all(name in message for name in SECTIONS)
+    assert set(SECTIONS) == {"features", "crnn", "weak", "scorer", "probe", "rule", "postprocess", "evaluation", "run"}
+    with pytest.raises(KeyError) as key_error:
+        resolve_settings(overrides=["weak.epochs=3"])
+    message = key_error.value.args[0]
+    assert "'weak.epochs'" in message
+    assert all(f"weak.{field.name}" in message for field in dataclasses.fields(WorkflowSettings().weak))
+
+
+def test_a_json_file_with_some_sections_applies_and_overrides_come_after(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"weak": {"max_epochs": 60, "patience": None},
+                                "postprocess": {"thresholds": [0.3, 0.5], "median_seconds": [0.0]}}))
+    settings = resolve_settings(config_file=path)
+    assert settings.weak.max_epochs == 60 and settings.weak.patience is None
+    assert settings.postprocess.thresholds == (0.3, 0.5) and settings.postprocess.median_seconds == (0.0,)
+    assert settings.probe == WorkflowSettings().probe and settings.run == WorkflowSettings().run
+    # On the fast defaults, and with an override of a key the file also sets: the override wins.
+    layered = resolve_settings(fast=True, config_file=str(path), overrides=["weak.max_epochs=5"])
+    assert layered.weak.max_epochs == 5 and layered.weak.patience is None
+    assert layered.postprocess.thresholds == (0.3, 0.5)
+    assert layered.crnn == WorkflowSettings.fast().crnn  # the fast base under the file
+
+
+def test_a_bad_json_file_names_the_file(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"weak": {"max_epochs": 60,}')
+    with pytest.raises(ValueError, match="broken.json: not JSON"):
+        resolve_settings(config_file=broken)
+    with pytest.raises(FileNotFoundError, match="absent.json"):
+        resolve_settings(config_file=tmp_path / "absent.json")
+    listed = tmp_path / "listed.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="listed.json: expected an object of sections"):
+        resolve_settings(config_file=listed)
+    flat = tmp_path / "flat.json"
+    flat.write_text('{"weak": 3}')
+    with pytest.raises(ValueError, match="flat.json: section 'weak' must be an object"):
+        resolve_settings(config_file=flat)
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text('{"weak": {"epochs": 3}}')
+    with pytest.raises(KeyError, match="weak.max_epochs"):
+        resolve_settings(config_file=unknown)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("postprocess.thresholds=0.0,0.5", r"postprocess\.thresholds must lie in \(0, 1\); got 0\.0"),
+    ("postprocess.thresholds=0.5,1.0", r"got 1\.0"),
+    ("probe.kind=bogus", "probe.kind='bogus'; choose frame or conv"),
+    ("weak.max_epochs=0", r"weak\.max_epochs must be >= 1; got 0"),
+    ("weak.patience=0", r"weak\.patience must be >= 1 or none"),
+    ("run.workers=0", r"run\.workers must be >= 1"),
+])
+def test_validate_rejects_bad_values(override, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_settings(overrides=[override])
+
+
+def test_validate_needs_a_candidate_of_each_kind():
+    empty = apply_mapping(WorkflowSettings(), {"postprocess": {"thresholds": []}})
+    with pytest.raises(ValueError, match="at least one value each"):
+        validate(empty)
+    assert validate(WorkflowSettings()) == WorkflowSettings()
+
+
+def test_save_then_load_round_trips(tmp_path):
+    settings = resolve_settings(fast=True, overrides=[
+        "weak.patience=3", "weak.budget_seconds=90.5", "postprocess.thresholds=0.25,0.5", "probe.kind=conv",
+        "features.f_max=8000", "run.max_clips=none", "evaluation.onset_only_collars=0.2,0.05,0.1",
+    ])
+    path = settings.save(tmp_path / "run" / "settings.json")
+    assert path.is_file() and json.loads(path.read_text()) == settings.to_dict()
+    assert resolve_settings(config_file=path) == settings  # on the full defaults: every key comes from the file
+    assert resolve_settings(fast=True, config_file=path) == settings
+    default_path = WorkflowSettings().save(tmp_path / "defaults.json")
+    assert resolve_settings(fast=True, config_file=default_path) == WorkflowSettings()
+
+
+def test_the_command_line_passes_config_and_overrides_through(tmp_path, monkeypatch):
+    import audioenc.timing.workflow as workflow
+    from audioenc.cli import main
+
+    received = {}
+
+    def fake_run_workflow(data, encoder, out, seed, fast=False, *, settings=None, encoder_weights=None, log=None):
+        received.update(data=data, out=out, seed=seed, fast=fast, settings=settings)
+        return {}
+
+    monkeypatch.setattr(workflow, "run_workflow", fake_run_workflow)
+    config = tmp_path / "conf.json"
+    config.write_text(json.dumps({"weak": {"max_epochs": 9, "patience": 7}, "probe": {"kind": "conv"}}))
+    status = main(["workflow", "--config", str(config), "--fast", "--out", str(tmp_path / "run"), "--seed", "4",
+                   "--workers", "3", "weak.patience=3", "postprocess.thresholds=0.3,0.5"])
+    assert status == 0
+    settings = received["settings"]
+    assert received["fast"] and received["seed"] == 4 and received["out"] == str(tmp_path / "run")
+    assert settings.weak.max_epochs == 9 and settings.probe.kind == "conv"  # from the file
+    assert settings.weak.patience == 3 and settings.postprocess.thresholds == (0.3, 0.5)  # overrides after it
+    assert settings.run.workers == 3  # --workers
+    assert settings.crnn == WorkflowSettings.fast().crnn  # --fast underneath
+
+
+def test_the_command_line_reports_a_bad_key_without_running(tmp_path, monkeypatch, capsys):
+    import audioenc.timing.workflow as workflow
+    from audioenc.cli import main
+
+    calls = []
+    monkeypatch.setattr(workflow, "run_workflow", lambda *args, **kwargs: calls.append(args))
+    assert main(["workflow", "--out", str(tmp_path / "run"), "bogus.key=1"]) == 2
+    error = capsys.readouterr().err
+    assert calls == [] and "unknown workflow settings section 'bogus'" in error and "postprocess" in error
+
+
+def test_a_fixed_length_tuple_needs_every_value():
+    assert resolve_settings(overrides=["run.max_clips=10,4,4"]).run.max_clips == (10, 4, 4)
+    with pytest.raises(ValueError, match="expected 3 comma-separated values"):
+        resolve_settings(overrides=["run.max_clips=1,2"])

@@ -782,3 +782,20 @@ def test_codec_encoder_weak_only_user_data(tmp_path):
     assert (out / "06_adapt/adapted/model.safetensors").is_file()
     assert report["next_change"]["text"].startswith("Add strong labels")
     shutil.rmtree(out)
+
+
+@pytest.mark.slow
+def test_a_learnable_corpus_reaches_a_decision(tmp_path):
+    """The counterpart of the shuffled-labels run: the same pipeline on labels that follow the
+    audio learns enough to pass every gate and decide (frozen, adapted or scratch), with early
+    stopping ending the trainings."""
+    root = synthesize_event_corpus(tmp_path / "c", (96, 32, 32), seed=4)
+    settings = resolve_settings(fast=True, overrides=["weak.max_epochs=30", "weak.patience=4", "run.max_clips=none",
+                                                      "probe.max_epochs=40", "probe.patience=6", "run.workers=2"])
+    report = run_workflow(root, out=tmp_path / "run", settings=settings, log=lambda line: None)
+    assert report["probe"]["gates"]["scratch"]["passed"], report["probe"]["gates"]["scratch"]
+    assert report["decision"]["path"] in ("frozen", "adapted", "scratch"), report["decision"]
+    assert report["pooling"]["decision"] != "none"
+    chosen = report["boundaries"]["per_rule"][report["pooling"]["chosen"]]
+    assert chosen["point"]["clip_map"] > report["boundaries"]["gates"][report["pooling"]["chosen"]]["chance_map"]
+    assert any(item["stopped"] == "patience" for item in report["pooling"]["trained"].values())

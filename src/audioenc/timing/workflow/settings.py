@@ -107,6 +107,12 @@ class EvaluationSettings:
     held_out_classes: int = 2
     min_detected_share: float = 0.1
 
+    @property
+    def collars(self) -> dict[str, float]:
+        """Collar F1's collars as sed_scores_eval (and :class:`~audioenc.timing.evaluation.ClipEvaluator`) name them."""
+        return {"onset_collar": self.onset_collar, "offset_collar": self.offset_collar,
+                "offset_collar_rate": self.offset_collar_rate}
+
 
 @dataclass(frozen=True)
 class RunSettings:

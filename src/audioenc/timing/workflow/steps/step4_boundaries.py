@@ -33,8 +33,7 @@ def run(context: RunContext) -> BoundaryInspection:
     classes = data.classes
     raw = context.results.need("weak").predictions
     evaluation = settings.evaluation
-    collars = {"onset_collar": evaluation.onset_collar, "offset_collar": evaluation.offset_collar,
-               "offset_collar_rate": evaluation.offset_collar_rate}
+    collars = evaluation.collars
     with one_thread():
         postprocessing = {rule: choose_postprocessing(raw[rule]["validation"], data.splits["validation"], classes,
                                                       settings.postprocess, **collars) for rule in POOLING_NAMES}

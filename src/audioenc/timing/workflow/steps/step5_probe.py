@@ -97,8 +97,7 @@ def run(context: RunContext) -> ProbeComparison:
                         for name in ("validation", "test")},
         }
         evaluation = settings.evaluation
-        collars = {"onset_collar": evaluation.onset_collar, "offset_collar": evaluation.offset_collar,
-                   "offset_collar_rate": evaluation.offset_collar_rate}
+        collars = evaluation.collars
         postprocessing = {system: choose_postprocessing(scores["validation"], data.splits["validation"], task,
                                                         settings.postprocess, **collars) for system, scores in raw.items()}
         frozen_test = postprocessing["frozen + probe"].apply(raw["frozen + probe"]["test"])

@@ -73,8 +73,7 @@ def run(context: RunContext) -> AdaptationOutcome:
             evaluation = settings.evaluation
             postprocessing = choose_postprocessing(
                 predict_frames(adapted, lower["validation"], rate, task), data.splits["validation"], task,
-                settings.postprocess, onset_collar=evaluation.onset_collar, offset_collar=evaluation.offset_collar,
-                offset_collar_rate=evaluation.offset_collar_rate)
+                settings.postprocess, **evaluation.collars)
             adapted_test = postprocessing.apply(predict_frames(adapted, lower["test"], rate, task))
             adapted_metrics = path.evaluator.evaluate(adapted_test, with_psds=path.evaluator.boundaries_available)
             gain = path.evaluator.paired_difference(adapted_test, path.frozen_test)

@@ -217,6 +217,9 @@ def test_build_report_claims_reference_existing_artifacts(tmp_path):
     assert set(report) == {"version", "headline", "run", "data", "pooling", "frames", "boundaries", "probe", "adaptation",
                            "decision", "next_change", "dropped", "claims"}
     json.dumps(report, allow_nan=False)  # plain JSON: no dataclass, path or non-finite number left
+    markdown = render_markdown(report)
+    missing = [claim["id"] for claim in report["claims"] if claim["text"] not in markdown]
+    assert not missing, f"claims left out of report.md: {missing}"
     assert report["pooling"]["chosen"] == "linear_softmax"
     assert report["pooling"]["decision"] == "linear_softmax" and report["pooling"]["no_decision"] is None
     assert report["decision"]["path"] == "adapted"

@@ -432,7 +432,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     sections = [
         ("1. Clip summary and pooling choice", ["pooling_same_scores", "pooling_choice"]),
         ("2. Frame-level behaviour", ["frame_view"]),
-        ("3. Weak-label encoder", ["weak_training"]),
+        ("3. Weak-label encoder", ["weak_training", "training"]),
         ("4. Boundary evidence on positive clips", ["boundaries", "disagreements"]),
         ("5. Frozen encoder + probe vs scratch", ["probe_vs_scratch"]),
         ("6. Adapt or not", ["adaptation"]),

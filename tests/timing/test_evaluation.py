@@ -97,3 +97,19 @@ def test_evaluator_without_strong_labels_says_why():
     result = evaluator.evaluate(_predictions(_split_with_truth(), 0.0), with_psds=True)
     assert set(result.point) == {"clip_map", "clip_accuracy"}
     assert result.boundary.available is False
+
+
+def test_psds_intervals_when_asked_and_point_values_from_sed_scores_eval():
+    from audioenc.timing.boundaries import PSDS1, psds
+
+    split = _split_with_truth()
+    predictions = _predictions(split, 0.0)
+    without = ClipEvaluator(split, ("x", "y"), resamples=20, seed=0).evaluate(predictions)
+    assert "psds1" in without.point and "psds1" not in without.intervals  # point values only by default
+    evaluator = ClipEvaluator(split, ("x", "y"), resamples=20, seed=0, psds_resamples=6)
+    result = evaluator.evaluate(predictions)
+    reference = psds(predictions.frame_scores, split.strong, ("x", "y"), 10.0, split.durations, settings=PSDS1).value
+    assert result.point["psds1"] == pytest.approx(reference)
+    interval = result.intervals["psds1"]
+    assert interval.resamples <= 6 and interval.low <= interval.high
+    assert 0.0 <= interval.low and interval.high <= 1.0

@@ -154,8 +154,12 @@ def onset_only_f1(detected: Mapping[str, Sequence[Event]], strong: Mapping[str, 
                   classes: Sequence[str], collar: float) -> float:
     """HEAR's event-onset F-measure: sed_eval's event-based metrics with an onset collar of
     ``collar`` s, offsets not evaluated, micro-averaged over every clip of ``strong``."""
-    import dcase_util
-    import sed_eval
+    import warnings
+
+    with warnings.catch_warnings():  # dcase_util imports pkg_resources, which warns on every first import
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import dcase_util
+        import sed_eval
 
     def container(events: Mapping[str, Sequence[Event]], name: str):
         return dcase_util.containers.MetaDataContainer(

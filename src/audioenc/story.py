@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-STORY_WORKFLOW_OVERRIDES: tuple[str, ...] = ("weak.budget_seconds=45", "probe.budget_seconds=60")
+STORY_WORKFLOW_OVERRIDES: tuple[str, ...] = ("weak.budget_seconds=30", "probe.budget_seconds=30")
 """The story's wall-clock budgets (per CRNN, per probe or adaptation), so that `make demo` stays
 within 10 minutes on 2 CPU cores; the report names every model the budget stopped while its
 validation loss was still falling. `audioenc workflow` itself has no budget by default."""

@@ -184,3 +184,18 @@ def test_missing_scores_for_a_positive_clip_fail_clearly():
     del scores["b.wav"]
     with pytest.raises(KeyError, match="b.wav"):
         boundary_errors(scores, STRONG, CLASSES, RATE)
+
+
+def test_collar_f1_at_thresholds_equals_one_call_per_threshold():
+    from audioenc.timing.boundaries import collar_f1_at_thresholds
+
+    rng = np.random.default_rng(3)
+    strong = {f"c{i}.wav": [Event(0.3 + 0.1 * i, 0.9 + 0.1 * i, "x")] + ([Event(1.2, 1.6, "y")] if i % 2 else [])
+              for i in range(5)}
+    scores = {name: rng.random((2, 20)) for name in strong}
+    durations = {name: 2.0 for name in strong}
+    thresholds = (0.2, 0.5, 0.8)
+    curve = collar_f1_at_thresholds(scores, strong, ("x", "y"), 10.0, thresholds, durations=durations)
+    for threshold in thresholds:
+        single = collar_f1(scores, strong, ("x", "y"), 10.0, durations=durations, threshold=threshold).f1
+        assert curve[threshold] == pytest.approx(single, abs=1e-12), threshold

@@ -377,6 +377,36 @@ def collar_f1(
     )
 
 
+def collar_f1_at_thresholds(
+    frame_scores: Mapping[str, np.ndarray],
+    strong: Mapping[str, Sequence[Event]],
+    classes: Sequence[str],
+    frame_rate: float,
+    thresholds: Sequence[float],
+    *,
+    durations: Mapping[str, float] | None = None,
+    onset_collar: float = ONSET_COLLAR_SECONDS,
+    offset_collar: float = OFFSET_COLLAR_SECONDS,
+    offset_collar_rate: float = OFFSET_COLLAR_RATE,
+) -> dict[float, float]:
+    """Macro collar F1 (positive clips, as :func:`collar_f1`) at each of ``thresholds``: the score
+    dataframes and sed_scores_eval's intermediate statistics are built once, then read at every
+    threshold (the same values as one :func:`collar_f1` call per threshold, at a fraction of the cost)."""
+    from sed_scores_eval import collar_based
+    from sed_scores_eval.collar_based.intermediate_statistics import intermediate_statistics_deltas
+
+    files = positive_files(strong)
+    evaluated, _ = _classes_with_events(strong, files, classes)
+    if not evaluated:
+        raise ValueError("collar F1 needs at least one reference event in the evaluated clips")
+    scores = _restrict(score_dataframes(frame_scores, classes, frame_rate, durations=durations, files=files), evaluated)
+    truth = _ground_truth(strong, files)
+    collars = {"onset_collar": onset_collar, "offset_collar": offset_collar, "offset_collar_rate": offset_collar_rate}
+    deltas = intermediate_statistics_deltas(scores=scores, ground_truth=truth, **collars)
+    return {threshold: float(collar_based.fscore(None, truth, threshold, deltas=deltas, **collars)[0]["macro_average"])
+            for threshold in thresholds}
+
+
 @dataclass(frozen=True)
 class PSDSResult:
     """A PSDS value (sed_scores_eval), in [0, 1], higher is better.

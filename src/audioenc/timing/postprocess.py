@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from audioenc.audio.formats import Event, EventSplit
-from audioenc.timing.boundaries import collar_f1, positive_files
+from audioenc.timing.boundaries import collar_f1_at_thresholds, positive_files
 from audioenc.timing.fitting import Predictions
 
 
@@ -116,17 +116,16 @@ def choose_postprocessing(validation: Predictions, split: EventSplit, classes: S
     candidates = []
     for seconds in settings.median_seconds:
         frames = window_frames(seconds, rate)
-        filtered = median_filter(validation.frame_scores, frames)
-        for threshold in settings.thresholds:
-            score = collar_f1(filtered, strong, classes, rate, durations=split.durations, threshold=threshold,
-                              onset_collar=onset_collar, offset_collar=offset_collar,
-                              offset_collar_rate=offset_collar_rate).f1
-            candidates.append((score, -frames, -abs(threshold - 0.5), seconds, frames, threshold))
+        scores = collar_f1_at_thresholds(median_filter(validation.frame_scores, frames), strong, classes, rate,
+                                         settings.thresholds, durations=split.durations, onset_collar=onset_collar,
+                                         offset_collar=offset_collar, offset_collar_rate=offset_collar_rate)
+        candidates += [(score, -frames, -abs(threshold - 0.5), threshold, seconds, frames)
+                       for threshold, score in scores.items()]
     best = max(candidates)
     if best[0] <= 0:
         return replace(fixed, basis="fixed: validation collar F1 is 0 for every candidate window and threshold",
                        validation_f1=0.0)
-    _, _, _, seconds, frames, threshold = best
+    _, _, _, threshold, seconds, frames = best
     return PostProcessing(seconds, frames, threshold,
                           f"chosen on validation: the best collar F1 of {len(candidates)} (median window, threshold) "
                           "pairs", float(best[0]))

@@ -752,7 +752,7 @@ def test_codec_encoder_weak_only_user_data(tmp_path):
     from audioenc.timing.adapt import AdaptationRule
     from audioenc.training.checkpoint import export_model
 
-    root = synthesize_event_corpus(tmp_path / "c", (12, 6, 6), seed=2)
+    root = synthesize_event_corpus(tmp_path / "c", (32, 12, 12), seed=2)
     (root / "metadata" / "test_strong.tsv").unlink()
     import soxr
 
@@ -764,7 +764,9 @@ def test_codec_encoder_weak_only_user_data(tmp_path):
     config = ModelConfig(n_filters=4, dimension=16, lstm=1)
     export_model(tmp_path / "codec", "model_best", CodecModel.from_config(config).eval(), config)
     # Negative margins: the rule always triggers, so the adaptation path runs on this codec.
-    settings = replace(FAST, rule=AdaptationRule(clip_margin=-1.0, boundary_margin=-1.0))
+    # The scratch baseline must learn enough to pass its gate (clip mAP above chance), else no decision.
+    settings = replace(FAST, rule=AdaptationRule(clip_margin=-1.0, boundary_margin=-1.0),
+                       weak=replace(FAST.weak, max_epochs=12), run=replace(FAST.run, max_clips=None))
     out = tmp_path / "run"
     report = run_workflow(root, encoder=tmp_path / "codec", out=out, settings=settings, log=lambda line: None)
     assert report["boundaries"]["available"] is False and "no strong labels" in report["boundaries"]["reason"]

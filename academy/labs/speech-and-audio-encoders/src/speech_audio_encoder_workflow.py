@@ -7,8 +7,10 @@ Run from the repository root, exactly as the track writes it:
 Seven steps in the track's order (pooling choice, frame view, weak-label encoder, boundaries on
 positive clips, frozen probe vs scratch, adaptation only if needed, the note), each writing its
 artifact into runs/workflow/ (or --out DIR); read report.md last. Options are those of
-``audioenc workflow`` (--data, --encoder, --out, --seed, --fast); the work is done by the library,
-``audioenc.timing.workflow``.
+``audioenc workflow`` (--data DIR or a DESED_task data config, --encoder, --out, --seed, --fast,
+--config FILE, SECTION.KEY=VALUE overrides such as weak.max_epochs=60); the work is done by the
+library, ``audioenc.timing.workflow``. The report says "no decision" when a model it would compare
+learned nothing.
 """
 
 from __future__ import annotations

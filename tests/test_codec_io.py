@@ -344,6 +344,13 @@ def test_file_errors_are_clear_and_leave_nothing_behind(tmp_path):
     with pytest.raises(AudioReadError, match="NaN"):
         encode_file(tmp_path / "nan.wav", tmp_path / "nan.safetensors", model, config, chunk_frames=10)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.wav", "stereo.wav"]  # no partial output
+    # A wav cut mid-data: the header declares 24,000 frames, 500 remain; refused as `scan` refuses it.
+    _write_wav(tmp_path / "cut.wav", np.zeros((1, 24000), np.float32), 24000)
+    data = (tmp_path / "cut.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) - 4 * 23500])
+    with pytest.raises(AudioReadError, match="cut.wav: truncated"):
+        encode_file(tmp_path / "cut.wav", tmp_path / "cut.safetensors", model, config)
+    assert not (tmp_path / "cut.safetensors").exists()
 
 
 def test_decoding_with_another_model_is_an_error(tmp_path):

@@ -87,7 +87,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from audioenc.audio.io import SOXR_QUALITY, AudioReadError
+from audioenc.audio.io import SOXR_QUALITY, AudioReadError, read_info
 from audioenc.config import Config, ModelConfig, saved_section
 from audioenc.models.codec import CodecModel, as_scale
 from audioenc.models.conv import StreamableConv1d, StreamableConvTranspose1d, StreamableLSTM, pad1d
@@ -888,6 +888,10 @@ def encode_file(
         info = sf.info(str(input_path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioReadError(f"{input_path}: cannot read as audio: {error}") from error
+    truncated = read_info(input_path).truncation()  # libsndfile reads a cut file silently short
+    if truncated:
+        raise AudioReadError(f"{input_path}: truncated: the header declares more sample data than the file holds "
+                             f"({truncated}); `audioenc scan` flags such files; re-export or re-download it")
     if info.channels != model.channels:
         raise ValueError(
             f"{input_path} has {info.channels} channel(s) but the model encodes {model.channels}. "

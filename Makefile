@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # torch 2.13.0 is the tested version; override e.g. `make test TORCH_SPEC="torch==2.5.1"`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-all clean
+.PHONY: setup demo test test-all browser clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,14 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-test-all: setup
+test-all: setup browser
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# Debian's Chromium for the slow test that opens the listening report headless (needs root and
+# Debian's package registry; elsewhere install chromium by hand).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium >/dev/null)
 
 clean:
 	rm -rf $(VENV) academy/.venv runs

@@ -12,7 +12,9 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("info", "scan", "synth", "train", "eval", "encode", "decode", "demo", "workflow")
+from audioenc.errors import UserError
+
+COMMANDS = ("info", "scan", "synth", "train", "eval", "report", "encode", "decode", "demo", "workflow")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,21 +35,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USER_ERRORS = (KeyError, ValueError, FileExistsError, FileNotFoundError)
-"""Errors whose message tells the user what to fix; shown without a traceback (AUDIOENC_DEBUG=1 shows it)."""
+USER_ERRORS = (UserError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+"""What counts as the user's mistake: the project's :class:`~audioenc.errors.UserError` and the
+operating system's refusals about a path the user named. Shown as one line, exit 2 (``AUDIOENC_DEBUG=1``
+shows the traceback); anything else is a bug and keeps its traceback."""
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``KEY=VALUE`` overrides may come anywhere, also after options (``… x=1 --resume``)."""
+    args, extras = parser.parse_known_args(argv)
+    overrides = [token for token in extras if "=" in token and not token.startswith("-")]
+    unknown = [token for token in extras if token not in overrides]
+    if overrides and not hasattr(args, "overrides"):
+        unknown = extras
+    if unknown:
+        parser.parse_args(argv)  # lets argparse word the error (and exit 2) exactly as it does for every command
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as error:
         if os.environ.get("AUDIOENC_DEBUG"):
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"audioenc {args.command}: error: {message}", file=sys.stderr)
+        print(f"audioenc {args.command}: error: {user_message(error)}", file=sys.stderr)
         return 2
+
+
+def user_message(error: BaseException) -> str:
+    """One line for the user: the error's own message; an OS error with the path it is about."""
+    if isinstance(error, OSError) and not isinstance(error, UserError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,13 @@ divided by: the RMS of the whole file at the model rate, found in a first stream
 otherwise), and the model config (JSON) with its SHA-256 and the SHA-256 of the model weights, so
 decoding with another model is an error instead of noise. ``.safetensors``
 keeps it in ``__metadata__``; ``.npz`` in a ``metadata`` entry (a JSON string; no pickle).
+
+Decoding never trusts a container: every header field is parsed strictly and checked for range and
+consistency (``num_frames = ceil(num_samples / hop)``, ``source_frames`` resampling to
+``num_samples``, rates > 0, a level within [LEVEL_FLOOR, :data:`LEVEL_LIMIT`]), the tensor's rank,
+dtype, byte count and rows against the model, and every value (codes inside the codebooks, latents
+finite and within :data:`LATENT_LIMIT`) before any audio is computed; the decoded audio must be
+finite too. Every refusal is a :class:`~audioenc.errors.UserError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -71,9 +78,11 @@ import hashlib
 import json
 import math
 import os
+import re
 import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,15 +92,23 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
+from safetensors import SafetensorError as _SafetensorError
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from audioenc.audio.io import SOXR_QUALITY, AudioReadError, read_info
 from audioenc.config import Config, ModelConfig, saved_section
+from audioenc.errors import UserError
 from audioenc.models.codec import CodecModel, as_scale
-from audioenc.models.conv import StreamableConv1d, StreamableConvTranspose1d, StreamableLSTM, pad1d
+from audioenc.models.conv import (
+    StreamableConv1d,
+    StreamableConvTranspose1d,
+    StreamableLSTM,
+    pad1d,
+)
 from audioenc.models.seanet import ResidualUnit
+from audioenc.training.distributed import resolve_device
 
 FORMAT_VERSION = "audioenc-encoded/1"
 """Value of the ``format`` metadata key of every container this module writes."""
@@ -112,7 +129,7 @@ Python overhead is negligible."""
 def chunk_frames_for(chunk_seconds: float, frame_rate: float) -> int:
     """Latent frames per streaming chunk: ``chunk_seconds`` rounded up to whole frames (at least 1)."""
     if chunk_seconds <= 0:
-        raise ValueError(f"--chunk-seconds must be > 0, got {chunk_seconds}.")
+        raise UserError(f"--chunk-seconds must be > 0, got {chunk_seconds}.")
     return max(1, math.ceil(chunk_seconds * frame_rate - 1e-9))
 
 
@@ -133,8 +150,9 @@ def load_codec(path: str | os.PathLike) -> tuple[CodecModel, ModelConfig]:
 
     Raises:
         FileNotFoundError: nothing loadable at ``path``.
-        ValueError: unknown file type, a checkpoint without ``config``/``model``, or weights that do
-            not fit the stored configuration.
+        UserError: unknown file type; a truncated, corrupt or foreign weights file, checkpoint or
+            ``.json``; a checkpoint without ``config``/``model``; weights that do not fit the stored
+            configuration; NaN/Inf in any weight (such a model turns every file into NaN).
     """
     from audioenc.training.checkpoint import load_exported_model, load_training_state
 
@@ -153,31 +171,68 @@ def load_codec(path: str | os.PathLike) -> tuple[CodecModel, ModelConfig]:
         )
     if path.suffix == ".safetensors":
         try:
-            model, config = load_exported_model(path)
+            model, config = load_exported_model(path)  # damaged files and configs: UserError naming them
         except RuntimeError as error:  # load_state_dict: missing/unexpected keys or shape mismatch
-            raise ValueError(
-                f"{path}: the weights do not fit the configuration in {path.with_suffix('.json').name}: {error}"
+            raise UserError(
+                f"{path}: the weights do not fit the configuration in {path.with_suffix('.json').name}: "
+                f"{_one_line(error)}"
             ) from error
+        _check_finite_weights(model, path)
         return model.eval(), config
     if path.suffix == ".pt":
-        state = load_training_state(path)
+        try:
+            state = load_training_state(path)
+        except RuntimeError as error:  # truncated, corrupt or foreign: the message names the file and what to do
+            raise UserError(_one_line(error)) from error
         missing = [key for key in ("config", "model") if not isinstance(state, dict) or key not in state]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"{path} is not an audioenc training checkpoint: it has no {' / '.join(missing)} entry. "
                 "Use a checkpoint_*.pt written by `audioenc train` or an exported model_best.safetensors."
             )
-        config = Config.from_dict(state["config"]).model
-        model = CodecModel.from_config(config)
+        if not isinstance(state["config"], dict) or not isinstance(state["config"].get("model"), dict):
+            raise UserError(
+                f"{path}: its 'config' entry has no 'model' section, so the codec cannot be rebuilt; the "
+                "checkpoint is damaged: use the run's other checkpoint or its model_best.safetensors."
+            )
+        try:
+            config = Config.from_dict({"model": state["config"]["model"]}).model
+            model = CodecModel.from_config(config)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise UserError(f"{path}: its saved model config is unusable: {_one_line(error)}") from error
+        if not isinstance(state["model"], dict):
+            raise UserError(f"{path}: its 'model' entry is not a table of weights; the checkpoint is damaged.")
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:
-            raise ValueError(f"{path}: the model weights do not fit its own saved config: {error}") from error
+            raise UserError(
+                f"{path}: the model weights do not fit its own saved config: {_one_line(error)}"
+            ) from error
+        _check_finite_weights(model, path)
         return model.eval(), config
-    raise ValueError(
+    raise UserError(
         f"{path}: unknown codec file type {path.suffix!r}; use a .safetensors export (with its .json), "
         "a checkpoint_*.pt or a run folder."
     )
+
+
+def _one_line(error: BaseException, limit: int = 400) -> str:
+    """An exception's message on one line (the CLI prints one line), cut at ``limit`` characters."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_finite_weights(model: nn.Module, path: Path) -> None:
+    """Refuse a model with NaN/Inf in any floating-point weight or buffer (a diverged or corrupted
+    run): it would encode or decode every file into NaN. Names the first bad tensor (state-dict order)."""
+    for key, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise UserError(
+                f"{path}: weight {key!r} holds {bad} NaN/Inf value(s) of {tensor.numel()}; the model is damaged "
+                "(a diverged or corrupted training run). Use another checkpoint of the run "
+                "(checkpoint_best.pt / checkpoint_last.pt) or train again."
+            )
 
 
 def model_config_hash(config: ModelConfig) -> str:
@@ -252,18 +307,18 @@ class _StreamingRun:
         if first and final:
             return conv(x)  # the whole signal in one chunk: exactly the one-shot computation
         if not conv.causal:
-            raise ValueError(
+            raise UserError(
                 "Streaming: the model is not causal (a convolution pads on the right), so it needs the "
                 "whole signal at once; encode it in a single final chunk."
             )
         if not final and length % stride:
-            raise ValueError(
+            raise UserError(
                 f"Streaming: a non-final chunk of {length} samples reached a convolution of stride {stride}; "
                 "non-final chunks must be a multiple of the model's hop length."
             )
         if first:
             if conv.pad_mode != "constant" and length <= left:
-                raise ValueError(
+                raise UserError(
                     f"Streaming: the first chunk is only {length} samples long at a layer with {left} samples "
                     f"of {conv.pad_mode!r} left padding; use chunks of more frames (or pad_mode='constant')."
                 )
@@ -286,7 +341,7 @@ class _StreamingRun:
             return layer(x)  # the whole sequence in one chunk: exactly the one-shot computation
         left, _ = layer.unpaddings()
         if not layer.causal or left != 0:
-            raise ValueError(
+            raise UserError(
                 "Streaming: a transposed convolution trims its output on the left (non-causal, or "
                 "trim_right_ratio < 1), so its output waits for future frames; decode in a single chunk."
             )
@@ -340,22 +395,27 @@ class StreamingEncoder:
         scale: the level every chunk is divided by, ``[B, 1, 1]`` or a number — for a model with
             ``normalize``, required and fixed for the whole signal (``model.input_scale`` of the
             whole signal reproduces ``model.encode``; a live stream picks a gain); ignored otherwise.
+        latent_check: called as ``latent_check(latents, first_frame)`` on each chunk's continuous
+            latents ``[B, D, f]`` before they are quantized or returned (:func:`encode_file` refuses
+            NaN/Inf or absurd latents there); None (default): no check.
     """
 
     def __init__(self, model: CodecModel, n_q: int | None = None, latents_only: bool = False,
-                 scale: torch.Tensor | float | None = None) -> None:
+                 scale: torch.Tensor | float | None = None,
+                 latent_check: Callable[[torch.Tensor, int], None] | None = None) -> None:
         if (model.quantizer is None or latents_only) and n_q is not None:
-            raise ValueError(
+            raise UserError(
                 "StreamingEncoder: n_q selects codebooks; it is meaningless when continuous latents are returned."
             )
         if model.normalize and scale is None:
-            raise ValueError(
+            raise UserError(
                 "StreamingEncoder: this codec normalises its input level; pass scale= (model.input_scale of the "
                 "whole signal, or a fixed gain for a live stream)."
             )
         self.model = model
         self.scale = scale if model.normalize else 1.0
         self.latents_only = latents_only
+        self.latent_check = latent_check
         quantized = model.quantizer is not None and not latents_only
         self.n_q = None if not quantized else (model.quantizer.n_q if n_q is None else n_q)
         if self.n_q is not None:
@@ -383,13 +443,15 @@ class StreamingEncoder:
         length = audio.shape[-1]
         hop = self.model.hop_length
         if length < 1 or (not final and length % hop):
-            raise ValueError(
+            raise UserError(
                 f"StreamingEncoder: chunk of {length} samples; non-final chunks must be a positive multiple "
                 f"of the hop length {hop}, the final chunk at least 1 sample."
             )
         self.peak_chunk_samples = max(self.peak_chunk_samples, length)
         with parametrize.cached():  # weight norm: compute each weight once per chunk
             latents = self._run.step(self.model.encoder.model, audio / as_scale(self.scale, audio), final)
+        if self.latent_check is not None:
+            self.latent_check(latents, self.frames_out)
         self.finished = final
         self.frames_out += latents.shape[-1]
         if self.n_q is None:
@@ -409,7 +471,7 @@ class StreamingDecoder:
 
     def __init__(self, model: CodecModel, scale: torch.Tensor | float | None = None) -> None:
         if model.normalize and scale is None:
-            raise ValueError("StreamingDecoder: this codec normalises its input level; pass the encoder's scale=.")
+            raise UserError("StreamingDecoder: this codec normalises its input level; pass the encoder's scale=.")
         self.model = model
         self.scale = scale if model.normalize else 1.0
         self.reset()
@@ -427,7 +489,7 @@ class StreamingDecoder:
     def decode_chunk(self, encoded: torch.Tensor, final: bool = False) -> torch.Tensor:
         """``[B, D|K, f]`` -> audio ``[B, C, f · hop_length]``."""
         if encoded.dim() != 3 or encoded.shape[-1] < 1:
-            raise ValueError(
+            raise UserError(
                 f"StreamingDecoder: expected [batch, dim or codebooks, frames>=1], got {tuple(encoded.shape)}."
             )
         if self.model.quantizer is None:
@@ -435,12 +497,12 @@ class StreamingDecoder:
         else:
             latents = self.model.quantizer.decode(encoded.long())
         if latents.shape[1] != self.model.decoder.dimension:
-            raise ValueError(
+            raise UserError(
                 f"StreamingDecoder: latents have dimension {latents.shape[1]}, the decoder expects "
                 f"{self.model.decoder.dimension}."
             )
         if not self.model.decoder.causal and (self.chunks > 0 or not final):
-            raise ValueError("StreamingDecoder: a non-causal decoder needs all frames in one final chunk.")
+            raise UserError("StreamingDecoder: a non-causal decoder needs all frames in one final chunk.")
         with parametrize.cached():
             audio = self._run.step(self.model.decoder.model, latents.to(torch.float32), final)
         self.chunks += 1
@@ -506,9 +568,16 @@ class EncodedHeader:
 
     @classmethod
     def from_strings(cls, values: dict[str, str], where: str) -> EncodedHeader:
+        """Parse and check the metadata of the file ``where``: every field present (but ``scale``
+        in files from before it existed), of its type (integers strictly, floats finite), in its
+        range, and consistent with the others. Never trusts the file: anything else is a
+        :class:`UserError` naming the file and the field."""
+        if not isinstance(values, dict):
+            raise UserError(f"{where}: the metadata is {type(values).__name__}, not a key/value table; the file is "
+                            f"damaged. {_REENCODE}")
         if values.get("format") != FORMAT_VERSION:
-            raise ValueError(
-                f"{where}: not an audioenc encoded file (format {values.get('format')!r}, expected "
+            raise UserError(
+                f"{where}: not an audioenc encoded file (format {_show(values.get('format'))}, expected "
                 f"{FORMAT_VERSION!r}); encode the audio with `audioenc encode`."
             )
         kwargs: dict[str, Any] = {}
@@ -516,15 +585,105 @@ class EncodedHeader:
             if field.name not in values:
                 if field.default is not dataclasses.MISSING:
                     continue  # a key added later: files written before it mean the default
-                raise ValueError(f"{where}: metadata key {field.name!r} is missing; the file is damaged.")
-            caster = {"int": int, "float": float}.get(str(field.type), str)
-            kwargs[field.name] = caster(values[field.name])
+                raise UserError(f"{where}: metadata key {field.name!r} is missing; the file is damaged. {_REENCODE}")
+            kwargs[field.name] = _parse_field(where, field.name, str(field.type), values[field.name])
         header = cls(**kwargs)
-        if "scale" not in values and json.loads(header.model_config).get("normalize", False):
-            raise ValueError(f"{where}: metadata key 'scale' is missing for a normalising codec; the file is damaged.")
         if header.kind not in ("latents", "codes"):
-            raise ValueError(f"{where}: kind {header.kind!r} is neither 'latents' nor 'codes'.")
+            raise UserError(f"{where}: kind {header.kind!r} is neither 'latents' nor 'codes'. {_REENCODE}")
+        try:
+            saved_config = json.loads(header.model_config)
+        except ValueError:
+            saved_config = None
+        if not isinstance(saved_config, dict):
+            raise _field_error(where, "model_config", f"is {_show(header.model_config)}, not a JSON object")
+        if "scale" not in values and saved_config.get("normalize", False):
+            raise UserError(f"{where}: metadata key 'scale' is missing for a normalising codec; the file is damaged. "
+                            + _REENCODE)
+        header._check(where)
         return header
+
+    def _check(self, where: str) -> None:
+        """Ranges and consistency of the fields, with the file and the field named."""
+        for name in ("sample_rate", "source_sample_rate", "hop_length", "channels", "num_samples", "num_frames",
+                     "source_frames", "chunk_frames"):
+            value = getattr(self, name)
+            if value < 1:
+                raise _field_error(where, name, f"is {value}; it must be a positive integer")
+        for name in ("sample_rate", "source_sample_rate"):
+            if getattr(self, name) > _MAX_SAMPLE_RATE:  # libsndfile stores rates as a C int
+                raise _field_error(where, name, f"is {getattr(self, name)} Hz, beyond any audio file's rate "
+                                                f"({_MAX_SAMPLE_RATE})")
+        hop, frames = self.hop_length, self.num_frames
+        if -(-self.num_samples // hop) != frames:
+            raise _field_error(
+                where, "num_samples",
+                f"is {self.num_samples}, but num_frames {frames} × hop_length {hop} means "
+                f"{(frames - 1) * hop + 1}..{frames * hop} samples",
+            )
+        expected = resampled_length(self.source_frames, self.source_sample_rate, self.sample_rate)
+        if expected != self.num_samples:
+            raise _field_error(
+                where, "source_frames",
+                f"is {self.source_frames} at source_sample_rate {self.source_sample_rate} Hz, which is "
+                f"{expected} samples at sample_rate {self.sample_rate} Hz, not num_samples {self.num_samples}",
+            )
+        if not math.isclose(self.frame_rate, self.sample_rate / hop, rel_tol=1e-9):
+            raise _field_error(where, "frame_rate", f"is {self.frame_rate!r}, not sample_rate / hop_length = "
+                                                    f"{self.sample_rate / hop!r}")
+        # The encoder stores RMS + LEVEL_FLOOR (or 1.0), never below the floor nor above LEVEL_LIMIT
+        # (it refuses louder input). NaN/Inf fail at parsing.
+        if not CodecModel.LEVEL_FLOOR <= self.scale <= LEVEL_LIMIT:
+            raise _field_error(where, "scale", f"is {self.scale!r}; a signal level is a positive number from "
+                                               f"{CodecModel.LEVEL_FLOOR:g} to {LEVEL_LIMIT:g}")
+        if self.bandwidth_kbps < 0:
+            raise _field_error(where, "bandwidth_kbps", f"is {self.bandwidth_kbps!r}; it must be >= 0")
+        if (self.kind == "codes") != (self.n_q >= 1) or self.n_q < 0:
+            raise _field_error(where, "n_q", f"is {self.n_q} for {self.kind}; codes need n_q >= 1 codebooks, "
+                                             "latents n_q = 0")
+        if self.streaming not in ("causal-state", "one-shot"):
+            raise _field_error(where, "streaming", f"is {_show(self.streaming)}, not 'causal-state' or 'one-shot'")
+
+
+_REENCODE = "Encode the source audio again with `audioenc encode`."
+
+_MAX_SAMPLE_RATE = 2**31 - 1
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """``repr`` of a value from a file, cut short (a damaged field may be megabytes of garbage)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _field_error(where: str, name: str, problem: str) -> UserError:
+    return UserError(
+        f"{where}: header field {name!r} {problem}; the file is damaged or was not written by `audioenc encode`. "
+        + _REENCODE
+    )
+
+
+def _parse_field(where: str, name: str, kind: str, raw: Any) -> Any:
+    """One metadata value as ``kind`` ('int', 'float' or 'str'); strings are what this module writes,
+    JSON numbers (``.npz`` written by other tools) are accepted too. Integers must be written as
+    integers ('1e13', '2.0', 'abc' are refused) and fit in 64 bits; floats must be finite."""
+    if kind not in ("int", "float"):
+        if not isinstance(raw, str):
+            raise _field_error(where, name, f"is {_show(raw)}, not a string")
+        return raw
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise _field_error(where, name, f"is {_show(raw)}, not a number")
+    text = str(raw).strip()
+    if kind == "int":
+        if isinstance(raw, float) or re.fullmatch(r"[+-]?[0-9]{1,19}", text) is None or abs(int(text)) >= 2**63:
+            raise _field_error(where, name, f"is {_show(raw)}, not an integer")
+        return int(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise _field_error(where, name, f"is {_show(raw)}, not a number") from None
+    if not math.isfinite(value):
+        raise _field_error(where, name, f"is {_show(raw)}, not a finite number")
+    return value
 
 
 def _atomic_target(path: Path) -> Path:
@@ -537,7 +696,46 @@ def _atomic_target(path: Path) -> Path:
 
 def _check_container_suffix(path: Path) -> None:
     if path.suffix not in CONTAINER_SUFFIXES:
-        raise ValueError(f"{path}: the encoded file must end in {' or '.join(CONTAINER_SUFFIXES)}.")
+        raise UserError(f"{path}: the encoded file must end in {' or '.join(CONTAINER_SUFFIXES)}.")
+
+
+def check_encoded_output(path: str | os.PathLike) -> None:
+    """An encoded file ``encode`` may write: a container suffix, and not an existing folder."""
+    path = Path(path)
+    _check_container_suffix(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; OUT must be a file name ending in {' or '.join(CONTAINER_SUFFIXES)}.")
+
+
+def check_audio_output(path: str | os.PathLike, subtype: str = "FLOAT") -> str:
+    """Check, before anything is decoded, that ``path`` can be written as audio with ``subtype``.
+
+    The format follows the suffix (libsndfile's formats: ``.wav``, ``.flac``, ``.ogg``, ...); the
+    suffix must name one of ``soundfile.available_formats()``, the subtype must be one that format
+    holds, and ``path`` must not be an existing folder. Returns the format ('WAV', ...).
+
+    Raises:
+        UserError: naming ``path`` and what works instead.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; OUT must be an audio file name such as {path / 'decoded.wav'}.")
+    formats = sf.available_formats()
+    fmt = path.suffix[1:].upper()
+    if fmt not in formats:
+        said = f"unknown audio suffix {path.suffix!r}" if path.suffix else "no suffix"
+        raise UserError(
+            f"{path}: {said}; the suffix picks the audio format: "
+            + ", ".join(f".{name.lower()}" for name in formats) + " (.wav or .flac are the usual ones)."
+        )
+    subtypes = sf.available_subtypes(fmt)
+    if not isinstance(subtype, str) or subtype.upper() not in subtypes or not sf.check_format(fmt, subtype.upper()):
+        choices = ", ".join(subtypes)
+        raise UserError(
+            f"{path}: {fmt} files cannot hold subtype {subtype!r} (--subtype); use one of {choices}"
+            + (" or write a .wav for FLOAT." if "FLOAT" not in subtypes else ".")
+        )
+    return fmt
 
 
 _SAFETENSORS_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int16): "I16", np.dtype(np.int32): "I32"}
@@ -602,7 +800,7 @@ class _ContainerWriter:
         """Append frames: ``block`` ``[rows, f]``."""
         rows, frames = block.shape
         if rows != self.shape[1] or self.written + frames > self.shape[2]:
-            raise ValueError(
+            raise UserError(
                 f"internal: block {block.shape} at frame {self.written} does not fit the declared {self.shape}."
             )
         block = block.astype(self.dtype, copy=False)
@@ -650,24 +848,38 @@ class EncodedReader:
     sequentially from the Fortran-order entry this module writes (a C-order array written by other
     tools is loaded whole). Use as a context manager.
 
+    Opening checks what can be checked without a model: the header (:meth:`EncodedHeader.from_strings`),
+    the tensor's presence, rank ``[1, rows, num_frames]``, dtype (floating-point latents, integer
+    codes) and that the file holds all of its bytes. Every failure is a :class:`UserError` naming
+    the file. The values themselves are checked by :func:`decode_file` (they need the model).
+
     Attributes:
         header: the :class:`EncodedHeader`.
         shape: ``(1, rows, F)``.
+        dtype: the tensor's numpy dtype (native byte order blocks are returned by :meth:`read`).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         _check_container_suffix(self.path)
         if not self.path.is_file():
+            if self.path.is_dir():
+                raise UserError(
+                    f"{self.path} is a folder; IN must be a .safetensors or .npz written by `audioenc encode`."
+                )
             raise FileNotFoundError(f"No encoded file at {self.path}.")
         self._zip = None
         self._entry = None
         self._whole: np.ndarray | None = None
         self._position = 0
-        if self.path.suffix == ".safetensors":
-            self._open_safetensors()
-        else:
-            self._open_npz()
+        try:
+            if self.path.suffix == ".safetensors":
+                self._open_safetensors()
+            else:
+                self._open_npz()
+        except BaseException:
+            self.close()
+            raise
 
     def _open_safetensors(self) -> None:
         from safetensors import safe_open
@@ -676,61 +888,131 @@ class EncodedReader:
             self._handle = safe_open(str(self.path), framework="np")
             metadata = self._handle.metadata() or {}
         except Exception as error:  # safetensors raises its own SafetensorError for bad files
-            raise ValueError(f"{self.path}: not a readable safetensors file ({error}).") from error
+            raise UserError(
+                f"{self.path}: not a readable safetensors file ({_one_line(error)}): it is truncated or damaged. "
+                + _REENCODE
+            ) from error
         self.header = EncodedHeader.from_strings(metadata, str(self.path))
         if self.header.tensor_name not in self._handle.keys():
-            raise ValueError(f"{self.path}: no {self.header.tensor_name!r} tensor; the file is damaged.")
+            raise UserError(f"{self.path}: no {self.header.tensor_name!r} tensor; the file is damaged. {_REENCODE}")
         self._slice = self._handle.get_slice(self.header.tensor_name)
         self.shape = tuple(self._slice.get_shape())
+        stored = self._slice.get_dtype()
+        if stored not in _SAFETENSORS_READ_DTYPES:
+            raise UserError(
+                f"{self.path}: tensor {self.header.tensor_name!r} has dtype {stored}; "
+                f"{_EXPECTED_DTYPE[self.header.kind]}. {_REENCODE}"
+            )
+        self.dtype = np.dtype(_SAFETENSORS_READ_DTYPES[stored])
         self._check_shape()
+        self._check_dtype()
 
     def _open_npz(self) -> None:
         try:
             self._zip = zipfile.ZipFile(self.path, "r")
             with self._zip.open("metadata.npy") as entry:
                 metadata = json.loads(str(np.lib.format.read_array(entry, allow_pickle=False)))
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
-            raise ValueError(f"{self.path}: not an audioenc .npz (no readable metadata entry: {error}).") from error
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, zlib.error) as error:
+            raise UserError(
+                f"{self.path}: not an audioenc .npz (no readable metadata entry: {_one_line(error)}); the file is "
+                f"truncated, damaged or not from `audioenc encode`. {_REENCODE}"
+            ) from error
         self.header = EncodedHeader.from_strings(metadata, str(self.path))
         name = f"{self.header.tensor_name}.npy"
         if name not in self._zip.namelist():
-            raise ValueError(f"{self.path}: no {name} entry; the file is damaged.")
-        self._entry = self._zip.open(name)
-        version = np.lib.format.read_magic(self._entry)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran_order, dtype = read_header(self._entry)
-        self.shape, self._dtype = tuple(shape), dtype
-        if not fortran_order:
-            with self._zip.open(name) as entry:
-                self._whole = np.lib.format.read_array(entry, allow_pickle=False)
+            raise UserError(f"{self.path}: no {name} entry; the file is damaged. {_REENCODE}")
+        try:
+            self._entry = self._zip.open(name)
+            version = np.lib.format.read_magic(self._entry)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(self._entry)
+            self._data_start = self._entry.tell()
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as error:
+            raise UserError(
+                f"{self.path}: the {name} entry cannot be read ({_one_line(error)}); the file is damaged. "
+                + _REENCODE
+            ) from error
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self._check_shape()
+        self._check_dtype()
+        # A cut or padded entry: compare the bytes it holds with what its shape and dtype need, before
+        # any of it is read (a forged shape could otherwise make the C-order path allocate terabytes).
+        needed = self._data_start + math.prod(self.shape) * self.dtype.itemsize
+        held = self._zip.getinfo(name).file_size
+        if held != needed:
+            raise UserError(
+                f"{self.path}: the {name} entry holds {held} bytes but shape {self.shape} of {self.dtype} needs "
+                f"{needed}: the file is truncated or damaged. {_REENCODE}"
+            )
+        if not fortran_order:
+            try:
+                with self._zip.open(name) as entry:
+                    self._whole = np.lib.format.read_array(entry, allow_pickle=False)
+            except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as error:
+                raise UserError(f"{self.path}: the {name} entry cannot be read ({_one_line(error)}); the file is "
+                                f"damaged. {_REENCODE}") from error
 
     def _check_shape(self) -> None:
+        name = self.header.tensor_name
         if len(self.shape) != 3 or self.shape[0] != 1 or self.shape[2] != self.header.num_frames:
-            raise ValueError(
-                f"{self.path}: tensor shape {self.shape} does not match the header "
-                f"([1, rows, {self.header.num_frames}])."
+            raise UserError(
+                f"{self.path}: tensor {name!r} has shape {list(self.shape)}, which does not match the header "
+                f"([1, rows, {self.header.num_frames}]: one item, num_frames frames); the file is damaged. {_REENCODE}"
+            )
+        if self.shape[1] < 1:
+            raise UserError(f"{self.path}: tensor {name!r} has no rows (shape {list(self.shape)}); the file is "
+                            f"damaged. {_REENCODE}")
+
+    def _check_dtype(self) -> None:
+        kind = self.header.kind
+        ok = (np.issubdtype(self.dtype, np.floating) if kind == "latents"
+              else np.issubdtype(self.dtype, np.integer))
+        if not ok or self.dtype.itemsize > 8:
+            raise UserError(
+                f"{self.path}: tensor {kind!r} has dtype {self.dtype}; {_EXPECTED_DTYPE[kind]}. {_REENCODE}"
             )
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Frames ``[start, stop)`` as ``[rows, stop - start]`` (``.npz``: sequential calls only)."""
+        """Frames ``[start, stop)`` as ``[rows, stop - start]`` in native byte order (``.npz``:
+        sequential calls only, or :meth:`rewind` first)."""
         if not 0 <= start < stop <= self.shape[2]:
-            raise ValueError(f"{self.path}: frames [{start}, {stop}) are outside [0, {self.shape[2]}).")
+            raise UserError(f"{self.path}: frames [{start}, {stop}) are outside [0, {self.shape[2]}).")
+        try:
+            block = self._read(start, stop)
+        except UserError:
+            raise
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error, _SafetensorError) as error:
+            raise UserError(
+                f"{self.path}: frames {start}..{stop} cannot be read ({_one_line(error)}); the file is damaged. "
+                + _REENCODE
+            ) from error
+        return block if block.dtype.isnative else block.astype(block.dtype.newbyteorder("="))
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
         if self._zip is None:
             return np.asarray(self._slice[:, :, start:stop])[0]
         if self._whole is not None:
             return np.asarray(self._whole[0, :, start:stop])
         if start != self._position:
-            raise ValueError(
+            raise UserError(
                 f"{self.path}: .npz frames are read in order; asked for {start}, next is {self._position}."
             )
         rows = self.shape[1]
         count = (stop - start) * rows
-        data = self._entry.read(count * self._dtype.itemsize)
-        if len(data) != count * self._dtype.itemsize:
-            raise ValueError(f"{self.path}: the tensor entry ends early (truncated file).")
+        data = self._entry.read(count * self.dtype.itemsize)  # the last read checks the entry's CRC-32
+        if len(data) != count * self.dtype.itemsize:
+            raise UserError(f"{self.path}: the tensor entry ends early (truncated file). {_REENCODE}")
         self._position = stop
-        return np.frombuffer(data, dtype=self._dtype).reshape(stop - start, rows).T
+        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, rows).T
+
+    def rewind(self) -> None:
+        """Start reading from frame 0 again (``.npz``: reopens the sequential entry)."""
+        if self._zip is not None and self._whole is None:
+            self._entry.close()
+            self._entry = self._zip.open(f"{self.header.tensor_name}.npy")
+            self._entry.read(self._data_start)
+        self._position = 0
 
     def close(self) -> None:
         if self._entry is not None:
@@ -743,6 +1025,71 @@ class EncodedReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_SAFETENSORS_READ_DTYPES = {
+    "F16": np.float16, "F32": np.float32, "F64": np.float64, "I8": np.int8, "I16": np.int16, "I32": np.int32,
+    "I64": np.int64, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32, "U64": np.uint64,
+}
+"""safetensors dtypes this reader accepts (others, e.g. BF16 or BOOL, numpy cannot hold or are never
+latents or codes)."""
+
+_EXPECTED_DTYPE = {
+    "latents": "latents are floating-point numbers (float32), so the file is damaged or not from `audioenc encode`",
+    "codes": "codes are integer codebook indices (int16), so the file is damaged or not from `audioenc encode`",
+}
+
+LATENT_LIMIT = 1e6
+"""Largest |latent| accepted when encoding or decoding. Why this bound: a codec's latents are its
+encoder's output for audio whose level is bounded — a normalising codec sees unit-RMS input, an
+other one samples within ±1 from any fixed-point file — and measured maxima are small: 19 for the
+trained `story` codec on a full-scale square wave, 0.17 for the untrained paper model on unit-RMS
+noise. 1e6 leaves 4-5 orders of magnitude of headroom over anything an encoder produces for real
+audio, yet stays 32 orders below float32's 3.4e38, so a decoder fed 1e6 cannot reach Inf through a
+few layers of O(1) weights. Beyond it the values are corruption (a flipped exponent bit, a
+scaled tensor), not a signal. Whatever passes the bound but still overflows is caught by the check
+of the decoded audio."""
+
+LEVEL_LIMIT = 1e6
+"""Largest signal level (``scale``, RMS) encoded or decoded: 120 dB above digital full scale. Fixed-point
+files stay within ±1; a float file this loud holds garbage, not sound. Decoding multiplies the audio
+by the level, so a forged level beyond it would write absurd samples."""
+
+SCAN_FRAMES = 4096
+"""Frames per block when :func:`decode_file` checks every value of the file before decoding."""
+
+
+def _check_values(where: str, kind: str, block: np.ndarray, first_frame: int, bins: int | None,
+                  encoding: bool = False) -> None:
+    """Refuse codes outside ``[0, bins)``, and NaN/Inf or ``|x| > LATENT_LIMIT`` latents, in ``block``
+    ``[rows, f]`` (frames from ``first_frame``), naming the first bad value's row and frame."""
+    if kind == "codes":
+        bad = (block < 0) | (block >= bins)
+        if bad.any():
+            row, col = (int(i) for i in np.argwhere(bad)[0])
+            raise UserError(
+                f"{where}: tensor 'codes' holds {int(block[row, col])} at codebook {row}, frame {first_frame + col}, "
+                f"outside the model's codebook range 0..{bins - 1}; the file is damaged or was encoded by another "
+                f"model. {_REENCODE}"
+            )
+        return
+    finite = np.isfinite(block)
+    bad = ~finite | (np.abs(np.where(finite, block, 0)) > LATENT_LIMIT)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        value = float(block[row, col])
+        problem = (f"{value}" if not math.isfinite(value)
+                   else f"{value:.3g}, beyond ±{LATENT_LIMIT:g} (no encoder output for real audio comes near)")
+        if encoding:
+            raise UserError(
+                f"{where}: the encoder produced latent {problem} at dimension {row}, frame {first_frame + col}: the "
+                "model overflows on this audio (damaged or diverged weights, or samples far beyond full scale). "
+                "Nothing was written; use another checkpoint of the run, or check the audio with `audioenc scan`."
+            )
+        raise UserError(
+            f"{where}: tensor 'latents' holds {problem} at dimension {row}, frame {first_frame + col}; the file is "
+            f"damaged. {_REENCODE}"
+        )
 
 
 # =================================================================================================
@@ -877,13 +1224,14 @@ def encode_file(
         on_chunk: called as ``on_chunk(frames_done, frames_total)`` after each chunk.
 
     Raises:
-        ValueError: wrong channel count, empty file, bad container suffix or chunk size.
+        UserError: wrong channel count, empty file, bad container suffix, OUT a folder, chunk size;
+            NaN/Inf or absurd latents from the model (beyond :data:`LATENT_LIMIT`): nothing is written.
         AudioReadError: unreadable or truncated audio, NaN/Inf samples.
     """
     input_path, output_path = Path(input_path), Path(output_path)
-    _check_container_suffix(output_path)
+    check_encoded_output(output_path)
     if chunk_frames < 1:
-        raise ValueError(f"chunk_frames={chunk_frames}: must be >= 1.")
+        raise UserError(f"chunk_frames={chunk_frames}: must be >= 1.")
     try:
         info = sf.info(str(input_path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
@@ -893,15 +1241,15 @@ def encode_file(
         raise AudioReadError(f"{input_path}: truncated: the header declares more sample data than the file holds "
                              f"({truncated}); `audioenc scan` flags such files; re-export or re-download it")
     if info.channels != model.channels:
-        raise ValueError(
+        raise UserError(
             f"{input_path} has {info.channels} channel(s) but the model encodes {model.channels}. "
             f"Use a {'mono (--1ch)' if info.channels == 1 else f'{info.channels}-channel'} model, or convert "
             f"the file to {model.channels} channel(s) first."
         )
     num_samples = resampled_length(info.frames, info.samplerate, model.sample_rate)
     if num_samples < 1:
-        raise ValueError(f"{input_path} holds no audio ({info.frames} frames); nothing to encode.")
-    model = model.to(device).eval()
+        raise UserError(f"{input_path} holds no audio ({info.frames} frames); nothing to encode.")
+    model = model.to(resolve_device(device) if isinstance(device, str) else device).eval()
     hop = model.hop_length
     num_frames = -(-num_samples // hop)
     causal = bool(model.encoder.causal)
@@ -918,7 +1266,16 @@ def encode_file(
 
     # A normalising codec needs the whole signal's level before its first chunk: one extra pass.
     scale = _signal_level(model_rate_blocks(), num_samples * info.channels) if model.normalize else 1.0
-    stream = StreamingEncoder(model, n_q, scale=scale)
+    if not scale <= LEVEL_LIMIT:
+        raise AudioReadError(
+            f"{input_path}: its level (RMS {scale:.3g}) is beyond {LEVEL_LIMIT:g}, over 120 dB above digital full "
+            "scale: the samples are not audio (a float file with garbage values?); check the file with `audioenc scan`."
+        )
+
+    def check_latents(latents: torch.Tensor, first_frame: int) -> None:  # NaN weights are refused at loading;
+        _check_values(str(input_path), "latents", latents[0].cpu().numpy(), first_frame, None, encoding=True)
+
+    stream = StreamingEncoder(model, n_q, scale=scale, latent_check=check_latents)
     quantized = model.quantizer is not None
     header = EncodedHeader(
         kind="codes" if quantized else "latents",
@@ -1007,16 +1364,44 @@ def check_model_matches(header: EncodedHeader, model: CodecModel, config: ModelC
         if (list(value) if isinstance(value, tuple) else value) != saved.get(key)
     ]
     if differences:
-        raise ValueError(
+        raise UserError(
             f"{where} was encoded by a model with another configuration (" + "; ".join(differences)
             + "). Decode it with the model that encoded it."
         )
     if not allow_other_weights and header.model_weights_sha256 != model_weights_hash(model):
-        raise ValueError(
+        raise UserError(
             f"{where} was encoded by a model with the same configuration but other weights (another "
             "checkpoint?). Decode with the model that encoded it, or allow other weights explicitly "
             "(--allow-other-weights) if you know they share the latent space."
         )
+
+
+def _check_fits_model(reader: EncodedReader, model: CodecModel) -> None:
+    """The header's rates, hop and channels, and the tensor's rows, against ``model`` (whose
+    configuration :func:`check_model_matches` found equal to the file's): a difference means the
+    header contradicts its own configuration, i.e. a damaged file."""
+    header, where = reader.header, str(reader.path)
+    for name, value in (("sample_rate", model.sample_rate), ("hop_length", model.hop_length),
+                        ("channels", model.channels)):
+        if getattr(header, name) != value:
+            raise _field_error(where, name, f"is {getattr(header, name)}, but the model that wrote it has {value}")
+    if not math.isclose(header.frame_rate, model.frame_rate, rel_tol=1e-9):
+        raise _field_error(where, "frame_rate", f"is {header.frame_rate!r}, but the model's is {model.frame_rate!r}")
+    rows = reader.shape[1]
+    if model.quantizer is None:
+        if rows != model.decoder.dimension:
+            raise UserError(
+                f"{where}: tensor 'latents' has {rows} rows (shape {list(reader.shape)}) but the model's latent "
+                f"dimension is {model.decoder.dimension}; the file is damaged. {_REENCODE}"
+            )
+        return
+    if rows > model.quantizer.total_codebooks:
+        raise UserError(
+            f"{where}: tensor 'codes' has {rows} codebooks (shape {list(reader.shape)}) but the model has only "
+            f"{model.quantizer.total_codebooks}; the file is damaged. {_REENCODE}"
+        )
+    if rows != header.n_q:
+        raise _field_error(where, "n_q", f"is {header.n_q}, but tensor 'codes' has {rows} codebooks")
 
 
 def decode_file(
@@ -1047,30 +1432,59 @@ def decode_file(
         allow_other_weights: see :func:`check_model_matches`.
         device: where the model runs.
         on_chunk: called as ``on_chunk(frames_done, frames_total)``.
+
+    Nothing in ``input_path`` is trusted: before any audio is computed, the output name and subtype
+    (:func:`check_audio_output`), the header (types, ranges, consistency), the tensor (rank,
+    dtype, size, rows against the model) and every value (codes within the codebooks, latents
+    finite and within :data:`LATENT_LIMIT`) are checked; decoded audio must be finite. The audio
+    goes to a temporary file renamed over ``output_path`` at the end, so a refusal at any point
+    leaves nothing at ``output_path``.
+
+    Raises:
+        UserError: any of the above, naming the file and the field or value.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     if chunk_frames < 1:
-        raise ValueError(f"chunk_frames={chunk_frames}: must be >= 1.")
-    with EncodedReader(input_path) as reader:
+        raise UserError(f"chunk_frames={chunk_frames}: must be >= 1.")
+    audio_format = check_audio_output(output_path, subtype)
+    where = str(input_path)
+    with EncodedReader(input_path) as reader:  # checks the header, the tensor's rank, dtype and size
         header = reader.header
-        check_model_matches(header, model, config, str(input_path), allow_other_weights)
+        check_model_matches(header, model, config, where, allow_other_weights)
         model_kind = "latents" if model.quantizer is None else "codes"
         if header.kind != model_kind:
-            raise ValueError(f"{input_path} holds {header.kind} but the model produces {model_kind}.")
-        model = model.to(device).eval()
+            raise UserError(f"{input_path} holds {header.kind} but the model produces {model_kind}.")
+        _check_fits_model(reader, model)
+        bins = None if model.quantizer is None else model.quantizer.bins
+        # Every value, before any audio is computed or written (the container is small next to the
+        # audio: 1/20 of it for paper-model latents, far less for codes).
+        for start in range(0, header.num_frames, SCAN_FRAMES):
+            stop = min(start + SCAN_FRAMES, header.num_frames)
+            _check_values(where, header.kind, reader.read(start, stop), start, bins)
+        reader.rewind()
+        model = model.to(resolve_device(device) if isinstance(device, str) else device).eval()
         stream = StreamingDecoder(model, scale=header.scale)
         frames = header.num_frames
         if not model.decoder.causal:
             chunk_frames = frames
         rate = header.source_sample_rate if to_source_rate else header.sample_rate
         out_frames = header.source_frames if to_source_rate else header.num_samples
+        dtype = np.int64 if header.kind == "codes" else np.float32
 
         def decoded_blocks() -> Iterator[np.ndarray]:
             emitted = 0
             for start in range(0, frames, chunk_frames):
                 stop = min(start + chunk_frames, frames)
-                block = torch.from_numpy(np.array(reader.read(start, stop), copy=True)).unsqueeze(0).to(device)
+                values = reader.read(start, stop)
+                _check_values(where, header.kind, values, start, bins)  # again: the file may have changed
+                block = torch.from_numpy(values.astype(dtype)).unsqueeze(0).to(device)
                 audio = stream.decode_chunk(block, final=stop == frames)[0].cpu().numpy()
+                if not np.isfinite(audio).all():
+                    raise UserError(
+                        f"{where}: decoding frames {start}..{stop} gave NaN/Inf audio: the model's float32 arithmetic "
+                        f"overflows on these values (damaged weights or a damaged file); nothing was written to "
+                        f"{output_path}. Decode with the model that encoded the file, or encode the source again."
+                    )
                 audio = audio[:, : max(0, header.num_samples - emitted)]
                 emitted += audio.shape[1]
                 if on_chunk is not None:
@@ -1086,7 +1500,15 @@ def decode_file(
         written = 0
         try:
             integer = not subtype.upper().startswith(("FLOAT", "DOUBLE"))
-            with sf.SoundFile(str(tmp), "w", samplerate=rate, channels=header.channels, subtype=subtype) as out:
+            try:
+                out = sf.SoundFile(str(tmp), "w", samplerate=rate, channels=header.channels, subtype=subtype,
+                                   format=audio_format)
+            except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+                raise UserError(
+                    f"{output_path}: libsndfile cannot write {audio_format} with {header.channels} channel(s) at "
+                    f"{rate} Hz, subtype {subtype} ({_one_line(error)}); choose another suffix (.wav holds any)."
+                ) from error
+            with out:
                 for block in blocks:
                     if integer:
                         over = np.abs(block) > 1.0
@@ -1104,6 +1526,7 @@ def decode_file(
 
 __all__ = [
     "DEFAULT_CHUNK_FRAMES", "DecodeResult", "EncodeResult", "EncodedHeader", "EncodedReader", "FORMAT_VERSION",
-    "StreamingDecoder", "StreamingEncoder", "check_model_matches", "decode_file", "encode_file", "load_codec",
-    "model_config_hash", "model_weights_hash", "resampled_length",
+    "LATENT_LIMIT", "StreamingDecoder", "StreamingEncoder", "check_audio_output", "check_encoded_output",
+    "check_model_matches",
+    "decode_file", "encode_file", "load_codec", "model_config_hash", "model_weights_hash", "resampled_length",
 ]

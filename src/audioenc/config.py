@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from audioenc import SAMPLE_RATE
+from audioenc.errors import UnknownKeyError, UserError
 
 
 @dataclass
@@ -107,6 +108,12 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast; CPU with AVX512-BF16/AMX, or GPU)
     compile: bool = False  # torch.compile the training step's codec and discriminator calls (first steps compile)
     logger: str = "tensorboard"  # tensorboard | wandb | none
+    # Validation also scores these perceptual measures (audioenc.metrics.perceptual; the evaluation
+    # extra) on its first `perceptual_segments` segments every `perceptual_every` epochs (0: never):
+    # about a second per segment and measure on a CPU, so a long run shows quality rise at little cost.
+    perceptual_every: int = 10
+    perceptual_measures: tuple[str, ...] = ("visqol_audio",)
+    perceptual_segments: int = 4
 
 
 @dataclass
@@ -187,9 +194,9 @@ SMALL_BATCH = {"1ch": 8, "32ch": 2}
 def build_config(channel_mode: str, preset: str = "paper", overrides: typing.Iterable[str] = ()) -> Config:
     """Resolve channel mode, size preset and ``key=value`` overrides into one :class:`Config`."""
     if channel_mode not in CHANNEL_MODES:
-        raise ValueError(f"Unknown channel mode {channel_mode!r}; choose one of {sorted(CHANNEL_MODES)}.")
+        raise UserError(f"Unknown channel mode {channel_mode!r}; choose one of {sorted(CHANNEL_MODES)}.")
     if preset not in SIZE_PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(SIZE_PRESETS)}.")
+        raise UserError(f"Unknown preset {preset!r}; choose one of {sorted(SIZE_PRESETS)}.")
     config = Config()
     updates = dict(CHANNEL_MODES[channel_mode])
     updates.update(SIZE_PRESETS[preset])
@@ -200,7 +207,7 @@ def build_config(channel_mode: str, preset: str = "paper", overrides: typing.Ite
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
-            raise ValueError(f"Override {item!r} is not of the form key=value (e.g. optim.lr=1e-4).")
+            raise UserError(f"Override {item!r} is not of the form key=value (e.g. optim.lr=1e-4).")
         set_value(config, key.strip(), text.strip())
     return validate(config)
 
@@ -210,7 +217,7 @@ def set_value(config: Config, dotted_key: str, value: Any) -> None:
     section_name, _, key = dotted_key.partition(".")
     section = _section(config, section_name)
     if not key:
-        raise KeyError(f"Override key {dotted_key!r} needs a field: {_valid_keys(section_name, section)}.")
+        raise UnknownKeyError(f"Override key {dotted_key!r} needs a field: {_valid_keys(section_name, section)}.")
     _set_field(section, section_name, key, value)
 
 
@@ -231,10 +238,10 @@ def validate(config: Config) -> Config:
         section, _, key = dotted.partition(".")
         value = getattr(getattr(config, section), key)
         if value not in choices:
-            raise ValueError(f"{dotted}={value!r} is not valid; choose one of {', '.join(choices)}.")
+            raise UserError(f"{dotted}={value!r} is not valid; choose one of {', '.join(choices)}.")
     disc = config.discriminator
     if not len(disc.n_ffts) == len(disc.hop_lengths) == len(disc.win_lengths):
-        raise ValueError("discriminator.n_ffts, hop_lengths and win_lengths must have the same length.")
+        raise UserError("discriminator.n_ffts, hop_lengths and win_lengths must have the same length.")
     positive = {
         "model.channels": config.model.channels,
         "train.batch_size": config.train.batch_size,
@@ -244,16 +251,23 @@ def validate(config: Config) -> Config:
     }
     for key, value in positive.items():
         if value < 1:
-            raise ValueError(f"{key} must be >= 1; got {value}.")
+            raise UserError(f"{key} must be >= 1; got {value}.")
+    from audioenc.metrics.perceptual import MEASURES
+
+    unknown = [name for name in config.train.perceptual_measures if name not in MEASURES]
+    if unknown:
+        raise UserError(f"train.perceptual_measures: unknown {', '.join(unknown)}; choose from {', '.join(MEASURES)}.")
+    if config.train.perceptual_every < 0 or config.train.perceptual_segments < 0:
+        raise UserError("train.perceptual_every and train.perceptual_segments must be >= 0.")
     if config.data.segment_seconds <= 0:
-        raise ValueError(f"data.segment_seconds must be > 0; got {config.data.segment_seconds}.")
+        raise UserError(f"data.segment_seconds must be > 0; got {config.data.segment_seconds}.")
     return config
 
 
 def _section(config: Config, name: str) -> Any:
     names = [f.name for f in dataclasses.fields(config)]
     if name not in names:
-        raise KeyError(f"Unknown config section {name!r}; valid sections: {', '.join(names)}.")
+        raise UnknownKeyError(f"Unknown config section {name!r}; valid sections: {', '.join(names)}.")
     return getattr(config, name)
 
 
@@ -264,11 +278,11 @@ def _valid_keys(section_name: str, section: Any) -> str:
 def _set_field(section: Any, section_name: str, key: str, value: Any) -> None:
     hints = typing.get_type_hints(type(section))
     if key not in hints:
-        raise KeyError(f"Unknown config key {section_name}.{key!r}; {_valid_keys(section_name, section)}.")
+        raise UnknownKeyError(f"Unknown config key {section_name}.{key!r}; {_valid_keys(section_name, section)}.")
     try:
         parsed = _coerce(value, hints[key])
     except (TypeError, ValueError) as error:
-        raise ValueError(
+        raise UserError(
             f"Bad value {value!r} for {section_name}.{key} (expected {_type_name(hints[key])}): {error}"
         ) from None
     setattr(section, key, parsed)
@@ -299,13 +313,13 @@ def _coerce(value: Any, annotation: Any) -> Any:
                 return _coerce(value, arg)
             except (TypeError, ValueError) as error:
                 errors.append(str(error))
-        raise ValueError("; ".join(errors))
+        raise UserError("; ".join(errors))
     if origin is tuple:
         items = value.split(",") if isinstance(value, str) else list(value)
         item_type = args[0] if args else str
         if len(args) >= 2 and args[-1] is not Ellipsis:
             if len(items) != len(args):
-                raise ValueError(f"expected {len(args)} comma-separated values, got {len(items)}")
+                raise UserError(f"expected {len(args)} comma-separated values, got {len(items)}")
             return tuple(_coerce(v, t) for v, t in zip(items, args))
         return tuple(_coerce(v, item_type) for v in items)
     if annotation is bool:
@@ -316,14 +330,14 @@ def _coerce(value: Any, annotation: Any) -> Any:
             return True
         if text in ("0", "false", "no", "off"):
             return False
-        raise ValueError("expected true/false")
+        raise UserError("expected true/false")
     if annotation is int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError("expected an integer")
+            raise UserError("expected an integer")
         return int(str(value).strip()) if isinstance(value, str) else int(value)
     if annotation is float:
         if isinstance(value, bool):
-            raise ValueError("expected a number")
+            raise UserError("expected a number")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):

@@ -50,6 +50,7 @@ from torch import nn
 
 from audioenc.codec_io import DEFAULT_CHUNK_FRAMES, StreamingEncoder, load_codec
 from audioenc.config import ModelConfig
+from audioenc.errors import UserError
 from audioenc.models.codec import CodecModel
 from audioenc.models.conv import StreamableLSTM
 
@@ -125,7 +126,7 @@ class CodecHEAR(HEARModule):
                  chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> None:
         super().__init__()
         if batch_size < 1 or chunk_frames < 1:
-            raise ValueError(f"CodecHEAR: batch_size={batch_size}, chunk_frames={chunk_frames}; both must be >= 1.")
+            raise UserError(f"CodecHEAR: batch_size={batch_size}, chunk_frames={chunk_frames}; both must be >= 1.")
         self.codec = codec.eval()
         self.config = config
         self.batch_size = batch_size
@@ -255,7 +256,7 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
         ``scene_embedding_size`` and ``timestamp_embedding_size``.
     """
     if not model_file_path:
-        raise ValueError(
+        raise UserError(
             "load_model needs a model file: a model_best.safetensors / checkpoint_*.pt / run folder from "
             "`audioenc train`, or a file of a registered kind such as a weak-CRNN folder (no pretrained weights ship "
             "with audioenc)."
@@ -274,7 +275,7 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
                 )
             model = loader.load(path, **kwargs).eval()
             return model.to(device) if device is not None else model
-    raise ValueError(
+    raise UserError(
         f"load_model: {path} is not a known encoder file; known kinds: {', '.join(l.name for l in LOADERS)} "
         "(a codec .safetensors/.pt/run folder; a weak-CRNN folder once audioenc.timing is imported)."
     )
@@ -285,11 +286,11 @@ def _check_audio(audio: torch.Tensor, model: nn.Module) -> None:
         raise TypeError(f"expected a model from audioenc.hear.load_model, got {type(model).__name__}.")
     if not isinstance(audio, torch.Tensor) or audio.dim() != 2 or audio.shape[1] < 1:
         shape = tuple(audio.shape) if isinstance(audio, torch.Tensor) else type(audio).__name__
-        raise ValueError(
+        raise UserError(
             f"HEAR audio must be a tensor [n_sounds, n_samples] of mono audio at {model.sample_rate} Hz; got {shape}."
         )
     if not torch.isfinite(audio).all():
-        raise ValueError("HEAR audio contains NaN or Inf samples.")
+        raise UserError("HEAR audio contains NaN or Inf samples.")
 
 
 def get_timestamp_embeddings(audio: torch.Tensor, model: HEARModule) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,19 @@ within 10 minutes on 2 CPU cores; the report names every model the budget stoppe
 validation loss was still falling. `audioenc workflow` itself has no budget by default."""
 
 
+def codec_listening_report(codec_dir: Path) -> Path:
+    """``codec_dir/listening/report.html``: the codec beside the reference systems on files of
+    the embedded corpus (two files, 3 s each), with ViSQOL when the evaluation extra is installed."""
+    from audioenc.audio.datasets import default_eigenscape_corpus
+    from audioenc.listening_report import report_with_references
+    from audioenc.metrics.file_evaluation import format_summary
+
+    files = sorted(Path(default_eigenscape_corpus()).glob("*.wav"))
+    page, evaluation = report_with_references(codec_dir, files, codec_dir / "listening", max_files=2)
+    print(format_summary(evaluation.summary(200), evaluation.measures), flush=True)
+    return page
+
+
 def run_story(out: Path, seed: int = 0, progress: bool = True) -> dict:
     """Run the three parts into ``out``; returns the headline numbers (also in ``out/story.json``)."""
     from audioenc.config import build_config
@@ -45,6 +58,9 @@ def run_story(out: Path, seed: int = 0, progress: bool = True) -> dict:
     resume = (codec_dir / "checkpoint_last.pt").exists()
     codec_summary = train(config, codec_dir, resume=resume, progress=progress)
     timings["codec_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    listening = codec_listening_report(codec_dir)
+    timings["listening_report_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
     print("\n== 3/3 the lab workflow, the codec's encoder frozen ==", flush=True)
@@ -61,6 +77,7 @@ def run_story(out: Path, seed: int = 0, progress: bool = True) -> dict:
             "valid_mel_distance_best": codec_summary.get("best_mel_distance"),
             "model": str(codec_dir / "model_best.safetensors"),
         },
+        "listening_report": str(listening),
         "demo": {name: str(out / "demo" / file) for name, file in demo["files"].items()},
         "workflow_report": str(out / "workflow" / "report.md"),
         "workflow": report.get("headline", {}) if isinstance(report, dict) else {},
@@ -70,6 +87,7 @@ def run_story(out: Path, seed: int = 0, progress: bool = True) -> dict:
     print("\n== done ==")
     print(f"codec: validation mel distance {headline['codec']['valid_mel_distance_untrained']:.4f} (untrained) -> "
           f"{headline['codec']['valid_mel_distance_best']:.4f} (best) after {codec_summary['steps']} steps")
+    print(f"listening report (open in a browser): {listening}")
     print(f"report: {out / 'workflow' / 'report.md'}")
     print(f"plots:  {out / 'demo'}, {out / 'workflow'}")
     print(f"time:   demo {timings['demo_seconds']:.0f} s, codec {timings['codec_seconds']:.0f} s, "

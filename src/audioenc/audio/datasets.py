@@ -44,7 +44,14 @@ from torch.utils.data import Dataset
 
 from audioenc import SAMPLE_RATE
 from audioenc.audio.io import AudioReadError, input_frames_for, read_segment
-from audioenc.audio.manifest import FileEntry, Manifest, NoUsableAudioError, require_usable, scan
+from audioenc.audio.manifest import (
+    FileEntry,
+    Manifest,
+    NoUsableAudioError,
+    require_usable,
+    scan,
+)
+from audioenc.errors import UserError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -83,11 +90,11 @@ def _as_manifest(manifest_or_root: Manifest | str | os.PathLike) -> Manifest:
 
 def _check_channel_config(channel_mode: str, channels: int) -> None:
     if channel_mode not in CHANNEL_MODES:
-        raise ValueError(f"channel_mode={channel_mode!r}: choose one of {CHANNEL_MODES}")
+        raise UserError(f"channel_mode={channel_mode!r}: choose one of {CHANNEL_MODES}")
     if channel_mode in ("mono", "downmix") and channels != 1:
-        raise ValueError(f"channel_mode={channel_mode!r} gives 1 channel, but channels={channels}; set channels=1")
+        raise UserError(f"channel_mode={channel_mode!r} gives 1 channel, but channels={channels}; set channels=1")
     if channel_mode == "all" and channels < 1:
-        raise ValueError(f"channels={channels}: channel_mode='all' needs the files' channel count (e.g. 32)")
+        raise UserError(f"channels={channels}: channel_mode='all' needs the files' channel count (e.g. 32)")
 
 
 def usable_entries(
@@ -152,7 +159,7 @@ def usable_entries(
 def _segment_samples(segment_seconds: float, sample_rate: int) -> int:
     samples = round(segment_seconds * sample_rate)
     if samples <= 0:
-        raise ValueError(f"segment_seconds={segment_seconds} at {sample_rate} Hz gives {samples} samples")
+        raise UserError(f"segment_seconds={segment_seconds} at {sample_rate} Hz gives {samples} samples")
     return samples
 
 
@@ -264,7 +271,7 @@ class SegmentDataset(Dataset):
             int(items_per_epoch) if items_per_epoch is not None else max(1, int(total_seconds // self.segment_seconds))
         )
         if self.items_per_epoch <= 0:
-            raise ValueError(f"items_per_epoch={items_per_epoch}: must be > 0")
+            raise UserError(f"items_per_epoch={items_per_epoch}: must be > 0")
         self.rank = _default_rank() if rank is None else int(rank)
         self.epoch = 0
         self.max_attempts = int(max_attempts)
@@ -376,7 +383,7 @@ class FixedSegmentDataset(Dataset):
         name: str = "valid",
     ) -> None:
         if num_segments <= 0:
-            raise ValueError(f"num_segments={num_segments}: must be > 0")
+            raise UserError(f"num_segments={num_segments}: must be > 0")
         self.manifest = _as_manifest(manifest_or_root)
         self.segment_seconds = float(segment_seconds)
         self.sample_rate = int(sample_rate)
@@ -500,17 +507,17 @@ def split_manifest(
             message says how many there are).
     """
     if by not in SPLIT_BY:
-        raise ValueError(f"by={by!r}: choose one of {SPLIT_BY}")
+        raise UserError(f"by={by!r}: choose one of {SPLIT_BY}")
     for label, fraction in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= fraction < 1.0:
-            raise ValueError(f"{label}={fraction}: must be in [0, 1)")
+            raise UserError(f"{label}={fraction}: must be in [0, 1)")
     usable = require_usable(manifest)
     groups = sorted({_group_of(entry, by) for entry in usable})
     unknown = sorted((set(valid_groups) | set(test_groups)) - set(groups))
     if unknown:
-        raise ValueError(f"groups {unknown} (by={by!r}) not found under {manifest.root}; there are: {groups}")
+        raise UserError(f"groups {unknown} (by={by!r}) not found under {manifest.root}; there are: {groups}")
     if set(valid_groups) & set(test_groups):
-        raise ValueError(f"groups {sorted(set(valid_groups) & set(test_groups))} given for both valid and test")
+        raise UserError(f"groups {sorted(set(valid_groups) & set(test_groups))} given for both valid and test")
     free = sorted(
         (group for group in groups if group not in valid_groups and group not in test_groups),
         key=lambda group: hashlib.sha1(f"{seed}:{group}".encode()).hexdigest(),
@@ -523,7 +530,7 @@ def split_manifest(
 
     n_valid, n_test = count(valid_fraction, valid_groups), count(test_fraction, test_groups)
     if n_valid + n_test >= len(free):
-        raise ValueError(
+        raise UserError(
             f"{len(groups)} group(s) by {by!r} under {manifest.root} cannot give {n_valid} valid + "
             f"{n_test} test group(s) and leave one for training; add data, lower the fractions, "
             "or split by 'file'"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from audioenc.audio.formats import EventSplit, Issue, read_event_split
+from audioenc.errors import UserError
 
 TRAIN_SUBSETS: tuple[str, ...] = ("synth", "strong", "weak")
 SPLIT_SUBSETS: dict[str, tuple[str, ...]] = {"train": TRAIN_SUBSETS, "validation": ("synth_val",), "test": ("test",)}
@@ -66,10 +67,10 @@ def read_desed_config(path: str | Path, classes: tuple[str, ...] | None = None) 
     try:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not a YAML file ({error}); a DESED data config has a `data:` section") from None
+        raise UserError(f"{path}: not a YAML file ({error}); a DESED data config has a `data:` section") from None
     section = content.get("data", content) if isinstance(content, dict) else None
     if not isinstance(section, dict):
-        raise ValueError(f"{path}: no `data:` section of folders and TSVs (DESED_task's recipe config layout)")
+        raise UserError(f"{path}: no `data:` section of folders and TSVs (DESED_task's recipe config layout)")
     result = DesedSplits({})
     for split, subsets in SPLIT_SUBSETS.items():
         parts = []
@@ -89,7 +90,7 @@ def read_desed_config(path: str | Path, classes: tuple[str, ...] | None = None) 
             if classes is None and split == "train":
                 classes = merged.classes
     if "train" not in result.splits:
-        raise ValueError(f"{path}: no training subset with both a folder and a TSV (keys "
+        raise UserError(f"{path}: no training subset with both a folder and a TSV (keys "
                          f"{', '.join(f'{s}_folder/{s}_tsv' for s in TRAIN_SUBSETS)})")
     return result
 

@@ -41,6 +41,8 @@ from typing import NamedTuple
 
 import soundfile as sf
 
+from audioenc.errors import UserError
+
 STRONG_COLUMNS: tuple[str, ...] = ("filename", "onset", "offset", "event_label")
 WEAK_COLUMNS: tuple[str, ...] = ("filename", "event_labels")
 DURATION_COLUMNS: tuple[str, ...] = ("filename", "duration")
@@ -118,9 +120,13 @@ class EventSplit:
 
 
 def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
-    """Non-empty lines of a TSV as ``(line_number, fields)``; trailing blanks removed."""
+    """Non-empty lines of a TSV as ``(line_number, fields)``; trailing blanks removed.
+
+    ``utf-8-sig`` drops the byte-order mark that spreadsheet exports put before the first header;
+    read as plain UTF-8 it would glue itself to the first column's name and the header would not match.
+    """
     rows = []
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip("\r\n")
             if line.strip():
@@ -437,7 +443,7 @@ def write_weak_tsv(path: str | Path, labels: Mapping[str, Iterable[str]]) -> Non
     for filename, values in labels.items():
         bad = [label for label in values if "," in label or "\t" in label]
         if bad:
-            raise ValueError(f"labels {bad} of {filename!r} contain a comma or tab, which the weak TSV cannot hold")
+            raise UserError(f"labels {bad} of {filename!r} contain a comma or tab, which the weak TSV cannot hold")
     _write_rows(Path(path), WEAK_COLUMNS, [(name, ",".join(sorted(set(labels[name])))) for name in sorted(labels)])
 
 
@@ -489,7 +495,7 @@ def read_event_split(
     """
     audio_dir = Path(audio_dir)
     if strong_tsv is None and weak_tsv is None:
-        raise ValueError(f"split {name!r}: give a strong and/or a weak label TSV for {audio_dir}")
+        raise UserError(f"split {name!r}: give a strong and/or a weak label TSV for {audio_dir}")
     for label_file in (strong_tsv, weak_tsv):
         if label_file is not None and not Path(label_file).is_file():
             raise FileNotFoundError(f"split {name!r}: label file {label_file} does not exist")
@@ -501,7 +507,13 @@ def read_event_split(
     if strong_tsv is not None:
         parsed, strong_issues = read_strong_tsv(strong_tsv, durations=durations, classes=classes)
         issues += strong_issues
-        strong = {filename: parsed.get(filename, []) for filename in durations}
+        if any(issue.action == "error" for issue in strong_issues):
+            # The whole file was rejected (empty, wrong header): the split has no strong labels,
+            # not strong labels that say "no events anywhere" (which would turn boundary metrics off silently).
+            issues.append(Issue(str(strong_tsv), None, f"split {name!r}: the strong TSV was rejected whole; the split "
+                                "is treated as having no strong labels (no boundary metrics) until it is fixed", "error"))
+        else:
+            strong = {filename: parsed.get(filename, []) for filename in durations}
     weak_rows: dict[str, tuple[str, ...]] = {}
     if weak_tsv is not None:
         weak_rows, weak_issues = read_weak_tsv(weak_tsv, files=durations, classes=classes)

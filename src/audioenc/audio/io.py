@@ -27,6 +27,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from audioenc.errors import UserError
+
 SOXR_QUALITY = "HQ"
 """soxr quality recipe used everywhere ('HQ': 20-bit precision, passband to ~0.91 Nyquist)."""
 
@@ -40,7 +42,7 @@ doubles that for safety (tests/audio/test_io.py checks it)."""
 _SHORT_DATA_CHUNK = re.compile(r"^(?:data|SSND)\s*:.*should be", re.IGNORECASE)
 
 
-class AudioReadError(RuntimeError):
+class AudioReadError(UserError):
     """A file could not be read as audio (corrupt, truncated, vanished, non-finite data)."""
 
 

@@ -62,6 +62,7 @@ import numpy as np
 import soundfile as sf
 
 from audioenc.audio.io import AudioInfo, audio_cache_dir, read_info
+from audioenc.errors import UserError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ _EDGE_FRAMES = 4096
 _CHUNK_MARKER = re.compile(r"[-_.](?:part|chunk|seg|segment)[-_]?\d+$", re.IGNORECASE)
 
 
-class NoUsableAudioError(ValueError):
+class NoUsableAudioError(UserError):
     """A directory holds no audio file that can be used (empty, or every file rejected)."""
 
 
@@ -406,7 +407,9 @@ def scan(root: str | os.PathLike, *, use_cache: bool = True, write_cache: bool =
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise NotADirectoryError(f"{root}: not a directory; give the folder that holds the audio files")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise NotADirectoryError(f"{root}: not a directory: the audio folder {what}; give the folder that "
+                                 "holds the audio files (for example --data DIR)")
     cache_path = _cache_location(root)
     cached = _read_cache(cache_path) if use_cache else None
     previous: dict[str, dict] = {}

@@ -5,6 +5,10 @@ follows its suffix (``.wav``, ``.flac``, ...), at the model's 24 kHz and the enc
 the source file's rate and length with ``--source-rate``. The model must be the one that encoded
 IN (checked by the config and weights hashes in IN). Decoding streams frame blocks, so memory does
 not grow with the file's length (causal models).
+
+Nothing in IN is trusted: its header, tensor and every value are checked against the model before
+any audio is computed, and OUT is written under a temporary name, renamed at the end, so a refusal
+leaves no OUT behind.
 """
 
 from __future__ import annotations
@@ -36,19 +40,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the command; bad input (missing file, wrong channels, other model) exits 2 with its message."""
-    from audioenc.audio.io import AudioReadError
+    """Run the command; bad input exits 2 with one line naming it (see audioenc.cli)."""
+    from audioenc.codec_io import check_audio_output, chunk_frames_for, decode_file, load_codec
 
-    try:
-        return _run(args)
-    except (ValueError, FileNotFoundError, AudioReadError) as error:
-        print(f"audioenc decode: error: {error}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
-    from audioenc.codec_io import chunk_frames_for, decode_file, load_codec
-
+    check_audio_output(args.output, args.subtype)  # an unusable OUT is refused before the model loads
     model, config = load_codec(args.model)
     chunk_frames = chunk_frames_for(args.chunk_seconds, model.frame_rate)
     result = decode_file(args.input, args.output, model, config, chunk_frames=chunk_frames,

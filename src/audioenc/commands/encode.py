@@ -14,6 +14,8 @@ import argparse
 import math
 import sys
 
+from audioenc.errors import UserError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -34,25 +36,16 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the command; bad input (missing file, wrong channels, other model) exits 2 with its message."""
-    from audioenc.audio.io import AudioReadError
+    """Run the command; bad input exits 2 with one line naming it (see audioenc.cli)."""
+    from audioenc.codec_io import check_encoded_output, chunk_frames_for, encode_file, load_codec
 
-    try:
-        return _run(args)
-    except (ValueError, FileNotFoundError, AudioReadError) as error:
-        print(f"audioenc encode: error: {error}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
-    from audioenc.codec_io import chunk_frames_for, encode_file, load_codec
-
+    check_encoded_output(args.output)  # an unusable OUT is refused before the model loads
     model, config = load_codec(args.model)
     chunk_frames = chunk_frames_for(args.chunk_seconds, model.frame_rate)
     n_q = None
     if args.bandwidth is not None:
         if model.quantizer is None:
-            raise ValueError("--bandwidth is for RVQ models; this model has continuous latents.")
+            raise UserError("--bandwidth is for RVQ models; this model has continuous latents.")
         n_q = model.quantizer.n_q_for(args.bandwidth, model.frame_rate)
     if not model.encoder.causal and not args.quiet:
         print("audioenc encode: the model is not causal; encoding the whole file in one pass "

@@ -34,7 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Scan ``args.directory``, print the report, return the exit status."""
-    from audioenc.audio.manifest import NoUsableAudioError, format_report, require_usable, scan
+    from audioenc.audio.manifest import (
+        NoUsableAudioError,
+        format_report,
+        require_usable,
+        scan,
+    )
 
     try:
         manifest = scan(args.directory, use_cache=not args.no_cache)

@@ -21,6 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="audio folder (default: the embedded eigenscape-like corpus)")
     parser.add_argument("--run-dir", default=None, help="run folder (default: runs/train-<mode>-<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint_last.pt")
+    parser.add_argument(
+        "--allow-changed-training", action="store_true",
+        help="with --resume: accept training settings that differ from the checkpoint's (batch size, segment "
+             "length, seed, data, schedule, losses, optimiser); the change is printed and recorded in "
+             "RUN_DIR/changes.jsonl. Without it such a resume is refused.",
+    )
     parser.add_argument("--preset", default="paper", help="paper (default: EnCodec's numbers) or small (CPU)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--updates-per-epoch", type=int)
@@ -57,5 +63,6 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     run_dir = Path(args.run_dir or f"runs/train-{args.channel_mode}-{args.preset}")
-    summary = train(config, run_dir, resume=args.resume, progress=not args.no_progress)
+    summary = train(config, run_dir, resume=args.resume, progress=not args.no_progress,
+                    allow_changed_training=args.allow_changed_training)
     return 130 if summary.get("stopped_by_signal") else 0

@@ -145,7 +145,8 @@ def identification_accuracy(references: torch.Tensor, estimates: torch.Tensor) -
 
 
 @torch.no_grad()
-def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: torch.device) -> dict[str, float]:
+def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: torch.device,
+                   perceptual: tuple[str, ...] = (), perceptual_items: int = 4) -> dict[str, float]:
     """Average reconstruction metrics of ``model`` (in eval mode) over ``batches`` of ``[B, C, T]``.
 
     Returns ``l1``, ``mel_distance`` (log-mel L1 per item; lower is better), ``si_snr`` (dB, higher
@@ -154,14 +155,24 @@ def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: to
     recognisable from its reconstruction; chance is ``1 / items``), ``items`` and, for
     multichannel audio, ``ild_error_db`` and ``coherence_error`` (lower is better). The model's
     train/eval mode is restored afterwards.
+
+    Also the distances codec papers report (:mod:`audioenc.metrics.distances`): ``stft_distance``
+    (DAC's multi-resolution STFT distance; ``si_snr`` above is the same quantity as SI-SDR) and,
+    for each name in ``perceptual`` (``visqol_audio``, ``pesq_wb``, … of
+    :mod:`audioenc.metrics.perceptual`), its mean over the first ``perceptual_items`` items (those
+    measures take about a second per item on a CPU).
     """
     from audioenc.losses.spectral import validation_mel
+    from audioenc.metrics import distances
+    from audioenc.metrics import perceptual as perceptual_measures
 
     was_training = model.training
     model.eval()
     mel = validation_mel(sample_rate).to(device)
     sums: dict[str, float] = {}
     reference_mels, reconstruction_mels = [], []
+    perceptual_sums: dict[str, float] = {}
+    perceptual_counts: dict[str, int] = {}
     count = 0
     try:
         for audio in batches:
@@ -177,6 +188,20 @@ def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: to
             }
             if audio.shape[1] > 1:
                 metrics.update(spatial_errors(audio, reconstruction, sample_rate))
+            references_np = audio.double().cpu().numpy()
+            estimates_np = reconstruction.double().cpu().numpy()
+            metrics["stft_distance"] = torch.tensor(
+                [distances.stft_distance(y, y_hat) for y, y_hat in zip(references_np, estimates_np, strict=True)])
+            seconds = audio.shape[-1] / sample_rate
+            for name in perceptual:
+                if seconds < perceptual_measures.MIN_SECONDS[name]:
+                    continue  # segments shorter than the measure accepts: no value, rather than an error
+                for y, y_hat in zip(references_np, estimates_np, strict=True):
+                    if perceptual_counts.get(name, 0) < perceptual_items:
+                        value = perceptual_measures.score(name, y, y_hat, sample_rate)
+                        if math.isfinite(value):
+                            perceptual_sums[name] = perceptual_sums.get(name, 0.0) + value
+                            perceptual_counts[name] = perceptual_counts.get(name, 0) + 1
             for key, per_item in metrics.items():
                 sums[key] = sums.get(key, 0.0) + float(per_item.sum())
             count += audio.shape[0]
@@ -190,4 +215,6 @@ def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: to
         identified = identification_accuracy(torch.cat(reference_mels), torch.cat(reconstruction_mels))
         results["mel_identified"] = float(identified.float().mean())
     results["items"] = count
+    for name, total in perceptual_sums.items():
+        results[name] = total / perceptual_counts[name]
     return results

@@ -31,6 +31,7 @@ from torch import nn
 
 from audioenc import hear
 from audioenc.audio.io import read_clip
+from audioenc.errors import UserError
 
 
 @dataclass
@@ -74,7 +75,7 @@ def _import_hear_module(spec: str) -> ModuleType:
         name = f"_audioenc_hear_module_{abs(hash(str(path.resolve())))}"
         module_spec = importlib.util.spec_from_file_location(name, path)
         if module_spec is None or module_spec.loader is None:
-            raise ValueError(f"cannot import {path} as a Python module")
+            raise UserError(f"cannot import {path} as a Python module")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         module_spec.loader.exec_module(module)
@@ -113,12 +114,12 @@ def load_encoder(spec: str | Path, weights: str | None = None) -> EncoderHandle:
     module = _import_hear_module(text)
     missing = [name for name in ("load_model", "get_timestamp_embeddings") if not callable(getattr(module, name, None))]
     if missing:
-        raise ValueError(f"HEAR module {text!r} lacks {', '.join(missing)}; a HEAR module defines load_model, "
+        raise UserError(f"HEAR module {text!r} lacks {', '.join(missing)}; a HEAR module defines load_model, "
                          "get_timestamp_embeddings and get_scene_embeddings")
     model = module.load_model(weights) if weights else module.load_model()
     absent = [name for name in ("sample_rate", "timestamp_embedding_size") if not hasattr(model, name)]
     if absent:
-        raise ValueError(f"the model from {text}.load_model() lacks the HEAR attribute(s) {', '.join(absent)}")
+        raise UserError(f"the model from {text}.load_model() lacks the HEAR attribute(s) {', '.join(absent)}")
     if isinstance(model, nn.Module):
         model.eval()
     rate = int(model.sample_rate)
@@ -134,15 +135,15 @@ def frame_rate_from_timestamps(timestamps_ms: np.ndarray, where: str = "encoder"
     must be evenly spaced (every step within 1 % of the mean)."""
     timestamps_ms = np.asarray(timestamps_ms, dtype=np.float64)
     if timestamps_ms.ndim != 1 or len(timestamps_ms) < 2:
-        raise ValueError(
+        raise UserError(
             f"{where}: {len(np.atleast_1d(timestamps_ms))} timestamp(s) for a clip: the encoder has no time axis "
             "to probe (it summarises the clip); use an encoder with frame-level embeddings"
         )
     step = float(timestamps_ms[-1] - timestamps_ms[0]) / (len(timestamps_ms) - 1)
     if not step > 0:
-        raise ValueError(f"{where}: timestamps do not increase (mean step {step} ms)")
+        raise UserError(f"{where}: timestamps do not increase (mean step {step} ms)")
     if np.max(np.abs(np.diff(timestamps_ms) - step)) > 0.01 * step:
-        raise ValueError(f"{where}: timestamps are not evenly spaced (mean step {step:.4f} ms); a frame grid needs a "
+        raise UserError(f"{where}: timestamps are not evenly spaced (mean step {step:.4f} ms); a frame grid needs a "
                          "constant hop")
     return 1000.0 / step
 
@@ -156,7 +157,7 @@ def to_frame_grid(embeddings: np.ndarray, timestamps_ms: np.ndarray, duration: f
     embeddings = np.asarray(embeddings)
     timestamps_ms = np.asarray(timestamps_ms, dtype=np.float64)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(timestamps_ms):
-        raise ValueError(f"embeddings {embeddings.shape} and timestamps {timestamps_ms.shape} do not match")
+        raise UserError(f"embeddings {embeddings.shape} and timestamps {timestamps_ms.shape} do not match")
     # 1e-3 frame of slack: a rate estimated from float32 timestamps is off by ~1e-5 frame over a
     # clip, while a clip one sample longer than a whole number of frames exceeds it by > 1e-3.
     frames = max(1, math.ceil(duration * frame_rate - 1e-3))
@@ -207,7 +208,7 @@ def encoder_embeddings(handle: EncoderHandle, audio_dir: str | Path, files: Sequ
             embeddings = _as_numpy(embeddings)[0]
             timestamps = _as_numpy(timestamps)[0].astype(np.float64)
             if embeddings.ndim != 2 or embeddings.shape[1] != handle.embedding_size:
-                raise ValueError(
+                raise UserError(
                     f"{handle.source}: timestamp embeddings of {path} have shape {embeddings.shape}; expected "
                     f"[frames, {handle.embedding_size}] (HEAR: [n_sounds, frames, timestamp_embedding_size])"
                 )
@@ -217,14 +218,14 @@ def encoder_embeddings(handle: EncoderHandle, audio_dir: str | Path, files: Sequ
                 exact = isinstance(declared, (int, float)) and abs(float(declared) - rate) <= 1e-3 * rate
                 frame_rate = float(declared) if exact else rate
             elif abs(rate - frame_rate) > 1e-3 * frame_rate:
-                raise ValueError(f"{handle.source}: {path} gives {rate:.4f} frames/s, other clips {frame_rate:.4f}")
+                raise UserError(f"{handle.source}: {path} gives {rate:.4f} frames/s, other clips {frame_rate:.4f}")
             duration = len(audio) / handle.sample_rate
             grid = to_frame_grid(embeddings, timestamps, duration, frame_rate)
             centres = (np.arange(grid.shape[1]) + 0.5) * 1000.0 / frame_rate
             identity &= grid.shape[1] == len(timestamps) and bool(np.allclose(timestamps, centres, atol=1e-3 * 1000 / frame_rate))
             result[filename] = grid
     if frame_rate is None:
-        raise ValueError("no clips to embed")
+        raise UserError("no clips to embed")
     return FrameEmbeddings(result, float(frame_rate), identity)
 
 

@@ -8,6 +8,7 @@ from torch.utils.data import Dataset
 
 from audioenc.audio import datasets
 from audioenc.config import Config
+from audioenc.errors import UserError, require_directory
 from audioenc.training.distributed import DistributedContext
 
 
@@ -16,10 +17,16 @@ def build_datasets(config: Config, context: DistributedContext) -> tuple[Dataset
 
     ``data.root=None`` uses the embedded eigenscape-like corpus, generated on first use.
     """
-    root = Path(config.data.root) if config.data.root else datasets.default_eigenscape_corpus()
+    if config.data.root:
+        root = require_directory(
+            config.data.root, "The training data folder (--data / data.root)",
+            "Point --data at a folder of audio files, or leave it out for the embedded corpus.",
+        )
+    else:
+        root = Path(datasets.default_eigenscape_corpus())
     channels = config.model.channels
     if config.data.channel_mode in ("mono", "downmix") and channels != 1:
-        raise ValueError(
+        raise UserError(
             f"data.channel_mode={config.data.channel_mode} gives 1 channel but model.channels={channels}; "
             "use --32ch (channel_mode all) for multichannel training."
         )
@@ -34,7 +41,7 @@ def build_datasets(config: Config, context: DistributedContext) -> tuple[Dataset
         rank=context.rank,
     )
     if splits.valid is None:
-        raise ValueError(
+        raise UserError(
             f"No validation files could be split off {root}: at least 3 usable files are needed "
             "(train/valid/test split by file)."
         )

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from audioenc.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -40,14 +42,28 @@ def init_distributed(device: torch.device) -> DistributedContext:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is the local GPU (``cuda:LOCAL_RANK``) when there is one, else the CPU."""
+    """``--device NAME`` as a :class:`torch.device`; ``auto`` is the local GPU (``cuda:LOCAL_RANK``)
+    when torch sees one, else the CPU. A name torch does not know (``tpu``) or a GPU that is not
+    there is a :class:`~audioenc.errors.UserError`."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name} asked for a GPU but torch sees none; use --device cpu.")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise UserError(f"--device {name}: not a device torch knows ({error}); use cpu, cuda or cuda:N.") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name} asks for a GPU but torch sees none; use --device cpu.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: torch sees {torch.cuda.device_count()} GPU(s); "
+                            f"use cuda:0 … cuda:{torch.cuda.device_count() - 1}.")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError(f"--device {name}: MPS is not available on this machine; use --device cpu.")
+    elif device.type != "cpu":
+        raise UserError(f"--device {name}: audioenc runs on cpu, cuda or mps, not {device.type}.")
     return device
 
 

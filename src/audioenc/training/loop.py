@@ -5,6 +5,12 @@ The data position is the step: sample ``i`` of the run is drawn from a generator
 (``b`` = per-rank batch). Resuming at step ``s`` therefore continues the exact sample stream, with
 any number of DataLoader workers. ``train.batch_size`` is GLOBAL: each of ``W`` ranks gets
 ``batch_size / W`` items.
+
+``metrics.jsonl`` and the checkpoints agree at every instant a run can be killed: an epoch's row
+is added to the trainer's history (saved in every checkpoint) before ``checkpoint_last.pt`` is
+written, and appended to the file only after it. A resumed run first rewrites the file to the
+history of the checkpoint it starts from, so a row the killed run wrote (or did not get to write)
+appears exactly once.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from audioenc.config import Config
+from audioenc.training.checkpoint import atomic_write
 from audioenc.training.distributed import DistributedContext
 from audioenc.training.logging import RunLogger, mel_comparison_image
 from audioenc.training.trainer import StopSignal, Trainer
@@ -96,6 +103,7 @@ def fit(
     )
     valid_loader = DataLoader(valid_set, batch_size=batch, shuffle=False, num_workers=0)
     history_path = trainer.run_dir / "metrics.jsonl"
+    restore_history(trainer, history_path)
     bar = tqdm(total=total_steps, initial=trainer.step, disable=not (progress and context.is_main),
                desc="train", unit="step", dynamic_ncols=True)
     last_values: dict[str, float] = {}
@@ -103,7 +111,9 @@ def fit(
     start = time.perf_counter()
     quantizer = trainer.model.quantizer
     ready = quantizer is None or quantizer.initialized  # RVQ codebooks are k-means-initialised by step 1
-    if trainer.step == 0 and ready:  # the untrained model's metrics: the baseline later epochs are read against
+    baseline_done = any(row["step"] == 0 for row in trainer.history)  # resumed from the step-0 checkpoint
+    if trainer.step == 0 and ready and not baseline_done:
+        # the untrained model's metrics: the baseline later epochs are read against
         _end_of_epoch(trainer, valid_loader, logger, history_path, epoch=0)
     with StopSignal() as stop:
         for audio in loader:
@@ -137,6 +147,46 @@ def fit(
     if context.is_main:
         (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def restore_history(trainer: Trainer, history_path: Path) -> None:
+    """Make ``metrics.jsonl`` hold exactly the validation rows of the state the run starts from.
+
+    A checkpoint from before the history was saved in it (``trainer.history is None``) takes the
+    file's rows up to its step, each epoch once. The file is rewritten atomically, and only when it
+    differs.
+    """
+    if trainer.history is None:
+        trainer.history = rows_up_to(history_path, trainer.step)
+    if not trainer.context.is_main:
+        return
+    text = "".join(json.dumps(row) + "\n" for row in trainer.history)
+    current = history_path.read_text() if history_path.exists() else ""
+    if current == text:
+        return
+    if text:
+        atomic_write(history_path, lambda tmp: tmp.write_text(text))
+    else:
+        history_path.unlink()
+
+
+def rows_up_to(history_path: Path, step: int) -> list[dict]:
+    """The rows of ``history_path`` with ``step <= step``, the first of each epoch; torn lines skipped."""
+    rows: list[dict] = []
+    if not history_path.exists():
+        return rows
+    seen = set()
+    for line in history_path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a kill mid-append
+        if not isinstance(row, dict) or "epoch" not in row or "step" not in row:
+            continue
+        if row["step"] <= step and row["epoch"] not in seen:
+            seen.add(row["epoch"])
+            rows.append(row)
+    return rows
 
 
 def rank_checksums(trainer: Trainer) -> list[float]:
@@ -186,13 +236,20 @@ def _end_of_epoch(trainer: Trainer, valid_loader: DataLoader, logger: RunLogger,
     if improved:
         trainer.best_value = value
         trainer.best_step = trainer.step
-    trainer.save("last")
+    # Plain numbers only: the row goes into the checkpoint, which loads with weights_only=True.
+    row = {"epoch": epoch, "step": trainer.step, "best": improved,
+           **{k: v if isinstance(v, (bool, int, float, str)) else float(v) for k, v in metrics.items()}}
+    trainer.history.append(row)
+    # Order matters for a kill at any point: best files first (a run resumed from the previous
+    # ``last`` redoes this epoch and writes them again), then ``last`` with the row in its history,
+    # then the row in the file (a resume restores it from ``last`` if the kill came before).
     if improved:
         trainer.save("best")
         trainer.export_best()
+    trainer.save("last")
     if trainer.context.is_main:
+        with open(history_path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
         logger.scalars(trainer.step, {f"valid/{k}": v for k, v in metrics.items()})
         if logger.kind != "none":
             _log_example(trainer, valid_loader.dataset, logger)
-        with open(history_path, "a") as handle:
-            handle.write(json.dumps({"epoch": epoch, "step": trainer.step, "best": improved, **metrics}) + "\n")

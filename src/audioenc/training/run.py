@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from pathlib import Path
 
 from audioenc.config import Config
-from audioenc.training.checkpoint import load_training_state
+from audioenc.errors import UserError
+from audioenc.training.checkpoint import (
+    atomic_write,
+    check_compatible,
+    describe_changes,
+    load_training_state,
+    remove_stale_temporaries,
+    require_training_state,
+    training_changes,
+)
 from audioenc.training.data import build_datasets
-from audioenc.training.distributed import init_distributed, resolve_device, shutdown, wait_for_all_ranks
+from audioenc.training.distributed import (
+    init_distributed,
+    resolve_device,
+    shutdown,
+    wait_for_all_ranks,
+)
 from audioenc.training.logging import RunLogger
 from audioenc.training.loop import fit
 from audioenc.training.trainer import Trainer
 
 
-def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
+def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = True,
+          allow_changed_training: bool = False) -> dict:
     """Train ``config`` in ``run_dir``; with ``resume`` continue from ``checkpoint_last.pt`` exactly.
+
+    Everything that can refuse the run (the checkpoint, its model and training settings, the data)
+    is checked before anything is written: a refused resume leaves the run folder as it was, and a
+    refused new run leaves no folder behind. A resume whose training settings (batch size, segment
+    length, seed, data, schedule, objective, optimiser: see
+    :func:`~audioenc.training.checkpoint.training_changes`) differ from the checkpoint's is refused
+    unless ``allow_changed_training``; then the change is printed and recorded in
+    ``run_dir/changes.jsonl``.
 
     Returns the run summary (also written to ``run_dir/summary.json``).
     """
@@ -25,17 +50,43 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
         raise FileExistsError(
             f"{run_dir} already holds a run ({last.name}); pass --resume to continue it or choose a new --run-dir."
         )
+    created = _first_missing_folder(run_dir)  # what this call creates (None: the folder exists already)
     device = resolve_device(config.train.device)
     context = init_distributed(device)
+    started = False
     try:
-        if context.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            config.save(run_dir / "config.json")
+        state, changes = None, []
+        if resume:
+            state = require_training_state(load_training_state(last), last)
+            check_compatible(state["config"], config, last)
+            changes = training_changes(state["config"], config)
+            if changes and not allow_changed_training:
+                raise UserError(
+                    f"Checkpoint {last} was made with other training settings: {describe_changes(changes)}. "
+                    "Resuming would not continue that run exactly where it stopped: use the settings of that run, "
+                    "a new --run-dir, or --allow-changed-training to continue with the change "
+                    "(it is then recorded in changes.jsonl)."
+                )
+            total = config.train.epochs * config.train.updates_per_epoch
+            if int(state["step"]) > total:
+                raise UserError(
+                    f"Checkpoint {last} is at step {int(state['step'])}, past the end of this run "
+                    f"(train.epochs={config.train.epochs} × train.updates_per_epoch="
+                    f"{config.train.updates_per_epoch} = {total} steps); raise --epochs to continue it."
+                )
         train_set, valid_set = build_datasets(config, context)
         trainer = Trainer(config, run_dir, device, context)
-        if resume:
-            trainer.load_state_dict(load_training_state(last), last)
+        if state is not None:
+            trainer.load_state_dict(state, last)
+            del state
+        if context.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(run_dir)  # half-written files of a killed run
+            atomic_write(run_dir / "config.json", config.save)
+            if changes:
+                record_changes(run_dir, trainer.step, changes)
         logger = RunLogger(config.train.logger, run_dir, config.to_dict(), enabled=context.is_main)
+        started = True
         try:
             summary = fit(trainer, train_set, valid_set, logger, progress=progress)
         finally:
@@ -44,17 +95,50 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
             print(summary_table(run_dir, summary))
         wait_for_all_ranks()
         return summary
+    except BaseException:
+        if not started and created is not None and context.is_main:
+            shutil.rmtree(created, ignore_errors=True)  # only the folders this call made
+        raise
     finally:
         shutdown()
+
+
+def _first_missing_folder(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (``mkdir(parents=True)`` creates it)."""
+    path = Path(path).absolute()
+    if path.exists() or path.is_symlink():
+        return None
+    while not (path.parent.exists() or path.parent == path):
+        path = path.parent
+    return path
+
+
+def record_changes(run_dir: Path, step: int, changes: list) -> None:
+    """Append the allowed change of training settings to ``run_dir/changes.jsonl`` and say so."""
+    path = Path(run_dir) / "changes.jsonl"
+    row = {
+        "step": step,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "changes": {key: {"checkpoint": old, "now": new} for key, old, new in changes},
+    }
+    before = path.read_text() if path.exists() else ""
+    if before and not before.endswith("\n"):
+        before += "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(before + json.dumps(row) + "\n"))
+    print(f"Resuming {run_dir} at step {step} with changed training settings (--allow-changed-training): "
+          f"{describe_changes(changes)}; recorded in {path}.")
 
 
 def summary_table(run_dir: Path, summary: dict) -> str:
     """A plain-text table of the run's validation history and where its files are."""
     lines = [f"run folder: {run_dir}"]
     history_path = Path(run_dir) / "metrics.jsonl"
+    rows = []
     if history_path.exists():
         rows = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
-        keys = [k for k in ("l1", "mel_distance", "si_snr", "mel_identified", "ild_error_db", "coherence_error")
+    if rows:
+        keys = [k for k in ("l1", "mel_distance", "stft_distance", "si_snr", "mel_identified", "ild_error_db",
+                            "coherence_error")
                 if k in rows[0]]
         lines.append(" ".join(f"{h:>14}" for h in ["epoch", "step", *keys, "best"]))
         for row in rows:
@@ -63,6 +147,10 @@ def summary_table(run_dir: Path, summary: dict) -> str:
             cells.append(f"{'*' if row['best'] else '':>14}")
             lines.append(" ".join(cells))
     lines.append(f"steps: {summary['steps']}, non-finite steps skipped: {summary['nonfinite_steps']}")
+    changes_path = Path(run_dir) / "changes.jsonl"
+    if changes_path.exists():
+        steps = [str(json.loads(line)["step"]) for line in changes_path.read_text().splitlines() if line.strip()]
+        lines.append(f"training settings changed at step {', '.join(steps)} (see {changes_path})")
     if (Path(run_dir) / "model_best.safetensors").exists():
         lines.append(f"best model: {Path(run_dir) / 'model_best.safetensors'}")
     return "\n".join(lines)

@@ -133,6 +133,10 @@ class Trainer:
         self.best_step = 0  # the step of the best checkpoint
         self.nonfinite_in_row = 0
         self.nonfinite_total = 0
+        # The validation rows (``metrics.jsonl``) up to ``step``: saved in every checkpoint, so the
+        # file can be rebuilt to match the checkpoint a run resumes from. ``None`` after loading a
+        # checkpoint from before it was saved (the loop then rebuilds it from the file).
+        self.history: list[dict] | None = []
 
     # ------------------------------------------------------------------ the step
     def train_step(self, audio: torch.Tensor) -> StepResult:
@@ -252,10 +256,23 @@ class Trainer:
     def validate(self, batches) -> dict[str, float]:
         """Reconstruction metrics on fixed segments (see :func:`evaluate_codec`); trains nothing.
 
-        Uses the EMA weights when ``optim.weights_ema_decay > 0``.
+        Uses the EMA weights when ``optim.weights_ema_decay > 0``. Every ``train.perceptual_every``
+        epochs also ViSQOL (or the measures ``train.perceptual_measures`` names) on a few segments.
         """
         model = self.ema.module if self.ema is not None else self.model
-        return evaluate_codec(model, batches, self.config.model.sample_rate, self.device)
+        return evaluate_codec(model, batches, self.config.model.sample_rate, self.device,
+                              perceptual=self.perceptual_measures_now(), perceptual_items=self.config.train.perceptual_segments)
+
+    def perceptual_measures_now(self) -> tuple[str, ...]:
+        """The perceptual measures this validation scores: ``train.perceptual_measures`` every
+        ``train.perceptual_every`` epochs (epoch 0, the untrained model, included), those installed."""
+        from audioenc.metrics import perceptual
+
+        train = self.config.train
+        epoch = self.step // train.updates_per_epoch
+        if not train.perceptual_every or not train.perceptual_segments or epoch % train.perceptual_every:
+            return ()
+        return tuple(name for name in train.perceptual_measures if perceptual.available(name))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -272,6 +289,7 @@ class Trainer:
             "balancer": self.balancer.state_dict(),
             "warmup_balancer": self.warmup_balancer.state_dict(),
             "rng_torch": torch.get_rng_state(),
+            "history": [dict(row) for row in self.history or []],
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
@@ -285,6 +303,12 @@ class Trainer:
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.optimizer_disc.load_state_dict(state["optimizer_disc"])
+        # The optimiser state carries the checkpoint's hyper-parameters; the config's win (they are
+        # the same unless a resume was allowed to change them: --allow-changed-training).
+        optim = self.config.optim
+        for optimizer in (self.optimizer, self.optimizer_disc):
+            for group in optimizer.param_groups:
+                group.update(lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
         self.balancer.load_state_dict(state["balancer"])
         self.warmup_balancer.load_state_dict(state["warmup_balancer"])
         if self.ema is not None:
@@ -295,6 +319,8 @@ class Trainer:
         self.best_value = float(state["best_value"])
         self.best_step = int(state.get("best_step", state["step"]))  # absent before session 4: no reset
         self.nonfinite_total = int(state["nonfinite_total"])
+        history = state.get("history")
+        self.history = [dict(row) for row in history] if history is not None else None
         torch.set_rng_state(state["rng_torch"])
         if "rng_cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])

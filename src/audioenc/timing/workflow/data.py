@@ -24,6 +24,7 @@ import torch
 from audioenc.audio.desed import is_desed_config, read_desed_config
 from audioenc.audio.formats import EventSplit, Issue, read_corpus_split, split_paths
 from audioenc.audio.io import AudioReadError, read_clip, read_info
+from audioenc.errors import UserError
 from audioenc.timing.encoders import EncoderHandle
 from audioenc.timing.features import LogMel, LogMelConfig
 from audioenc.timing.weak import FeatureSet
@@ -114,7 +115,7 @@ def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int,
     splits, issues, notes = _given_splits(root)
     classes = splits["train"].classes
     if not classes:
-        raise ValueError(f"{root}: the training labels name no event class; nothing to learn")
+        raise UserError(f"{root}: the training labels name no event class; nothing to learn")
     rng = np.random.default_rng(seed)
     given_train = len(splits["train"].files)
     for name in ("validation", "test"):
@@ -123,7 +124,7 @@ def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int,
         pool = splits["train"].files
         count = max(1, round(CARVE_SHARE * given_train))
         if len(pool) - count < 2:
-            raise ValueError(f"{root}: no {name} split and too few training clips ({len(pool)}) to carve one from")
+            raise UserError(f"{root}: no {name} split and too few training clips ({len(pool)}) to carve one from")
         chosen = sorted(rng.choice(pool, size=count, replace=False).tolist())
         splits[name] = _subset(splits["train"], chosen, name)
         splits["train"] = _subset(splits["train"], sorted(set(pool) - set(chosen)), "train")
@@ -161,7 +162,7 @@ def _featurise(splits: dict[str, EventSplit], extractor: LogMel, features: dict[
                 log_mels[filename] = extractor(torch.from_numpy(audio)[None])[0].numpy()
             usable.append(filename)
         if len(usable) < 2:
-            raise ValueError(f"{root}: split {name!r} has {len(usable)} usable clip(s); need at least 2")
+            raise UserError(f"{root}: split {name!r} has {len(usable)} usable clip(s); need at least 2")
         splits[name] = _subset(split, usable)
         features[name] = FeatureSet(split=splits[name], log_mels=log_mels, config=extractor.config)
         log(f"  {name}: {len(usable)} clips, {len(splits[name].positive_files())} with events, "

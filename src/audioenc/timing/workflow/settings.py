@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from audioenc.config import coerce_value
+from audioenc.errors import UnknownKeyError, UserError
 from audioenc.timing.adapt import AdaptationRule
 from audioenc.timing.features import LogMelConfig
 from audioenc.timing.postprocess import PostprocessSettings
@@ -175,26 +176,26 @@ def with_value(settings: WorkflowSettings, dotted_key: str, value: Any) -> Workf
     unknown sections or keys raise ``KeyError`` naming the valid ones."""
     section_name, _, key = dotted_key.partition(".")
     if section_name not in SECTIONS:
-        raise KeyError(f"unknown workflow settings section {section_name!r}; valid sections: {', '.join(SECTIONS)}")
+        raise UnknownKeyError(f"unknown workflow settings section {section_name!r}; valid sections: {', '.join(SECTIONS)}")
     section = getattr(settings, section_name)
     hints = typing.get_type_hints(type(section))
     if key not in hints:
         valid = ", ".join(f"{section_name}.{name}" for name in hints)
-        raise KeyError(f"unknown workflow setting {dotted_key!r}; valid keys: {valid}")
+        raise UnknownKeyError(f"unknown workflow setting {dotted_key!r}; valid keys: {valid}")
     try:
         parsed = coerce_value(value, hints[key])
     except (TypeError, ValueError) as error:
-        raise ValueError(f"bad value {value!r} for {dotted_key}: {error}") from None
+        raise UserError(f"bad value {value!r} for {dotted_key}: {error}") from None
     return dataclasses.replace(settings, **{section_name: dataclasses.replace(section, **{key: parsed})})
 
 
 def apply_mapping(settings: WorkflowSettings, content: Mapping[str, Any], where: str = "settings") -> WorkflowSettings:
     """Apply ``{"section": {"key": value}}`` (any subset) on top of ``settings``."""
     if not isinstance(content, Mapping):
-        raise ValueError(f"{where}: expected an object of sections, got {type(content).__name__}")
+        raise UserError(f"{where}: expected an object of sections, got {type(content).__name__}")
     for section_name, values in content.items():
         if not isinstance(values, Mapping):
-            raise ValueError(f"{where}: section {section_name!r} must be an object of keys, got {values!r}")
+            raise UserError(f"{where}: section {section_name!r} must be an object of keys, got {values!r}")
         for key, value in values.items():
             settings = with_value(settings, f"{section_name}.{key}", value)
     return settings
@@ -212,12 +213,12 @@ def resolve_settings(*, fast: bool = False, config_file: str | Path | None = Non
         except FileNotFoundError:
             raise FileNotFoundError(f"--config {path}: no such file") from None
         except json.JSONDecodeError as error:
-            raise ValueError(f"--config {path}: not JSON ({error}); write {{\"section\": {{\"key\": value}}}}") from None
+            raise UserError(f"--config {path}: not JSON ({error}); write {{\"section\": {{\"key\": value}}}}") from None
         settings = apply_mapping(settings, content, str(path))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
-            raise ValueError(f"override {item!r} is not of the form section.key=value (e.g. weak.max_epochs=60)")
+            raise UserError(f"override {item!r} is not of the form section.key=value (e.g. weak.max_epochs=60)")
         settings = with_value(settings, key.strip(), text.strip())
     return validate(settings)
 
@@ -232,10 +233,10 @@ def validate(settings: WorkflowSettings) -> WorkflowSettings:
     }
     for key, value in positive.items():
         if value < 1:
-            raise ValueError(f"{key} must be >= 1; got {value}")
+            raise UserError(f"{key} must be >= 1; got {value}")
     for key, value in (("weak.patience", settings.weak.patience), ("probe.patience", settings.probe.patience)):
         if value is not None and value < 1:
-            raise ValueError(f"{key} must be >= 1 or none; got {value}")
+            raise UserError(f"{key} must be >= 1 or none; got {value}")
     non_negative = {
         "weak.budget_seconds": settings.weak.budget_seconds, "probe.budget_seconds": settings.probe.budget_seconds,
         "evaluation.psds_resamples": settings.evaluation.psds_resamples,
@@ -248,16 +249,16 @@ def validate(settings: WorkflowSettings) -> WorkflowSettings:
     }
     for key, value in non_negative.items():
         if value is not None and value < 0:
-            raise ValueError(f"{key} must be >= 0; got {value}")
+            raise UserError(f"{key} must be >= 0; got {value}")
     if not 0 <= settings.evaluation.min_detected_share <= 1:
-        raise ValueError(f"evaluation.min_detected_share must lie in [0, 1]; got {settings.evaluation.min_detected_share}")
+        raise UserError(f"evaluation.min_detected_share must lie in [0, 1]; got {settings.evaluation.min_detected_share}")
     for threshold in settings.postprocess.thresholds:
         if not 0 < threshold < 1:
-            raise ValueError(f"postprocess.thresholds must lie in (0, 1); got {threshold}")
+            raise UserError(f"postprocess.thresholds must lie in (0, 1); got {threshold}")
     if not settings.postprocess.thresholds or not settings.postprocess.median_seconds:
-        raise ValueError("postprocess.thresholds and postprocess.median_seconds need at least one value each")
+        raise UserError("postprocess.thresholds and postprocess.median_seconds need at least one value each")
     if settings.probe.kind not in ("frame", "conv"):
-        raise ValueError(f"probe.kind={settings.probe.kind!r}; choose frame or conv")
+        raise UserError(f"probe.kind={settings.probe.kind!r}; choose frame or conv")
     return settings
 
 

@@ -243,7 +243,9 @@ def build_reference_step(modules: dict[str, types.ModuleType], config, channels:
     adversarial_loss = adv.AdversarialLoss(
         adversary, disc_optimizer, loss=adv.get_adv_criterion("hinge"),
         loss_real=adv.get_real_criterion("hinge"), loss_fake=adv.get_fake_criterion("hinge"),
-        loss_feat=adv.FeatureMatchingLoss(torch.nn.L1Loss(), normalize=losses.relative_feature_matching),
+        # `normalize` averages over a scale's layers (the solver's `adversarial.normalize`, default
+        # true, as audioenc); it is not EnCodec's relative scale, which audiocraft never applies.
+        loss_feat=adv.FeatureMatchingLoss(torch.nn.L1Loss(), normalize=True),
     )
     mel_loss = modules["specloss"].MultiScaleMelSpectrogramLoss(
         sample_rate=m.sample_rate, range_start=5, range_end=12, n_mels=64, f_min=0.0, f_max=None,

@@ -9,11 +9,16 @@ same ``--seconds`` of audio, timed interleaved after one warm-up each:
   = 2 s), carrying each layer's state;
 * ``audioenc one-shot`` — ``model.encoder(x)`` / ``model.decoder(z)`` on the whole signal, under
   ``torch.inference_mode`` with the weight-norm weights computed once (``parametrize.cached``);
+* ``onnxruntime stream`` / ``onnxruntime one-shot`` — the same model exported with
+  :func:`audioenc.interop.onnx.export_onnx` (to a temporary folder, before timing), run by ONNX
+  Runtime with ``--threads`` intra-op threads: the step graphs over the same chunks (what
+  ``audioenc encode/decode --backend onnxruntime`` run), and ``encoder.onnx`` / ``decoder.onnx`` on
+  the whole signal. Skipped when onnxruntime is not installed (``pip install 'audioenc[onnx]'``);
 * ``audiocraft`` — its ``SEANetEncoder`` / ``SEANetDecoder`` forward on the whole signal under
   ``torch.no_grad`` (what its ``EncodecModel.encode`` runs for a continuous model).
 
 ``RTF`` is audio seconds per second of compute (higher is faster); ``vs audiocraft`` is the ratio
-of RTFs measured in the same run.
+of RTFs measured in the same run; ``vs torch`` the ratio to ``audioenc one-shot`` (PyTorch).
 
 Usage::
 
@@ -24,8 +29,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,6 +94,33 @@ def main(argv: list[str] | None = None) -> int:
     decoders = {"audioenc stream": lambda: stream_decode(model, latents, args.chunk_frames),
                 "audioenc one-shot": one_shot_decode}
 
+    onnx_folder = None
+    if importlib.util.find_spec("onnxruntime") is not None:
+        from audioenc.interop.onnx import export_onnx
+        from audioenc.interop.onnx_runtime import OnnxCodec, OnnxStreamingDecoder, OnnxStreamingEncoder
+
+        onnx_folder = tempfile.TemporaryDirectory(prefix="bench-onnx-")
+        started = time.perf_counter()
+        export_onnx(model, config.model, f"{onnx_folder.name}/paper")
+        print(f"ONNX export of the paper model: {time.perf_counter() - started:.1f} s")
+        onnx = OnnxCodec(f"{onnx_folder.name}/paper", threads=args.threads)
+        audio_np, latents_np = audio.numpy(), latents.numpy()
+
+        def ort_stream_encode():
+            encoder = OnnxStreamingEncoder(onnx, model, None, model.input_scale(audio), None)
+            chunk, length = args.chunk_frames * hop, audio.shape[-1]
+            return [encoder.encode_chunk(audio[..., s:s + chunk], final=s + chunk >= length) for s in range(0, length, chunk)]
+
+        def ort_stream_decode():
+            decoder = OnnxStreamingDecoder(onnx, model, 1.0)
+            frames, total = args.chunk_frames, latents.shape[-1]
+            return [decoder.decode_chunk(latents[..., s:s + frames], final=s + frames >= total) for s in range(0, total, frames)]
+
+        encoders["onnxruntime stream"] = ort_stream_encode
+        encoders["onnxruntime one-shot"] = lambda: onnx.run("encoder", audio_np)
+        decoders["onnxruntime stream"] = ort_stream_decode
+        decoders["onnxruntime one-shot"] = lambda: onnx.run("decoder", latents_np)
+
     modules = audiocraft_reference.load_if_given(args.audiocraft, args.audiocraft_deps)
     if modules is not None:
         ref = audiocraft_reference.build_reference_step(modules, config, channels=1)
@@ -118,14 +152,18 @@ def main(argv: list[str] | None = None) -> int:
                 table[name]()
                 times[(kind, name)].append(time.perf_counter() - start)
     print(f"load after {load_average()}\n")
-    print("| direction | side | s (median) | RTF (× real time) | vs audiocraft |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print("| direction | side | s (median) | RTF (× real time) | vs torch one-shot | vs audiocraft |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
     for kind, table in (("encode", encoders), ("decode", decoders)):
         reference = times.get((kind, "audiocraft"))
+        torch_one_shot = statistics.median(times[(kind, "audioenc one-shot")])
         for name in table:
             seconds = statistics.median(times[(kind, name)])
             ratio = f"{statistics.median(reference) / seconds:.2f}×" if reference else "—"
-            print(f"| {kind} | {name} | {seconds:.3f} | {args.seconds / seconds:.1f} | {ratio} |")
+            print(f"| {kind} | {name} | {seconds:.3f} | {args.seconds / seconds:.1f} | "
+                  f"{torch_one_shot / seconds:.2f}× | {ratio} |")
+    if onnx_folder is not None:
+        onnx_folder.cleanup()
     return 0
 
 

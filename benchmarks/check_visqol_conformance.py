@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 AUDIO_MODE_V333 = [  # (reference, degraded, expected MOS-LQO) from conformance.h

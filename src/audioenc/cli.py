@@ -14,7 +14,9 @@ import sys
 
 from audioenc.errors import UserError
 
-COMMANDS = ("info", "scan", "synth", "train", "eval", "report", "encode", "decode", "demo", "workflow")
+COMMANDS = ("info", "scan", "synth", "train", "eval", "report", "encode", "decode", "demo", "workflow", "export",
+            "import-hf")
+"""Command names; ``import-hf`` lives in ``audioenc.commands.import_hf`` (module names take ``_``)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,10 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMANDS:
+        module_name = f"audioenc.commands.{name.replace('-', '_')}"
         try:
-            module = importlib.import_module(f"audioenc.commands.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
-            if error.name != f"audioenc.commands.{name}":
+            if error.name != module_name:
                 raise
             continue  # command not built yet in this version
         module.register(subparsers)

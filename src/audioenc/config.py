@@ -38,6 +38,9 @@ class ModelConfig:
     lstm: int = 2
     causal: bool = True
     pad_mode: str = "constant"
+    # Identity shortcut in the residual units (audiocraft's encodec config); False: a kernel-1
+    # convolution, as in the released EnCodec 24 kHz weights (`audioenc import-hf`).
+    true_skip: bool = True
     quantizer: str = "none"  # "none": seed 3's continuous baseline; "rvq": the codec
     n_q: int = 32
     bins: int = 1024
@@ -148,7 +151,8 @@ class Config:
 
 # Keys added after configurations were first saved, with the value that reproduces what such a
 # configuration meant (a codec saved before `model.normalize` existed never normalised its input).
-SAVED_BEFORE: dict[str, dict[str, Any]] = {"model": {"normalize": False}}
+# (Residual units always had identity shortcuts before `model.true_skip` existed.)
+SAVED_BEFORE: dict[str, dict[str, Any]] = {"model": {"normalize": False, "true_skip": True}}
 
 
 def saved_section(name: str, values: dict[str, Any]) -> dict[str, Any]:

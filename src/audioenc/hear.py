@@ -2,27 +2,38 @@
 
 Module-level functions, exactly as HEAR names them::
 
-    model = load_model("runs/train-1ch-small/model_best.safetensors")
+    model = load_model("runs/train-1ch-small/model_best.safetensors")    # model.sample_rate == 48000
     embeddings, timestamps = get_timestamp_embeddings(audio, model)   # [n, F, E], [n, F] (ms)
     scene = get_scene_embeddings(audio, model)                        # [n, E]
 
-Input audio is ``[n_sounds, n_samples]`` float, mono, **already at** ``model.sample_rate`` (24 kHz
-for every model here; HEAR resamples before calling, and nothing here resamples). Outputs are
-float32 on the audio's device.
+Input audio is ``[n_sounds, n_samples]`` float, mono, at ``model.sample_rate``: **48 kHz** by
+default, one of the rates HEAR accepts (16000, 22050, 44100, 48000; ``load_model(path,
+sample_rate=16000)`` picks another). Every encoder here runs at **24 kHz**
+(``model.model_sample_rate``), which HEAR does not accept, so the wrapper resamples the audio
+to 24 kHz inside, with soxr ('HQ', :func:`audioenc.audio.io.resample`, the resampler the rest of
+the package reads files with), then runs the encoder exactly as on 24 kHz audio. 48 kHz is the
+default because it keeps the encoders' whole band (0-12 kHz; 16 kHz audio would stop at 8 kHz,
+22.05 kHz at 11.025 kHz) and 48 -> 24 kHz is an exact 2:1 ratio; the price is HEAR's copy of
+each task at 48 kHz (3x the 16 kHz one). ``sample_rate=None`` takes 24 kHz audio as is (no
+resampling; not a HEAR rate, for callers that resample themselves). The resampler does not
+shift time: sample ``i`` at the HEAR rate and sample ``j`` at 24 kHz are at ``i / rate`` and
+``j / 24000`` s, and a 24 kHz sound is ``n_samples · 24000 / sample_rate`` samples long, rounded to
+the nearest integer (halves up). Outputs are float32 on the audio's device.
 
-Timestamps are in **milliseconds** at **frame centres**: embedding frame ``k`` summarises the
-audio interval ``[k, k + 1) / frame_rate`` seconds, so its timestamp is
-``(k + 1/2) · 1000 / frame_rate`` ms. Codec encoders run at 75 frames/s (hop 320 at 24 kHz): the
-first timestamp is 1000 / 75 / 2 = 6.667 ms and consecutive ones are 13.333 ms apart; the
-number of frames is ``ceil(n_samples / 320)``. (A causal encoder's frame ``k`` has only seen
-samples ``< (k + 1) · 320``, i.e. it lags its centre by half a hop; the centre convention is
-HEAR's.) The scene embedding is the mean over time of the timestamp embeddings.
+Timestamps are in **milliseconds** at **frame centres** of the encoder's own frames, whatever
+the HEAR rate: embedding frame ``k`` summarises the audio interval ``[k, k + 1) / frame_rate``
+seconds, so its timestamp is ``(k + 1/2) · 1000 / frame_rate`` ms. Codec encoders run at 75
+frames/s (hop 320 at 24 kHz): the first timestamp is 1000 / 75 / 2 = 6.667 ms and consecutive
+ones are 13.333 ms apart; the number of frames is ``ceil(n_24k / 320)`` for ``n_24k`` samples at
+24 kHz (a 2 s sound at 48 kHz: 150 frames). (A causal encoder's frame ``k`` has only seen samples
+``< (k + 1) · 320``, i.e. it lags its centre by half a hop; the centre convention is HEAR's.) The
+scene embedding is the mean over time of the timestamp embeddings.
 
 Encoders, chosen by the file given to :func:`load_model`:
 
 * a codec from ``audioenc train`` (``model_best.safetensors`` + ``.json``, ``checkpoint_*.pt`` or a
   run folder; see :func:`audioenc.codec_io.load_codec`): the embeddings are the encoder's
-  **continuous latents** before any quantizer, ``[n, ceil(T / hop), D]``. Channel policy: HEAR
+  **continuous latents** before any quantizer, ``[n, ceil(n_24k / hop), D]``. Channel policy: HEAR
   audio is mono, so a multichannel codec receives the mono signal **repeated on every input
   channel** (an omnidirectional source at the array centre); say so when reporting such results.
   Causal codecs are run with :class:`audioenc.codec_io.StreamingEncoder` in chunks (exact, bounded
@@ -33,12 +44,17 @@ Encoders, chosen by the file given to :func:`load_model`:
 Other encoders plug in with :func:`register_loader`: write a :class:`HEARModule` subclass and a
 predicate that recognises its files. The weak-label CRNN of the timing half does so
 (:mod:`audioenc.timing.weak_hear`, registered when :mod:`audioenc.timing` is imported): this
-module knows codecs only, and nothing here imports the timing half.
+module knows codecs only, and nothing here imports the timing half. Every kind gets the same
+``sample_rate`` option and resampling.
+
+The HEAR 2021 submission validator (``hearvalidator``) passes both modules, ``audioenc.hear`` on
+a codec and ``audioenc.timing.weak_hear`` on a CRNN folder (``tests/test_hear_validator.py``).
 """
 
 from __future__ import annotations
 
 import copy
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,11 +64,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from audioenc.audio.io import resample
 from audioenc.codec_io import DEFAULT_CHUNK_FRAMES, StreamingEncoder, load_codec
 from audioenc.config import ModelConfig
 from audioenc.errors import UserError
 from audioenc.models.codec import CodecModel
 from audioenc.models.conv import StreamableLSTM
+
+HEAR_SAMPLE_RATES = (16000, 22050, 44100, 48000)
+"""The input rates HEAR 2021 accepts (``hearvalidator``'s ``ACCEPTABLE_SAMPLE_RATE``)."""
+
+DEFAULT_HEAR_SAMPLE_RATE = 48000
+""":func:`load_model`'s default ``sample_rate``: keeps the 24 kHz encoders' whole band, 2:1 to 24 kHz."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +86,8 @@ class TopSplit:
     Attributes:
         top: ``top(lower [B, D, F], lengths [B]) -> embeddings [B, E, F]``; a deep copy, so
             training it never changes the encoder.
-        lower: mono audio ``[time]`` at the encoder's rate -> lower activations ``[D, F]`` (no grad).
+        lower: mono audio ``[time]`` at the wrapper's ``sample_rate`` (resampled inside as the HEAR
+            functions resample) -> lower activations ``[D, F]`` (no grad).
         description: which layers are the top block(s).
     """
 
@@ -75,16 +99,22 @@ class TopSplit:
 class HEARModule(nn.Module):
     """Base of every HEAR-wrapped encoder.
 
-    Subclasses set :attr:`kind` (a short name: ``codec``, ``weak_crnn``), :attr:`sample_rate`
-    (Hz), :attr:`frame_rate` (frames/s), :attr:`scene_embedding_size` and
-    :attr:`timestamp_embedding_size`, and implement :meth:`frame_embeddings`; those whose top
-    block can be unfrozen implement :meth:`split_top`.
+    Subclasses set :attr:`kind` (a short name: ``codec``, ``weak_crnn``), :attr:`model_sample_rate`
+    and :attr:`sample_rate` (both the encoder's own rate, Hz; :func:`load_model` then sets
+    :attr:`sample_rate` to the HEAR rate with :meth:`set_sample_rate`), :attr:`frame_rate`
+    (frames/s), :attr:`scene_embedding_size` and :attr:`timestamp_embedding_size`, and implement
+    :meth:`frame_embeddings`; those whose top block can be unfrozen implement :meth:`split_top`.
+    A subclass that sets only :attr:`sample_rate` runs at that rate (it becomes
+    :attr:`model_sample_rate` when the HEAR rate is set).
     """
 
     kind: str = "hear"
     channel_policy: str | None = None
     """How the mono HEAR audio reaches a multichannel model (None: the model is mono)."""
     sample_rate: int
+    """Hz of the audio the HEAR functions take (the HEAR rate; resampled to :attr:`model_sample_rate`)."""
+    model_sample_rate: int | None = None
+    """Hz the encoder itself runs at (None: :attr:`sample_rate`, no resampling)."""
     frame_rate: float
     scene_embedding_size: int
     timestamp_embedding_size: int
@@ -94,8 +124,48 @@ class HEARModule(nn.Module):
         return None
 
     def frame_embeddings(self, audio: torch.Tensor) -> torch.Tensor:
-        """Mono audio ``[n_sounds, n_samples]`` at :attr:`sample_rate` -> ``[n_sounds, frames, E]``."""
+        """Mono audio ``[n_sounds, n_samples]`` at :attr:`model_sample_rate` (already resampled by
+        :meth:`to_model_rate`) -> ``[n_sounds, frames, E]``."""
         raise NotImplementedError
+
+    def set_sample_rate(self, rate: int | None) -> HEARModule:
+        """Take HEAR audio at ``rate`` Hz from now on (None: the encoder's own rate); returns self.
+
+        The encoder is unchanged: :meth:`to_model_rate` resamples ``rate`` -> :attr:`model_sample_rate`.
+        """
+        if self.model_sample_rate is None:
+            self.model_sample_rate = int(self.sample_rate)
+        given = self.model_sample_rate if rate is None else rate
+        try:
+            rate = 0 if isinstance(given, bool) else operator.index(given)
+        except TypeError:
+            rate = 0
+        if rate < 1:
+            raise UserError(f"sample_rate={given!r}: give the HEAR input rate in Hz as a positive integer (HEAR "
+                            f"accepts {', '.join(map(str, HEAR_SAMPLE_RATES))}), or None for the encoder's own "
+                            f"{self.model_sample_rate} Hz.")
+        self.sample_rate = int(rate)
+        return self
+
+    def to_model_rate(self, audio: torch.Tensor) -> torch.Tensor:
+        """HEAR audio ``[n_sounds, n]`` at :attr:`sample_rate` -> float32 ``[n_sounds, m]`` at
+        :attr:`model_sample_rate` on the audio's device, ``m = n · model_sample_rate / sample_rate``
+        rounded to the nearest integer, halves up (the same tensor when the rates agree).
+
+        soxr 'HQ' (:func:`audioenc.audio.io.resample`; one call, each sound a channel of its own,
+        resampled independently), on the CPU: linear phase with its delay removed, so sample 0
+        stays at time 0 (no shift of the timestamps); the sound is taken as zero outside its span.
+        """
+        own = self.model_sample_rate or self.sample_rate
+        if own == self.sample_rate:
+            return audio
+        sounds = audio.detach().to(device="cpu", dtype=torch.float32).numpy()
+        return torch.from_numpy(resample(sounds, int(self.sample_rate), int(own))).to(audio.device)
+
+    def clip_to_model_rate(self, audio: np.ndarray) -> np.ndarray:
+        """One mono clip ``[n]`` at :attr:`sample_rate` -> float32 ``[m]`` at :attr:`model_sample_rate`
+        (:meth:`to_model_rate` on a NumPy clip)."""
+        return self.to_model_rate(torch.from_numpy(np.asarray(audio, dtype=np.float32))[None])[0].numpy()
 
     def timestamps_ms(self, n_sounds: int, n_frames: int, device: torch.device) -> torch.Tensor:
         """Frame-centre timestamps ``[n_sounds, n_frames]`` float32 in ms: ``(k + 1/2) · 1000 / frame_rate``."""
@@ -108,10 +178,12 @@ class HEARModule(nn.Module):
 
 
 class CodecHEAR(HEARModule):
-    """HEAR wrapper of a codec encoder: continuous latents at ``sample_rate / hop`` frames/s.
+    """HEAR wrapper of a codec encoder: continuous latents at ``model_sample_rate / hop`` frames/s.
 
-    ``[n, T]`` mono -> ``[n, ceil(T / hop), D]`` (D = ``config.dimension``). A ``C``-channel codec
-    gets the mono signal repeated on all ``C`` channels (see the module docstring).
+    ``[n, T]`` mono at the codec's rate -> ``[n, ceil(T / hop), D]`` (D = ``config.dimension``). A
+    ``C``-channel codec gets the mono signal repeated on all ``C`` channels (see the module
+    docstring). Built here it takes audio at the codec's own rate; :func:`load_model` sets the
+    HEAR rate (48 kHz by default).
 
     Args:
         codec: a trained :class:`CodecModel` (put in eval mode here).
@@ -131,7 +203,8 @@ class CodecHEAR(HEARModule):
         self.config = config
         self.batch_size = batch_size
         self.chunk_frames = chunk_frames
-        self.sample_rate = int(codec.sample_rate)
+        self.model_sample_rate = int(codec.sample_rate)
+        self.sample_rate = self.model_sample_rate
         self.frame_rate = float(codec.frame_rate)
         self.scene_embedding_size = int(codec.encoder.dimension)
         self.timestamp_embedding_size = int(codec.encoder.dimension)
@@ -163,7 +236,7 @@ class CodecHEAR(HEARModule):
     def split_top(self) -> TopSplit:
         """The layers from the encoder's last LSTM on (LSTM, ELU, final conv), or the final ELU +
         conv without an LSTM; below them the convolutional blocks, run one-shot on the sound
-        normalised as :meth:`frame_embeddings` normalises it."""
+        (resampled and) normalised as the HEAR path does it."""
         layers = list(self.codec.encoder.model)
         lstm = [index for index, layer in enumerate(layers) if isinstance(layer, StreamableLSTM)]
         cut = lstm[-1] if lstm else len(layers) - 2
@@ -172,7 +245,7 @@ class CodecHEAR(HEARModule):
 
         def lower(audio: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                sounds = torch.from_numpy(audio)[None, None].expand(1, self.codec.channels, -1)
+                sounds = torch.from_numpy(self.clip_to_model_rate(audio))[None, None].expand(1, self.codec.channels, -1)
                 sounds = sounds / self.codec.input_scale(sounds)
                 return lower_layers(sounds)[0].numpy().astype(np.float32)
 
@@ -248,12 +321,14 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
         model_file_path: codec export / checkpoint / run folder, or a file of a registered kind
             (e.g. a weak-CRNN folder once :mod:`audioenc.timing` is imported). Required:
             this package ships no pretrained weights, so an empty path is an error.
-        **kwargs: ``device`` (e.g. 'cuda'; default CPU), and the loader's own options
-            (``batch_size`` for both kinds, ``chunk_frames`` for codecs).
+        **kwargs: ``sample_rate``: the rate HEAR audio arrives at, resampled inside to the
+            encoder's own (default 48000; HEAR accepts 16000, 22050, 44100, 48000; None: the
+            encoder's own 24000, no resampling); ``device`` (e.g. 'cuda'; default CPU); and the
+            loader's own options (``batch_size`` for both kinds, ``chunk_frames`` for codecs).
 
     Returns:
-        A :class:`HEARModule` in eval mode with ``sample_rate`` (24000),
-        ``scene_embedding_size`` and ``timestamp_embedding_size``.
+        A :class:`HEARModule` in eval mode with ``sample_rate`` (48000 unless chosen),
+        ``model_sample_rate`` (24000), ``scene_embedding_size`` and ``timestamp_embedding_size``.
     """
     if not model_file_path:
         raise UserError(
@@ -265,15 +340,16 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
     if not path.exists():
         raise FileNotFoundError(f"load_model: {path} does not exist.")
     device = kwargs.pop("device", None)
+    sample_rate = kwargs.pop("sample_rate", DEFAULT_HEAR_SAMPLE_RATE)
     for loader in LOADERS:
         if loader.matches(path):
             unknown = sorted(set(kwargs) - set(loader.options))
             if unknown:
                 raise TypeError(
                     f"load_model: unknown option(s) {unknown} for a {loader.name} encoder; valid: "
-                    f"device, {', '.join(loader.options)}."
+                    f"device, sample_rate, {', '.join(loader.options)}."
                 )
-            model = loader.load(path, **kwargs).eval()
+            model = loader.load(path, **kwargs).eval().set_sample_rate(sample_rate)
             return model.to(device) if device is not None else model
     raise UserError(
         f"load_model: {path} is not a known encoder file; known kinds: {', '.join(l.name for l in LOADERS)} "
@@ -297,7 +373,8 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HEARModule) -> tuple[to
     """Frame embeddings and their centre times.
 
     Args:
-        audio: ``[n_sounds, n_samples]`` mono, at ``model.sample_rate`` Hz (not resampled here).
+        audio: ``[n_sounds, n_samples]`` mono, at ``model.sample_rate`` Hz (the HEAR rate; resampled
+            here to ``model.model_sample_rate`` when they differ).
         model: from :func:`load_model`.
 
     Returns:
@@ -306,7 +383,7 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HEARModule) -> tuple[to
         audio's device.
     """
     _check_audio(audio, model)
-    embeddings = model.frame_embeddings(audio).to(device=audio.device, dtype=torch.float32)
+    embeddings = model.frame_embeddings(model.to_model_rate(audio)).to(device=audio.device, dtype=torch.float32)
     timestamps = model.timestamps_ms(audio.shape[0], embeddings.shape[1], audio.device)
     return embeddings, timestamps
 
@@ -319,6 +396,6 @@ def get_scene_embeddings(audio: torch.Tensor, model: HEARModule) -> torch.Tensor
 
 
 __all__ = [
-    "CodecHEAR", "HEARModule", "LOADERS", "Loader", "TopSplit", "get_scene_embeddings",
-    "get_timestamp_embeddings", "load_model", "register_loader",
+    "CodecHEAR", "DEFAULT_HEAR_SAMPLE_RATE", "HEAR_SAMPLE_RATES", "HEARModule", "LOADERS", "Loader", "TopSplit",
+    "get_scene_embeddings", "get_timestamp_embeddings", "load_model", "register_loader",
 ]

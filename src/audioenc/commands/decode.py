@@ -4,7 +4,9 @@ IN: a ``.safetensors`` / ``.npz`` written by ``audioenc encode``. OUT: an audio 
 follows its suffix (``.wav``, ``.flac``, ...), at the model's 24 kHz and the encoded length, or at
 the source file's rate and length with ``--source-rate``. The model must be the one that encoded
 IN (checked by the config and weights hashes in IN). Decoding streams frame blocks, so memory does
-not grow with the file's length (causal models).
+not grow with the file's length (causal models). --backend onnxruntime decodes with ONNX Runtime
+(CPU) from an `audioenc export --format onnx` folder of the model (--onnx DIR; default: a
+temporary export).
 
 Nothing in IN is trusted: its header, tensor and every value are checked against the model before
 any audio is computed, and OUT is written under a temporary name, renamed at the end, so a refusal
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from audioenc.commands.backend import add_backend_arguments, check_backend_arguments, engine_for
 
 
 def register(subparsers) -> None:
@@ -35,6 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument("--allow-other-weights", action="store_true",
                         help="decode with a model of the same configuration but other weights")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
+    add_backend_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
     parser.set_defaults(func=run)
 
@@ -44,11 +49,13 @@ def run(args: argparse.Namespace) -> int:
     from audioenc.codec_io import check_audio_output, chunk_frames_for, decode_file, load_codec
 
     check_audio_output(args.output, args.subtype)  # an unusable OUT is refused before the model loads
+    check_backend_arguments(args)
     model, config = load_codec(args.model)
     chunk_frames = chunk_frames_for(args.chunk_seconds, model.frame_rate)
-    result = decode_file(args.input, args.output, model, config, chunk_frames=chunk_frames,
-                         to_source_rate=args.source_rate, subtype=args.subtype,
-                         allow_other_weights=args.allow_other_weights, device=args.device)
+    with engine_for(args, model, config) as engine:
+        result = decode_file(args.input, args.output, model, config, chunk_frames=chunk_frames,
+                             to_source_rate=args.source_rate, subtype=args.subtype,
+                             allow_other_weights=args.allow_other_weights, device=args.device, engine=engine)
     if result.clipped_samples:
         print(f"audioenc decode: warning: {result.clipped_samples} sample(s) beyond ±1.0 were clipped for "
               f"{args.subtype}; use --subtype FLOAT to keep them.", file=sys.stderr)

@@ -5,7 +5,8 @@ model's channel count. OUT: ``.safetensors`` or ``.npz`` holding ``latents [1, D
 model) or ``codes [1, K, F]`` (RVQ) plus the metadata :mod:`audioenc.codec_io` describes (lengths,
 rates, the model config and its hashes). A causal model streams the file in chunks with state
 carried across them (same frames as a one-shot encode, bounded memory); a non-causal one is
-encoded in one pass.
+encoded in one pass. --backend onnxruntime computes the same frames with ONNX Runtime (CPU) from
+an `audioenc export --format onnx` folder of the model (--onnx DIR; default: a temporary export).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import math
 import sys
 
+from audioenc.commands.backend import add_backend_arguments, check_backend_arguments, engine_for
 from audioenc.errors import UserError
 
 
@@ -31,6 +33,7 @@ def register(subparsers) -> None:
     parser.add_argument("--chunk-seconds", type=float, default=2.0,
                         help="streaming chunk length in seconds, rounded up to whole frames (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
+    add_backend_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
     parser.set_defaults(func=run)
 
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from audioenc.codec_io import check_encoded_output, chunk_frames_for, encode_file, load_codec
 
     check_encoded_output(args.output)  # an unusable OUT is refused before the model loads
+    check_backend_arguments(args)
     model, config = load_codec(args.model)
     chunk_frames = chunk_frames_for(args.chunk_seconds, model.frame_rate)
     n_q = None
@@ -50,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if not model.encoder.causal and not args.quiet:
         print("audioenc encode: the model is not causal; encoding the whole file in one pass "
               "(memory grows with the file's length).", file=sys.stderr)
-    result = encode_file(args.input, args.output, model, config, chunk_frames=chunk_frames, n_q=n_q,
-                         device=args.device)
+    with engine_for(args, model, config) as engine:
+        result = encode_file(args.input, args.output, model, config, chunk_frames=chunk_frames, n_q=n_q,
+                             device=args.device, engine=engine)
     header = result.header
     if not args.quiet:
         what = (f"codes [1, {header.n_q}, {header.num_frames}] ({header.bandwidth_kbps:g} kbps)"

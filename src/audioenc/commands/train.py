@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "length, seed, data, schedule, losses, optimiser); the change is printed and recorded in "
              "RUN_DIR/changes.jsonl. Without it such a resume is refused.",
     )
+    parser.add_argument(
+        "--init-from", metavar="MODEL",
+        help="start a new run from a codec's weights (a run folder, model_best.safetensors, checkpoint_*.pt, or a "
+             "folder of `audioenc import-hf`): its model settings replace the preset's (model.* overrides still "
+             "apply), the discriminator and optimisers start fresh. Not with --resume.",
+    )
     parser.add_argument("--preset", default="paper", help="paper (default: EnCodec's numbers) or small (CPU)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--updates-per-epoch", type=int)
@@ -56,13 +62,49 @@ def config_from_args(args: argparse.Namespace):
     return build_config(args.channel_mode, args.preset, [*overrides, *args.overrides])
 
 
+def adopt_model(config, model_config, args: argparse.Namespace, source: str):
+    """``config`` with the model section of the codec at ``source`` (``--init-from``); the user's own
+    ``model.*`` overrides (and ``--quantizer``) are applied on top, and must leave the weights loadable."""
+    import dataclasses
+
+    from audioenc.config import CHANNEL_MODES, set_value, validate
+    from audioenc.errors import UserError
+
+    explicit = [item for item in args.overrides if item.partition("=")[0].strip().startswith("model.")]
+    if args.quantizer is not None:
+        explicit.insert(0, f"model.quantizer={args.quantizer}")
+    mode_channels = CHANNEL_MODES[args.channel_mode]["model.channels"]
+    if model_config.channels != mode_channels and not any(i.startswith("model.channels=") for i in explicit):
+        raise UserError(
+            f"--init-from {source}: that codec has {model_config.channels} channel(s), --{args.channel_mode} trains "
+            f"{mode_channels}; add model.channels={model_config.channels} (and a matching data.channel_mode) or "
+            "choose the other channel mode."
+        )
+    config.model = dataclasses.replace(model_config)
+    for item in explicit:
+        key, _, value = item.partition("=")
+        set_value(config, key.strip(), value.strip())
+    return validate(config)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from audioenc.training.run import train
 
     config = config_from_args(args)
+    init_from = None
+    if args.init_from is not None:
+        from audioenc.codec_io import load_codec
+        from audioenc.errors import UserError
+
+        if args.resume:
+            raise UserError("--init-from starts a new run from a codec's weights and --resume continues a run's own "
+                            "checkpoint: use one of them.")
+        codec, model_config = load_codec(args.init_from)
+        config = adopt_model(config, model_config, args, args.init_from)
+        init_from = (str(args.init_from), codec)
     run_dir = Path(args.run_dir or f"runs/train-{args.channel_mode}-{args.preset}")
     summary = train(config, run_dir, resume=args.resume, progress=not args.no_progress,
-                    allow_changed_training=args.allow_changed_training)
+                    allow_changed_training=args.allow_changed_training, init_from=init_from)
     return 130 if summary.get("stopped_by_signal") else 0

@@ -7,6 +7,7 @@ same sample rate and return one number per batch item ``[B]`` (average over the 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -198,7 +199,11 @@ def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: to
                     continue  # segments shorter than the measure accepts: no value, rather than an error
                 for y, y_hat in zip(references_np, estimates_np, strict=True):
                     if perceptual_counts.get(name, 0) < perceptual_items:
-                        value = perceptual_measures.score(name, y, y_hat, sample_rate)
+                        try:
+                            value = perceptual_measures.score(name, y, y_hat, sample_rate)
+                        except Exception as error:  # a monitoring measure must never end a training run
+                            warnings.warn(f"validation: {name} failed on a segment ({error}); left out", stacklevel=2)
+                            value = math.nan
                         if math.isfinite(value):
                             perceptual_sums[name] = perceptual_sums.get(name, 0.0) + value
                             perceptual_counts[name] = perceptual_counts.get(name, 0) + 1

@@ -10,7 +10,8 @@ from torch import nn
 from audioenc.config import DiscriminatorConfig, ModelConfig
 from audioenc.models.discriminators import MultiScaleSTFTDiscriminator
 from audioenc.models.quantization import ResidualVectorQuantizer
-from audioenc.models.seanet import SEANetDecoder, SEANetEncoder
+from audioenc.models.seanet import SEANetDecoder, SEANetEncoder, seanet_options
+from audioenc.models.streaming import StreamState, initial_state, stream_step
 
 
 def as_scale(scale: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
@@ -52,6 +53,14 @@ class CodecModel(nn.Module):
     and the decoder's output is multiplied by the same number. That scale is side information: it
     travels beside the latents or codes (:meth:`encode` returns it, :meth:`decode` takes it; one
     number per file in ``audioenc encode``'s container, not counted in the codes' bitrate).
+
+    Streaming (causal models): :meth:`encode_stream` / :meth:`decode_stream` run the encoder or
+    decoder on the next chunk with an explicit state in and out (pure functions of their inputs,
+    see :mod:`audioenc.models.streaming`); :meth:`initial_encoder_state` /
+    :meth:`initial_decoder_state` give the zero state for a batch. The level and the quantizer act
+    frame by frame, so they carry no state: a caller divides each chunk by the signal's fixed
+    ``scale`` and quantizes the latents a step returns (``quantizer.encode``), as
+    :class:`audioenc.codec_io.StreamingEncoder` does.
     """
 
     #: Added to the RMS so that digital silence stays finite (EnCodec's value).
@@ -76,16 +85,7 @@ class CodecModel(nn.Module):
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> CodecModel:
-        seanet = dict(
-            channels=config.channels,
-            dimension=config.dimension,
-            n_filters=config.n_filters,
-            n_residual_layers=config.n_residual_layers,
-            ratios=tuple(config.ratios),
-            lstm=config.lstm,
-            causal=config.causal,
-            pad_mode=config.pad_mode,
-        )
+        seanet = seanet_options(config)
         quantizer = None
         if config.quantizer == "rvq":
             quantizer = ResidualVectorQuantizer(
@@ -102,6 +102,34 @@ class CodecModel(nn.Module):
     def frame_rate(self) -> float:
         """Latent frames per second (75 at 24 kHz with hop 320)."""
         return self.sample_rate / self.hop_length
+
+    def initial_encoder_state(
+        self, batch: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+    ) -> StreamState:
+        """Zero state of the encoder for ``batch`` signals (flat tuple; see :meth:`encode_stream`)."""
+        return initial_state(self.encoder, batch, dtype, device)
+
+    def initial_decoder_state(
+        self, batch: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+    ) -> StreamState:
+        """Zero state of the decoder for ``batch`` signals (flat tuple; see :meth:`decode_stream`)."""
+        return initial_state(self.decoder, batch, dtype, device)
+
+    def encode_stream(self, audio: torch.Tensor, state: StreamState | None) -> tuple[torch.Tensor, StreamState]:
+        """Encoder on the next chunk: ``[B, C, L]`` (already divided by the signal's scale) ->
+        ``(latents [B, D, ceil(L / hop)], new_state)``.
+
+        Every chunk but the last must be a multiple of ``hop_length`` samples; ``state`` is the
+        previous call's, :meth:`initial_encoder_state`, or ``None`` before the first chunk. The
+        concatenated latents equal ``self.encoder(signal)`` up to float rounding.
+        """
+        self._check_input(audio)
+        return stream_step(self.encoder, audio, state)
+
+    def decode_stream(self, latents: torch.Tensor, state: StreamState | None) -> tuple[torch.Tensor, StreamState]:
+        """Decoder on the next frames: ``[B, D, f]`` -> ``(audio [B, C, f * hop], new_state)`` (any
+        ``f >= 1``; multiply by the scale afterwards). Concatenated, equal to ``self.decoder(latents)``."""
+        return stream_step(self.decoder, latents, state)
 
     def _check_input(self, audio: torch.Tensor) -> None:
         if audio.dim() != 3 or audio.shape[1] != self.channels:

@@ -37,11 +37,35 @@ All padding is done inside the streamable layers of :mod:`audioenc.models.conv`.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from audioenc.models.conv import StreamableConv1d, StreamableConvTranspose1d, StreamableLSTM
+
+if TYPE_CHECKING:
+    from audioenc.config import ModelConfig
+
+
+def seanet_options(config: ModelConfig) -> dict[str, Any]:
+    """The keyword arguments of :class:`SEANetEncoder` / :class:`SEANetDecoder` that a
+    :class:`~audioenc.config.ModelConfig` sets (every other argument keeps its EnCodec default).
+
+    ``true_skip`` is among them: ``model.true_skip=false`` gives every residual unit a kernel-1
+    convolution shortcut, the layout of the released EnCodec 24 kHz weights.
+    """
+    return dict(
+        channels=config.channels,
+        dimension=config.dimension,
+        n_filters=config.n_filters,
+        n_residual_layers=config.n_residual_layers,
+        ratios=tuple(config.ratios),
+        lstm=config.lstm,
+        causal=config.causal,
+        pad_mode=config.pad_mode,
+        true_skip=config.true_skip,
+    )
 
 
 def _check_ratios(ratios: tuple[int, ...], where: str) -> tuple[int, ...]:

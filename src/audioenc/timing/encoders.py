@@ -105,7 +105,8 @@ def load_encoder(spec: str | Path, weights: str | None = None) -> EncoderHandle:
     text = str(spec)
     path = Path(text)
     if path.exists() and path.suffix != ".py":
-        model = hear.load_model(str(path))
+        # The model's own rate: clips are resampled once, here, not to a HEAR rate and again inside.
+        model = hear.load_model(str(path), sample_rate=None)
         policy = f"clips downmixed to mono (mean of channels), resampled with soxr to {model.sample_rate} Hz"
         if model.channel_policy is not None:
             policy += f"; the {model.kind}'s encoder gets {model.channel_policy}"

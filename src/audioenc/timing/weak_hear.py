@@ -2,11 +2,16 @@
 
 ``hear.load_model(folder)`` on a folder written by :func:`audioenc.timing.weak.save_weak_encoder`
 (``config.json`` of kind ``audioenc.weak_crnn`` + ``model.safetensors``) returns a
-:class:`WeakCRNNHEAR`: mono audio ``[n, T]`` at 24 kHz -> log-mel -> CNN -> bidirectional GRU
-frame embeddings ``[n, ceil(ceil(T / 240) / 4), 2H]`` (25 frames/s by default, first timestamp
-20 ms). Importing :mod:`audioenc.timing` registers the loader; this module is also a HEAR module
-in its own right (``load_model``, ``get_timestamp_embeddings``, ``get_scene_embeddings``), for
-harnesses that name a module.
+:class:`WeakCRNNHEAR`: mono audio ``[n, T]`` at ``model.sample_rate`` — **48 kHz** by default,
+a rate HEAR accepts (``load_model(folder, sample_rate=...)`` for 16000, 22050 or 44100) —
+resampled inside with soxr to the CRNN's own **24 kHz** (``model.model_sample_rate``, its log-mel
+rate; the mel bands reach 12 kHz, which 48 kHz audio keeps whole) -> log-mel -> CNN ->
+bidirectional GRU frame embeddings ``[n, ceil(ceil(T24 / 240) / 4), 2H]`` for ``T24`` samples at
+24 kHz (25 frames/s by default: timestamps at frame centres, 20 ms + k · 40 ms, whatever the
+HEAR rate). Resampling and timestamps are :mod:`audioenc.hear`'s (see there). Importing
+:mod:`audioenc.timing` registers the loader; this module is also a HEAR module in its own right
+(``load_model``, ``get_timestamp_embeddings``, ``get_scene_embeddings``), for harnesses that name a
+module: the HEAR 2021 validator passes ``hear-validator audioenc.timing.weak_hear --model FOLDER``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from audioenc.timing.weak import WeakCRNN, load_weak_encoder
 
 class WeakCRNNHEAR(HEARModule):
     """HEAR wrapper of the weak-label CRNN: its :class:`~audioenc.timing.fitting.ClipModelOutput`
-    ``embeddings``, transposed to ``[n, frames, 2H]``."""
+    ``embeddings``, transposed to ``[n, frames, 2H]``. Built here it takes audio at the CRNN's own
+    rate; :func:`load_model` sets the HEAR rate (48 kHz by default)."""
 
     kind = "weak_crnn"
 
@@ -38,7 +44,8 @@ class WeakCRNNHEAR(HEARModule):
         self.crnn = crnn.eval()
         self.log_mel = LogMel(crnn.feature_config)
         self.batch_size = batch_size
-        self.sample_rate = int(crnn.feature_config.sample_rate)
+        self.model_sample_rate = int(crnn.feature_config.sample_rate)
+        self.sample_rate = self.model_sample_rate
         self.frame_rate = float(crnn.frame_rate)
         self.scene_embedding_size = int(crnn.embedding_size)
         self.timestamp_embedding_size = int(crnn.embedding_size)
@@ -55,8 +62,9 @@ class WeakCRNNHEAR(HEARModule):
 
     def split_top(self) -> TopSplit:
         """The bidirectional GRU (the layer that makes the embeddings); below it log-mel + CNN,
-        captured by a forward hook on the GRU while this wrapper runs, so the cut is exactly
-        what the HEAR path computes."""
+        captured by a forward hook on the GRU while this wrapper runs (on the clip resampled to the
+        CRNN's rate as the HEAR functions resample it), so the cut is exactly what the HEAR path
+        computes."""
         rnn = self.crnn.rnn
 
         def lower(audio: np.ndarray) -> np.ndarray:
@@ -64,7 +72,7 @@ class WeakCRNNHEAR(HEARModule):
             hook = rnn.register_forward_hook(lambda module, inputs, output: captured.update(sequence=inputs[0]))
             try:
                 with torch.no_grad():
-                    self.frame_embeddings(torch.from_numpy(audio)[None])
+                    self.frame_embeddings(torch.from_numpy(self.clip_to_model_rate(audio))[None])
             finally:
                 hook.remove()
             return captured["sequence"][0].T.numpy().astype(np.float32)
@@ -110,7 +118,8 @@ def register() -> None:
 
 
 def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
-    """HEAR ``load_model`` for a weak-CRNN folder (any kind :func:`audioenc.hear.load_model` knows)."""
+    """HEAR ``load_model`` for a weak-CRNN folder (any kind :func:`audioenc.hear.load_model` knows;
+    the same options, ``sample_rate`` 48000 by default)."""
     register()
     return hear.load_model(model_file_path, **kwargs)
 

@@ -7,6 +7,8 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from audioenc.config import Config
 from audioenc.errors import UserError
 from audioenc.training.checkpoint import (
@@ -31,7 +33,7 @@ from audioenc.training.trainer import Trainer
 
 
 def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = True,
-          allow_changed_training: bool = False) -> dict:
+          allow_changed_training: bool = False, init_from: tuple[str, torch.nn.Module] | None = None) -> dict:
     """Train ``config`` in ``run_dir``; with ``resume`` continue from ``checkpoint_last.pt`` exactly.
 
     Everything that can refuse the run (the checkpoint, its model and training settings, the data)
@@ -42,10 +44,17 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
     unless ``allow_changed_training``; then the change is printed and recorded in
     ``run_dir/changes.jsonl``.
 
+    ``init_from = (source, codec)`` starts a new run from ``codec``'s weights (``audioenc train
+    --init-from``; ``config.model`` must be the codec's): the codec and its weight EMA start from
+    them, the discriminator, optimisers and balancers start fresh. Said on stdout and recorded in
+    ``run_dir/init_from.json``.
+
     Returns the run summary (also written to ``run_dir/summary.json``).
     """
     run_dir = Path(run_dir)
     last = run_dir / "checkpoint_last.pt"
+    if init_from is not None and resume:
+        raise UserError("--init-from starts a new run; --resume continues a run's own checkpoint: use one of them.")
     if last.exists() and not resume:
         raise FileExistsError(
             f"{run_dir} already holds a run ({last.name}); pass --resume to continue it or choose a new --run-dir."
@@ -79,12 +88,16 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
         if state is not None:
             trainer.load_state_dict(state, last)
             del state
+        if init_from is not None:
+            initialise_from(trainer, *init_from)
         if context.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(run_dir)  # half-written files of a killed run
             atomic_write(run_dir / "config.json", config.save)
             if changes:
                 record_changes(run_dir, trainer.step, changes)
+            if init_from is not None:
+                record_init(run_dir, init_from[0], trainer.model)
         logger = RunLogger(config.train.logger, run_dir, config.to_dict(), enabled=context.is_main)
         started = True
         try:
@@ -101,6 +114,29 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
         raise
     finally:
         shutdown()
+
+
+def initialise_from(trainer: Trainer, source: str, codec: torch.nn.Module) -> None:
+    """Load ``codec``'s weights (codebooks included) into the trainer's codec and its weight EMA."""
+    try:
+        trainer.model.load_state_dict(codec.state_dict())
+    except RuntimeError as error:  # a model.* override changed the architecture
+        message = " ".join(str(error).split())[:300]
+        raise UserError(f"--init-from {source}: its weights do not fit this run's model settings ({message}); "
+                        "drop the model.* overrides that change the architecture.") from None
+    if trainer.ema is not None:
+        trainer.ema.module.load_state_dict(codec.state_dict())
+
+
+def record_init(run_dir: Path, source: str, model: torch.nn.Module) -> None:
+    """Say where the run's weights came from, on stdout and in ``run_dir/init_from.json``."""
+    from audioenc.codec_io import model_weights_hash
+
+    message = f"initialised from {source}; the discriminator starts fresh"
+    row = {"init_from": str(Path(source).resolve()), "model_weights_sha256": model_weights_hash(model),
+           "note": message + " (and so do the optimisers and the loss balancers)"}
+    atomic_write(Path(run_dir) / "init_from.json", lambda tmp: tmp.write_text(json.dumps(row, indent=2) + "\n"))
+    print(f"{message} (recorded in {Path(run_dir) / 'init_from.json'}).")
 
 
 def _first_missing_folder(path: Path) -> Path | None:

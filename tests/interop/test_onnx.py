@@ -1,0 +1,229 @@
+"""Tests for audioenc.interop.onnx (export) and audioenc.interop.onnx_runtime (inference).
+
+Reference: the PyTorch model the graphs were exported from (``model.encoder`` / ``model.decode``
+one-shot). ONNX Runtime sums convolutions and the LSTM in another order than PyTorch, so float32
+outputs agree to rounding: measured max |difference| 2e-7 on latents of magnitude ~0.2 and audio
+~0.1; asserted ``atol=1e-5``. Codes: equal (a tiny codec's 16 entries are far apart).
+
+Two exports per module (the slow part: a few seconds per graph): a causal RVQ codec (one-shot and
+step graphs, codes and latents) and a non-causal, reflect-padded continuous codec (one-shot only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.numpy import load_file
+
+import onnxruntime  # noqa: E402  (the onnx extra, part of the test install)
+import onnxscript  # noqa: E402,F401
+
+from audioenc.cli import main  # noqa: E402
+from audioenc.config import ModelConfig  # noqa: E402
+from audioenc.interop.onnx import SIDECAR, export_onnx  # noqa: E402
+from audioenc.interop.onnx_runtime import OnnxCodec  # noqa: E402
+from audioenc.models.codec import CodecModel  # noqa: E402
+from audioenc.training.checkpoint import export_model  # noqa: E402
+
+HOP = 8
+TINY = dict(n_filters=4, dimension=16, ratios=(4, 2), lstm=2, n_q=4, bins=16)
+ATOL = 1e-5
+
+
+def _model(**overrides) -> tuple[CodecModel, ModelConfig]:
+    torch.manual_seed(0)
+    config = ModelConfig(**{**TINY, **overrides})
+    model = CodecModel.from_config(config)
+    if model.quantizer is not None:
+        model.quantizer.q_dropout = False
+        model.train()
+        with torch.no_grad():  # one training pass: k-means initialises every codebook
+            model(0.3 * torch.randn(4, config.channels, 64 * HOP, generator=torch.Generator().manual_seed(9)))
+    return model.eval(), config
+
+
+def _audio(length: int, seed: int = 0, batch: int = 2) -> torch.Tensor:
+    return 0.3 * torch.randn(batch, 1, length, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def rvq(tmp_path_factory):
+    model, config = _model(quantizer="rvq", normalize=True)
+    folder = tmp_path_factory.mktemp("onnx") / "rvq"
+    files = export_onnx(model, config, folder)
+    return model, config, folder, files
+
+
+@pytest.fixture(scope="module")
+def continuous(tmp_path_factory):
+    model, config = _model(quantizer="none", causal=False, pad_mode="reflect")
+    folder = tmp_path_factory.mktemp("onnx") / "continuous"
+    export_onnx(model, config, folder)
+    return model, config, folder
+
+
+def test_export_writes_graphs_and_their_contract(rvq, continuous):
+    model, config, folder, files = rvq
+    names = ["encoder.onnx", "decoder.onnx", "encoder_step.onnx", "decoder_step.onnx", SIDECAR]
+    assert [path.name for path in files] == names and all(path.is_file() for path in files)
+    assert str(files).startswith(f"wrote {folder}: ONNX one-shot and streaming graphs")
+    sidecar = json.loads((folder / SIDECAR).read_text())
+    assert (sidecar["hop_length"], sidecar["sample_rate"], sidecar["n_q"], sidecar["kind"]) == (HOP, 24000, 4, "codes")
+    assert sidecar["normalize"] is True and "x / scale" in sidecar["level_rule"] and sidecar["streaming"] is True
+    encoder = sidecar["graphs"]["encoder"]
+    assert encoder["inputs"] == [{"name": "audio", "dtype": "float32", "shape": ["batch", 1, "samples"]}]
+    assert [o["name"] for o in encoder["outputs"]] == ["latents", "codes"]
+    step_inputs = sidecar["graphs"]["encoder_step"]["inputs"]
+    assert len(step_inputs) == 1 + len(model.initial_encoder_state(1))
+    assert {"name": "state_in_5", "dtype": "float32", "shape": [2, "batch", 16]} in step_inputs  # LSTM h
+    from audioenc.codec_io import model_weights_hash
+
+    assert sidecar["model_weights_sha256"] == model_weights_hash(model)
+    # A non-causal codec: one-shot graphs only, and the sidecar says why.
+    sidecar = json.loads((continuous[2] / SIDECAR).read_text())
+    assert sorted(p.name for p in continuous[2].iterdir()) == [SIDECAR, "decoder.onnx", "encoder.onnx"]
+    assert sidecar["streaming"] is False and "not causal" in sidecar["streaming_rule"]
+    with pytest.raises(FileExistsError, match="not an empty folder"):
+        export_onnx(model, config, folder)
+
+
+@pytest.mark.parametrize("frames,extra", [(7, 0), (7, 5), (0, 1), (3, HOP - 1)])
+def test_one_shot_graphs_equal_pytorch_rvq(rvq, frames, extra):
+    """Any length, multiple of the hop or not: ceil(T / hop) frames, the same codes and audio."""
+    model, _, folder, _ = rvq
+    onnx = OnnxCodec(folder)
+    audio = _audio(frames * HOP + extra)
+    latents, codes = onnx.run("encoder", audio.numpy())
+    with torch.no_grad():
+        reference = model.encoder(audio)
+        reference_codes = model.quantizer.encode(reference)
+    assert latents.shape == (2, 16, math.ceil(audio.shape[-1] / HOP)) == tuple(reference.shape)
+    np.testing.assert_allclose(latents, reference.numpy(), rtol=0, atol=ATOL)
+    np.testing.assert_array_equal(codes, reference_codes.numpy())
+    for n_q in (4, 2):  # fewer codebooks: the first rows
+        (decoded,) = onnx.run("decoder", codes[:, :n_q])
+        with torch.no_grad():
+            expected = model.decode(reference_codes[:, :n_q], scale=1.0)
+        np.testing.assert_allclose(decoded, expected.numpy(), rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("length", [11 * HOP, 11 * HOP + 9, 2])
+def test_one_shot_graphs_equal_pytorch_continuous_non_causal(continuous, length):
+    model, _, folder = continuous
+    onnx = OnnxCodec(folder)
+    audio = _audio(length, seed=3, batch=3)
+    (latents,) = onnx.run("encoder", audio.numpy())
+    (decoded,) = onnx.run("decoder", latents)
+    with torch.no_grad():
+        reference = model.encoder(audio)
+        expected = model.decoder(reference)
+    assert latents.shape == (3, 16, math.ceil(length / HOP))
+    np.testing.assert_allclose(latents, reference.numpy(), rtol=0, atol=ATOL)
+    np.testing.assert_allclose(decoded, expected.numpy(), rtol=0, atol=ATOL)
+
+
+def test_step_graphs_stream_any_length_like_one_shot(rvq):
+    """Fixed chunks of 4 frames (the last one partial), state from zeros through the step graphs:
+    the same latents, codes and audio as one pass of PyTorch."""
+    model, _, folder, _ = rvq
+    onnx = OnnxCodec(folder)
+    audio = _audio(13 * HOP + 7, seed=4)
+    state, latents, codes = onnx.zero_state("encoder_step", 2), [], []
+    for start in range(0, audio.shape[-1], 4 * HOP):
+        part, part_codes, *state = onnx.run("encoder_step", audio[..., start : start + 4 * HOP].numpy(), *state)
+        latents.append(part)
+        codes.append(part_codes)
+    latents, codes = np.concatenate(latents, -1), np.concatenate(codes, -1)
+    with torch.no_grad():
+        reference = model.encoder(audio)
+        reference_codes = model.quantizer.encode(reference)
+        expected = model.decode(reference_codes, scale=1.0)
+    assert latents.shape == (2, 16, 14)
+    np.testing.assert_allclose(latents, reference.numpy(), rtol=0, atol=ATOL)
+    np.testing.assert_array_equal(codes, reference_codes.numpy())
+    state, decoded = onnx.zero_state("decoder_step", 2), []
+    for start in range(0, codes.shape[-1], 3):
+        part, *state = onnx.run("decoder_step", codes[..., start : start + 3], *state)
+        decoded.append(part)
+    np.testing.assert_allclose(np.concatenate(decoded, -1), expected.numpy(), rtol=0, atol=ATOL)
+
+
+def test_legacy_exporter_needs_the_non_negative_padding_arithmetic(tmp_path, monkeypatch):
+    """Why models/conv.py writes ``extra = (s - T mod s) mod s``: the TorchScript exporter
+    (``dynamo=False``) records Python arithmetic on shapes as constants unless it maps to traced
+    ops; with EnCodec's ``max(ceil(...), 1)`` formula its graph silently returns the example's frame
+    arithmetic for other lengths (one frame short). With ours it is exact."""
+    import audioenc.models.conv as conv
+
+    def encodec_paddings(length, kernel_size, stride=1, dilation=1, causal=False):
+        k = (kernel_size - 1) * dilation + 1
+        extra = conv.extra_padding_for_conv1d(length, k, stride, k - stride)  # max(...) and negative // inside
+        return (k - stride, extra) if causal else ((k - stride) - (k - stride) // 2, (k - stride) // 2 + extra)
+
+    LENGTHS = (7 * HOP + 5, 4 * HOP + 1)  # noqa: N806 (not the example's 4 * HOP)
+
+    def frames_of_legacy_graph(path) -> list[int]:
+        model, _ = _model(lstm=0)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model.encoder, (_audio(4 * HOP, batch=1),), str(path), dynamo=False,
+                              input_names=["audio"], output_names=["latents"],
+                              dynamic_axes={"audio": {2: "samples"}, "latents": {2: "frames"}})
+        session = onnxruntime.InferenceSession(str(path))
+        return [session.run(None, {"audio": _audio(n, batch=1).numpy()})[0].shape[-1] for n in LENGTHS]
+
+    expected = [math.ceil(n / HOP) for n in LENGTHS]
+    assert frames_of_legacy_graph(tmp_path / "ours.onnx") == expected
+    monkeypatch.setattr(conv, "conv1d_paddings", encodec_paddings)
+    assert frames_of_legacy_graph(tmp_path / "encodec.onnx") != expected
+
+
+def test_cli_onnxruntime_backend_equals_torch_backend(rvq, tmp_path, capsys):
+    model, config, folder, _ = rvq
+    export_model(tmp_path, "model_best", model, config)
+    weights = str(tmp_path / "model_best.safetensors")
+    source = (0.3 * np.random.default_rng(0).standard_normal(int(24000 * 0.37))).astype(np.float32)
+    sf.write(str(tmp_path / "in.wav"), source, 24000, subtype="FLOAT")
+    containers = {}
+    for backend in ("torch", "onnxruntime"):
+        extra = ["--backend", backend] + (["--onnx", str(folder)] if backend == "onnxruntime" else [])
+        out = tmp_path / f"{backend}.safetensors"
+        assert main(["encode", str(tmp_path / "in.wav"), str(out), "--model", weights, "--chunk-seconds", "0.05",
+                     "--quiet", *extra]) == 0
+        containers[backend] = load_file(str(out))["codes"]
+        assert main(["decode", str(out), str(tmp_path / f"{backend}.wav"), "--model", weights, "--quiet",
+                     "--chunk-seconds", "0.1", *extra]) == 0
+    assert containers["torch"].shape == (1, 4, math.ceil(source.size / HOP))
+    np.testing.assert_array_equal(containers["onnxruntime"], containers["torch"])
+    torch_audio = sf.read(str(tmp_path / "torch.wav"), dtype="float32")[0]
+    onnx_audio = sf.read(str(tmp_path / "onnxruntime.wav"), dtype="float32")[0]
+    assert onnx_audio.shape == torch_audio.shape == source.shape
+    np.testing.assert_allclose(onnx_audio, torch_audio, rtol=0, atol=ATOL)
+    # Decoding the ONNX Runtime container with the torch backend works too: the same file format.
+    assert main(["decode", str(tmp_path / "onnxruntime.safetensors"), str(tmp_path / "x.wav"), "--model", weights,
+                 "--quiet"]) == 0
+
+
+def test_cli_backend_flags_are_checked(rvq, continuous, tmp_path, capsys):
+    model, config, folder, _ = rvq
+    export_model(tmp_path, "model_best", model, config)
+    weights = str(tmp_path / "model_best.safetensors")
+    sf.write(str(tmp_path / "in.wav"), np.zeros(2400, np.float32), 24000, subtype="FLOAT")
+    cases = [
+        (["--onnx", str(folder)], "--onnx is for --backend onnxruntime"),
+        (["--backend", "onnxruntime", "--device", "cuda"], "runs on the CPU"),
+        (["--backend", "onnxruntime", "--onnx", str(continuous[2])], "exported from another model"),
+        (["--backend", "onnxruntime", "--onnx", str(tmp_path)], "not an ONNX export of audioenc"),
+    ]
+    for flags, message in cases:
+        assert main(["encode", str(tmp_path / "in.wav"), str(tmp_path / "x.npz"), "--model", weights, *flags]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()

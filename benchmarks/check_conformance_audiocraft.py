@@ -73,164 +73,53 @@ message says what to do).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
-import re
 import sys
 import tempfile
-import types
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import audiocraft_reference
+from audiocraft_sides import (
+    HOW_TO_GET_AUDIOCRAFT,
+    Sides,
+    audiocraft_commit,
+    build_sides,
+    load_audiocraft,
+)
 from bench_model import machine_line
 
 from audioenc.config import build_config
 from audioenc.losses.spectral import _mel_filterbank
-from audioenc.models.seanet import DecoderBlock, EncoderBlock
 from audioenc.training.trainer import Trainer
 
 TOLERANCE = 1e-10
 # audioenc's loss names -> audiocraft's (the solver's balanced_losses keys).
 LOSS_NAMES = {"l1": "l1", "mel": "msspec", "adv": "adv_msstftd", "feat": "feat_msstftd"}
 
-# ----------------------------------------------------------------------------- loading audiocraft
+# ----------------------------------------------------------------------------- the configuration
 
 
-def load_audiocraft(root: Path, deps: Path | None) -> dict[str, types.ModuleType]:
-    """audiocraft_reference's modules plus ``quantization/{base,core_vq,vq}.py`` and
-    ``models/encodec.py`` (its ``EncodecModel``; ``transformers``, imported there for the
-    Hugging Face wrapper only, is stubbed when absent)."""
-    modules = audiocraft_reference.load(root, deps)
-    for package in ("audiocraft.quantization", "audiocraft.models"):
-        if package not in sys.modules:
-            module = types.ModuleType(package)
-            module.__path__ = [str(root / package.replace(".", "/"))]
-            sys.modules[package] = module
-            setattr(sys.modules["audiocraft"], package.rpartition(".")[2], module)
-    for file in ("audiocraft/quantization/base.py", "audiocraft/quantization/core_vq.py",
-                 "audiocraft/quantization/vq.py"):
-        modules[Path(file).stem] = _exec_file(root, file)
-    quantization = sys.modules["audiocraft.quantization"]
-    for name in ("BaseQuantizer", "DummyQuantizer", "QuantizedResult"):
-        setattr(quantization, name, getattr(modules["base"], name))
-    quantization.ResidualVectorQuantizer = modules["vq"].ResidualVectorQuantizer
-    if importlib.util.find_spec("transformers") is None:
-        stub = types.ModuleType("transformers")
-        stub.EncodecModel = type("EncodecModel", (), {})
-        sys.modules["transformers"] = stub
-    modules["encodec"] = _exec_file(root, "audiocraft/models/encodec.py")
-    return modules
-
-
-def _exec_file(root: Path, file: str) -> types.ModuleType:
-    name = file[: -len(".py")].replace("/", ".")
-    spec = importlib.util.spec_from_file_location(name, root / file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def audiocraft_commit(root: Path) -> str:
-    """The checkout's commit, read from its .git when there is one."""
-    head = root / ".git" / "HEAD"
-    try:
-        text = head.read_text().strip()
-        if text.startswith("ref: "):
-            ref = root / ".git" / text[5:]
-            return ref.read_text().strip() if ref.is_file() else text
-        return text
-    except OSError:
-        return "unknown (no .git in the checkout; pass --audiocraft-commit)"
-
-
-# ----------------------------------------------------------------------------- weight mapping
-
-
-def _flat_indices(sequential: nn.Sequential) -> dict[str, str]:
-    """audioenc's nested SEANet ``model`` indices -> audiocraft's flat ones.
-
-    audioenc groups each encoder/decoder block in an ``nn.Sequential`` (``model.1.0`` is the first
-    residual unit of the first block); audiocraft lists the same layers flat (``model.1``).
-    """
-    mapping, flat = {}, 0
-    for index, child in enumerate(sequential):
-        if isinstance(child, (EncoderBlock, DecoderBlock)):
-            for sub_index in range(len(child)):
-                mapping[f"{index}.{sub_index}"] = str(flat)
-                flat += 1
-        else:
-            mapping[str(index)] = str(flat)
-            flat += 1
-    return mapping
-
-
-def _weight_norm_name(name: str) -> str:
-    return name.replace("parametrizations.weight.original0", "weight_g").replace(
-        "parametrizations.weight.original1", "weight_v")
-
-
-def seanet_name(name: str, indices: dict[str, str]) -> str:
-    """``model.<i>[.<j>].rest`` of audioenc's SEANet -> audiocraft's parameter name."""
-    match = re.match(r"model\.(\d+)\.(\d+)\.(.*)$", name)
-    if match and f"{match[1]}.{match[2]}" in indices:
-        index, rest = indices[f"{match[1]}.{match[2]}"], match[3]
-    else:
-        match = re.match(r"model\.(\d+)\.(.*)$", name)
-        index, rest = indices[match[1]], match[2]
-    # StreamableConv1d.conv / StreamableConvTranspose1d.convtr are the torch convs in audioenc;
-    # audiocraft wraps them once more (NormConv1d.conv, NormConvTranspose1d.convtr).
-    rest = re.sub(r"(^|\.)conv\.", r"\1conv.conv.", rest, count=1)
-    rest = re.sub(r"(^|\.)convtr\.", r"\1convtr.convtr.", rest, count=1)
-    return f"model.{index}.{_weight_norm_name(rest)}"
-
-
-def discriminator_name(name: str) -> str:
-    """``discriminators.k.convs.l.X`` / ``conv_post.X`` -> audiocraft's NormConv2d ``.conv.X``."""
-    name = re.sub(r"\.(convs\.\d+|conv_post)\.", r".\1.conv.", name)
-    return _weight_norm_name(name)
-
-
-@dataclass
-class ParameterMap:
-    """audioenc parameter name -> (audioenc parameter, audiocraft parameter)."""
-
-    pairs: dict[str, tuple[nn.Parameter, nn.Parameter]] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, ours: nn.Module, theirs: nn.Module, translate) -> ParameterMap:
-        their_params = dict(theirs.named_parameters())
-        mapping = cls()
-        for name, param in ours.named_parameters():
-            target = translate(name)
-            if target not in their_params:
-                raise KeyError(f"{name} -> {target}: no such parameter in audiocraft's module")
-            other = their_params[target]
-            if other.shape != param.shape:
-                raise ValueError(f"{name} {tuple(param.shape)} -> {target} {tuple(other.shape)}: shapes differ")
-            mapping.pairs[name] = (param, other)
-        used = {id(other) for _, other in mapping.pairs.values()}
-        left = [name for name, p in their_params.items() if id(p) not in used]
-        if left or len(used) != len(mapping.pairs):
-            raise ValueError(f"the mapping is not one-to-one; audiocraft parameters left over: {left}")
-        return mapping
-
-    def copy_ours_to_theirs(self) -> None:
-        with torch.no_grad():
-            for ours, theirs in self.pairs.values():
-                theirs.copy_(ours)
-
-    @property
-    def numel(self) -> int:
-        return sum(p.numel() for p, _ in self.pairs.values())
+def conformance_sides(modules, args, run_dir: Path, quantizer: str, relative_feat: bool = False,
+                      threshold: float = 0.0) -> Sides:
+    """Both sides in float64 at ``args``' preset, with audiocraft's settings on audioenc's side."""
+    overrides = [
+        "model.normalize=false", "train.adversarial_warmup_steps=0", "model.q_dropout=false",
+        f"model.quantizer={quantizer}", f"losses.relative_feature_matching={str(relative_feat).lower()}",
+        "train.device=cpu", f"train.seed={args.seed}",
+    ]
+    if args.batch:
+        overrides.append(f"train.batch_size={args.batch}")
+    if args.seconds:
+        overrides.append(f"data.segment_seconds={args.seconds}")
+    config = build_config(args.mode, args.preset, overrides)
+    return build_sides(modules, config, run_dir, dtype=torch.float64, threshold=threshold, keep_output_grads=True)
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -319,81 +208,6 @@ def weights_row(name: str, weight_pairs, grad_pairs, optimizer) -> Row:
                         f"largest ratio {ratio:.2g})")
     return row
 
-
-# ----------------------------------------------------------------------------- the two sides
-
-
-@dataclass
-class Sides:
-    config: object
-    trainer: Trainer
-    reference: audiocraft_reference.ReferenceStep
-    codec: nn.Module  # audiocraft's EncodecModel
-    codec_map: ParameterMap
-    disc_map: ParameterMap
-    ours_output_grads: list = field(default_factory=list)
-    theirs_output_grads: list = field(default_factory=list)
-
-
-def build_sides(modules, args, run_dir: Path, quantizer: str, relative_feat: bool = False,
-                threshold: float = 0.0) -> Sides:
-    overrides = [
-        "model.normalize=false", "train.adversarial_warmup_steps=0", "model.q_dropout=false",
-        f"model.quantizer={quantizer}", f"losses.relative_feature_matching={str(relative_feat).lower()}",
-        "train.device=cpu", f"train.seed={args.seed}",
-    ]
-    if args.batch:
-        overrides.append(f"train.batch_size={args.batch}")
-    if args.seconds:
-        overrides.append(f"data.segment_seconds={args.seconds}")
-    config = build_config(args.mode, args.preset, overrides)
-    trainer = Trainer(config, run_dir, torch.device("cpu"))
-    trainer.model.double()
-    trainer.discriminator.double()
-    trainer.mel_loss.double()
-    if trainer.model.quantizer is not None:
-        for layer in trainer.model.quantizer.layers:
-            layer.threshold_ema_dead_code = threshold
-
-    channels = config.model.channels
-    reference = audiocraft_reference.build_reference_step(modules, config, channels)
-    m = config.model
-    if quantizer == "rvq":
-        rvq = modules["vq"].ResidualVectorQuantizer(
-            dimension=m.dimension, n_q=m.n_q, q_dropout=False, bins=m.bins, decay=0.99, kmeans_init=True,
-            kmeans_iters=50, threshold_ema_dead_code=threshold,
-        )
-    else:
-        rvq = modules["base"].DummyQuantizer()
-    hop = math.prod(m.ratios)
-    codec = modules["encodec"].EncodecModel(
-        reference.encoder, reference.decoder, rvq, frame_rate=m.sample_rate // hop, sample_rate=m.sample_rate,
-        channels=channels, causal=m.causal, renormalize=False,
-    )
-    for module in (codec, reference.adversary, reference.mel_loss):
-        module.double()
-
-    codec_map = ParameterMap()
-    for part in ("encoder", "decoder"):
-        ours, theirs = getattr(trainer.model, part), getattr(reference, part)
-        indices = _flat_indices(ours.model)
-        part_map = ParameterMap.build(ours, theirs, lambda name, i=indices: seanet_name(name, i))
-        codec_map.pairs.update({f"{part}.{k}": v for k, v in part_map.pairs.items()})
-    disc_map = ParameterMap.build(trainer.discriminator, reference.adversary, discriminator_name)
-    codec_map.copy_ours_to_theirs()
-    disc_map.copy_ours_to_theirs()
-
-    sides = Sides(config, trainer, reference, codec, codec_map, disc_map)
-    # The balanced gradient at the codec output (untrimmed decoder output; zeros past the input).
-    def keep_output_grad(store: list):
-        def hook(module, inputs, output) -> None:  # returns None: the output is left as it is
-            if output.requires_grad:
-                output.register_hook(lambda grad: store.append(grad.detach().clone()))
-        return hook
-
-    trainer.model.decoder.register_forward_hook(keep_output_grad(sides.ours_output_grads))
-    reference.decoder.register_forward_hook(keep_output_grad(sides.theirs_output_grads))
-    return sides
 
 
 def exact_filterbanks(trainer: Trainer) -> float:
@@ -562,7 +376,7 @@ def batches(args, config, steps: int) -> list[torch.Tensor]:
 
 def run_equality(modules, args, quantizer: str, run_dir: Path) -> dict:
     """``--steps`` steps on both sides; rows of step 1 and the maxima over all steps."""
-    sides = build_sides(modules, args, run_dir, quantizer)
+    sides = conformance_sides(modules, args, run_dir, quantizer)
     float32_bank = exact_filterbanks(sides.trainer)
     # Batch 0 only initialises the codebooks (RVQ run): k-means on the very batch a step quantizes
     # gives every vector its own code when bins > vectors, a lossless first step.
@@ -599,7 +413,7 @@ def run_deliberate(modules, args, run_dir: Path) -> list[Row]:
 
     # 1. Relative feature matching (EnCodec Eq. 3, audioenc's default): each layer's L1 divided by
     #    mean|real|. audiocraft's FeatureMatchingLoss computes that scale but never applies it.
-    sides = build_sides(modules, args, run_dir / "relfeat", "none", relative_feat=True)
+    sides = conformance_sides(modules, args, run_dir / "relfeat", "none", relative_feat=True)
     exact_filterbanks(sides.trainer)
     audio = batches(args, sides.config, 2)[1]
     step = {r.quantity: r for r in compare_step(sides, audioenc_step(sides, audio), audiocraft_step(sides, audio))}
@@ -611,7 +425,7 @@ def run_deliberate(modules, args, run_dir: Path) -> list[Row]:
     # 2. Dead-code expiry at threshold 2: audioenc expires after the EMA update and writes embed,
     #    embed_avg and cluster_size; audiocraft replaces rows of `embed` before its EMA update, which
     #    recomputes `embed` from untouched statistics, so its replacement is lost (encodec#61).
-    sides = build_sides(modules, args, run_dir / "expiry", "rvq", threshold=2.0)
+    sides = conformance_sides(modules, args, run_dir / "expiry", "rvq", threshold=2.0)
     exact_filterbanks(sides.trainer)
     data = batches(args, sides.config, 2)
     init_codebooks_like_audioenc(sides, data[0])
@@ -636,7 +450,7 @@ def run_deliberate(modules, args, run_dir: Path) -> list[Row]:
     # 3. Each side's own k-means on the step's batch (same RNG state): same centroids and counts;
     #    audioenc stores embed_avg = means * counts, audiocraft embed_avg = means, so after the first
     #    EMA update audiocraft's entries are ~mean / count (empty clusters: ~mean / 1e-5).
-    sides = build_sides(modules, args, run_dir / "kmeans", "rvq")
+    sides = conformance_sides(modules, args, run_dir / "kmeans", "rvq")
     exact_filterbanks(sides.trainer)
     audio = batches(args, sides.config, 2)[1]
     torch.manual_seed(args.seed + 11)
@@ -657,7 +471,7 @@ def run_deliberate(modules, args, run_dir: Path) -> list[Row]:
                       f"({empty} codes got no vector in k-means nor in this step)")
 
     # 4. audioenc's mel filterbank as shipped: float64 librosa values stored as a float32 buffer.
-    sides = build_sides(modules, args, run_dir / "bank", "none")
+    sides = conformance_sides(modules, args, run_dir / "bank", "none")
     audio = batches(args, sides.config, 2)[1]
     with torch.no_grad():
         y_hat = sides.trainer.model(audio).audio
@@ -727,9 +541,7 @@ def main(argv: list[str] | None = None) -> int:
             "checkout, which is not part of this repository. Missing: --audiocraft DIR (or AUDIOCRAFT_PATH), the\n"
             "folder that contains the 'audiocraft' package, and its dependencies (einops, flashy, torchaudio's\n"
             "pure-Python transforms) installed apart from the project:\n\n"
-            "    git clone https://github.com/facebookresearch/audiocraft /tmp/audiocraft\n"
-            "    .venv/bin/pip install --no-deps --target /tmp/audiocraft-deps torchaudio==2.11.0 einops flashy\n"
-            "    rm -r /tmp/audiocraft-deps/torchaudio/lib\n"
+            f"{HOW_TO_GET_AUDIOCRAFT}\n"
             "    .venv/bin/python benchmarks/check_conformance_audiocraft.py --audiocraft /tmp/audiocraft \\\n"
             "        --audiocraft-deps /tmp/audiocraft-deps",
             file=sys.stderr,

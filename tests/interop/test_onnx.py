@@ -227,3 +227,134 @@ def test_cli_backend_flags_are_checked(rvq, continuous, tmp_path, capsys):
         assert main(["encode", str(tmp_path / "in.wav"), str(tmp_path / "x.npz"), "--model", weights, *flags]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+# ---------------------------------------------------------------- export-only layer forms (onnx_layers)
+def test_celu_is_torch_elu_exactly():
+    """The exported ELU is ``nn.CELU(alpha=1)``: bit for bit PyTorch's ELU, also at the extremes."""
+    extremes = torch.tensor([0.0, -0.0, 1e-30, -1e-30, -1e-7, 1e-7, 88.0, -88.0, float("inf"), -float("inf")])
+    x = torch.cat([torch.linspace(-100, 100, 20001), extremes])
+    assert torch.equal(torch.nn.CELU(alpha=1.0)(x), torch.nn.functional.elu(x))
+
+
+@pytest.mark.parametrize("stride,taps", [(2, 2), (5, 2), (8, 2), (4, 1), (3, 3)])
+def test_polyphase_transposed_convolution_equals_pytorch(stride, taps):
+    """Kernel ``taps · stride``, causal: the polyphase convolution equals the transposed one (bias included)."""
+    from audioenc.interop.onnx_layers import PolyphaseConvTranspose1d, exportable_layers
+    from audioenc.models.conv import StreamableConvTranspose1d
+
+    torch.manual_seed(stride * 10 + taps)
+    layer = StreamableConvTranspose1d(6, 5, taps * stride, stride, causal=True, norm="none").eval()
+    x = torch.randn(2, 6, 9)
+    with torch.no_grad():
+        expected = layer(x)
+        exportable_layers(layer)
+        assert type(layer) is PolyphaseConvTranspose1d
+        got = layer(x)
+    assert got.shape == expected.shape == (2, 5, 9 * stride)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_non_causal_transposed_convolution_is_left_as_it_is():
+    from audioenc.interop.onnx_layers import exportable_layers
+    from audioenc.models.conv import StreamableConvTranspose1d
+
+    layer = StreamableConvTranspose1d(4, 4, 8, 4, causal=False, norm="none")
+    exportable_layers(layer)
+    assert type(layer) is StreamableConvTranspose1d
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_static_padding_gives_the_same_frames_for_every_length(causal):
+    """Zero padding ``stride - 1`` on the right instead of ``(s - T mod s) mod s``: the same output."""
+    from audioenc.interop.onnx_layers import StaticPaddedConv1d, exportable_layers
+    from audioenc.models.conv import StreamableConv1d
+
+    torch.manual_seed(3)
+    layer = StreamableConv1d(3, 4, 10, stride=5, causal=causal, norm="none", pad_mode="constant").eval()
+    reference = StreamableConv1d(3, 4, 10, stride=5, causal=causal, norm="none", pad_mode="constant").eval()
+    reference.load_state_dict(layer.state_dict())
+    exportable_layers(layer)
+    assert type(layer) is StaticPaddedConv1d
+    for length in range(1, 23):
+        x = torch.randn(2, 3, length)
+        with torch.no_grad():
+            expected, got = reference(x), layer(x)
+        assert got.shape == expected.shape == (2, 4, math.ceil(length / 5))
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_graphs_hold_only_2d_convolutions(rvq):
+    """Every convolution is exported on ``[B, C, 1, T]`` (ONNX Runtime's fast convolution kernels),
+    ELUs as ``Celu``; the one-shot decoder has no transposed convolution (the step graph keeps its
+    overlap-add one). Equality with PyTorch: the tests above."""
+    import onnx
+
+    _, _, folder, _ = rvq
+    for name in ("encoder", "decoder", "encoder_step", "decoder_step"):
+        graph = onnx.load(str(folder / f"{name}.onnx")).graph
+        ops = [node.op_type for node in graph.node]
+        kernels = {t.name: len(t.dims) for t in graph.initializer}
+        convs = [node for node in graph.node if node.op_type == "Conv"]
+        assert convs and all(kernels[node.input[1]] == 4 for node in convs)
+        assert "Elu" not in ops and "Celu" in ops
+        assert ("ConvTranspose" in ops) == (name == "decoder_step")
+
+
+@pytest.fixture(scope="module")
+def blocked(tmp_path_factory):
+    """A causal continuous codec whose channel counts are multiples of 16 (ONNX Runtime's NCHWc blocks)."""
+    model, config = _model(quantizer="none", n_filters=16, dimension=32, lstm=1)
+    folder = tmp_path_factory.mktemp("onnx") / "blocked"
+    export_onnx(model, config, folder)
+    return model, folder
+
+
+def test_activations_on_blocked_tensors_equal_pytorch(blocked):
+    """The ONNX Runtime sessions let the ELUs read the convolutions' blocked outputs: the same latents
+    and audio as PyTorch, one-shot and streamed (where the CPU has no NCHWc kernels nothing changes)."""
+    from audioenc.interop.onnx_runtime import _optimized_blocked_model
+
+    model, folder = blocked
+    onnx_codec = OnnxCodec(folder, threads=1)
+    optimized = _optimized_blocked_model(folder / "encoder.onnx", 1)
+    if optimized is not None:  # rewritten: some ELU reads a blocked convolution output directly
+        producer = {name: node for node in optimized.graph.node for name in node.output}
+        blocked_inputs = [producer[node.input[0]].domain for node in optimized.graph.node if node.op_type == "Celu"]
+        assert "com.microsoft.nchwc" in blocked_inputs
+    audio = _audio(13 * HOP + 3, seed=5)
+    (latents,) = onnx_codec.run("encoder", audio.numpy())
+    (decoded,) = onnx_codec.run("decoder", latents)
+    with torch.no_grad():
+        reference = model.encoder(audio)
+        expected = model.decoder(reference)
+    np.testing.assert_allclose(latents, reference.numpy(), rtol=0, atol=ATOL)
+    np.testing.assert_allclose(decoded, expected.numpy(), rtol=0, atol=ATOL)
+    state, parts = onnx_codec.zero_state("encoder_step", 2), []
+    for start in range(0, audio.shape[-1], 4 * HOP):
+        part, *state = onnx_codec.run("encoder_step", audio[..., start : start + 4 * HOP].numpy(), *state)
+        parts.append(part)
+    np.testing.assert_allclose(np.concatenate(parts, -1), reference.numpy(), rtol=0, atol=ATOL)
+
+
+def test_layout_rewrite_only_on_the_onnx_runtime_the_export_checked(blocked, tmp_path):
+    """The rewrite edits ONNX Runtime's own optimised graph: a folder exported (and checked against
+    PyTorch) on another ONNX Runtime version runs the plain graphs, with the same results."""
+    import json
+    import shutil
+
+    from audioenc.interop.onnx import SIDECAR
+
+    model, folder = blocked
+    assert OnnxCodec(folder, threads=1).layout_rewrite
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    sidecar = json.loads((other / SIDECAR).read_text())
+    sidecar["exporter"]["onnxruntime"] = "0.0.1"
+    (other / SIDECAR).write_text(json.dumps(sidecar))
+    onnx_codec = OnnxCodec(other, threads=1)
+    assert not onnx_codec.layout_rewrite
+    audio = _audio(9 * HOP + 1, seed=6)
+    (latents,) = onnx_codec.run("encoder", audio.numpy())
+    with torch.no_grad():
+        np.testing.assert_allclose(latents, model.encoder(audio).numpy(), rtol=0, atol=ATOL)

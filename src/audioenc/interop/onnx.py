@@ -30,12 +30,20 @@ dynamo exporter is used. Weight norm is folded into plain weights (``remove_para
 LSTM layer becomes ONNX's ``LSTM`` operator (:mod:`audioenc.interop.onnx_lstm`), which ONNX Runtime
 runs with its fused kernel and which keeps the export at seconds (``torch.export`` would otherwise
 decompose the LSTM into a symbolic time loop: a minute for a tiny codec).
+
+Speed (ONNX Runtime, one CPU thread): the export copy's ELUs are ``CELU(1)`` (the same function),
+its causal transposed convolutions polyphase convolutions and its zero-padded strided convolutions
+statically padded (:mod:`audioenc.interop.onnx_layers`); after export every 1-d ``Conv`` becomes a
+2-d one on ``[B, C, 1, T]`` and the tensors between convolutions stay 2-d
+(:mod:`audioenc.interop.onnx_rewrite`), so ONNX Runtime runs its blocked (NCHWc) convolution kernels;
+:func:`audioenc.interop.onnx_runtime.session` keeps the activations on those blocked tensors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import io
 import json
 import logging
@@ -52,8 +60,15 @@ from torch.nn.utils import parametrize
 
 from audioenc.config import ModelConfig
 from audioenc.errors import UserError
-from audioenc.interop.onnx_graphs import DecoderGraph, DecoderStepGraph, EncoderGraph, EncoderStepGraph
-from audioenc.interop.onnx_lstm import OnnxLSTM, custom_translation_table
+from audioenc.interop import onnx_layers, onnx_lstm
+from audioenc.interop.onnx_graphs import (
+    DecoderGraph,
+    DecoderStepGraph,
+    EncoderGraph,
+    EncoderStepGraph,
+)
+from audioenc.interop.onnx_lstm import OnnxLSTM
+from audioenc.interop.onnx_rewrite import convs_as_2d, sink_squeezes
 from audioenc.models.codec import CodecModel
 from audioenc.models.conv import StreamableLSTM
 
@@ -94,8 +109,10 @@ def _absent(name: str) -> bool:
 
 def exportable_model(model: CodecModel, config: ModelConfig) -> CodecModel:
     """A copy of ``model`` ready for export: weight norm folded into plain weights, LSTMs as ONNX
-    ``LSTM`` layers. ``model`` itself is untouched (a fresh instance from ``config`` receives its
-    state dict: a deep copy would share the parametrized classes that folding rewrites)."""
+    ``LSTM`` layers, ELUs, transposed and strided convolutions in the forms of
+    :func:`~audioenc.interop.onnx_layers.exportable_layers`. ``model`` itself is untouched (a fresh
+    instance from ``config`` receives its state dict: a deep copy would share the parametrized
+    classes that folding rewrites)."""
     if model.quantizer is not None and not model.quantizer.initialized:
         raise UserError("the codebooks are not trained yet (no training step ran); export a trained run.")
     copy = CodecModel.from_config(config)
@@ -107,6 +124,7 @@ def exportable_model(model: CodecModel, config: ModelConfig) -> CodecModel:
     for module in copy.modules():
         if isinstance(module, StreamableLSTM):
             module.lstm = OnnxLSTM(module.lstm)
+    onnx_layers.exportable_layers(copy)
     for parameter in copy.parameters():
         parameter.requires_grad_(False)
     return copy
@@ -195,8 +213,14 @@ def _export(graph: _Graph, path: Path) -> None:
         torch.onnx.export(
             graph.module, graph.args, str(path), dynamo=True, external_data=False, opset_version=OPSET,
             input_names=graph.input_names, output_names=graph.output_names, dynamic_shapes=dynamic,
-            custom_translation_table=custom_translation_table(),
+            custom_translation_table=onnx_lstm.custom_translation_table(),
         )
+    import onnx
+
+    model = onnx.load(str(path))
+    if convs_as_2d(model):  # 1-d convolutions get neither MLAS's convolution kernels nor NCHWc
+        sink_squeezes(model)
+        onnx.save(model, str(path))
 
 
 def _describe(name: str, tensor: torch.Tensor, axes: dict[int, object], role: str) -> dict:
@@ -249,7 +273,9 @@ def _sidecar(model: CodecModel, config: ModelConfig, graphs: list[_Graph], refus
         "model_config": dataclasses.asdict(config),
         "model_config_sha256": model_config_hash(config),
         "model_weights_sha256": model_weights_hash(model),
-        "exporter": {"torch": torch.__version__, "dynamo": True, "opset": OPSET},
+        # The ONNX Runtime the graphs were checked on (with its layout rewrite) against PyTorch.
+        "exporter": {"torch": torch.__version__, "dynamo": True, "opset": OPSET,
+                     "onnxruntime": importlib.metadata.version("onnxruntime")},
     }
 
 

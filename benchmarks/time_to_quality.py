@@ -52,6 +52,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -61,8 +62,12 @@ import audiocraft_reference  # noqa: E402
 from audiocraft_sides import HOW_TO_GET_AUDIOCRAFT, audiocraft_commit, build_sides, load_audiocraft  # noqa: E402
 from bench_model import load_average, machine_line  # noqa: E402
 
+from audioenc.audio.manifest import require_usable, scan  # noqa: E402
 from audioenc.config import build_config  # noqa: E402
+from audioenc.metrics.file_evaluation import EvalSettings, evaluate_files  # noqa: E402
+from audioenc.metrics.file_evaluation import format_summary as format_file_summary  # noqa: E402
 from audioenc.metrics.reconstruction import evaluate_codec  # noqa: E402
+from audioenc.metrics.systems import System, identity  # noqa: E402
 from audioenc.training.data import build_datasets  # noqa: E402
 from audioenc.training.distributed import DistributedContext  # noqa: E402
 from audioenc.training.loop import StepSampler  # noqa: E402
@@ -239,6 +244,30 @@ def format_summary(summary: dict, steps: int, eval_every: int) -> str:
     return "\n".join(lines)
 
 
+def on_real_audio(sides: list[Side], folder: Path, content: str, sample_rate: int, channels: int,
+                  out: Path | None) -> str:
+    """Every side's final model on the real recordings in ``folder`` (whole files, up to 10 s each),
+    with ``audioenc eval``'s measures and bootstrap intervals; returns the table."""
+    manifest = scan(folder, write_cache=False)  # what `audioenc eval` reads: every usable file, the rest refused with a reason
+    files = [Path(manifest.root) / entry.path for entry in require_usable(manifest)]
+
+    def reconstructor(model: nn.Module):
+        @torch.no_grad()
+        def reconstruct(audio: np.ndarray) -> np.ndarray:
+            model.eval()
+            x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).unsqueeze(0)
+            return model(x).audio[0].double().numpy()
+        return reconstruct
+
+    systems = [identity(), *(System(side.name, None, reconstructor(side.model), "codec") for side in sides)]
+    evaluation = evaluate_files(files, systems, sample_rate, channels, EvalSettings(content=content, resamples=1000),
+                                progress=False)
+    if out is not None:
+        evaluation.write(out / f"real_{folder.name}")
+    return (f"real recordings: {folder} ({len(files)} files, content {content})\n"
+            + format_file_summary(evaluation.summary(1000), evaluation.measures))
+
+
 def plot(sides: list[Side], path: Path) -> None:
     import matplotlib
 
@@ -279,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     parser.add_argument("--out", type=Path, default=None, help="folder for time_to_quality.{json,md,png}")
+    parser.add_argument("--real", action="append", default=[], metavar="DIR:CONTENT",
+                        help="after training, evaluate every side on the recordings in DIR (content speech, music "
+                             "or general: picks the perceptual measures); repeatable")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every side")
     args = parser.parse_args(argv)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -313,17 +345,28 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         race(sides, batches, valid, config.model.sample_rate, args.eval_every)
         total = time.perf_counter() - started
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for side in sides:  # the final weights, to evaluate again later
+            torch.save(side.model.state_dict(), args.out / f"{side.name}.pt")
+    real_tables = []
+    for item in args.real:
+        folder, _, content = item.rpartition(":")
+        real_tables.append(on_real_audio(sides, Path(folder), content, config.model.sample_rate,
+                                         config.model.channels, args.out))
     print(f"load average after: {load_average()}; whole race {total:.0f} s")
     summary = summarise(sides)
     curves, table = format_curves(sides), format_summary(summary, args.steps, args.eval_every)
     print("\n" + curves + "\n\n" + table)
+    for text in real_tables:
+        print("\n" + text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         report = {"machine": machine_line(torch.device("cpu")), "audiocraft_commit": commit,
                   "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                   "batch_shape": shape, "summary": summary, "curves": {s.name: s.curve for s in sides}}
         (args.out / "time_to_quality.json").write_text(json.dumps(report, indent=2))
-        (args.out / "time_to_quality.md").write_text(curves + "\n\n" + table + "\n")
+        (args.out / "time_to_quality.md").write_text("\n\n".join([curves, table, *real_tables]) + "\n")
         plot(sides, args.out / "time_to_quality.png")
         print(f"wrote {args.out}/time_to_quality.{{json,md,png}}")
     return 0

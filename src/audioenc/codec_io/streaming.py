@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 
 from audioenc.errors import UserError
 from audioenc.models.codec import CodecModel, as_scale
-from audioenc.models.streaming import StreamState, state_numel
+from audioenc.models.streaming import state_numel
 
 DEFAULT_CHUNK_FRAMES = 150
 """Frames per streaming chunk by default (2 s at 75 frames/s): memory stays small (the widest
@@ -66,13 +66,12 @@ class StreamingEncoder:
     def __init__(self, model: CodecModel, n_q: int | None = None, latents_only: bool = False,
                  scale: torch.Tensor | float | None = None,
                  latent_check: Callable[[torch.Tensor, int], None] | None = None) -> None:
+        name = type(self).__name__
         if (model.quantizer is None or latents_only) and n_q is not None:
-            raise UserError(
-                "StreamingEncoder: n_q selects codebooks; it is meaningless when continuous latents are returned."
-            )
+            raise UserError(f"{name}: n_q selects codebooks; it is meaningless when continuous latents are returned.")
         if model.normalize and scale is None:
             raise UserError(
-                "StreamingEncoder: this codec normalises its input level; pass scale= (model.input_scale of the "
+                f"{name}: this codec normalises its input level; pass scale= (model.input_scale of the "
                 "whole signal, or a fixed gain for a live stream)."
             )
         self.model = model
@@ -87,7 +86,7 @@ class StreamingEncoder:
 
     def reset(self) -> None:
         """Forget the past: the next chunk starts a new signal."""
-        self._state: StreamState | None = None
+        self._state = None
         self.finished = False
         self.frames_out = 0
         self.peak_chunk_samples = 0
@@ -100,30 +99,36 @@ class StreamingEncoder:
     def encode_chunk(self, audio: torch.Tensor, final: bool = False) -> torch.Tensor:
         """``[B, C, L]`` -> latents ``[B, D, frames]`` (continuous model or ``latents_only``) or codes
         ``[B, K, frames]`` int64 (RVQ)."""
+        name = type(self).__name__
         if self.finished:
-            raise RuntimeError("StreamingEncoder: the final chunk was already encoded; call reset() first.")
+            raise RuntimeError(f"{name}: the final chunk was already encoded; call reset() first.")
         self.model._check_input(audio)
         length = audio.shape[-1]
         hop = self.model.hop_length
         if length < 1 or (not final and length % hop):
             raise UserError(
-                f"StreamingEncoder: chunk of {length} samples; non-final chunks must be a positive multiple "
+                f"{name}: chunk of {length} samples; non-final chunks must be a positive multiple "
                 f"of the hop length {hop}, the final chunk at least 1 sample."
             )
         self.peak_chunk_samples = max(self.peak_chunk_samples, length)
-        audio = audio / as_scale(self.scale, audio)
-        with parametrize.cached():  # weight norm: compute each weight once per chunk
-            if final and self.frames_out == 0:
-                latents = self.model.encoder(audio)  # the whole signal in one chunk: the one-shot pass itself
-            else:
-                latents, self._state = self.model.encode_stream(audio, self._state)
+        # The whole signal in one chunk: the one-shot pass itself (the only way a non-causal model runs).
+        latents, codes = self._encode(audio / as_scale(self.scale, audio), one_shot=final and self.frames_out == 0)
         if self.latent_check is not None:
             self.latent_check(latents, self.frames_out)
         self.finished = final
         self.frames_out += latents.shape[-1]
         if self.n_q is None:
             return latents
-        return self.model.quantizer.encode(latents, self.n_q)
+        return codes if codes is not None else self.model.quantizer.encode(latents, self.n_q)
+
+    def _encode(self, audio: torch.Tensor, one_shot: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Level-normalised ``[B, C, L]`` -> (latents ``[B, D, f]``, codes or None: quantized by
+        :meth:`encode_chunk` after the latent check); carries ``self._state``. PyTorch here."""
+        with parametrize.cached():  # weight norm: compute each weight once per chunk
+            if one_shot:
+                return self.model.encoder(audio), None
+            latents, self._state = self.model.encode_stream(audio, self._state)
+        return latents, None
 
 
 class StreamingDecoder:
@@ -138,14 +143,14 @@ class StreamingDecoder:
 
     def __init__(self, model: CodecModel, scale: torch.Tensor | float | None = None) -> None:
         if model.normalize and scale is None:
-            raise UserError("StreamingDecoder: this codec normalises its input level; pass the encoder's scale=.")
+            raise UserError(f"{type(self).__name__}: this codec normalises its input level; pass the encoder's scale=.")
         self.model = model
         self.scale = scale if model.normalize else 1.0
         self.reset()
 
     def reset(self) -> None:
         """Forget the past: the next chunk starts a new signal."""
-        self._state: StreamState | None = None
+        self._state = None
         self.chunks = 0
 
     def state_numel(self) -> int:
@@ -157,24 +162,26 @@ class StreamingDecoder:
         """``[B, D|K, f]`` -> audio ``[B, C, f · hop_length]``."""
         if encoded.dim() != 3 or encoded.shape[-1] < 1:
             raise UserError(
-                f"StreamingDecoder: expected [batch, dim or codebooks, frames>=1], got {tuple(encoded.shape)}."
+                f"{type(self).__name__}: expected [batch, dim or codebooks, frames>=1], got {tuple(encoded.shape)}."
             )
-        if self.model.quantizer is None:
-            latents = encoded
-        else:
-            latents = self.model.quantizer.decode(encoded.long())
-        if latents.shape[1] != self.model.decoder.dimension:
-            raise UserError(
-                f"StreamingDecoder: latents have dimension {latents.shape[1]}, the decoder expects "
-                f"{self.model.decoder.dimension}."
-            )
-        if not self.model.decoder.causal and (self.chunks > 0 or not final):
-            raise UserError("StreamingDecoder: a non-causal decoder needs all frames in one final chunk.")
-        latents = latents.to(torch.float32)
-        with parametrize.cached():
-            if final and self.chunks == 0:
-                audio = self.model.decoder(latents)  # all frames in one chunk: the one-shot pass itself
-            else:
-                audio, self._state = self.model.decode_stream(latents, self._state)
+        audio = self._decode(encoded, one_shot=final and self.chunks == 0)
         self.chunks += 1
         return audio * as_scale(self.scale, audio)
+
+    def _decode(self, encoded: torch.Tensor, one_shot: bool) -> torch.Tensor:
+        """Latents or codes ``[B, D|K, f]`` -> level-normalised audio ``[B, C, f · hop]``; carries
+        ``self._state``. PyTorch here."""
+        latents = encoded if self.model.quantizer is None else self.model.quantizer.decode(encoded.long())
+        if latents.shape[1] != self.model.decoder.dimension:
+            raise UserError(
+                f"{type(self).__name__}: latents have dimension {latents.shape[1]}, the decoder expects "
+                f"{self.model.decoder.dimension}."
+            )
+        if not self.model.decoder.causal and not one_shot:
+            raise UserError(f"{type(self).__name__}: a non-causal decoder needs all frames in one final chunk.")
+        latents = latents.to(torch.float32)
+        with parametrize.cached():
+            if one_shot:
+                return self.model.decoder(latents)  # all frames in one chunk: the one-shot pass itself
+            audio, self._state = self.model.decode_stream(latents, self._state)
+        return audio

@@ -28,7 +28,8 @@ import torch
 from audioenc.config import ModelConfig
 from audioenc.errors import UserError
 from audioenc.interop.onnx import SIDECAR, SIDECAR_FORMAT, require_onnx
-from audioenc.models.codec import CodecModel, as_scale
+from audioenc.codec_io.streaming import StreamingDecoder, StreamingEncoder
+from audioenc.models.codec import CodecModel
 
 _BLOCKED_POINTWISE = {"Celu", "Elu"}
 """Pointwise operators that may run on ONNX Runtime's blocked (NCHWc) tensors: the exported ELUs."""
@@ -213,41 +214,22 @@ class OnnxCodec:
         ]
 
 
-class OnnxStreamingEncoder:
-    """:class:`~audioenc.codec_io.StreamingEncoder`'s interface and chunk rules, computed by ONNX Runtime."""
+class OnnxStreamingEncoder(StreamingEncoder):
+    """:class:`~audioenc.codec_io.StreamingEncoder` (its interface, chunk rules, level and checks),
+    computed by ONNX Runtime: the ``encoder`` graph for a one-chunk signal, else ``encoder_step``
+    with the state as explicit inputs and outputs."""
 
     def __init__(self, codec: OnnxCodec, model: CodecModel, n_q: int | None, scale: torch.Tensor | float | None,
                  latent_check: Callable[[torch.Tensor, int], None] | None) -> None:
-        if model.quantizer is None and n_q is not None:
-            raise UserError("n_q selects codebooks; it is meaningless for a codec with continuous latents.")
-        if model.normalize and scale is None:
-            raise UserError("this codec normalises its input level; pass scale=.")
-        self.codec, self.model = codec, model
-        self.scale = scale if model.normalize else 1.0
-        self.latent_check = latent_check
-        self.n_q = None if model.quantizer is None else (model.quantizer.n_q if n_q is None else n_q)
-        if self.n_q is not None:
-            model.quantizer.bandwidth_for(self.n_q, model.frame_rate)  # validates n_q
-        self._state: list[np.ndarray] | None = None
-        self.finished = False
-        self.frames_out = 0
-        self.peak_chunk_samples = 0
+        self.codec = codec
+        super().__init__(model, n_q, scale=scale, latent_check=latent_check)
 
     def state_numel(self) -> int:
         return 0 if self._state is None else sum(t.size for t in self._state)
 
-    def encode_chunk(self, audio: torch.Tensor, final: bool = False) -> torch.Tensor:
-        """``[B, C, L]`` -> latents ``[B, D, f]`` or codes ``[B, n_q, f]`` int64, as the PyTorch encoder."""
-        if self.finished:
-            raise RuntimeError("OnnxStreamingEncoder: the final chunk was already encoded.")
-        self.model._check_input(audio)
-        length, hop = audio.shape[-1], self.model.hop_length
-        if length < 1 or (not final and length % hop):
-            raise UserError(f"chunk of {length} samples; non-final chunks must be a positive multiple of the hop "
-                            f"length {hop}, the final chunk at least 1 sample.")
-        self.peak_chunk_samples = max(self.peak_chunk_samples, length)
-        x = (audio / as_scale(self.scale, audio)).to(torch.float32).cpu().numpy()
-        if final and self.frames_out == 0:
+    def _encode(self, audio: torch.Tensor, one_shot: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = audio.to(torch.float32).cpu().numpy()
+        if one_shot:
             outputs = self.codec.run("encoder", x)
         else:
             if not self.codec.has("encoder_step"):
@@ -257,46 +239,30 @@ class OnnxStreamingEncoder:
             outputs = self.codec.run("encoder_step", x, *state)
             heads = 2 if self.n_q is not None else 1
             outputs, self._state = outputs[:heads], outputs[heads:]
-        latents = torch.from_numpy(outputs[0])
-        if self.latent_check is not None:
-            self.latent_check(latents, self.frames_out)
-        self.finished = final
-        self.frames_out += latents.shape[-1]
-        if self.n_q is None:
-            return latents
-        return torch.from_numpy(outputs[1][:, : self.n_q])
+        codes = None if self.n_q is None else torch.from_numpy(outputs[1][:, : self.n_q])
+        return torch.from_numpy(outputs[0]), codes
 
 
-class OnnxStreamingDecoder:
-    """:class:`~audioenc.codec_io.StreamingDecoder`'s interface and chunk rules, computed by ONNX Runtime."""
+class OnnxStreamingDecoder(StreamingDecoder):
+    """:class:`~audioenc.codec_io.StreamingDecoder` computed by ONNX Runtime (``decoder`` /
+    ``decoder_step`` graphs, as :class:`OnnxStreamingEncoder`)."""
 
     def __init__(self, codec: OnnxCodec, model: CodecModel, scale: torch.Tensor | float | None) -> None:
-        if model.normalize and scale is None:
-            raise UserError("this codec normalises its input level; pass the encoder's scale=.")
-        self.codec, self.model = codec, model
-        self.scale = scale if model.normalize else 1.0
-        self._state: list[np.ndarray] | None = None
-        self.chunks = 0
+        self.codec = codec
+        super().__init__(model, scale)
 
     def state_numel(self) -> int:
         return 0 if self._state is None else sum(t.size for t in self._state)
 
-    def decode_chunk(self, encoded: torch.Tensor, final: bool = False) -> torch.Tensor:
-        """``[B, D|K, f]`` -> audio ``[B, C, f · hop]``."""
-        if encoded.dim() != 3 or encoded.shape[-1] < 1:
-            raise UserError(f"expected [batch, dim or codebooks, frames>=1], got {tuple(encoded.shape)}.")
-        quantized = self.model.quantizer is not None
-        x = encoded.long().numpy() if quantized else encoded.to(torch.float32).numpy()
-        if final and self.chunks == 0:
-            audio = self.codec.run("decoder", x)[0]
-        else:
-            if not self.codec.has("decoder_step"):
-                raise UserError("a non-causal decoder needs all frames in one final chunk.")
-            state = self._state if self._state is not None else self.codec.zero_state("decoder_step", x.shape[0])
-            audio, *self._state = self.codec.run("decoder_step", x, *state)
-        self.chunks += 1
-        audio = torch.from_numpy(audio)
-        return audio * as_scale(self.scale, audio)
+    def _decode(self, encoded: torch.Tensor, one_shot: bool) -> torch.Tensor:
+        x = encoded.long().numpy() if self.model.quantizer is not None else encoded.to(torch.float32).numpy()
+        if one_shot:
+            return torch.from_numpy(self.codec.run("decoder", x)[0])
+        if not self.codec.has("decoder_step"):
+            raise UserError("a non-causal decoder needs all frames in one final chunk.")
+        state = self._state if self._state is not None else self.codec.zero_state("decoder_step", x.shape[0])
+        audio, *self._state = self.codec.run("decoder_step", x, *state)
+        return torch.from_numpy(audio)
 
 
 class OnnxRuntimeEngine:

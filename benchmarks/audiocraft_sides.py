@@ -84,6 +84,33 @@ def audiocraft_commit(root: Path) -> str:
         return "unknown (no .git in the checkout; pass --audiocraft-commit)"
 
 
+def add_audiocraft_arguments(parser) -> None:
+    """The options every side-by-side script takes: the checkout, its dependencies, the preset."""
+    parser.add_argument("--audiocraft", default=None, help="audiocraft checkout (or AUDIOCRAFT_PATH)")
+    parser.add_argument("--audiocraft-deps", default=None, help="folder with einops/flashy/torchaudio (or AUDIOCRAFT_DEPS)")
+    parser.add_argument("--audiocraft-commit", default=None, help="commit to print when the checkout has no .git")
+    parser.add_argument("--preset", choices=("small", "paper"), default="small")
+    parser.add_argument("--mode", choices=("1ch", "32ch"), default="1ch")
+
+
+def load_or_explain(args, purpose: str, example: str) -> tuple[dict[str, types.ModuleType], Path, str] | None:
+    """audiocraft's modules, the checkout and its commit from :func:`add_audiocraft_arguments`'
+    options; None after printing to stderr what is missing and how to get it (exit code 2)."""
+    located = audiocraft_reference.locate(args.audiocraft, args.audiocraft_deps)
+    if located is None:
+        print(f"{purpose} needs an audiocraft checkout, which is not part of this repository. Missing:\n"
+              "--audiocraft DIR (or AUDIOCRAFT_PATH), the folder that contains the 'audiocraft' package, and its\n"
+              "dependencies (einops, flashy, torchaudio's pure-Python transforms) installed apart from the project:\n\n"
+              f"{HOW_TO_GET_AUDIOCRAFT}\n    {example}", file=sys.stderr)
+        return None
+    try:
+        modules = load_audiocraft(*located)
+    except audiocraft_reference.ReferenceUnavailable as error:
+        print(f"audiocraft could not be loaded: {error}", file=sys.stderr)
+        return None
+    return modules, located[0], args.audiocraft_commit or audiocraft_commit(located[0])
+
+
 # ----------------------------------------------------------------------------- weight mapping
 
 

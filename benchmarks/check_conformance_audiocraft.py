@@ -85,14 +85,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import audiocraft_reference
-from audiocraft_sides import (
-    HOW_TO_GET_AUDIOCRAFT,
-    Sides,
-    audiocraft_commit,
-    build_sides,
-    load_audiocraft,
-)
+from audiocraft_sides import Sides, add_audiocraft_arguments, build_sides, load_or_explain
 from bench_model import machine_line
 
 from audioenc.config import build_config
@@ -516,11 +509,7 @@ def per_step_line(per_step: list[list[Row]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--audiocraft", default=None, help="audiocraft checkout (or AUDIOCRAFT_PATH)")
-    parser.add_argument("--audiocraft-deps", default=None, help="folder with einops/flashy/torchaudio (or AUDIOCRAFT_DEPS)")
-    parser.add_argument("--audiocraft-commit", default=None, help="commit to print when the checkout has no .git")
-    parser.add_argument("--preset", choices=("small", "paper"), default="small")
-    parser.add_argument("--mode", choices=("1ch", "32ch"), default="1ch")
+    add_audiocraft_arguments(parser)
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
     parser.add_argument("--seconds", type=float, default=None, help="segment length (default: the preset's)")
     parser.add_argument("--steps", type=int, default=5, help="consecutive steps of the equality runs")
@@ -534,34 +523,21 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown runs {sorted(unknown)}")
 
-    located = audiocraft_reference.locate(args.audiocraft, args.audiocraft_deps)
-    if located is None:
-        print(
-            "This check compares audioenc's training step with audiocraft's own code and needs an audiocraft\n"
-            "checkout, which is not part of this repository. Missing: --audiocraft DIR (or AUDIOCRAFT_PATH), the\n"
-            "folder that contains the 'audiocraft' package, and its dependencies (einops, flashy, torchaudio's\n"
-            "pure-Python transforms) installed apart from the project:\n\n"
-            f"{HOW_TO_GET_AUDIOCRAFT}\n"
-            "    .venv/bin/python benchmarks/check_conformance_audiocraft.py --audiocraft /tmp/audiocraft \\\n"
-            "        --audiocraft-deps /tmp/audiocraft-deps",
-            file=sys.stderr,
-        )
+    torch.set_default_dtype(torch.float64)  # before anything of either side is built
+    loaded = load_or_explain(args, "This check compares audioenc's training step with audiocraft's own code and",
+                             ".venv/bin/python benchmarks/check_conformance_audiocraft.py --audiocraft /tmp/audiocraft "
+                             "--audiocraft-deps /tmp/audiocraft-deps")
+    if loaded is None:
         return 2
-    torch.set_default_dtype(torch.float64)
+    modules, root, commit = loaded
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
     warnings.filterwarnings("ignore", message=".*k-means init: the first training batch has.*")
     warnings.filterwarnings("ignore", category=FutureWarning, message=".*weight_norm.*")
-    try:
-        modules = load_audiocraft(*located)
-    except audiocraft_reference.ReferenceUnavailable as error:
-        print(f"audiocraft could not be loaded: {error}", file=sys.stderr)
-        return 2
 
-    commit = args.audiocraft_commit or audiocraft_commit(located[0])
     print(machine_line(torch.device("cpu")))
-    print(f"audiocraft: {located[0]} (commit {commit}); float64 throughout; tolerance {TOLERANCE:g} relative")
+    print(f"audiocraft: {root} (commit {commit}); float64 throughout; tolerance {TOLERANCE:g} relative")
     report: dict = {"machine": machine_line(torch.device("cpu")), "audiocraft_commit": commit, "args": vars(args) | {
         "json": str(args.json) if args.json else None}}
     failed = False

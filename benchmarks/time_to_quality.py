@@ -58,8 +58,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import audiocraft_reference  # noqa: E402
-from audiocraft_sides import HOW_TO_GET_AUDIOCRAFT, audiocraft_commit, build_sides, load_audiocraft  # noqa: E402
+from audiocraft_sides import add_audiocraft_arguments, build_sides, load_or_explain  # noqa: E402
 from bench_model import load_average, machine_line  # noqa: E402
 
 from audioenc.audio.manifest import require_usable, scan  # noqa: E402
@@ -297,11 +296,7 @@ def plot(sides: list[Side], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--audiocraft", default=None, help="audiocraft checkout (or AUDIOCRAFT_PATH)")
-    parser.add_argument("--audiocraft-deps", default=None, help="folder with einops/flashy/torchaudio (or AUDIOCRAFT_DEPS)")
-    parser.add_argument("--audiocraft-commit", default=None, help="commit to print when the checkout has no .git")
-    parser.add_argument("--preset", choices=("small", "paper"), default="small")
-    parser.add_argument("--mode", choices=("1ch", "32ch"), default="1ch")
+    add_audiocraft_arguments(parser)
     parser.add_argument("--steps", type=int, default=480)
     parser.add_argument("--eval-every", type=int, default=40)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"audioenc sides, among {list(VARIANTS)}")
@@ -317,25 +312,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := [v for v in args.variants if v not in VARIANTS]:
         parser.error(f"unknown variants {unknown}; choose among {list(VARIANTS)}")
 
-    located = audiocraft_reference.locate(args.audiocraft, args.audiocraft_deps)
-    if located is None:
-        print("This comparison trains audiocraft's own step beside audioenc's and needs an audiocraft checkout\n"
-              "(--audiocraft DIR or AUDIOCRAFT_PATH) and its dependencies installed apart from the project:\n\n"
-              f"{HOW_TO_GET_AUDIOCRAFT}", file=sys.stderr)
+    loaded = load_or_explain(args, "This comparison trains audiocraft's own step beside audioenc's and",
+                             ".venv/bin/python benchmarks/time_to_quality.py --audiocraft /tmp/audiocraft "
+                             "--audiocraft-deps /tmp/audiocraft-deps --out /tmp/ttq")
+    if loaded is None:
         return 2
-    try:
-        modules = load_audiocraft(*located)
-    except audiocraft_reference.ReferenceUnavailable as error:
-        print(f"audiocraft could not be loaded: {error}", file=sys.stderr)
-        return 2
+    modules, root, commit = loaded
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
     warnings.filterwarnings("ignore", category=FutureWarning, message=".*weight_norm.*")
 
-    commit = args.audiocraft_commit or audiocraft_commit(located[0])
     print(machine_line(torch.device("cpu")))
-    print(f"audiocraft: {located[0]} (commit {commit}); load average before: {load_average()}")
+    print(f"audiocraft: {root} (commit {commit}); load average before: {load_average()}")
     with tempfile.TemporaryDirectory() as tmp:
         sides, config = build(modules, args, Path(tmp))
         batches, valid = data(config, args.steps)

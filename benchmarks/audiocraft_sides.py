@@ -211,7 +211,7 @@ class Sides:
 
 
 def build_sides(modules, config, run_dir: Path, *, dtype: torch.dtype = torch.float64, threshold: float = 0.0,
-                keep_output_grads: bool = False) -> Sides:
+                keep_output_grads: bool = False, device: torch.device = torch.device("cpu")) -> Sides:
     """audioenc's :class:`Trainer` for ``config`` and audiocraft's ``EncodecModel``, discriminator,
     losses, balancer and optimizers at the same sizes, audiocraft's weights set to audioenc's.
 
@@ -222,14 +222,16 @@ def build_sides(modules, config, run_dir: Path, *, dtype: torch.dtype = torch.fl
             (``model.normalize``, ``train.adversarial_warmup_steps``, relative feature matching,
             ``train.precision``) act on audioenc's side only.
         dtype: both sides' parameter dtype (float64 for the conformance check).
+        device: where both sides live (the optimizers keep their parameters: ``Module.to`` moves
+            them in place).
         threshold: dead-code expiry threshold of audioenc's codebooks (audiocraft's is set by the
             ``ResidualVectorQuantizer`` built here).
         keep_output_grads: record the balanced gradient at each codec's output after every backward
             (``Sides.ours_output_grads`` / ``theirs_output_grads``; a copy per step, for comparisons).
     """
-    trainer = Trainer(config, run_dir, torch.device("cpu"))
+    trainer = Trainer(config, run_dir, device)
     for module in (trainer.model, trainer.discriminator, trainer.mel_loss):
-        module.to(dtype)
+        module.to(device=device, dtype=dtype)
     if trainer.model.quantizer is not None:
         for layer in trainer.model.quantizer.layers:
             layer.threshold_ema_dead_code = threshold
@@ -250,7 +252,7 @@ def build_sides(modules, config, run_dir: Path, *, dtype: torch.dtype = torch.fl
         channels=channels, causal=m.causal, renormalize=False,
     )
     for module in (codec, reference.adversary, reference.mel_loss):
-        module.to(dtype)
+        module.to(device=device, dtype=dtype)
 
     codec_map = ParameterMap()
     for part in ("encoder", "decoder"):

@@ -63,12 +63,13 @@ from bench_model import load_average, machine_line  # noqa: E402
 
 from audioenc.audio.manifest import require_usable, scan  # noqa: E402
 from audioenc.config import build_config  # noqa: E402
+from audioenc.errors import UserError  # noqa: E402
 from audioenc.metrics.file_evaluation import EvalSettings, evaluate_files  # noqa: E402
 from audioenc.metrics.file_evaluation import format_summary as format_file_summary  # noqa: E402
 from audioenc.metrics.reconstruction import evaluate_codec  # noqa: E402
 from audioenc.metrics.systems import System, identity  # noqa: E402
 from audioenc.training.data import build_datasets  # noqa: E402
-from audioenc.training.distributed import DistributedContext  # noqa: E402
+from audioenc.training.distributed import DistributedContext, resolve_device  # noqa: E402
 from audioenc.training.loop import StepSampler  # noqa: E402
 from audioenc.training.trainer import Trainer  # noqa: E402
 
@@ -107,7 +108,8 @@ class Side:
     curve: list[dict] = field(default_factory=list)
 
     def evaluate(self, batches: list[torch.Tensor], sample_rate: int, step: int) -> dict:
-        metrics = evaluate_codec(self.model, batches, sample_rate, torch.device("cpu"))
+        device = next(self.model.parameters()).device
+        metrics = evaluate_codec(self.model, batches, sample_rate, device)
         row = {"step": step, "seconds": self.seconds, **{k: metrics[k] for k in METRICS}}
         self.curve.append(row)
         return row
@@ -141,18 +143,18 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 
 def build(modules, args, run_dir: Path) -> tuple[list[Side], object]:
     """audiocraft's side and the audioenc variants, all from audioenc's initial weights."""
-    overrides = [f"train.seed={args.seed}", "train.device=cpu", "train.logger=none", *args.overrides]
+    overrides = [f"train.seed={args.seed}", f"train.device={args.device}", "train.logger=none", *args.overrides]
     conformant = build_config(args.mode, args.preset, [*AUDIOCRAFT_SETTINGS, *overrides])
     if conformant.model.quantizer != "none":
         raise SystemExit("time_to_quality compares the continuous codec only (model.quantizer=none)")
-    pair = build_sides(modules, conformant, run_dir / "audiocraft", dtype=torch.float32)
+    pair = build_sides(modules, conformant, run_dir / "audiocraft", dtype=torch.float32, device=args.device)
     sides = [Side("audiocraft", pair.reference, AudiocraftCodec(pair.reference.encoder, pair.reference.decoder))]
     for name in args.variants:
         if name == "audioenc-as-audiocraft":
             trainer = pair.trainer
         else:
             trainer = Trainer(build_config(args.mode, args.preset, [*VARIANTS[name], *overrides]),
-                              run_dir / name, torch.device("cpu"))
+                              run_dir / name, args.device)
             if not (same_weights(trainer.model, pair.trainer.model)
                     and same_weights(trainer.discriminator, pair.trainer.discriminator)):
                 raise RuntimeError(f"{name}: initial weights differ from the others' (same seed expected)")
@@ -161,14 +163,14 @@ def build(modules, args, run_dir: Path) -> tuple[list[Side], object]:
 
 
 def race(sides: list[Side], batches: list[torch.Tensor], valid: list[torch.Tensor], sample_rate: int,
-         eval_every: int) -> None:
+         eval_every: int, device: torch.device) -> None:
     """Interleaved steps (the first side rotating), evaluations at step 0, every ``eval_every``, the end."""
     for side in sides:
         side.evaluate(valid, sample_rate, 0)
     for step, audio in enumerate(batches, start=1):
         first = step % len(sides)
         for side in sides[first:] + sides[:first]:
-            batch = audio.clone()  # a step never sees what another did to its input
+            batch = audio.to(device, copy=True)  # a step never sees what another did to its input
             start = time.perf_counter()
             side.step(batch)
             side.seconds += time.perf_counter() - start
@@ -254,8 +256,9 @@ def on_real_audio(sides: list[Side], folder: Path, content: str, sample_rate: in
         @torch.no_grad()
         def reconstruct(audio: np.ndarray) -> np.ndarray:
             model.eval()
-            x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).unsqueeze(0)
-            return model(x).audio[0].double().numpy()
+            device = next(model.parameters()).device
+            x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).unsqueeze(0).to(device)
+            return model(x).audio[0].double().cpu().numpy()
         return reconstruct
 
     systems = [identity(), *(System(side.name, None, reconstructor(side.model), "codec") for side in sides)]
@@ -302,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"audioenc sides, among {list(VARIANTS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    parser.add_argument("--device", default="cpu", help="where every side trains: cpu, cuda, cuda:N (the step's "
+                                                         "losses are read back each step, so the timing is synchronous)")
     parser.add_argument("--out", type=Path, default=None, help="folder for time_to_quality.{json,md,png}")
     parser.add_argument("--real", action="append", default=[], metavar="DIR:CONTENT",
                         help="after training, evaluate every side on the recordings in DIR (content speech, music "
@@ -318,12 +323,17 @@ def main(argv: list[str] | None = None) -> int:
     if loaded is None:
         return 2
     modules, root, commit = loaded
+    try:
+        args.device = resolve_device(args.device)
+    except UserError as error:
+        print(error, file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
     warnings.filterwarnings("ignore", category=FutureWarning, message=".*weight_norm.*")
 
-    print(machine_line(torch.device("cpu")))
+    print(machine_line(args.device))
     print(f"audiocraft: {root} (commit {commit}); load average before: {load_average()}")
     with tempfile.TemporaryDirectory() as tmp:
         sides, config = build(modules, args, Path(tmp))
@@ -332,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.preset} preset, {args.mode}, batch {shape}, {args.steps} steps, lr {config.optim.lr}, "
               f"{len(valid)} validation batches ({sum(len(b) for b in valid)} segments)", flush=True)
         started = time.perf_counter()
-        race(sides, batches, valid, config.model.sample_rate, args.eval_every)
+        race(sides, batches, valid, config.model.sample_rate, args.eval_every, args.device)
         total = time.perf_counter() - started
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -351,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        report = {"machine": machine_line(torch.device("cpu")), "audiocraft_commit": commit,
+        report = {"machine": machine_line(args.device), "audiocraft_commit": commit,
                   "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                   "batch_shape": shape, "summary": summary, "curves": {s.name: s.curve for s in sides}}
         (args.out / "time_to_quality.json").write_text(json.dumps(report, indent=2))

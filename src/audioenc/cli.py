@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import typing
 
 from audioenc.errors import UserError
 
@@ -19,8 +20,16 @@ COMMANDS = ("info", "scan", "synth", "train", "eval", "report", "encode", "decod
 """Command names; ``import-hf`` lives in ``audioenc.commands.import_hf`` (module names take ``_``)."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``audioenc CMD: error: …``) pointing at ``--help``, exit 2,
+    like every other refusal of the CLI."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="audioenc",
         description="Train EnCodec-style neural audio encoders and show what they keep of time.",
     )
@@ -63,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(parser, argv)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        if os.environ.get("AUDIOENC_DEBUG"):
+            raise
+        print(f"audioenc {args.command}: interrupted (Ctrl-C).", file=sys.stderr)
+        return 130
     except USER_ERRORS as error:
         if os.environ.get("AUDIOENC_DEBUG"):
             raise

@@ -25,12 +25,15 @@ from audioenc.errors import UserError
 
 @dataclass(frozen=True)
 class Bounds:
-    """An allowed range: ``minimum <= x`` (or ``x > above``), ``x <= maximum``; ``integer``: whole numbers only."""
+    """An allowed range: ``minimum <= x`` (or ``x > above``), ``x <= maximum`` (or ``x < below``); ``integer``:
+    whole numbers only. ``below`` is for rates and probabilities whose upper end is unusable (a dropout or an
+    EMA decay of 1)."""
 
     minimum: float | None = None
     above: float | None = None
     maximum: float | None = None
     integer: bool = False
+    below: float | None = None
 
     def describe(self) -> str:
         kind = "an integer" if self.integer else "a finite number"
@@ -41,6 +44,8 @@ class Bounds:
             parts.append(f">= {self.minimum:g}")
         if self.maximum is not None:
             parts.append(f"<= {self.maximum:g}")
+        if self.below is not None:
+            parts.append(f"< {self.below:g}")
         return kind + (" " + " and ".join(parts) if parts else "")
 
     def admits(self, value: float) -> bool:
@@ -52,17 +57,20 @@ class Bounds:
             return False
         if self.minimum is not None and not value >= self.minimum:
             return False
+        if self.below is not None and not value < self.below:
+            return False
         return self.maximum is None or value <= self.maximum
 
 
 def check_number(name: str, value: Any, *, minimum: float | None = None, above: float | None = None,
-                 maximum: float | None = None, integer: bool = False, hint: str = "") -> Any:
+                 maximum: float | None = None, integer: bool = False, below: float | None = None,
+                 hint: str = "") -> Any:
     """``value`` unchanged when it is a finite number in range, else a :class:`UserError` naming ``name``.
 
     Example: ``check_number("--max-files", -1, minimum=1)`` raises
     "--max-files must be an integer >= 1; got -1."
     """
-    bounds = Bounds(minimum=minimum, above=above, maximum=maximum, integer=integer)
+    bounds = Bounds(minimum=minimum, above=above, maximum=maximum, integer=integer, below=below)
     _check(name, value, bounds, hint)
     return value
 
@@ -75,9 +83,9 @@ def _check(name: str, value: Any, bounds: Bounds, hint: str = "") -> None:
 
 
 def number(*, minimum: float | None = None, above: float | None = None, maximum: float | None = None,
-           integer: bool = False) -> Callable[[str], float | int]:
+           integer: bool = False, below: float | None = None) -> Callable[[str], float | int]:
     """An argparse ``type=`` that parses a number and applies :class:`Bounds` (argparse reports the error)."""
-    bounds = Bounds(minimum=minimum, above=above, maximum=maximum, integer=integer)
+    bounds = Bounds(minimum=minimum, above=above, maximum=maximum, integer=integer, below=below)
 
     def parse(text: str) -> float | int:
         try:
@@ -93,9 +101,9 @@ def number(*, minimum: float | None = None, above: float | None = None, maximum:
 
 
 def bounded(default: Any, *, minimum: float | None = None, above: float | None = None,
-            maximum: float | None = None, integer: bool = False) -> Any:
+            maximum: float | None = None, integer: bool = False, below: float | None = None) -> Any:
     """A dataclass field with a default and an allowed range that :func:`check_fields` enforces."""
-    bounds = Bounds(minimum=minimum, above=above, maximum=maximum, integer=integer)
+    bounds = Bounds(minimum=minimum, above=above, maximum=maximum, integer=integer, below=below)
     if isinstance(default, (list, dict, set)):
         raise TypeError("bounded() takes immutable defaults (use a tuple)")
     return dataclasses.field(default=default, metadata={"bounds": bounds})

@@ -23,27 +23,31 @@ from typing import Any
 
 from audioenc import SAMPLE_RATE
 from audioenc.errors import UnknownKeyError, UserError
+from audioenc.validation import bounded, check_fields
+
+MAX_SEED = 2**32 - 1
+"""The largest seed every generator of a run accepts (NumPy's legacy seeding stops at 2**32 - 1)."""
 
 
 @dataclass
 class ModelConfig:
     """SEANet codec. Defaults: audiocraft's ``encodec_base_24khz`` (hop 320, 75 frames/s)."""
 
-    channels: int = 1
-    sample_rate: int = SAMPLE_RATE
-    dimension: int = 128
-    n_filters: int = 32
-    n_residual_layers: int = 1
-    ratios: tuple[int, ...] = (8, 5, 4, 2)
-    lstm: int = 2
+    channels: int = bounded(1, minimum=1, integer=True)
+    sample_rate: int = bounded(SAMPLE_RATE, minimum=1, integer=True)
+    dimension: int = bounded(128, minimum=1, integer=True)
+    n_filters: int = bounded(32, minimum=1, integer=True)
+    n_residual_layers: int = bounded(1, minimum=0, integer=True)
+    ratios: tuple[int, ...] = bounded((8, 5, 4, 2), minimum=1, integer=True)
+    lstm: int = bounded(2, minimum=0, integer=True)
     causal: bool = True
     pad_mode: str = "constant"
     # Identity shortcut in the residual units (audiocraft's encodec config); False: a kernel-1
     # convolution, as in the released EnCodec 24 kHz weights (`audioenc import-hf`).
     true_skip: bool = True
     quantizer: str = "none"  # "none": seed 3's continuous baseline; "rvq": the codec
-    n_q: int = 32
-    bins: int = 1024
+    n_q: int = bounded(32, minimum=1, integer=True)
+    bins: int = bounded(1024, minimum=2, integer=True)  # one bin would carry no bits
     q_dropout: bool = True
     # Divide each input by its RMS level and restore it at the output (the level is side
     # information, stored beside latents/codes). EnCodec 48 kHz's `renormalize`; DAC normalises
@@ -56,56 +60,58 @@ class ModelConfig:
 class DiscriminatorConfig:
     """MS-STFT discriminator; its input channels always follow ``model.channels``."""
 
-    filters: int = 32
-    n_ffts: tuple[int, ...] = (1024, 2048, 512, 256, 128)
-    hop_lengths: tuple[int, ...] = (256, 512, 128, 64, 32)
-    win_lengths: tuple[int, ...] = (1024, 2048, 512, 256, 128)
+    filters: int = bounded(32, minimum=1, integer=True)
+    n_ffts: tuple[int, ...] = bounded((1024, 2048, 512, 256, 128), minimum=2, integer=True)
+    hop_lengths: tuple[int, ...] = bounded((256, 512, 128, 64, 32), minimum=1, integer=True)
+    win_lengths: tuple[int, ...] = bounded((1024, 2048, 512, 256, 128), minimum=1, integer=True)
 
 
 @dataclass
 class LossConfig:
     """Loss weights λt (l1), λf (mel), λg (adv), λfeat (feat) of seed 3 and the balancer."""
 
-    l1: float = 0.1
-    mel: float = 1.0
-    adv: float = 3.0
-    feat: float = 3.0
+    l1: float = bounded(0.1, minimum=0)
+    mel: float = bounded(1.0, minimum=0)
+    adv: float = bounded(3.0, minimum=0)
+    feat: float = bounded(3.0, minimum=0)
     adversarial: str = "hinge"  # hinge | mse | hinge2
     relative_feature_matching: bool = True  # EnCodec paper, Eq. 3
     balance_grads: bool = True
-    balancer_total_norm: float = 1.0
-    balancer_ema_decay: float = 0.999
+    balancer_total_norm: float = bounded(1.0, above=0)
+    balancer_ema_decay: float = bounded(0.999, minimum=0, below=1)
 
 
 @dataclass
 class DataConfig:
     root: str | None = None  # None: the embedded eigenscape-like corpus, generated on first use
-    segment_seconds: float = 1.0
+    segment_seconds: float = bounded(1.0, above=0)
     channel_mode: str = "mono"  # mono | all | downmix
-    num_workers: int = 2
-    valid_segments: int = 64
+    num_workers: int = bounded(2, minimum=0, integer=True)
+    valid_segments: int = bounded(64, minimum=1, integer=True)
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 3e-4
-    betas: tuple[float, float] = (0.5, 0.9)
-    weight_decay: float = 0.0
-    grad_clip: float = 0.0  # 0 disables clipping
-    weights_ema_decay: float = 0.0  # 0 disables the EMA of weights; 0.99 is typical
+    lr: float = bounded(3e-4, above=0)
+    betas: tuple[float, float] = bounded((0.5, 0.9), minimum=0, below=1)  # Adam's range
+    weight_decay: float = bounded(0.0, minimum=0)
+    grad_clip: float = bounded(0.0, minimum=0)  # 0 disables clipping
+    weights_ema_decay: float = bounded(0.0, minimum=0, below=1)  # 0 disables the EMA of weights; 0.99 is typical
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 300
-    updates_per_epoch: int = 2000
-    batch_size: int = 32  # global: split evenly across distributed ranks
-    seed: int = 0
-    discriminator_every: int = 1  # update the discriminator every N steps
-    adversarial_warmup_steps: int = 0  # generator adv/feat losses join at this step (0: EnCodec)
-    log_every: int = 10
-    checkpoint_every: int = 500  # also at each epoch end
-    max_nonfinite_steps: int = 10  # consecutive NaN/Inf steps before the run stops
+    epochs: int = bounded(300, minimum=1, integer=True)
+    updates_per_epoch: int = bounded(2000, minimum=1, integer=True)
+    batch_size: int = bounded(32, minimum=1, integer=True)  # global: split evenly across distributed ranks
+    seed: int = bounded(0, minimum=0, maximum=MAX_SEED, integer=True)
+    discriminator_every: int = bounded(1, minimum=1, integer=True)  # update the discriminator every N steps
+    # generator adv/feat losses join at this step (0: EnCodec)
+    adversarial_warmup_steps: int = bounded(0, minimum=0, integer=True)
+    log_every: int = bounded(10, minimum=1, integer=True)
+    checkpoint_every: int = bounded(500, minimum=1, integer=True)  # also at each epoch end
+    # consecutive NaN/Inf steps before the run stops
+    max_nonfinite_steps: int = bounded(10, minimum=1, integer=True)
     best_metric: str = "mel_distance"  # a reconstruction metric, lower is better
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 (autocast; CPU with AVX512-BF16/AMX, or GPU; layers checked first, training/precision.py)
@@ -114,9 +120,9 @@ class TrainConfig:
     # Validation also scores these perceptual measures (audioenc.metrics.perceptual; the evaluation
     # extra) on its first `perceptual_segments` segments every `perceptual_every` epochs (0: never):
     # about a second per segment and measure on a CPU, so a long run shows quality rise at little cost.
-    perceptual_every: int = 10
+    perceptual_every: int = bounded(10, minimum=0, integer=True)
     perceptual_measures: tuple[str, ...] = ("visqol_audio",)
-    perceptual_segments: int = 4
+    perceptual_segments: int = bounded(4, minimum=0, integer=True)
 
 
 @dataclass
@@ -132,7 +138,8 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the configuration as strict JSON (``allow_nan``: a NaN here is a bug, never a saved setting)."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
@@ -221,7 +228,7 @@ def set_value(config: Config, dotted_key: str, value: Any) -> None:
     section_name, _, key = dotted_key.partition(".")
     section = _section(config, section_name)
     if not key:
-        raise UnknownKeyError(f"Override key {dotted_key!r} needs a field: {_valid_keys(section_name, section)}.")
+        raise UnknownKeyError(f"Override key {dotted_key} needs a field; use one of the {_valid_keys(section_name, section)}.")
     _set_field(section, section_name, key, value)
 
 
@@ -237,41 +244,38 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 
 def validate(config: Config) -> Config:
-    """Check choice-valued fields and cross-field rules; raise ``ValueError`` naming the key."""
+    """Check choice-valued fields, every number's range (:func:`~audioenc.validation.check_fields`: finite always)
+    and cross-field rules; raise :class:`UserError` naming the key."""
     for dotted, choices in CHOICES.items():
         section, _, key = dotted.partition(".")
         value = getattr(getattr(config, section), key)
         if value not in choices:
             raise UserError(f"{dotted}={value!r} is not valid; choose one of {', '.join(choices)}.")
-    disc = config.discriminator
-    if not len(disc.n_ffts) == len(disc.hop_lengths) == len(disc.win_lengths):
-        raise UserError("discriminator.n_ffts, hop_lengths and win_lengths must have the same length.")
-    positive = {
-        "model.channels": config.model.channels,
-        "train.batch_size": config.train.batch_size,
-        "train.epochs": config.train.epochs,
-        "train.updates_per_epoch": config.train.updates_per_epoch,
-        "train.discriminator_every": config.train.discriminator_every,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise UserError(f"{key} must be >= 1; got {value}.")
+    for section in dataclasses.fields(config):
+        check_fields(section.name, getattr(config, section.name))
+    _check_discriminator(config.discriminator)
     from audioenc.metrics.perceptual import MEASURES
 
     unknown = [name for name in config.train.perceptual_measures if name not in MEASURES]
     if unknown:
         raise UserError(f"train.perceptual_measures: unknown {', '.join(unknown)}; choose from {', '.join(MEASURES)}.")
-    if config.train.perceptual_every < 0 or config.train.perceptual_segments < 0:
-        raise UserError("train.perceptual_every and train.perceptual_segments must be >= 0.")
-    if config.data.segment_seconds <= 0:
-        raise UserError(f"data.segment_seconds must be > 0; got {config.data.segment_seconds}.")
     return config
+
+
+def _check_discriminator(disc: DiscriminatorConfig) -> None:
+    """One STFT per scale: the three lists pair up, and each window fits its FFT (torch.stft refuses a longer one)."""
+    if not len(disc.n_ffts) == len(disc.hop_lengths) == len(disc.win_lengths):
+        raise UserError("discriminator.n_ffts, hop_lengths and win_lengths must have the same length.")
+    for n_fft, win_length in zip(disc.n_ffts, disc.win_lengths):
+        if win_length > n_fft:
+            raise UserError(f"discriminator.win_lengths: a window of {win_length} is longer than its n_fft {n_fft}; "
+                            "give each scale a win_length <= its n_fft.")
 
 
 def _section(config: Config, name: str) -> Any:
     names = [f.name for f in dataclasses.fields(config)]
     if name not in names:
-        raise UnknownKeyError(f"Unknown config section {name!r}; valid sections: {', '.join(names)}.")
+        raise UnknownKeyError(f"Unknown config section {name}; valid sections: {', '.join(names)}.")
     return getattr(config, name)
 
 
@@ -282,7 +286,7 @@ def _valid_keys(section_name: str, section: Any) -> str:
 def _set_field(section: Any, section_name: str, key: str, value: Any) -> None:
     hints = typing.get_type_hints(type(section))
     if key not in hints:
-        raise UnknownKeyError(f"Unknown config key {section_name}.{key!r}; {_valid_keys(section_name, section)}.")
+        raise UnknownKeyError(f"Unknown config key {section_name}.{key}; use one of the {_valid_keys(section_name, section)}.")
     try:
         parsed = _coerce(value, hints[key])
     except (TypeError, ValueError) as error:

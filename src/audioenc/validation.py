@@ -120,7 +120,8 @@ def check_fields(section_name: str, section: Any) -> None:
         bounds = field.metadata.get("bounds", Bounds())
         name = f"{section_name}.{field.name}"
         values = value if isinstance(value, tuple) else (value,)
+        hint = "none (unset) works too." if "None" in str(field.type) else ""  # an optional field
         for item in values:
             if isinstance(item, bool) or not isinstance(item, (int, float)):
                 continue
-            _check(name, item, bounds)
+            _check(name, item, bounds, hint)

@@ -28,6 +28,7 @@ from audioenc.timing.bootstrap import BootstrapCI
 from audioenc.timing.encoders import EncoderHandle
 from audioenc.timing.fitting import ClipModelOutput, TrainingHistory
 from audioenc.timing.probe import ProbeConfig, ProbeHead, fit_on_clips
+from audioenc.validation import bounded
 
 
 def adaptation_split(handle: EncoderHandle) -> tuple[TopSplit | None, str]:
@@ -159,9 +160,9 @@ class AdaptationRule:
       of the gain above zero, and it loses no more than the margin on the other metric.
     """
 
-    clip_margin: float = 0.05
-    boundary_margin: float = 0.05
-    gain_margin: float = 0.03
+    clip_margin: float = bounded(0.05, minimum=0, maximum=1)  # metrics lie in [0, 1]
+    boundary_margin: float = bounded(0.05, minimum=0, maximum=1)
+    gain_margin: float = bounded(0.03, minimum=0, maximum=1)
 
     def statement(self) -> str:
         """The rule in one paragraph (for the report)."""

@@ -31,6 +31,7 @@ from torch import nn
 
 from audioenc import SAMPLE_RATE
 from audioenc.audio.io import read_clip
+from audioenc.validation import bounded
 
 LOG_FLOOR = 1e-10
 """Added to mel power before the log, so silence maps to log(1e-10) ~ -23 instead of -inf."""
@@ -49,12 +50,12 @@ class LogMelConfig:
         f_max: highest mel band edge, Hz (None: Nyquist).
     """
 
-    sample_rate: int = SAMPLE_RATE
-    n_fft: int = 1024
-    hop_length: int = 240
-    n_mels: int = 64
-    f_min: float = 20.0
-    f_max: float | None = None
+    sample_rate: int = bounded(SAMPLE_RATE, minimum=1, integer=True)
+    n_fft: int = bounded(1024, minimum=2, integer=True)
+    hop_length: int = bounded(240, minimum=1, integer=True)
+    n_mels: int = bounded(64, minimum=1, integer=True)
+    f_min: float = bounded(20.0, minimum=0)
+    f_max: float | None = bounded(None, above=0)
 
     @property
     def frame_rate(self) -> float:

@@ -28,6 +28,7 @@ import numpy as np
 from audioenc.audio.formats import Event, EventSplit
 from audioenc.timing.boundaries import collar_f1_at_thresholds, positive_files
 from audioenc.timing.fitting import Predictions
+from audioenc.validation import bounded
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,10 @@ class PostprocessSettings:
         fixed_threshold: the threshold when nothing can be chosen on validation.
     """
 
-    median_seconds: tuple[float, ...] = (0.0, 0.12, 0.24, 0.48)
-    thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-    fixed_median_seconds: float = 0.0
-    fixed_threshold: float = 0.5
+    median_seconds: tuple[float, ...] = bounded((0.0, 0.12, 0.24, 0.48), minimum=0)
+    thresholds: tuple[float, ...] = bounded((0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), above=0, below=1)
+    fixed_median_seconds: float = bounded(0.0, minimum=0)
+    fixed_threshold: float = bounded(0.5, above=0, below=1)
 
 
 def window_frames(seconds: float, frame_rate: float) -> int:

@@ -31,6 +31,7 @@ from audioenc.timing.fitting import (
     validation_loss,
 )
 from audioenc.timing.pooling import make_pooling
+from audioenc.validation import bounded
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,16 @@ class ProbeConfig:
     """
 
     kind: str = "frame"
-    context_frames: int = 5
-    hidden: int = 64
-    dropout: float = 0.1
-    max_epochs: int = 60
-    patience: int | None = 8
-    budget_seconds: float | None = None
-    batch_size: int = 16
-    learning_rate: float = 3e-3
-    adapt_epochs: int = 12
-    adapt_lr_factor: float = 0.1
+    context_frames: int = bounded(5, minimum=1, integer=True)
+    hidden: int = bounded(64, minimum=1, integer=True)
+    dropout: float = bounded(0.1, minimum=0, below=1)
+    max_epochs: int = bounded(60, minimum=1, integer=True)
+    patience: int | None = bounded(8, minimum=1, integer=True)
+    budget_seconds: float | None = bounded(None, minimum=0)
+    batch_size: int = bounded(16, minimum=1, integer=True)
+    learning_rate: float = bounded(3e-3, above=0)
+    adapt_epochs: int = bounded(12, minimum=1, integer=True)
+    adapt_lr_factor: float = bounded(0.1, above=0)
 
     @property
     def description(self) -> str:

@@ -58,6 +58,7 @@ from audioenc.timing.fitting import (
     validation_loss,
 )
 from audioenc.timing.pooling import Pooling, make_pooling
+from audioenc.validation import bounded
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,14 @@ class CRNNConfig:
         dropout: dropout after each conv block and before the head.
     """
 
-    stem_channels: int = 16
-    stem_bands: int = 4
-    stem_time_stride: int = 4
-    conv_channels: tuple[int, ...] = (32, 64)
-    freq_pool: tuple[int, ...] = (4, 4)
-    time_pool: tuple[int, ...] = (1, 1)
-    rnn_hidden: int = 32
-    dropout: float = 0.1
+    stem_channels: int = bounded(16, minimum=1, integer=True)
+    stem_bands: int = bounded(4, minimum=1, integer=True)
+    stem_time_stride: int = bounded(4, minimum=1, integer=True)
+    conv_channels: tuple[int, ...] = bounded((32, 64), minimum=1, integer=True)
+    freq_pool: tuple[int, ...] = bounded((4, 4), minimum=1, integer=True)
+    time_pool: tuple[int, ...] = bounded((1, 1), minimum=1, integer=True)
+    rnn_hidden: int = bounded(32, minimum=1, integer=True)
+    dropout: float = bounded(0.1, minimum=0, below=1)
 
 
 class ConvBlock(nn.Sequential):

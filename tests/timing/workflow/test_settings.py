@@ -25,7 +25,8 @@ def test_overrides_are_parsed_by_the_fields_type():
     settings = resolve_settings(overrides=[
         "weak.max_epochs=7", "weak.learning_rate=1e-3", "weak.patience=none", "weak.budget_seconds=12.5",
         "postprocess.thresholds=0.3,0.5", "probe.kind=conv", "run.max_clips=10,5,4", "features.f_max=none",
-        "crnn.conv_channels=8,16,32", "evaluation.onset_only_collars=0.1",
+        "crnn.conv_channels=8,16,32", "crnn.freq_pool=4,4,1", "crnn.time_pool=1,1,1",  # one per block (WeakCRNN)
+        "evaluation.onset_only_collars=0.1",
     ])
     assert settings.weak.max_epochs == 7 and isinstance(settings.weak.max_epochs, int)
     assert settings.weak.learning_rate == 0.001
@@ -102,12 +103,12 @@ def test_a_bad_json_file_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("postprocess.thresholds=0.0,0.5", r"postprocess\.thresholds must lie in \(0, 1\); got 0\.0"),
+    ("postprocess.thresholds=0.0,0.5", r"postprocess\.thresholds must be a finite number > 0 and < 1; got 0\.0"),
     ("postprocess.thresholds=0.5,1.0", r"got 1\.0"),
     ("probe.kind=bogus", "probe.kind='bogus'; choose frame or conv"),
-    ("weak.max_epochs=0", r"weak\.max_epochs must be >= 1; got 0"),
-    ("weak.patience=0", r"weak\.patience must be >= 1 or none"),
-    ("run.workers=0", r"run\.workers must be >= 1"),
+    ("weak.max_epochs=0", r"weak\.max_epochs must be an integer >= 1; got 0"),
+    ("weak.patience=0", r"weak\.patience must be an integer >= 1; got 0\. none \(unset\) works too"),
+    ("run.workers=0", r"run\.workers must be an integer >= 1"),
 ])
 def test_validate_rejects_bad_values(override, message):
     with pytest.raises(ValueError, match=message):
@@ -140,7 +141,8 @@ def test_the_command_line_passes_config_and_overrides_through(tmp_path, monkeypa
 
     received = {}
 
-    def fake_run_workflow(data, encoder, out, seed, fast=False, *, settings=None, encoder_weights=None, log=None):
+    def fake_run_workflow(data, encoder, out, seed, fast=False, *, settings=None, encoder_weights=None, log=None,
+                          overwrite=False):
         received.update(data=data, out=out, seed=seed, fast=fast, settings=settings)
         return {}
 

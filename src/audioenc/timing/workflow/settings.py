@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from audioenc.timing.features import LogMelConfig
 from audioenc.timing.postprocess import PostprocessSettings
 from audioenc.timing.probe import ProbeConfig
 from audioenc.timing.weak import CRNNConfig
+from audioenc.validation import bounded, check_fields
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,11 @@ class TrainingBudget:
         learning_rate: Adam's step size at the start.
     """
 
-    max_epochs: int = 40
-    patience: int | None = 6
-    budget_seconds: float | None = None
-    batch_size: int = 16
-    learning_rate: float = 3e-3
+    max_epochs: int = bounded(40, minimum=1, integer=True)
+    patience: int | None = bounded(6, minimum=1, integer=True)
+    budget_seconds: float | None = bounded(None, minimum=0)
+    batch_size: int = bounded(16, minimum=1, integer=True)
+    learning_rate: float = bounded(3e-3, above=0)
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,9 @@ class ScorerSettings:
         pool_fit_steps: Adam steps fitting the attention and AutoPool parameters.
     """
 
-    hidden: int = 32
-    steps: int = 150
-    pool_fit_steps: int = 150
+    hidden: int = bounded(32, minimum=1, integer=True)
+    steps: int = bounded(150, minimum=1, integer=True)
+    pool_fit_steps: int = bounded(150, minimum=1, integer=True)
 
 
 @dataclass(frozen=True)
@@ -97,16 +99,16 @@ class EvaluationSettings:
             events on positive clips (after post-processing) to take part in a decision.
     """
 
-    onset_collar: float = 0.2
-    offset_collar: float = 0.2
-    offset_collar_rate: float = 0.2
-    onset_only_collars: tuple[float, ...] = (0.2, 0.05)
-    bootstrap_resamples: int = 1000
-    f1_resamples: int = 200
-    psds_resamples: int = 0
-    pooling_ap_margin: float = 0.10
-    held_out_classes: int = 2
-    min_detected_share: float = 0.1
+    onset_collar: float = bounded(0.2, minimum=0)
+    offset_collar: float = bounded(0.2, minimum=0)
+    offset_collar_rate: float = bounded(0.2, minimum=0)
+    onset_only_collars: tuple[float, ...] = bounded((0.2, 0.05), minimum=0)
+    bootstrap_resamples: int = bounded(1000, minimum=1, integer=True)
+    f1_resamples: int = bounded(200, minimum=0, integer=True)
+    psds_resamples: int = bounded(0, minimum=0, integer=True)
+    pooling_ap_margin: float = bounded(0.10, minimum=0, maximum=1)  # mAP lies in [0, 1]
+    held_out_classes: int = bounded(2, minimum=1, integer=True)
+    min_detected_share: float = bounded(0.1, minimum=0, maximum=1)
 
     @property
     def collars(self) -> dict[str, float]:
@@ -125,9 +127,9 @@ class RunSettings:
         workers: processes training CRNNs at once (1: in this process).
     """
 
-    max_clips: tuple[int, int, int] | None = None
-    plot_clips: int = 4
-    workers: int = 2
+    max_clips: tuple[int, int, int] | None = bounded(None, minimum=1, integer=True)
+    plot_clips: int = bounded(4, minimum=1, integer=True)
+    workers: int = bounded(2, minimum=1, integer=True)
 
 
 @dataclass(frozen=True)
@@ -158,13 +160,13 @@ class WorkflowSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON, section by section (what ``settings.json`` holds)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return json.loads(json.dumps(dataclasses.asdict(self), allow_nan=False))
 
     def save(self, path: str | Path) -> Path:
         """Write ``settings.json``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
         return path
 
 
@@ -224,42 +226,45 @@ def resolve_settings(*, fast: bool = False, config_file: str | Path | None = Non
 
 
 def validate(settings: WorkflowSettings) -> WorkflowSettings:
-    """Check the values no type can: positive sizes, probabilities in range; raise ``ValueError``."""
-    positive = {
-        "weak.max_epochs": settings.weak.max_epochs, "weak.batch_size": settings.weak.batch_size,
-        "probe.max_epochs": settings.probe.max_epochs, "probe.batch_size": settings.probe.batch_size,
-        "probe.hidden": settings.probe.hidden, "scorer.steps": settings.scorer.steps, "run.workers": settings.run.workers,
-        "evaluation.bootstrap_resamples": settings.evaluation.bootstrap_resamples,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise UserError(f"{key} must be >= 1; got {value}")
-    for key, value in (("weak.patience", settings.weak.patience), ("probe.patience", settings.probe.patience)):
-        if value is not None and value < 1:
-            raise UserError(f"{key} must be >= 1 or none; got {value}")
-    non_negative = {
-        "weak.budget_seconds": settings.weak.budget_seconds, "probe.budget_seconds": settings.probe.budget_seconds,
-        "evaluation.psds_resamples": settings.evaluation.psds_resamples,
-        "evaluation.f1_resamples": settings.evaluation.f1_resamples,
-        "evaluation.onset_collar": settings.evaluation.onset_collar,
-        "evaluation.offset_collar": settings.evaluation.offset_collar,
-        "evaluation.offset_collar_rate": settings.evaluation.offset_collar_rate,
-        "postprocess.fixed_median_seconds": settings.postprocess.fixed_median_seconds,
-        **{f"postprocess.median_seconds[{i}]": value for i, value in enumerate(settings.postprocess.median_seconds)},
-    }
-    for key, value in non_negative.items():
-        if value is not None and value < 0:
-            raise UserError(f"{key} must be >= 0; got {value}")
-    if not 0 <= settings.evaluation.min_detected_share <= 1:
-        raise UserError(f"evaluation.min_detected_share must lie in [0, 1]; got {settings.evaluation.min_detected_share}")
-    for threshold in settings.postprocess.thresholds:
-        if not 0 < threshold < 1:
-            raise UserError(f"postprocess.thresholds must lie in (0, 1); got {threshold}")
-    if not settings.postprocess.thresholds or not settings.postprocess.median_seconds:
-        raise UserError("postprocess.thresholds and postprocess.median_seconds need at least one value each")
+    """Check what no type can: every number finite and in its field's range (:func:`check_fields`), then the
+    rules between fields; a :class:`UserError` naming the setting, before any step runs or any file is written."""
+    for section in SECTIONS:
+        check_fields(section, getattr(settings, section))
+    _check_features(settings.features)
+    _check_crnn(settings.crnn, settings.features)
     if settings.probe.kind not in ("frame", "conv"):
         raise UserError(f"probe.kind={settings.probe.kind!r}; choose frame or conv")
+    if settings.probe.context_frames % 2 == 0:
+        raise UserError(f"probe.context_frames must be odd (a kernel centred on its frame); got "
+                        f"{settings.probe.context_frames}")
+    if not settings.postprocess.thresholds or not settings.postprocess.median_seconds:
+        raise UserError("postprocess.thresholds and postprocess.median_seconds need at least one value each")
     return settings
+
+
+def _check_features(features: LogMelConfig) -> None:
+    """Log-mel frames are centred on their hop (``n_fft - hop_length`` even) and the mel bands lie below Nyquist."""
+    if (features.n_fft - features.hop_length) % 2:
+        raise UserError(f"features.n_fft - features.hop_length must be even for centred frames; got "
+                        f"{features.n_fft} - {features.hop_length}")
+    nyquist = features.sample_rate / 2
+    f_max = nyquist if features.f_max is None else features.f_max
+    if f_max > nyquist:
+        raise UserError(f"features.f_max={f_max:g} lies above Nyquist ({nyquist:g} Hz at features.sample_rate="
+                        f"{features.sample_rate}); give at most {nyquist:g} or none")
+    if not features.f_min < f_max:
+        raise UserError(f"features.f_min={features.f_min:g} must lie below features.f_max ({f_max:g} Hz)")
+
+
+def _check_crnn(crnn: CRNNConfig, features: LogMelConfig) -> None:
+    """One pooling factor per conv block, and the frequency reduction divides the mel bands (WeakCRNN's shape)."""
+    if not len(crnn.conv_channels) == len(crnn.freq_pool) == len(crnn.time_pool):
+        raise UserError(f"crnn.conv_channels, crnn.freq_pool and crnn.time_pool need one value per block each; got "
+                        f"{len(crnn.conv_channels)}, {len(crnn.freq_pool)} and {len(crnn.time_pool)} values")
+    reduction = crnn.stem_bands * math.prod(crnn.freq_pool)
+    if features.n_mels % reduction:
+        raise UserError(f"features.n_mels={features.n_mels} is not divisible by the CRNN's frequency reduction "
+                        f"{reduction} (crnn.stem_bands x crnn.freq_pool); change one of them")
 
 
 __all__ = ["EvaluationSettings", "RunSettings", "SECTIONS", "ScorerSettings", "TrainingBudget", "WorkflowSettings",

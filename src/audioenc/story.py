@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from audioenc.timing.demo import DemoConfig
+    from audioenc.timing.workflow import WorkflowSettings
 
 STORY_WORKFLOW_OVERRIDES: tuple[str, ...] = ("weak.budget_seconds=30", "probe.budget_seconds=30")
 """The story's wall-clock budgets (per CRNN, per probe or adaptation), so that `make demo` stays
@@ -35,8 +41,34 @@ def codec_listening_report(codec_dir: Path) -> Path:
     return page
 
 
-def run_story(out: Path, seed: int = 0, progress: bool = True) -> dict:
-    """Run the three parts into ``out``; returns the headline numbers (also in ``out/story.json``)."""
+def format_distance(value: float | None) -> str:
+    """A validation mel distance for the closing lines; ``None`` (no epoch-0 baseline row, e.g. a
+    resumed codec run, or no best yet) reads "n/a" instead of failing the story at its very end."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def untrained_distance(metrics_path: Path) -> float | None:
+    """The untrained codec's validation mel distance: the epoch-0 row of ``metrics.jsonl``, or
+    ``None`` when the history holds no such row (a run resumed from a checkpoint after it)."""
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    baseline = [row for row in rows if row.get("epoch") == 0]
+    return baseline[0].get("mel_distance") if baseline else None
+
+
+def codec_line(codec: dict) -> str:
+    """The closing line on the codec: untrained -> best validation mel distance, and its steps."""
+    return (f"codec: validation mel distance {format_distance(codec['valid_mel_distance_untrained'])} (untrained) -> "
+            f"{format_distance(codec['valid_mel_distance_best'])} (best) after {codec['steps']} steps")
+
+
+def run_story(out: Path, seed: int = 0, progress: bool = True, *, demo_config: DemoConfig | None = None,
+              codec_overrides: Sequence[str] = (), workflow_settings: WorkflowSettings | None = None) -> dict:
+    """Run the three parts into ``out``; returns the headline numbers (also in ``out/story.json``).
+
+    The sizes default to what `make demo` runs; ``demo_config``, ``codec_overrides`` (``key=value``
+    after the small preset) and ``workflow_settings`` shrink them, so that the whole story can be
+    checked end to end in a test within minutes.
+    """
     from audioenc.config import build_config
     from audioenc.timing.demo import DemoConfig, run_short_demo
     from audioenc.timing.workflow import resolve_settings, run_workflow
@@ -48,13 +80,13 @@ def run_story(out: Path, seed: int = 0, progress: bool = True) -> dict:
 
     start = time.perf_counter()
     print("== 1/3 short encoder demo: what the clip summary hides ==", flush=True)
-    demo = run_short_demo(out / "demo", DemoConfig(seed=seed))
+    demo = run_short_demo(out / "demo", demo_config or DemoConfig(seed=seed))
     timings["demo_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
     print("\n== 2/3 a small codec: audioenc train --1ch --preset small ==", flush=True)
     codec_dir = out / "codec"
-    config = build_config("1ch", "small", [f"train.seed={seed}"])
+    config = build_config("1ch", "small", [f"train.seed={seed}", *codec_overrides])
     resume = (codec_dir / "checkpoint_last.pt").exists()
     codec_summary = train(config, codec_dir, resume=resume, progress=progress)
     timings["codec_seconds"] = time.perf_counter() - start
@@ -64,16 +96,16 @@ def run_story(out: Path, seed: int = 0, progress: bool = True) -> dict:
 
     start = time.perf_counter()
     print("\n== 3/3 the lab workflow, the codec's encoder frozen ==", flush=True)
-    print(f"settings: {' '.join(STORY_WORKFLOW_OVERRIDES)}", flush=True)
-    report = run_workflow(encoder=codec_dir, out=out / "workflow", seed=seed,
-                          settings=resolve_settings(overrides=STORY_WORKFLOW_OVERRIDES))
+    if workflow_settings is None:
+        print(f"settings: {' '.join(STORY_WORKFLOW_OVERRIDES)}", flush=True)
+        workflow_settings = resolve_settings(overrides=STORY_WORKFLOW_OVERRIDES)
+    report = run_workflow(encoder=codec_dir, out=out / "workflow", seed=seed, settings=workflow_settings)
     timings["workflow_seconds"] = time.perf_counter() - start
 
-    rows = [json.loads(line) for line in (codec_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     headline = {
         "codec": {
             "steps": codec_summary["steps"],
-            "valid_mel_distance_untrained": rows[0]["mel_distance"] if rows[0]["epoch"] == 0 else None,
+            "valid_mel_distance_untrained": untrained_distance(codec_dir / "metrics.jsonl"),
             "valid_mel_distance_best": codec_summary.get("best_mel_distance"),
             "model": str(codec_dir / "model_best.safetensors"),
         },
@@ -85,8 +117,7 @@ def run_story(out: Path, seed: int = 0, progress: bool = True) -> dict:
     }
     (out / "story.json").write_text(json.dumps(headline, indent=2, default=str) + "\n")
     print("\n== done ==")
-    print(f"codec: validation mel distance {headline['codec']['valid_mel_distance_untrained']:.4f} (untrained) -> "
-          f"{headline['codec']['valid_mel_distance_best']:.4f} (best) after {codec_summary['steps']} steps")
+    print(codec_line(headline["codec"]))
     print(f"listening report (open in a browser): {listening}")
     print(f"report: {out / 'workflow' / 'report.md'}")
     print(f"plots:  {out / 'demo'}, {out / 'workflow'}")

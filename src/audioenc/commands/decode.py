@@ -40,6 +40,7 @@ def register(subparsers) -> None:
                         help="decode with a model of the same configuration but other weights")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
     add_backend_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (default: refuse)")
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
     parser.set_defaults(func=run)
 
@@ -47,8 +48,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the command; bad input exits 2 with one line naming it (see audioenc.cli)."""
     from audioenc.codec_io import check_audio_output, chunk_frames_for, decode_file, load_codec
+    from audioenc.outputs import check_output
 
     check_audio_output(args.output, args.subtype)  # an unusable OUT is refused before the model loads
+    check_output(args.output, "OUT", overwrite=args.overwrite)
     check_backend_arguments(args)
     model, config = load_codec(args.model)
     chunk_frames = chunk_frames_for(args.chunk_seconds, model.frame_rate)

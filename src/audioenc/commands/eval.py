@@ -6,12 +6,18 @@ untrained model). Each reconstruction is scored with SI-SDR, DAC's mel and multi
 distances and, with the evaluation extra installed, ViSQOL (audio mode; speech mode for
 --content speech, which adds PESQ wide-band, STOI and ESTOI); 32-channel files add the spatial
 errors. The table shows means over files with 95 % bootstrap intervals; --out writes
-per_file.csv and evaluation.json, and --report an HTML listening report beside them.
+per_file.csv and evaluation.json, and --report an HTML listening report beside them. A non-empty
+--out is refused unless --overwrite; --out is checked before anything is computed, and its files
+appear together at the end (an error or Ctrl-C leaves --out as it was).
 """
 
 from __future__ import annotations
 
 import argparse
+
+OUTPUT_FILES = ("per_file.csv", "evaluation.json", "report.html")
+"""What eval writes into --out (an --overwrite removes those of an earlier evaluation it does not write again)."""
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -29,6 +35,8 @@ def register(subparsers) -> None:
     parser.add_argument("--no-perceptual", action="store_true", help="distances only (no ViSQOL/PESQ/STOI)")
     parser.add_argument("--out", default=None, help="folder for per_file.csv, evaluation.json (and report.html)")
     parser.add_argument("--report", action="store_true", help="also write report.html (needs --out)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of an earlier evaluation in --out (default: refuse a non-empty --out)")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -43,10 +51,13 @@ def run(args: argparse.Namespace) -> int:
     from audioenc.errors import UserError
     from audioenc.metrics.file_evaluation import EvalSettings, evaluate_files, format_summary
     from audioenc.metrics.systems import evaluation_systems
+    from audioenc.outputs import check_output
     from audioenc.training.distributed import resolve_device
 
     if args.report and not args.out:
         raise UserError("--report writes report.html into the --out folder; give --out DIR")
+    if args.out:
+        check_output(args.out, "--out", overwrite=args.overwrite, folder=True)  # before minutes of evaluation
     device = resolve_device(args.device)
     settings = EvalSettings(content=args.content, perceptual=not args.no_perceptual,
                             max_seconds=args.max_seconds, resamples=args.resamples)
@@ -65,15 +76,27 @@ def run(args: argparse.Namespace) -> int:
     for name, reason in evaluation.failed_files.items():
         print(f"file left out: {name}: {reason}")
     if args.out:
-        out = evaluation.write(args.out, args.resamples, extra={"model": str(args.model), "data": str(args.data),
-                                                                 "content": args.content,
-                                                                 "max_seconds": args.max_seconds})
-        print(f"per-file results: {out / 'per_file.csv'}, summary: {out / 'evaluation.json'}")
+        write_outputs(args, files, systems, evaluation)
+    return 0
+
+
+def write_outputs(args: argparse.Namespace, files: list, systems: list, evaluation) -> None:
+    """``per_file.csv``, ``evaluation.json`` (and ``report.html``) written aside and moved into --out
+    together, so that --out never holds half of them or a stale page of an earlier evaluation."""
+    from pathlib import Path
+
+    from audioenc.outputs import staged_folder
+
+    out = Path(args.out)
+    with staged_folder(out, replaces=OUTPUT_FILES) as staging:
+        evaluation.write(staging, args.resamples, extra={"model": str(args.model), "data": str(args.data),
+                                                         "content": args.content, "max_seconds": args.max_seconds})
         if args.report:
             from audioenc.listening_report import write_report
 
-            page = write_report(args.model, files, out, systems=systems, evaluation=evaluation,
-                                max_seconds=min(args.max_seconds, 5.0))
-            print(f"listening report: {page}")
-    return 0
+            write_report(args.model, files, staging, systems=systems, evaluation=evaluation,
+                         max_seconds=min(args.max_seconds, 5.0))
+    print(f"per-file results: {out / 'per_file.csv'}, summary: {out / 'evaluation.json'}")
+    if args.report:
+        print(f"listening report: {out / 'report.html'}")
 

@@ -35,6 +35,8 @@ def register(subparsers) -> None:
     parser.add_argument("--encoder", help=ENCODER_HELP)
     parser.add_argument("--encoder-weights", help="weights file passed to a HEAR module's load_model")
     parser.add_argument("--out", default="runs/workflow", help="run folder (default: runs/workflow)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier workflow run in --out (without it a non-empty --out is refused)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every model, batch order and bootstrap (default 0)")
     parser.add_argument("--fast", action="store_true", help="tiny models and few epochs: checks the plumbing in "
                         "well under a minute; the numbers mean nothing")
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         overrides.insert(0, f"run.workers={args.workers}")
     settings = resolve_settings(fast=args.fast, config_file=args.config, overrides=overrides)
     run_workflow(args.data, args.encoder, args.out, args.seed, fast=args.fast, settings=settings,
-                 encoder_weights=args.encoder_weights)
+                 encoder_weights=args.encoder_weights, overwrite=args.overwrite)
     return 0
 
 

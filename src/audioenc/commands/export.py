@@ -9,7 +9,8 @@ checkpoint_*.pt). Formats:
         has codebooks and takes at most 2 channels). Needs `pip install 'audioenc[hf]'`.
   onnx  any codec, continuous and 32-channel ones too.
 
-OUT must not exist (or be an empty folder); a refused or failed export leaves nothing behind.
+OUT must not exist (or be an empty folder) unless --overwrite; a refused, failed or interrupted
+export leaves nothing behind (with --overwrite the old OUT stays until the new one is complete).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def register(subparsers) -> None:
     parser.add_argument("model", metavar="RUN", help="run folder, model_best.safetensors or checkpoint_*.pt")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="hf or onnx")
     parser.add_argument("output", metavar="OUT", help="where to write the export")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing OUT folder once the new export is complete (default: refuse)")
     parser.set_defaults(func=run)
 
 
@@ -48,12 +51,15 @@ def exporter(name: str) -> Callable:
 def run(args: argparse.Namespace) -> int:
     """Load RUN, export it; user mistakes exit 2 with one line (see audioenc.cli)."""
     from audioenc.codec_io import load_codec
+    from audioenc.outputs import check_output, replacing
 
+    out = check_output(args.output, "OUT", overwrite=args.overwrite, folder=True)
     export = exporter(args.format)  # a missing optional package is refused before the model loads
     model, config = load_codec(args.model)
     try:
-        summary = export(model, config, args.output)
+        with replacing(out) as path:
+            summary = export(model, config, path)
     except UserError as error:  # the exporter does not know where the codec came from: name it
         raise UserError(f"{args.model}: {error}") from error
-    print(summary)
+    print(str(summary).replace(str(path), str(out)))  # an --overwrite export was written beside OUT, then moved
     return 0

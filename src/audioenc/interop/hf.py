@@ -38,6 +38,7 @@ from audioenc.interop.hf_check import Agreement, compare
 from audioenc.interop.hf_config import check_exportable, encodec_config_kwargs, model_config_from_hf
 from audioenc.interop.hf_keys import from_hf_state, to_hf_state, uses_legacy_weight_norm
 from audioenc.models.codec import CodecModel
+from audioenc.outputs import occupied
 
 
 def require_transformers() -> Any:
@@ -55,7 +56,7 @@ def require_transformers() -> Any:
 
 def _check_new_folder(path: Path) -> None:
     """Refuse an existing file or non-empty folder at ``path`` (nothing is ever overwritten)."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if occupied(path):  # the rule of every command that writes (audioenc.outputs)
         raise FileExistsError(f"{path} exists and is not an empty folder; choose a new folder or remove it first.")
 
 

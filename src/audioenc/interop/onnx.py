@@ -71,6 +71,7 @@ from audioenc.interop.onnx_lstm import OnnxLSTM
 from audioenc.interop.onnx_rewrite import convs_as_2d, sink_squeezes
 from audioenc.models.codec import CodecModel
 from audioenc.models.conv import StreamableLSTM
+from audioenc.outputs import occupied
 
 SIDECAR = "audioenc_onnx.json"
 SIDECAR_FORMAT = "audioenc-onnx/1"
@@ -313,7 +314,7 @@ def _check_folder_graphs(folder: Path, graphs: list[_Graph], model: CodecModel) 
 
 
 def _check_new_folder(path: Path) -> None:
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if occupied(path):  # the rule of every command that writes (audioenc.outputs)
         raise FileExistsError(f"{path} exists and is not an empty folder; choose a new folder or remove it first.")
 
 

@@ -11,6 +11,7 @@ import torch
 
 from audioenc.config import Config
 from audioenc.errors import UserError
+from audioenc.outputs import RunFolderLock
 from audioenc.training.checkpoint import (
     atomic_write,
     check_compatible,
@@ -55,15 +56,16 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
     last = run_dir / "checkpoint_last.pt"
     if init_from is not None and resume:
         raise UserError("--init-from starts a new run; --resume continues a run's own checkpoint: use one of them.")
-    if last.exists() and not resume:
-        raise FileExistsError(
-            f"{run_dir} already holds a run ({last.name}); pass --resume to continue it or choose a new --run-dir."
-        )
+    _refuse_existing_run(last, resume)
     created = _first_missing_folder(run_dir)  # what this call creates (None: the folder exists already)
     device = resolve_device(config.train.device)
     context = init_distributed(device)
     started = False
+    lock = RunFolderLock(run_dir, "--run-dir")
     try:
+        if context.is_main:
+            lock.acquire()  # one process per run folder: a second one would log every epoch twice
+            _refuse_existing_run(last, resume)  # again, now that no other process can start the run
         state, changes = None, []
         if resume:
             state = require_training_state(load_training_state(last), last)
@@ -109,11 +111,20 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
         wait_for_all_ranks()
         return summary
     except BaseException:
-        if not started and created is not None and context.is_main:
+        if not started and created is not None and lock.held:
             shutil.rmtree(created, ignore_errors=True)  # only the folders this call made
         raise
     finally:
+        lock.release()
         shutdown()
+
+
+def _refuse_existing_run(last: Path, resume: bool) -> None:
+    """A new run must not start over a run folder's checkpoint (its history would mix with the new one)."""
+    if last.exists() and not resume:
+        raise FileExistsError(
+            f"{last.parent} already holds a run ({last.name}); pass --resume to continue it or choose a new --run-dir."
+        )
 
 
 def initialise_from(trainer: Trainer, source: str, codec: torch.nn.Module) -> None:

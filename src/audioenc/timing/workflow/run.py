@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from audioenc.outputs import RunFolderLock, check_output
 from audioenc.timing.encoders import load_encoder
 from audioenc.timing.workflow import report as report_module
 from audioenc.timing.workflow.context import RunContext, RunInfo
@@ -59,6 +60,7 @@ def run_workflow(
     settings: WorkflowSettings | None = None,
     encoder_weights: str | None = None,
     log: Callable[[str], None] | None = None,
+    overwrite: bool = True,
 ) -> dict:
     """Run the seven steps (:mod:`audioenc.timing.workflow`) into ``out`` and return the report.
 
@@ -68,7 +70,9 @@ def run_workflow(
         encoder: frozen encoder for step 5 (codec run folder / ``.safetensors`` / ``.pt``,
             weak-CRNN folder, ``.py`` or module name with the HEAR API); None = a weak-label
             CRNN trained here on the other classes.
-        out: run folder. A previous workflow's step folders and report in it are replaced.
+        out: run folder, held by this process while it runs (:class:`~audioenc.outputs.RunFolderLock`).
+            With ``overwrite`` a previous workflow's step folders and report in it are replaced; without
+            it a non-empty ``out`` is refused (``audioenc workflow`` without ``--overwrite``).
         seed: every random choice (models, batches, carved splits, bootstrap) draws from it.
         fast: reduced sizes for tests (:meth:`WorkflowSettings.fast`).
         settings: explicit sizes (overrides ``fast``).
@@ -81,7 +85,15 @@ def run_workflow(
     started = time.perf_counter()
     log = log or (lambda line: print(line, flush=True))
     settings = settings or (WorkflowSettings.fast() if fast else WorkflowSettings())
-    out = Path(out)
+    out = check_output(out, "--out", overwrite=overwrite, folder=True)
+    handle = load_encoder(encoder, encoder_weights) if encoder is not None else None  # fail before touching out
+    with RunFolderLock(out, "--out"):
+        return _run_steps(data, encoder, handle, out, seed, fast, settings, log, started)
+
+
+def _run_steps(data: str | Path | None, encoder: str | Path | None, handle: object, out: Path, seed: int,
+               fast: bool, settings: WorkflowSettings, log: Callable[[str], None], started: float) -> dict:
+    """The body of :func:`run_workflow`, run while this process holds ``out``."""
     if (out / "report.json").exists():
         log(f"{out} holds an earlier workflow run: its step folders and report are replaced")
     for name in (*STEP_FOLDERS, "report.md", "report.json", "settings.json"):
@@ -92,7 +104,6 @@ def run_workflow(
             target.unlink()
     out.mkdir(parents=True, exist_ok=True)
     settings.save(out / "settings.json")
-    handle = load_encoder(encoder, encoder_weights) if encoder is not None else None  # fail early, before training
     if data is None:
         from audioenc.audio.synth_events import default_event_corpus
 

@@ -228,7 +228,8 @@ def set_value(config: Config, dotted_key: str, value: Any) -> None:
     section_name, _, key = dotted_key.partition(".")
     section = _section(config, section_name)
     if not key:
-        raise UnknownKeyError(f"Override key {dotted_key} needs a field; use one of the {_valid_keys(section_name, section)}.")
+        raise UnknownKeyError(
+            f"Override key {dotted_key} needs a field; use one of the {_valid_keys(section_name, section)}.")
     _set_field(section, section_name, key, value)
 
 
@@ -286,7 +287,8 @@ def _valid_keys(section_name: str, section: Any) -> str:
 def _set_field(section: Any, section_name: str, key: str, value: Any) -> None:
     hints = typing.get_type_hints(type(section))
     if key not in hints:
-        raise UnknownKeyError(f"Unknown config key {section_name}.{key}; use one of the {_valid_keys(section_name, section)}.")
+        raise UnknownKeyError(
+            f"Unknown config key {section_name}.{key}; use one of the {_valid_keys(section_name, section)}.")
     try:
         parsed = _coerce(value, hints[key])
     except (TypeError, ValueError) as error:

@@ -22,6 +22,18 @@ from audioenc.errors import UserError
 from audioenc.models.codec import CodecModel
 
 
+def refuse_hugging_face_folder(given: Path, folder: Path) -> None:
+    """A transformers EncodecModel folder (``config.json`` with ``model_type`` encodec) holds weights audioenc
+    reads only through ``audioenc import-hf``; say so instead of "no codec here"."""
+    try:
+        meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(meta, dict) and meta.get("model_type") == "encodec":
+        raise UserError(f"{given} is a Hugging Face transformers EncodecModel, not an audioenc codec; convert it "
+                        f"first with `audioenc import-hf {folder} RUN` and give the new RUN folder instead.")
+
+
 def load_codec(path: str | os.PathLike) -> tuple[CodecModel, ModelConfig]:
     """Load a trained codec in eval mode on the CPU, with its model configuration.
 
@@ -50,6 +62,7 @@ def load_codec(path: str | os.PathLike) -> tuple[CodecModel, ModelConfig]:
         for name in ("model_best.safetensors", "checkpoint_best.pt", "checkpoint_last.pt"):
             if (path / name).is_file():
                 return load_codec(path / name)
+        refuse_hugging_face_folder(path, path)
         raise FileNotFoundError(
             f"{path} is a folder without model_best.safetensors, checkpoint_best.pt or "
             "checkpoint_last.pt; point --model at a run folder of `audioenc train` or one of those files."
@@ -59,6 +72,8 @@ def load_codec(path: str | os.PathLike) -> tuple[CodecModel, ModelConfig]:
             f"No codec at {path}: expected a .safetensors export, a checkpoint_*.pt or a run folder."
         )
     if path.suffix == ".safetensors":
+        if not path.with_suffix(".json").is_file():
+            refuse_hugging_face_folder(path, path.parent)
         try:
             model, config = load_exported_model(path)  # damaged files and configs: UserError naming them
         except RuntimeError as error:  # load_state_dict: missing/unexpected keys or shape mismatch

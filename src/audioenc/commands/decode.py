@@ -19,6 +19,7 @@ import argparse
 import sys
 
 from audioenc.commands.backend import add_backend_arguments, check_backend_arguments, engine_for
+from audioenc.validation import number
 
 
 def register(subparsers) -> None:
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
                         help="resample to the source file's sample rate and length (default: the model's 24 kHz)")
     parser.add_argument("--subtype", default="FLOAT",
                         help="sample encoding: FLOAT (default, never clips), PCM_16, PCM_24, ...")
-    parser.add_argument("--chunk-seconds", type=float, default=2.0,
+    parser.add_argument("--chunk-seconds", type=number(above=0), default=2.0,
                         help="frames decoded per step, in seconds (default 2)")
     parser.add_argument("--allow-other-weights", action="store_true",
                         help="decode with a model of the same configuration but other weights")

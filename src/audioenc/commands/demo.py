@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 
+from audioenc.config import MAX_SEED
+from audioenc.validation import number
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` sub-command."""
@@ -25,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--short", action="store_true", help="run the short encoder demo only")
     parser.add_argument("--out", default=None, help="run folder (default: runs/story, or runs/demo with --short)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while the codec trains")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the clips and the frame scorer (default 0)")
+    parser.add_argument("--seed", type=number(minimum=0, maximum=MAX_SEED, integer=True), default=0,
+                        help="seed for the clips and the frame scorer (default 0)")
     parser.set_defaults(func=run)
 
 

@@ -17,6 +17,7 @@ import sys
 
 from audioenc.commands.backend import add_backend_arguments, check_backend_arguments, engine_for
 from audioenc.errors import UserError
+from audioenc.validation import number
 
 
 def register(subparsers) -> None:
@@ -28,15 +29,23 @@ def register(subparsers) -> None:
     parser.add_argument("output", metavar="OUT", help="encoded file: .safetensors or .npz")
     parser.add_argument("--model", required=True,
                         help="model_best.safetensors (+ .json), checkpoint_*.pt, or a run folder of `audioenc train`")
-    parser.add_argument("--bandwidth", type=float, default=None,
+    parser.add_argument("--bandwidth", type=number(above=0), default=None,
                         help="RVQ models: target kbps (uses the most codebooks that fit; default: all codebooks)")
-    parser.add_argument("--chunk-seconds", type=float, default=2.0,
+    parser.add_argument("--chunk-seconds", type=number(above=0), default=2.0,
                         help="streaming chunk length in seconds, rounded up to whole frames (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
     add_backend_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (default: refuse)")
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
     parser.set_defaults(func=run)
+
+
+def codebooks_for(model, bandwidth: float) -> int:
+    """The codebooks ``--bandwidth`` allows; a bandwidth outside the model's range is the user's to change."""
+    try:
+        return model.quantizer.n_q_for(bandwidth, model.frame_rate)
+    except ValueError as error:
+        raise UserError(f"--bandwidth {bandwidth:g} does not suit this model: {error}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bandwidth is not None:
         if model.quantizer is None:
             raise UserError("--bandwidth is for RVQ models; this model has continuous latents.")
-        n_q = model.quantizer.n_q_for(args.bandwidth, model.frame_rate)
+        n_q = codebooks_for(model, args.bandwidth)
     if not model.encoder.causal and not args.quiet:
         print("audioenc encode: the model is not causal; encoding the whole file in one pass "
               "(memory grows with the file's length).", file=sys.stderr)

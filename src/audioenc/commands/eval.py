@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from audioenc.validation import number
+
 OUTPUT_FILES = ("per_file.csv", "evaluation.json", "report.html")
 """What eval writes into --out (an --overwrite removes those of an earlier evaluation it does not write again)."""
 
@@ -28,8 +30,9 @@ def register(subparsers) -> None:
     parser.add_argument("--data", required=True, help="audio folder (every usable file is evaluated)")
     parser.add_argument("--content", choices=("general", "music", "speech"), default="general",
                         help="what the files hold: picks ViSQOL's mode; speech adds PESQ and STOI (default general)")
-    parser.add_argument("--max-files", type=int, default=None, help="evaluate at most this many files (sorted)")
-    parser.add_argument("--max-seconds", type=float, default=10.0, help="seconds of each file (default 10)")
+    parser.add_argument("--max-files", type=number(minimum=1, integer=True), default=None,
+                        help="evaluate at most this many files (sorted)")
+    parser.add_argument("--max-seconds", type=number(above=0), default=10.0, help="seconds of each file (default 10)")
     parser.add_argument("--references", default="input,opus,mulaw,untrained",
                         help="reference systems, comma-separated from input, opus, mulaw, untrained, or none")
     parser.add_argument("--no-perceptual", action="store_true", help="distances only (no ViSQOL/PESQ/STOI)")
@@ -37,7 +40,8 @@ def register(subparsers) -> None:
     parser.add_argument("--report", action="store_true", help="also write report.html (needs --out)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results of an earlier evaluation in --out (default: refuse a non-empty --out)")
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--resamples", type=number(minimum=1, integer=True), default=1000,
+                        help="bootstrap resamples (default 1000)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

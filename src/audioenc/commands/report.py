@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from audioenc.validation import number
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -20,8 +22,8 @@ def register(subparsers) -> None:
     parser.add_argument("model", metavar="MODEL", help="a run folder, model_best.safetensors or checkpoint_*.pt")
     parser.add_argument("--data", required=True, help="audio folder to take the clips from")
     parser.add_argument("--out", default=None, help="folder for report.html (default: MODEL's run folder)")
-    parser.add_argument("--files", type=int, default=4, help="clips shown (default 4)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="seconds of each clip (default 5)")
+    parser.add_argument("--files", type=number(minimum=1, integer=True), default=4, help="clips shown (default 4)")
+    parser.add_argument("--seconds", type=number(above=0), default=5.0, help="seconds of each clip (default 5)")
     parser.add_argument("--check", action="store_true",
                         help="check the page in headless Chromium and save report.png beside it")
     parser.set_defaults(func=run)

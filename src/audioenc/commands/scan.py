@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from audioenc.validation import number
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``scan`` sub-command."""
@@ -24,9 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("directory", metavar="DIR", help="directory to scan recursively")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 if any file is rejected")
-    parser.add_argument("--channels", type=int, default=None,
+    parser.add_argument("--channels", type=number(minimum=1, integer=True), default=None,
                         help="reject files that do not have exactly this many channels (e.g. 32)")
-    parser.add_argument("--min-seconds", type=float, default=0.0,
+    parser.add_argument("--min-seconds", type=number(minimum=0), default=0.0,
                         help="reject files shorter than this many seconds (default: 0)")
     parser.add_argument("--no-cache", action="store_true", help="probe every file again, ignoring the cache")
     parser.set_defaults(func=run)

@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from audioenc.config import MAX_SEED
+from audioenc.validation import number
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``synth`` sub-command and its two corpora."""
@@ -27,16 +30,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="32-ch 48 kHz 24-bit em32 room scenes (8 EigenScape-like classes)",
     )
     scenes.add_argument("out", metavar="OUT", help="output directory (empty, new, or an earlier corpus)")
-    scenes.add_argument("--scenes", type=int, default=8, help="number of scenes (default 8, one per class)")
-    scenes.add_argument("--seconds", type=float, default=10.0, help="length of each scene in seconds (default 10)")
-    scenes.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    scenes.add_argument("--scenes", type=number(minimum=1, integer=True), default=8,
+                        help="number of scenes (default 8, one per class)")
+    scenes.add_argument("--seconds", type=number(above=0), default=10.0,
+                        help="length of each scene in seconds (default 10)")
+    scenes.add_argument("--seed", type=number(minimum=0, maximum=MAX_SEED, integer=True), default=0,
+                        help="seed (default 0)")
     scenes.set_defaults(func=run_scenes)
 
     events = corpora.add_parser("events", help="24 kHz weak/strong-labelled event clips with DESED-style TSVs")
     events.add_argument("out", metavar="OUT", help="output directory")
-    events.add_argument("--clips", type=int, default=None,
+    events.add_argument("--clips", type=number(minimum=3, integer=True), default=None,
                         help="total number of clips, split 60/20/20 (default: the corpus default)")
-    events.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    events.add_argument("--seed", type=number(minimum=0, maximum=MAX_SEED, integer=True), default=0,
+                        help="seed (default 0)")
     events.set_defaults(func=run_events)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from audioenc.commands.info import add_channel_mode
+from audioenc.validation import number
 
 
 def register(subparsers) -> None:
@@ -34,10 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "apply), the discriminator and optimisers start fresh. Not with --resume.",
     )
     parser.add_argument("--preset", default="paper", help="paper (default: EnCodec's numbers) or small (CPU)")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--updates-per-epoch", type=int)
-    parser.add_argument("--batch-size", type=int, help="global batch size (split across ranks)")
-    parser.add_argument("--segment-seconds", type=float)
+    parser.add_argument("--epochs", type=number(minimum=1, integer=True))
+    parser.add_argument("--updates-per-epoch", type=number(minimum=1, integer=True))
+    parser.add_argument("--batch-size", type=number(minimum=1, integer=True),
+                        help="global batch size (split across ranks)")
+    parser.add_argument("--segment-seconds", type=number(above=0))
     parser.add_argument("--quantizer", choices=("none", "rvq"), help="none: continuous baseline (default)")
     parser.add_argument("--logger", choices=("tensorboard", "wandb", "none"))
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 …")

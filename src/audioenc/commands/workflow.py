@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 
+from audioenc.config import MAX_SEED
+from audioenc.validation import number
+
 DATA_HELP = (
     "corpus folder in the DESED-style layout: DIR/audio/{train,validation,test}/ with "
     "DIR/metadata/{split}_strong.tsv (filename onset offset event_label) and/or {split}_weak.tsv "
@@ -37,10 +40,12 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default="runs/workflow", help="run folder (default: runs/workflow)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier workflow run in --out (without it a non-empty --out is refused)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every model, batch order and bootstrap (default 0)")
+    parser.add_argument("--seed", type=number(minimum=0, maximum=MAX_SEED, integer=True), default=0,
+                        help="seed of every model, batch order and bootstrap (default 0)")
     parser.add_argument("--fast", action="store_true", help="tiny models and few epochs: checks the plumbing in "
                         "well under a minute; the numbers mean nothing")
-    parser.add_argument("--workers", type=int, help="processes training CRNNs at once (default 2; = run.workers)")
+    parser.add_argument("--workers", type=number(minimum=1, integer=True),
+                        help="processes training CRNNs at once (default 2; = run.workers)")
     parser.add_argument("--config", help="JSON settings file: any subset of the sections, e.g. "
                         '{"weak": {"max_epochs": 60}} (a run\'s settings.json works too)')
     parser.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",

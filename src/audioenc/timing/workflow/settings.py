@@ -178,12 +178,13 @@ def with_value(settings: WorkflowSettings, dotted_key: str, value: Any) -> Workf
     unknown sections or keys raise ``KeyError`` naming the valid ones."""
     section_name, _, key = dotted_key.partition(".")
     if section_name not in SECTIONS:
-        raise UnknownKeyError(f"unknown workflow settings section {section_name!r}; valid sections: {', '.join(SECTIONS)}")
+        raise UnknownKeyError(f"unknown workflow settings section {section_name}; valid sections: "
+                              f"{', '.join(SECTIONS)}")
     section = getattr(settings, section_name)
     hints = typing.get_type_hints(type(section))
     if key not in hints:
         valid = ", ".join(f"{section_name}.{name}" for name in hints)
-        raise UnknownKeyError(f"unknown workflow setting {dotted_key!r}; valid keys: {valid}")
+        raise UnknownKeyError(f"unknown workflow setting {dotted_key}; valid keys: {valid}")
     try:
         parsed = coerce_value(value, hints[key])
     except (TypeError, ValueError) as error:

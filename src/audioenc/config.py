@@ -342,15 +342,35 @@ def _coerce(value: Any, annotation: Any) -> Any:
             return False
         raise UserError("expected true/false")
     if annotation is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise UserError("expected an integer")
-        return int(str(value).strip()) if isinstance(value, str) else int(value)
+        return _integer(value)
     if annotation is float:
         if isinstance(value, bool):
             raise UserError("expected a number")
-        return float(value)
+        try:
+            return float(value.strip() if isinstance(value, str) else value)
+        except ValueError:
+            raise UserError(f"expected a number such as 0.5 or 1e-4, not {value!r}") from None
     if annotation is str:
         if not isinstance(value, str):
             raise TypeError("expected a string")
         return value
     raise TypeError(f"unsupported config type {annotation}")
+
+
+def _integer(value: Any) -> int:
+    """An int from an int, a whole float or text such as ``8`` or ``1e3`` (what the numeric options accept too)."""
+    if isinstance(value, bool):
+        raise UserError("expected an integer")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            value = float(text)
+        except ValueError:
+            raise UserError(f"expected an integer such as 8, not {text!r}") from None
+    if isinstance(value, float) and not value.is_integer():
+        raise UserError(f"expected an integer, not {value!r}")
+    return int(value)

@@ -39,13 +39,13 @@ class Bounds:
         kind = "an integer" if self.integer else "a finite number"
         parts = []
         if self.above is not None:
-            parts.append(f"> {self.above:g}")
+            parts.append(f"> {_plain(self.above)}")
         if self.minimum is not None:
-            parts.append(f">= {self.minimum:g}")
+            parts.append(f">= {_plain(self.minimum)}")
         if self.maximum is not None:
-            parts.append(f"<= {self.maximum:g}")
+            parts.append(f"<= {_plain(self.maximum)}")
         if self.below is not None:
-            parts.append(f"< {self.below:g}")
+            parts.append(f"< {_plain(self.below)}")
         return kind + (" " + " and ".join(parts) if parts else "")
 
     def admits(self, value: float) -> bool:
@@ -60,6 +60,11 @@ class Bounds:
         if self.below is not None and not value < self.below:
             return False
         return self.maximum is None or value <= self.maximum
+
+
+def _plain(limit: float) -> str:
+    """A limit as the user types it: whole numbers in full (a seed's 4294967295, not 4.29497e+09)."""
+    return str(int(limit)) if float(limit).is_integer() else f"{limit:g}"
 
 
 def check_number(name: str, value: Any, *, minimum: float | None = None, above: float | None = None,

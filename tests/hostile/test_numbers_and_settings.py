@@ -289,3 +289,14 @@ def test_encode_with_a_hugging_face_folder_says_to_import_it(hugging_face_folder
                     "--model", str(hugging_face_folder)]) == 2
     assert_one_line_error(capsys, "encode", "import-hf")
     assert folder_hashes(workspace) == before
+
+
+@pytest.mark.parametrize(("argv", "command", "needle"), [
+    (["info", "--1ch", "model.n_q=abc"], "info", "model.n_q (expected int): expected an integer such as 8"),
+    (["info", "--1ch", "optim.lr=fast"], "info", "optim.lr (expected float): expected a number such as 0.5"),
+    (["workflow", "--fast", "--seed", "4294967296"], "workflow", "<= 4294967295; got '4294967296'"),
+])
+def test_a_value_that_is_no_number_says_what_to_give(argv, command, needle, tmp_path, capsys):
+    assert run_cli([*argv, *(["--out", str(tmp_path / "run")] if command == "workflow" else [])]) == 2
+    assert_one_line_error(capsys, command, needle)
+    assert not (tmp_path / "run").exists()

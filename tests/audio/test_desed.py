@@ -179,7 +179,7 @@ def test_a_config_without_a_training_subset_is_a_clear_error(tmp_path):
         read_desed_config(missing)
     not_yaml = tmp_path / "broken.yaml"
     not_yaml.write_text("data: [unclosed\n")
-    with pytest.raises(ValueError, match="not a YAML file"):
+    with pytest.raises(ValueError, match="not YAML"):
         read_desed_config(not_yaml)
     listed = tmp_path / "listed.yaml"
     listed.write_text("- a\n- b\n")

@@ -30,6 +30,7 @@ from typing import Any
 
 from audioenc.audio.formats import EventSplit, Issue, read_event_split
 from audioenc.errors import UserError
+from audioenc.textfiles import read_text, read_yaml
 
 TRAIN_SUBSETS: tuple[str, ...] = ("synth", "strong", "weak")
 SPLIT_SUBSETS: dict[str, tuple[str, ...]] = {"train": TRAIN_SUBSETS, "validation": ("synth_val",), "test": ("test",)}
@@ -61,13 +62,8 @@ def read_desed_config(path: str | Path, classes: tuple[str, ...] | None = None) 
     Raises:
         ValueError: the file is not YAML, has no usable training subset, or names no folder/TSV pair.
     """
-    import yaml
-
     path = Path(path)
-    try:
-        content = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: not a YAML file ({error}); a DESED data config has a `data:` section") from None
+    content = read_yaml(path, "DESED data config", "A DESED data config has a `data:` section of folders and TSVs.")
     section = content.get("data", content) if isinstance(content, dict) else None
     if not isinstance(section, dict):
         raise UserError(f"{path}: no `data:` section of folders and TSVs (DESED_task's recipe config layout)")
@@ -150,8 +146,7 @@ def _resolve(config: Path, section: dict[str, Any], key: str, value: Any) -> Pat
 
 def _is_strong(tsv: Path) -> bool:
     """A TSV whose header names ``onset`` (strong) rather than ``event_labels`` (weak)."""
-    with open(tsv, encoding="utf-8") as handle:
-        header = handle.readline().strip().lower().split("\t")
+    header = read_text(tsv, "label file").split("\n", 1)[0].strip().lower().split("\t")
     return "onset" in header
 
 

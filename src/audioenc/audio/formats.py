@@ -42,6 +42,7 @@ from typing import NamedTuple
 import soundfile as sf
 
 from audioenc.errors import UserError
+from audioenc.textfiles import read_json, read_text
 
 STRONG_COLUMNS: tuple[str, ...] = ("filename", "onset", "offset", "event_label")
 WEAK_COLUMNS: tuple[str, ...] = ("filename", "event_labels")
@@ -126,11 +127,10 @@ def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
     read as plain UTF-8 it would glue itself to the first column's name and the header would not match.
     """
     rows = []
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                rows.append((number, line.split("\t")))
+    for number, line in enumerate(read_text(path, "label file").split("\n"), start=1):
+        line = line.rstrip("\r")
+        if line.strip():
+            rows.append((number, line.split("\t")))
     return rows
 
 
@@ -263,6 +263,10 @@ def read_strong_tsv(
             continue
         if not label:
             issues.append(Issue(str(path), number, f"{where}: empty event_label for {filename!r} at {onset}-{offset} s"))
+            continue
+        if "," in label:
+            issues.append(Issue(str(path), number, f"{where}: event_label {label!r} of {filename!r} holds a comma, "
+                                "which separates classes in weak labels; rename the class (e.g. with _)"))
             continue
         if class_set is not None and label not in class_set:
             issues.append(
@@ -560,13 +564,23 @@ def read_event_split(
     )
 
 
+def corpus_classes(path: Path) -> tuple[str, ...]:
+    """The class vocabulary a corpus's ``corpus.json`` declares (a list of label strings under ``classes``)."""
+    content = read_json(path, "corpus description")
+    classes = content.get("classes") if isinstance(content, dict) else None
+    if not isinstance(classes, list) or not classes or not all(isinstance(name, str) and name for name in classes):
+        raise UserError(f"corpus description {path}: needs \"classes\": a non-empty list of label names; "
+                        f"got {classes!r}. Fix or remove the file (without it the training labels give the classes).")
+    return tuple(classes)
+
+
 def read_corpus_split(root: str | Path, split: str, *, classes: Sequence[str] | None = None) -> EventSplit:
     """Load one split of a corpus in the embedded layout (:func:`split_paths`); a missing
     strong or weak TSV is simply absent (at least one must exist). With ``classes`` None the
     vocabulary is read from ``root/corpus.json`` when present."""
     paths = split_paths(root, split)
     if classes is None and (Path(root) / "corpus.json").is_file():
-        classes = tuple(json.loads((Path(root) / "corpus.json").read_text())["classes"])
+        classes = corpus_classes(Path(root) / "corpus.json")
     return read_event_split(
         paths["audio_dir"],
         name=split,

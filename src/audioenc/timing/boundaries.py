@@ -450,8 +450,8 @@ def psds(
 
     files = list(files) if files is not None else positive_files(strong)
     evaluated, left_out = _classes_with_events(strong, files, classes)
-    if not evaluated:
-        raise ValueError("PSDS needs at least one reference event in the evaluated clips")
+    if len(evaluated) < 2:  # sed_scores_eval's cross-trigger statistics fail (TypeError) with one class
+        raise ValueError(f"PSDS needs reference events of at least two classes in the evaluated clips; got {evaluated}")
     scores = _restrict(score_dataframes(frame_scores, classes, frame_rate, durations=durations, files=files), evaluated)
     value, per_class, _, _ = intersection_based.psds(
         scores,

@@ -19,11 +19,11 @@ import importlib
 import importlib.util
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from torch import nn
 from audioenc import hear
 from audioenc.audio.io import read_clip
 from audioenc.errors import UserError
+from audioenc.validation import check_number
 
 
 @dataclass
@@ -67,6 +68,25 @@ class EncoderHandle:
         }
 
 
+T = TypeVar("T")
+
+
+def guarded(source: str, function: str, call: Callable[[], T]) -> T:
+    """``call()``, the user's module code, with anything it raises (``SystemExit`` too) turned into one
+    :class:`UserError` naming the module and the function: a user's encoder may fail in any way, and the
+    workflow must end with a message, not with that module's traceback or its exit status."""
+    try:
+        return call()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # noqa: BLE001 - the user's code may raise anything, SystemExit included
+        detail = " ".join(str(error).split()) or "no message"
+        if isinstance(error, SystemExit):
+            detail = f"exit status {error.code!r}"
+        raise UserError(f"encoder module {source}: {function} failed ({type(error).__name__}: {detail[:300]}); "
+                        "fix the module or choose another --encoder.") from None
+
+
 def _import_hear_module(spec: str) -> ModuleType:
     path = Path(spec)
     if path.suffix == ".py":
@@ -78,16 +98,40 @@ def _import_hear_module(spec: str) -> ModuleType:
             raise UserError(f"cannot import {path} as a Python module")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
-        module_spec.loader.exec_module(module)
+        try:
+            guarded(spec, "import", lambda: module_spec.loader.exec_module(module))
+        except UserError:
+            sys.modules.pop(name, None)
+            raise
         return module
     try:
         return importlib.import_module(spec)
     except ModuleNotFoundError as error:
+        if error.name != spec.split(".")[0] and error.name != spec:
+            raise UserError(f"encoder module {spec}: import failed (ModuleNotFoundError: {error}); install what it "
+                            "needs or choose another --encoder.") from None
         raise FileNotFoundError(
             f"encoder {spec!r} is neither an existing file or folder (codec run folder, "
             f"model_best.safetensors, checkpoint_*.pt, weak-CRNN folder, module.py) nor an importable "
             f"Python module ({error})"
         ) from error
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - the same one message as a module file's failure
+        return guarded(spec, "import", lambda: importlib.import_module(spec))
+
+
+def _model_number(source: str, model: Any, name: str) -> int:
+    """The HEAR attribute ``name`` of the user's model as a positive integer, or a :class:`UserError`."""
+    value = getattr(model, name)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    given = value if isinstance(value, (int, float)) or not math.isfinite(number) else number
+    check_number(f"encoder module {source}: load_model().{name}", given,
+                 minimum=1, integer=True, hint="A HEAR model declares a positive whole number here.")
+    return int(number)
 
 
 def load_encoder(spec: str | Path, weights: str | None = None) -> EncoderHandle:
@@ -117,15 +161,15 @@ def load_encoder(spec: str | Path, weights: str | None = None) -> EncoderHandle:
     if missing:
         raise UserError(f"HEAR module {text!r} lacks {', '.join(missing)}; a HEAR module defines load_model, "
                          "get_timestamp_embeddings and get_scene_embeddings")
-    model = module.load_model(weights) if weights else module.load_model()
+    model = guarded(text, "load_model", lambda: module.load_model(weights) if weights else module.load_model())
     absent = [name for name in ("sample_rate", "timestamp_embedding_size") if not hasattr(model, name)]
     if absent:
         raise UserError(f"the model from {text}.load_model() lacks the HEAR attribute(s) {', '.join(absent)}")
     if isinstance(model, nn.Module):
         model.eval()
-    rate = int(model.sample_rate)
+    rate = _model_number(text, model, "sample_rate")
     return EncoderHandle(
-        "hear_module", text, model, module, rate, int(model.timestamp_embedding_size),
+        "hear_module", text, model, module, rate, _model_number(text, model, "timestamp_embedding_size"),
         f"clips downmixed to mono (mean of channels), resampled with soxr to {rate} Hz",
     )
 
@@ -205,15 +249,9 @@ def encoder_embeddings(handle: EncoderHandle, audio_dir: str | Path, files: Sequ
         for filename in files:
             path = Path(audio_dir) / filename
             audio = read_clip(path, handle.sample_rate)
-            embeddings, timestamps = handle.api.get_timestamp_embeddings(torch.from_numpy(audio)[None], handle.model)
-            embeddings = _as_numpy(embeddings)[0]
-            timestamps = _as_numpy(timestamps)[0].astype(np.float64)
-            if embeddings.ndim != 2 or embeddings.shape[1] != handle.embedding_size:
-                raise UserError(
-                    f"{handle.source}: timestamp embeddings of {path} have shape {embeddings.shape}; expected "
-                    f"[frames, {handle.embedding_size}] (HEAR: [n_sounds, frames, timestamp_embedding_size])"
-                )
+            embeddings, timestamps = _timestamp_embeddings(handle, audio, path)
             rate = frame_rate_from_timestamps(timestamps, f"{handle.source} on {path}")
+            _check_plausible_rate(handle, path, rate, len(timestamps), len(audio) / handle.sample_rate)
             if frame_rate is None:
                 declared = getattr(handle.model, "frame_rate", None)
                 exact = isinstance(declared, (int, float)) and abs(float(declared) - rate) <= 1e-3 * rate
@@ -228,6 +266,51 @@ def encoder_embeddings(handle: EncoderHandle, audio_dir: str | Path, files: Sequ
     if frame_rate is None:
         raise UserError("no clips to embed")
     return FrameEmbeddings(result, float(frame_rate), identity)
+
+
+def _timestamp_embeddings(handle: EncoderHandle, audio: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's ``[frames, E]`` embeddings and ``[frames]`` timestamps (ms) of one clip, checked.
+
+    A user's module runs under :func:`guarded`, and what any encoder returns is checked before use:
+    HEAR shapes, numbers, finite values (a NaN embedding would surface much later as a probe that
+    cannot train, blaming nothing).
+    """
+    def call():
+        return handle.api.get_timestamp_embeddings(torch.from_numpy(audio)[None], handle.model)
+
+    where = f"encoder {handle.source} on {path}"
+    result = guarded(handle.source, "get_timestamp_embeddings", call) if handle.kind == "hear_module" else call()
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise UserError(f"{where}: get_timestamp_embeddings returned {type(result).__name__}; HEAR returns "
+                        "(embeddings [n_sounds, frames, size], timestamps [n_sounds, frames] in ms).")
+    try:
+        embeddings, timestamps = _as_numpy(result[0]), _as_numpy(result[1])
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{where}: get_timestamp_embeddings returned something that is not arrays of numbers "
+                        f"({error}).") from None
+    if embeddings.ndim != 3 or embeddings.shape[0] != 1 or embeddings.shape[2] != handle.embedding_size:
+        raise UserError(
+            f"{handle.source}: timestamp embeddings of {path} have shape {embeddings.shape}; expected "
+            f"[1, frames, {handle.embedding_size}] (HEAR: [n_sounds, frames, timestamp_embedding_size])"
+        )
+    if timestamps.ndim != 2 or timestamps.shape != embeddings.shape[:2]:
+        raise UserError(f"{where}: timestamps have shape {timestamps.shape}, embeddings {embeddings.shape}; HEAR "
+                        "gives one timestamp per frame ([n_sounds, frames]).")
+    for name, values in (("embeddings", embeddings), ("timestamps", timestamps)):
+        if not np.isfinite(values).all():
+            raise UserError(f"{where}: {name} hold {int(np.size(values) - np.isfinite(values).sum())} non-finite "
+                            "value(s) (NaN or infinity); the encoder must return finite numbers.")
+    return embeddings[0], timestamps[0].astype(np.float64)
+
+
+def _check_plausible_rate(handle: EncoderHandle, path: Path, rate: float, frames: int, duration: float) -> None:
+    """Refuse timestamps whose rate cannot be milliseconds: more frames per second than samples, or a
+    span that does not fit the clip (timestamps in seconds give a 1000x rate and a grid 1000x too big)."""
+    expected = duration * rate
+    if rate > handle.sample_rate or not 0.5 * expected - 2 <= frames <= 2 * expected + 2:
+        raise UserError(f"encoder {handle.source} on {path}: {frames} frames over {duration:.3f} s, but the "
+                        f"timestamps step says {rate:.4g} frames/s; HEAR timestamps are milliseconds (seconds "
+                        "given?); return timestamps in ms.")
 
 
 def _as_numpy(value) -> np.ndarray:

@@ -452,7 +452,8 @@ class ClipEvaluator:
 
     def _psds_statistic(self, predictions: Predictions, settings: PSDSSettings) -> Callable[[np.ndarray], np.ndarray]:
         """PSDS (sed_scores_eval, threshold-free) on the positive clips of each resample (a clip
-        drawn twice is evaluated twice); NaN for a resample lacking an evaluated class."""
+        drawn twice is evaluated twice); NaN for a resample lacking an evaluated class, and NaN throughout
+        when fewer than two classes have events (:func:`~audioenc.timing.boundaries.psds` needs two)."""
         present = {event.label for name in self.positives for event in self.strong[name]}
         positive_set = set(self.positives)
 
@@ -460,7 +461,7 @@ class ClipEvaluator:
             values = np.full(indices.shape[0], np.nan)
             for b, row in enumerate(indices):
                 chosen = [self.files[i] for i in row if self.files[i] in positive_set]
-                if {event.label for name in chosen for event in self.strong[name]} != present:
+                if len(present) < 2 or {event.label for name in chosen for event in self.strong[name]} != present:
                     continue
                 keys = [f"{audio_id(name)}#{copy_index}.wav" for copy_index, name in enumerate(chosen)]
                 values[b] = psds({key: predictions.frame_scores[name] for key, name in zip(keys, chosen)},

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from audioenc.errors import UserError
+
 CLAMP = 1e-6
 """Clip scores are clamped to ``[CLAMP, 1 - CLAMP]`` before the log of the BCE."""
 
@@ -286,6 +288,15 @@ Validation = Callable[[nn.Module], tuple[float, float]]
 """``model -> (validation loss, validation accuracy)``, e.g. a closure over :func:`validation_loss`."""
 
 
+def _check_finite_training(name: str, epoch: int, what: str, finite: bool) -> None:
+    """Stop training with one message once the loss or the weights stop being finite: every later step
+    would only spread NaN (and the next forward pass fails deep inside a loss function, naming nothing)."""
+    if not finite:
+        raise UserError(f"training {name or 'a model'}: its {what} became non-finite (NaN or infinity) in epoch "
+                        f"{epoch + 1}; check the learning rate settings (weak.learning_rate, probe.learning_rate) "
+                        "and the clips' values, then run again.")
+
+
 def fit_clip_model(
     model: nn.Module,
     parameter_groups: list[dict[str, Any]],
@@ -334,11 +345,13 @@ def fit_clip_model(
         losses = []
         for batch in batches(epoch):
             loss = batch_loss(batch)
+            _check_finite_training(name, epoch, "loss", bool(torch.isfinite(loss.detach()).all()))
             optimizer.zero_grad()
             loss.backward()
             if settings.clip_norm is not None:
                 nn.utils.clip_grad_norm_(trained, settings.clip_norm)
             optimizer.step()
+            _check_finite_training(name, epoch, "weights", all(bool(torch.isfinite(p).all()) for p in trained))
             if schedule is not None:
                 schedule.step()
             losses.append(float(loss.detach()))

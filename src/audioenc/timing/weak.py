@@ -58,6 +58,7 @@ from audioenc.timing.fitting import (
     validation_loss,
 )
 from audioenc.timing.pooling import Pooling, make_pooling
+from audioenc.textfiles import read_json
 from audioenc.validation import bounded
 
 
@@ -385,7 +386,7 @@ def load_weak_encoder(directory: str | Path) -> WeakCRNN:
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found; point at a folder written by save_weak_encoder")
-    description = json.loads(config_path.read_text())
+    description = read_json(config_path, "weak-CRNN description")
     if description.get("kind") != "audioenc.weak_crnn":
         raise ValueError(f"{config_path} describes {description.get('kind')!r}, not an audioenc.weak_crnn")
     config = CRNNConfig(**{key: tuple(value) if isinstance(value, list) else value for key, value in description["config"].items()})

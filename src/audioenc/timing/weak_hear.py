@@ -102,7 +102,7 @@ def weak_crnn_folder(path: Path) -> Path | None:
         return None
     try:
         kind = json.loads(config.read_text()).get("kind")
-    except (json.JSONDecodeError, AttributeError, OSError):
+    except (ValueError, AttributeError, OSError):  # ValueError: not JSON, or not UTF-8 text
         return None  # not our config.json: let the next loader (or the error message) handle it
     return folder if kind == "audioenc.weak_crnn" else None
 

@@ -13,6 +13,7 @@ encoder). Bad label rows and unreadable audio files never stop the run: each bec
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from audioenc.timing.weak import FeatureSet
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 CARVE_SHARE = 0.2
 """Share of the training clips carved out for a missing validation or test split."""
+MIN_CLIP_SECONDS = 0.1
+"""Shorter clips are left out (and listed): a frame-level encoder gives them fewer than two frames."""
 
 
 @contextmanager
@@ -112,10 +115,59 @@ def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int,
     left out.
     """
     root = Path(root)
+    splits, classes, issues, notes = read_workflow_splits(root, seed=seed, max_clips=max_clips)
+    formats: dict[str, int] = {}
+    features: dict[str, FeatureSet] = {}
+    extractor = LogMel(feature_config)
+    with one_thread():  # the same features (to the last bit) on any machine
+        _featurise(splits, extractor, features, formats, issues, root, log)
+    return WorkflowData(root, splits, tuple(classes), features, issues, notes, formats)
+
+
+def read_workflow_splits(root: str | Path, *, seed: int = 0, max_clips: tuple[int, int, int] | None = None
+                         ) -> tuple[dict[str, EventSplit], tuple[str, ...], list[Issue], list[str]]:
+    """The corpus's labels read, split (carving what is missing) and checked, without touching audio
+    samples: ``(splits, classes, issues, notes)``. Cheap enough to run before the run folder is
+    touched, so a corpus the workflow cannot use is refused before any work (:func:`check_distribution`)."""
+    root = Path(root)
     splits, issues, notes = _given_splits(root)
     classes = splits["train"].classes
-    if not classes:
-        raise UserError(f"{root}: the training labels name no event class; nothing to learn")
+    if not classes or not splits["train"].positive_files():
+        rejected = _rejected_rows(splits["train"].issues)
+        raise UserError(f"{root}: the training labels hold no usable event{rejected}; the workflow "
+                        "needs training clips labelled with events: fix the label rows named here")
+    _carve_missing(root, splits, seed, notes)
+    if max_clips is not None:
+        for name, limit in zip(SPLITS, max_clips):
+            if len(splits[name].files) > limit:
+                splits[name] = _subset(splits[name], splits[name].files[:limit])
+                notes.append(f"{name}: first {limit} clips used (max_clips)")
+    check_distribution(root, splits)
+    return splits, tuple(classes), issues, notes
+
+
+def _rejected_rows(issues: Sequence[Issue], shown: int = 3) -> str:
+    """`` (N label rows rejected: first ...)`` from the readers' issues, or an empty string."""
+    rejected = [issue for issue in issues if issue.action in ("dropped", "error")]
+    if not rejected:
+        return ""
+    first = "; ".join(issue.message if issue.message.startswith(issue.file) else str(issue) for issue in rejected[:shown])
+    return f" ({len(rejected)} label row(s) or file(s) rejected, first: {first})"
+
+
+def check_distribution(root: Path, splits: Mapping[str, EventSplit]) -> None:
+    """Refuse a corpus whose validation or test split holds no event: the rule choices (step 1-4) are
+    made on validation events and every comparison (steps 4-6) is measured on test events, so with none
+    there is nothing to decide on or measure."""
+    for name in ("validation", "test"):
+        if not splits[name].positive_files():
+            raise UserError(f"{root}: the {name} split ({len(splits[name].files)} clips) holds no labelled event; "
+                            f"the workflow measures on {name} events: add {name} clips with events (or remove the "
+                            f"{name} split to carve one from train)")
+
+
+def _carve_missing(root: Path, splits: dict[str, EventSplit], seed: int, notes: list[str]) -> None:
+    """Carve a missing validation or test split from train (in place), seeded; notes say what was carved."""
     rng = np.random.default_rng(seed)
     given_train = len(splits["train"].files)
     for name in ("validation", "test"):
@@ -129,17 +181,6 @@ def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int,
         splits[name] = _subset(splits["train"], chosen, name)
         splits["train"] = _subset(splits["train"], sorted(set(pool) - set(chosen)), "train")
         notes.append(f"no {name} split in {root}: {count} clips carved from train (seed {seed})")
-    if max_clips is not None:
-        for name, limit in zip(SPLITS, max_clips):
-            if len(splits[name].files) > limit:
-                splits[name] = _subset(splits[name], splits[name].files[:limit])
-                notes.append(f"{name}: first {limit} clips used (max_clips)")
-    formats: dict[str, int] = {}
-    features: dict[str, FeatureSet] = {}
-    extractor = LogMel(feature_config)
-    with one_thread():  # the same features (to the last bit) on any machine
-        _featurise(splits, extractor, features, formats, issues, root, log)
-    return WorkflowData(root, splits, tuple(classes), features, issues, notes, formats)
 
 
 def _featurise(splits: dict[str, EventSplit], extractor: LogMel, features: dict[str, FeatureSet],
@@ -156,10 +197,15 @@ def _featurise(splits: dict[str, EventSplit], extractor: LogMel, features: dict[
             except (AudioReadError, sf.LibsndfileError) as error:
                 issues.append(Issue(str(path), None, f"{path}: cannot be used: {error}", "dropped"))
                 continue
+            with torch.no_grad():
+                log_mel = extractor(torch.from_numpy(audio)[None])[0].numpy()
+            problem = _unusable_clip(len(audio) / extractor.config.sample_rate, log_mel)
+            if problem:
+                _drop_clip(issues, path, problem)
+                continue
             key = f"{info.sample_rate} Hz, {info.channels} ch"
             formats[key] = formats.get(key, 0) + 1
-            with torch.no_grad():
-                log_mels[filename] = extractor(torch.from_numpy(audio)[None])[0].numpy()
+            log_mels[filename] = log_mel
             usable.append(filename)
         if len(usable) < 2:
             raise UserError(f"{root}: split {name!r} has {len(usable)} usable clip(s); need at least 2")
@@ -167,6 +213,26 @@ def _featurise(splits: dict[str, EventSplit], extractor: LogMel, features: dict[
         features[name] = FeatureSet(split=splits[name], log_mels=log_mels, config=extractor.config)
         log(f"  {name}: {len(usable)} clips, {len(splits[name].positive_files())} with events, "
             f"strong labels: {'yes' if split.strong is not None else 'no'}")
+
+
+def _unusable_clip(seconds: float, log_mel: np.ndarray) -> str:
+    """Why a readable clip cannot take part (empty when it can): shorter than :data:`MIN_CLIP_SECONDS`
+    (no encoder gives it the two frames a time axis needs), or log-mel values that are not finite
+    (samples so large their power overflows: a clip scaled by mistake)."""
+    if seconds < MIN_CLIP_SECONDS:
+        return (f"{seconds * 1000:.1f} ms long, shorter than the {MIN_CLIP_SECONDS * 1000:.0f} ms a clip needs "
+                "for a frame-level time axis")
+    if not np.isfinite(log_mel).all():
+        return ("its log-mel features are not finite (samples far outside [-1, 1]: the clip's power overflows); "
+                "rescale the clip")
+    return ""
+
+
+def _drop_clip(issues: list[Issue], path: Path, problem: str) -> None:
+    """Record a dropped clip in the issues (the report lists them) and warn on stderr at once."""
+    message = f"{path}: {problem}; clip left out"
+    issues.append(Issue(str(path), None, message, "dropped"))
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def channel_policy(formats: Mapping[str, int], encoder: EncoderHandle | None = None, sample_rate: int = 24000) -> str:

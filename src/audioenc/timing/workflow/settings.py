@@ -35,6 +35,7 @@ from typing import Any
 
 from audioenc.config import coerce_value
 from audioenc.errors import UnknownKeyError, UserError
+from audioenc.textfiles import read_json
 from audioenc.timing.adapt import AdaptationRule
 from audioenc.timing.features import LogMelConfig
 from audioenc.timing.postprocess import PostprocessSettings
@@ -211,12 +212,7 @@ def resolve_settings(*, fast: bool = False, config_file: str | Path | None = Non
     settings = WorkflowSettings.fast() if fast else WorkflowSettings()
     if config_file is not None:
         path = Path(config_file)
-        try:
-            content = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"--config {path}: no such file") from None
-        except json.JSONDecodeError as error:
-            raise UserError(f"--config {path}: not JSON ({error}); write {{\"section\": {{\"key\": value}}}}") from None
+        content = read_json(path, "--config", 'write {"section": {"key": value}}')
         settings = apply_mapping(settings, content, str(path))
     for item in overrides:
         key, sep, text = item.partition("=")

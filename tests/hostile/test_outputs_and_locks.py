@@ -219,7 +219,10 @@ def test_ctrl_c_during_eval_leaves_nothing(tiny_model, clips, tmp_path, capsys, 
 
 
 def train_process(run_dir: Path, data: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    import audioenc  # the subprocess runs the audioenc this test imported, and finds tests/ for nothing else
+
+    source = Path(audioenc.__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(source), str(REPO)])}
     return subprocess.Popen([sys.executable, "-m", "audioenc", *train_argv(run_dir, data, *extra)], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

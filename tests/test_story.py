@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
 
 import pytest
+import torch
 
+from audioenc.cli import main
+from audioenc.config import build_config
 from audioenc.story import codec_line, format_distance, run_story, untrained_distance
+from audioenc.training.trainer import Trainer
+
+from tests.hostile.test_cli_inputs import assert_one_line_error
 from audioenc.timing.demo import DemoConfig
 from audioenc.timing.workflow import WorkflowSettings
 
@@ -57,6 +64,41 @@ def test_untrained_distance_is_the_epoch_zero_row_only(tmp_path):
     assert untrained_distance(metrics) is None  # a resumed run's history starts after the baseline
     metrics.write_text(json.dumps({"epoch": 0, "mel_distance": 2.5}) + "\n\n" + json.dumps({"epoch": 1}) + "\n")
     assert untrained_distance(metrics) == 2.5
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with its sha256: what "nothing was written" compares."""
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def earlier_story(tmp_path) -> Path:
+    """A story folder as `audioenc demo` (seed 0) leaves it mid-codec: the short demo's note and the
+    codec's first checkpoint, made with the story's own codec configuration."""
+    out = tmp_path / "story"
+    (out / "demo").mkdir(parents=True)
+    (out / "demo" / "note.md").write_text("seed 0's short demo\n")
+    Trainer(build_config("1ch", "small", ["train.seed=0"]), out / "codec", torch.device("cpu")).save("last")
+    return out
+
+
+def test_rerun_with_another_seed_is_refused_before_anything_is_written(earlier_story, capsys):
+    before = _hashes(earlier_story)
+    assert main(["demo", "--out", str(earlier_story), "--seed", "1", "--no-progress"]) == 2
+    assert_one_line_error(capsys, "demo", f"--out {earlier_story}", "train.seed: checkpoint 0, now 1",
+                          "rerun with that story's --seed", "choose a new --out")
+    assert _hashes(earlier_story) == before  # the short demo was not redone with seed 1
+
+
+def test_damaged_codec_checkpoint_is_refused_before_anything_is_written(earlier_story, capsys):
+    checkpoint = earlier_story / "codec" / "checkpoint_last.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    before = _hashes(earlier_story)
+    assert main(["demo", "--out", str(earlier_story), "--no-progress"]) == 2
+    assert_one_line_error(capsys, "demo", f"--out {earlier_story}", str(checkpoint), "cannot be continued",
+                          f"delete {earlier_story / 'codec'}")
+    assert _hashes(earlier_story) == before
 
 
 @pytest.mark.slow

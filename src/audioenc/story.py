@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from audioenc.config import Config
     from audioenc.timing.demo import DemoConfig
     from audioenc.timing.workflow import WorkflowSettings
 
@@ -61,6 +62,40 @@ def codec_line(codec: dict) -> str:
             f"{format_distance(codec['valid_mel_distance_best'])} (best) after {codec['steps']} steps")
 
 
+def resumable_codec(out: Path, config: Config) -> bool:
+    """Whether ``out/codec`` holds a codec run that this story continues (``False``: none yet).
+
+    Checked before any part of the story writes: a rerun into the same ``--out`` with another
+    ``--seed`` (or a damaged checkpoint) would otherwise replace the short demo's files and only
+    then be refused by the trainer, leaving a story made of two runs; and the trainer's advice
+    (--run-dir, --allow-changed-training) names options `audioenc demo` does not have.
+    """
+    from audioenc.errors import UserError
+    from audioenc.training.checkpoint import (
+        check_compatible,
+        describe_changes,
+        load_training_state,
+        require_training_state,
+        training_changes,
+    )
+
+    last = Path(out) / "codec" / "checkpoint_last.pt"
+    if not last.exists():
+        return False
+    fresh = f"delete {last.parent} to train the story's codec again, or choose a new --out"
+    try:
+        state = require_training_state(load_training_state(last), last)
+        check_compatible(state["config"], config, last)
+    except UserError:
+        raise UserError(f"--out {out}: the story's codec checkpoint {last} cannot be continued (damaged, "
+                        f"or made with another model configuration); {fresh}.") from None
+    changes = training_changes(state["config"], config)
+    if changes:
+        raise UserError(f"--out {out} holds a story whose codec was trained with other settings "
+                        f"({describe_changes(changes)}): rerun with that story's --seed to continue it, or {fresh}.")
+    return True
+
+
 def run_story(out: Path, seed: int = 0, progress: bool = True, *, demo_config: DemoConfig | None = None,
               codec_overrides: Sequence[str] = (), workflow_settings: WorkflowSettings | None = None) -> dict:
     """Run the three parts into ``out``; returns the headline numbers (also in ``out/story.json``).
@@ -75,6 +110,8 @@ def run_story(out: Path, seed: int = 0, progress: bool = True, *, demo_config: D
     from audioenc.training.run import train
 
     out = Path(out)
+    config = build_config("1ch", "small", [f"train.seed={seed}", *codec_overrides])
+    resume = resumable_codec(out, config)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
@@ -86,8 +123,6 @@ def run_story(out: Path, seed: int = 0, progress: bool = True, *, demo_config: D
     start = time.perf_counter()
     print("\n== 2/3 a small codec: audioenc train --1ch --preset small ==", flush=True)
     codec_dir = out / "codec"
-    config = build_config("1ch", "small", [f"train.seed={seed}", *codec_overrides])
-    resume = (codec_dir / "checkpoint_last.pt").exists()
     codec_summary = train(config, codec_dir, resume=resume, progress=progress)
     timings["codec_seconds"] = time.perf_counter() - start
     start = time.perf_counter()

@@ -10,6 +10,7 @@ import sys
 import signal
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -249,7 +250,8 @@ def test_torchrun_two_ranks_gloo_end_with_identical_weights(tiny_data, tmp_path)
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        # --standalone: the rendezvous takes a free port, so parallel test runs do not collide.
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
         "-m", "audioenc", "train", "--1ch", "--preset", "small", "--run-dir", str(tmp_path / "ddp"),
         "--no-progress", *TINY_OVERRIDES, "train.epochs=1", f"data.root={tiny_data}",
     ]
@@ -319,6 +321,20 @@ def test_compiled_step_matches_eager_and_keeps_checkpoint_keys(make_config, tmp_
     assert list(compiled_trainer.discriminator.state_dict()) == list(eager_trainer.discriminator.state_dict())
 
 
+def _wait_until(condition, process: subprocess.Popen, log: Path, what: str, timeout: float = 900.0) -> None:
+    """Poll ``condition`` until it holds; fail (and stop ``process``) if the process ends first or
+    ``timeout`` seconds pass, so a signal is never sent to a run that has not started training."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before {what}: {log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            pytest.fail(f"no {what} after {timeout:.0f} s: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("target", ["process", "group"])
 def test_sigterm_saves_last_and_exits_cleanly(tiny_data, tmp_path, target):
     """SIGTERM to the trainer alone, or to its whole process group as Ctrl-C, `timeout` and SLURM
@@ -329,18 +345,20 @@ def test_sigterm_saves_last_and_exits_cleanly(tiny_data, tmp_path, target):
     command = [sys.executable, "-m", "audioenc", "train", "--1ch", "--preset", "small", "--run-dir", str(run_dir),
                "--no-progress", *TINY_OVERRIDES, "train.epochs=1000", "train.checkpoint_every=100000",
                f"data.root={tiny_data}", "data.num_workers=1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: a pipe nobody reads while polling can fill and block the run
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
     metrics = run_dir / "metrics.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
-        time.sleep(0.2)  # epoch 0 (baseline) and epoch 1 done: training is under way
+    # Epoch 0 (baseline) and epoch 1 done: training is under way, however loaded the machine is.
+    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 2, process, log,
+                "two validation rows in metrics.jsonl")
     if target == "group":
         os.killpg(process.pid, signal.SIGTERM)
     else:
         process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr.decode()[-2000:]
+    process.wait(timeout=300)
+    assert process.returncode == 130, log.read_text()[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stopped_by_signal"] == signal.SIGTERM
     state = load_training_state(run_dir / "checkpoint_last.pt")

@@ -294,3 +294,13 @@ def test_refused_new_run_over_a_held_folder_removes_nothing(tmp_path, capsys):
         assert_one_line_error(capsys, "train", str(run_dir), f"in use by process {os.getpid()}")
         assert (run_dir / LOCK_NAME).exists()  # the folder it did not make is not removed under its holder
     shutil.rmtree(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("case", ["run-dir is a file", "its parent is a file"])
+def test_a_run_dir_that_cannot_be_a_folder_is_named(tmp_path, capsys, case):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file\n")
+    run_dir = blocker if case == "run-dir is a file" else blocker / "run"
+    assert main(train_argv(run_dir, tmp_path)) == 2
+    assert_one_line_error(capsys, "train", f"--run-dir {run_dir}", "is a file, not a folder")
+    assert digest(tmp_path) == {"blocker": hashlib.sha256(b"a file\n").hexdigest()}

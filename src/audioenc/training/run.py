@@ -11,7 +11,7 @@ import torch
 
 from audioenc.config import Config
 from audioenc.errors import UserError
-from audioenc.outputs import RunFolderLock
+from audioenc.outputs import RunFolderLock, check_output
 from audioenc.training.checkpoint import (
     atomic_write,
     check_compatible,
@@ -56,6 +56,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
     last = run_dir / "checkpoint_last.pt"
     if init_from is not None and resume:
         raise UserError("--init-from starts a new run; --resume continues a run's own checkpoint: use one of them.")
+    # A run folder is continued (--resume), never replaced: only "is it a folder, can it be written" applies here.
+    check_output(run_dir, "--run-dir", overwrite=True, folder=True)
     _refuse_existing_run(last, resume)
     created = _first_missing_folder(run_dir)  # what this call creates (None: the folder exists already)
     device = resolve_device(config.train.device)

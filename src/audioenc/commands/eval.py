@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default=None, help="folder for per_file.csv, evaluation.json (and report.html)")
     parser.add_argument("--report", action="store_true", help="also write report.html (needs --out)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the results of an earlier evaluation in --out (default: refuse a non-empty --out)")
+                        help="replace an earlier evaluation's results in --out (default: refuse a non-empty --out)")
     parser.add_argument("--resamples", type=number(minimum=1, integer=True), default=1000,
                         help="bootstrap resamples (default 1000)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")

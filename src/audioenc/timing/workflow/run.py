@@ -13,6 +13,7 @@ from audioenc.outputs import RunFolderLock, check_output
 from audioenc.timing.encoders import load_encoder
 from audioenc.timing.workflow import report as report_module
 from audioenc.timing.workflow.context import RunContext, RunInfo
+from audioenc.timing.workflow.data import read_workflow_splits
 from audioenc.timing.workflow.settings import WorkflowSettings
 from audioenc.timing.workflow.steps import (
     step0_data,
@@ -87,6 +88,8 @@ def run_workflow(
     settings = settings or (WorkflowSettings.fast() if fast else WorkflowSettings())
     out = check_output(out, "--out", overwrite=overwrite, folder=True)
     handle = load_encoder(encoder, encoder_weights) if encoder is not None else None  # fail before touching out
+    if data is not None:  # an unusable corpus is refused here, before the run folder is touched
+        read_workflow_splits(data, seed=seed, max_clips=settings.run.max_clips)
     with RunFolderLock(out, "--out"):
         return _run_steps(data, encoder, handle, out, seed, fast, settings, log, started)
 

@@ -275,3 +275,15 @@ def test_nan_learning_rate_stops_training_with_one_message():
     with pytest.raises(UserError, match="training probe: its weights became non-finite .* epoch 1"):
         fit_clip_model(model, [{"params": list(model.parameters()), "lr": float("nan")}], batches,
                        lambda batch: torch.sigmoid(model(batch)).mean(), FitSettings(epochs=2), name="probe")
+
+
+def test_one_class_without_an_encoder_is_refused_before_work(corpus, earlier_run, capsys):
+    """Without --encoder, step 5 trains its frozen encoder on classes held out from the probe's task:
+    a one-class corpus used to fail there, after steps 0-4 had written the run folder."""
+    meta = corpus / "metadata"
+    (corpus / "corpus.json").unlink()
+    for split in ("train", "validation", "test"):
+        (meta / f"{split}_weak.tsv").unlink(missing_ok=True)
+        rewrite_rows(meta / f"{split}_strong.tsv",
+                     lambda line: "\t".join([*line.split("\t")[:3], "beep"]))
+    refuse(capsys, ["--data", str(corpus)], earlier_run, "one event class only (beep)", "--encoder")

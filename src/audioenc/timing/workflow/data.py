@@ -124,11 +124,14 @@ def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int,
     return WorkflowData(root, splits, tuple(classes), features, issues, notes, formats)
 
 
-def read_workflow_splits(root: str | Path, *, seed: int = 0, max_clips: tuple[int, int, int] | None = None
+def read_workflow_splits(root: str | Path, *, seed: int = 0, max_clips: tuple[int, int, int] | None = None,
+                         own_encoder: bool = False
                          ) -> tuple[dict[str, EventSplit], tuple[str, ...], list[Issue], list[str]]:
     """The corpus's labels read, split (carving what is missing) and checked, without touching audio
     samples: ``(splits, classes, issues, notes)``. Cheap enough to run before the run folder is
-    touched, so a corpus the workflow cannot use is refused before any work (:func:`check_distribution`)."""
+    touched, so a corpus the workflow cannot use is refused before any work (:func:`check_distribution`).
+    ``own_encoder``: no ``--encoder`` was given, so step 5 trains its frozen encoder here on classes
+    held out from the probe's task, which takes at least two classes."""
     root = Path(root)
     splits, issues, notes = _given_splits(root)
     classes = splits["train"].classes
@@ -136,6 +139,9 @@ def read_workflow_splits(root: str | Path, *, seed: int = 0, max_clips: tuple[in
         rejected = _rejected_rows(splits["train"].issues)
         raise UserError(f"{root}: the training labels hold no usable event{rejected}; the workflow "
                         "needs training clips labelled with events: fix the label rows named here")
+    if own_encoder and len(classes) < 2:
+        raise UserError(f"{root}: one event class only ({classes[0]}); without --encoder the frozen encoder is a "
+                        "CRNN trained here on other classes: add a second class, or pass --encoder")
     _carve_missing(root, splits, seed, notes)
     if max_clips is not None:
         for name, limit in zip(SPLITS, max_clips):

@@ -89,7 +89,7 @@ def run_workflow(
     out = check_output(out, "--out", overwrite=overwrite, folder=True)
     handle = load_encoder(encoder, encoder_weights) if encoder is not None else None  # fail before touching out
     if data is not None:  # an unusable corpus is refused here, before the run folder is touched
-        read_workflow_splits(data, seed=seed, max_clips=settings.run.max_clips)
+        read_workflow_splits(data, seed=seed, max_clips=settings.run.max_clips, own_encoder=encoder is None)
     with RunFolderLock(out, "--out"):
         return _run_steps(data, encoder, handle, out, seed, fast, settings, log, started)
 

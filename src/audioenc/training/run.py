@@ -11,7 +11,7 @@ import torch
 
 from audioenc.config import Config
 from audioenc.errors import UserError
-from audioenc.outputs import RunFolderLock, check_output
+from audioenc.outputs import RunFolderLock, check_output, occupied
 from audioenc.training.checkpoint import (
     atomic_write,
     check_compatible,
@@ -122,11 +122,18 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
 
 
 def _refuse_existing_run(last: Path, resume: bool) -> None:
-    """A new run must not start over a run folder's checkpoint (its history would mix with the new one)."""
-    if last.exists() and not resume:
+    """A new run must not start over a run folder's checkpoint (its history would mix with the new one),
+    nor write into a folder of other files: a new run goes into a new or empty folder, or one that a run
+    killed before its first checkpoint left (it holds that run's ``config.json``, nothing worth keeping)."""
+    if resume:
+        return
+    if last.exists():
         raise FileExistsError(
             f"{last.parent} already holds a run ({last.name}); pass --resume to continue it or choose a new --run-dir."
         )
+    if occupied(last.parent) and not (last.parent / "config.json").exists():
+        raise UserError(f"--run-dir {last.parent} already holds files that are not an audioenc run; "
+                        "choose a new or empty --run-dir.")
 
 
 def initialise_from(trainer: Trainer, source: str, codec: torch.nn.Module) -> None:

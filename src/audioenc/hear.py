@@ -70,12 +70,18 @@ from audioenc.config import ModelConfig
 from audioenc.errors import UserError
 from audioenc.models.codec import CodecModel
 from audioenc.models.conv import StreamableLSTM
+from audioenc.validation import check_number
 
 HEAR_SAMPLE_RATES = (16000, 22050, 44100, 48000)
 """The input rates HEAR 2021 accepts (``hearvalidator``'s ``ACCEPTABLE_SAMPLE_RATE``)."""
 
 DEFAULT_HEAR_SAMPLE_RATE = 48000
 """:func:`load_model`'s default ``sample_rate``: keeps the 24 kHz encoders' whole band, 2:1 to 24 kHz."""
+
+PLAUSIBLE_SAMPLE_RATES = (4000, 768000)
+"""The input rates :meth:`HEARModule.set_sample_rate` accepts, Hz: from below telephone audio to the
+fastest converters sold. Outside them a rate is a mistake (``sample_rate=1`` would make the resampler
+stretch every sample into 24000, minutes of work for a garbage result)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,9 @@ class HEARModule(nn.Module):
     kind: str = "hear"
     channel_policy: str | None = None
     """How the mono HEAR audio reaches a multichannel model (None: the model is mono)."""
+    gain_invariant: bool = False
+    """Whether the embeddings ignore each sound's gain (a normalising codec): then :meth:`to_model_rate`
+    may bring loud sounds down by an exact power of two before the float32 resampler and level see them."""
     sample_rate: int
     """Hz of the audio the HEAR functions take (the HEAR rate; resampled to :attr:`model_sample_rate`)."""
     model_sample_rate: int | None = None
@@ -136,15 +145,11 @@ class HEARModule(nn.Module):
         if self.model_sample_rate is None:
             self.model_sample_rate = int(self.sample_rate)
         given = self.model_sample_rate if rate is None else rate
-        try:
-            rate = 0 if isinstance(given, bool) else operator.index(given)
-        except TypeError:
-            rate = 0
-        if rate < 1:
-            raise UserError(f"sample_rate={given!r}: give the HEAR input rate in Hz as a positive integer (HEAR "
-                            f"accepts {', '.join(map(str, HEAR_SAMPLE_RATES))}), or None for the encoder's own "
-                            f"{self.model_sample_rate} Hz.")
-        self.sample_rate = int(rate)
+        low, high = PLAUSIBLE_SAMPLE_RATES
+        check_number("sample_rate", _as_index(given), minimum=low, maximum=high, integer=True,
+                     hint=f"Give the HEAR input rate in Hz (HEAR accepts {', '.join(map(str, HEAR_SAMPLE_RATES))}), "
+                          f"or None for the encoder's own {self.model_sample_rate} Hz.")
+        self.sample_rate = int(given)
         return self
 
     def to_model_rate(self, audio: torch.Tensor) -> torch.Tensor:
@@ -155,7 +160,11 @@ class HEARModule(nn.Module):
         soxr 'HQ' (:func:`audioenc.audio.io.resample`; one call, each sound a channel of its own,
         resampled independently), on the CPU: linear phase with its delay removed, so sample 0
         stays at time 0 (no shift of the timestamps); the sound is taken as zero outside its span.
+        A :attr:`gain_invariant` encoder's sounds that peak above 1 are first divided by a power of two
+        to a peak in (0.5, 1] (exact; see :func:`_within_float32_reach`).
         """
+        if self.gain_invariant:
+            audio = _within_float32_reach(audio)
         own = self.model_sample_rate or self.sample_rate
         if own == self.sample_rate:
             return audio
@@ -175,6 +184,33 @@ class HEARModule(nn.Module):
     def _device(self) -> torch.device:
         parameter = next(self.parameters(), None)
         return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _within_float32_reach(audio: torch.Tensor) -> torch.Tensor:
+    """Each sound of ``audio`` ``[n, T]`` that peaks above 1 divided by the power of two that brings
+    its peak into (0.5, 1]; the others (and the tensor itself when none is loud) unchanged.
+
+    The resampler and the codec's level work in float32: a sound at 1e19 overflows the level's
+    squares (it would embed as silence) and one at 1e37 overflows the resampler (NaN). For an
+    encoder that divides each sound by its own level the gain does not matter, and a power of two
+    changes no sample's mantissa, so the sound embeds as itself at a sane level.
+    """
+    peaks = audio.detach().abs().amax(dim=1)
+    if audio.shape[1] == 0 or not bool((peaks > 1).any()):
+        return audio
+    exponents = torch.where(peaks > 1, torch.frexp(peaks).exponent, 0)
+    return torch.ldexp(audio, -exponents[:, None])
+
+
+def _as_index(value: object) -> object:
+    """``value`` as a Python int when it is an integer of any kind (NumPy's too), else unchanged, so
+    that :func:`check_number` judges ``np.int64(16000)`` as the 16000 it is and a bool as no number."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
 
 
 class CodecHEAR(HEARModule):
@@ -209,6 +245,7 @@ class CodecHEAR(HEARModule):
         self.scene_embedding_size = int(codec.encoder.dimension)
         self.timestamp_embedding_size = int(codec.encoder.dimension)
         self.channel_policy = "mono" if codec.channels == 1 else f"mono repeated on all {codec.channels} channels"
+        self.gain_invariant = bool(codec.normalize)
 
     @torch.no_grad()
     def frame_embeddings(self, audio: torch.Tensor) -> torch.Tensor:
@@ -358,6 +395,7 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
 
 
 def _check_audio(audio: torch.Tensor, model: nn.Module) -> None:
+    """Refuse what the encoders cannot embed faithfully: they take real float samples that fit float32."""
     if not isinstance(model, HEARModule):
         raise TypeError(f"expected a model from audioenc.hear.load_model, got {type(model).__name__}.")
     if not isinstance(audio, torch.Tensor) or audio.dim() != 2 or audio.shape[1] < 1:
@@ -365,8 +403,32 @@ def _check_audio(audio: torch.Tensor, model: nn.Module) -> None:
         raise UserError(
             f"HEAR audio must be a tensor [n_sounds, n_samples] of mono audio at {model.sample_rate} Hz; got {shape}."
         )
+    if audio.is_complex():
+        raise UserError(f"HEAR audio is complex ({audio.dtype}); the encoders take real samples: pass the real "
+                        "signal (e.g. audio.real if the imaginary part is zero).")
+    if not audio.is_floating_point():
+        raise UserError(f"HEAR audio is {audio.dtype}; the encoders take float samples in [-1, 1]: convert it "
+                        "(e.g. int16 PCM: audio.float() / 32768).")
     if not torch.isfinite(audio).all():
         raise UserError("HEAR audio contains NaN or Inf samples.")
+
+
+def _empty_embeddings(audio: torch.Tensor, model: HEARModule) -> tuple[torch.Tensor, torch.Tensor]:
+    """The outputs for ``n_sounds = 0``: the frame count of one silent sound of the batch's length,
+    zero sounds of it (so a caller's last, empty batch concatenates with the others)."""
+    embeddings, timestamps = get_timestamp_embeddings(audio.new_zeros(1, audio.shape[1]), model)
+    return embeddings[:0], timestamps[:0]
+
+
+def _check_embeddings(embeddings: torch.Tensor, audio: torch.Tensor) -> None:
+    """Refuse NaN/Inf embeddings: finite audio that the encoder overflows on (a codec that does not
+    normalise, fed samples far outside [-1, 1]) has no embedding to return."""
+    broken = ~torch.isfinite(embeddings).flatten(1).all(dim=1)
+    if broken.any():
+        sounds = broken.nonzero().flatten().tolist()
+        peak = float(audio[sounds].abs().max())
+        raise UserError(f"the encoder gave NaN/Inf embeddings for sound(s) {sounds[:5]} (peak sample {peak:.3g}); "
+                        "HEAR audio is expected in [-1, 1]: scale it down.")
 
 
 def get_timestamp_embeddings(audio: torch.Tensor, model: HEARModule) -> tuple[torch.Tensor, torch.Tensor]:
@@ -380,10 +442,18 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HEARModule) -> tuple[to
     Returns:
         ``(embeddings [n_sounds, n_timestamps, model.timestamp_embedding_size] float32,
         timestamps [n_sounds, n_timestamps] float32 in milliseconds at frame centres)``, on the
-        audio's device.
+        audio's device. No sounds (``n_sounds = 0``) give zero embeddings of the frame count
+        ``n_samples`` has.
+
+    Raises:
+        ValueError (:class:`~audioenc.errors.UserError`): audio that is not ``[n_sounds, n_samples]``,
+        not real float, not finite, or that the encoder overflows on.
     """
     _check_audio(audio, model)
+    if audio.shape[0] == 0:
+        return _empty_embeddings(audio, model)
     embeddings = model.frame_embeddings(model.to_model_rate(audio)).to(device=audio.device, dtype=torch.float32)
+    _check_embeddings(embeddings, audio)
     timestamps = model.timestamps_ms(audio.shape[0], embeddings.shape[1], audio.device)
     return embeddings, timestamps
 

@@ -25,11 +25,15 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 
 from audioenc.errors import UserError
+
+if TYPE_CHECKING:
+    from audioenc.metrics.file_evaluation import Clip
 
 PLAYED_CHANNELS = 1
 """Players carry the first channel (browsers play at most stereo; 32 channels would not play)."""
@@ -79,52 +83,81 @@ pre{background:#f7f7f7;padding:0.5em;font-size:0.8em;overflow:auto}
 """
 
 
+@dataclass(frozen=True)
+class ListeningReport:
+    """A written page and the candidate files it left out (path -> why: unreadable, too short,
+    channels that cancel in a mono codec's downmix; see :func:`~audioenc.metrics.file_evaluation.load_clip`)."""
+
+    page: Path
+    left_out: dict[str, str]
+
+
 def write_report(model_path: str | Path, files: Sequence[Path], out_dir: str | Path, *, systems=None,
                  evaluation=None, max_files: int = 4, max_seconds: float = 5.0) -> Path:
-    """Write ``out_dir/report.html`` for the codec at ``model_path`` on the first ``max_files`` files.
+    """Write ``out_dir/report.html`` (:func:`write_listening_report`) and return its path."""
+    return write_listening_report(model_path, files, out_dir, systems=systems, evaluation=evaluation,
+                                  max_files=max_files, max_seconds=max_seconds).page
+
+
+def write_listening_report(model_path: str | Path, files: Sequence[Path], out_dir: str | Path, *, systems=None,
+                           evaluation=None, max_files: int = 4, max_seconds: float = 5.0) -> ListeningReport:
+    """Write ``out_dir/report.html`` for the codec at ``model_path`` on the first ``max_files`` usable files.
 
     Args:
         model_path: what ``audioenc eval`` / ``report`` was given (model file or run folder).
-        files: candidate audio files (the first ``max_files`` are shown).
+        files: candidate audio files, in order; those the evaluation cannot score (see
+            :func:`~audioenc.metrics.file_evaluation.load_clip`) are left out, named on the page.
         systems: the evaluated systems (default: the codec at each bitrate).
         evaluation: an :class:`~audioenc.metrics.file_evaluation.Evaluation` whose summary is shown
             (default: the distances of the shown files, computed here).
         max_seconds: seconds of each file that are played and shown.
-
-    Returns:
-        The page's path.
     """
-    from audioenc.audio.io import read_clip
     from audioenc.codec_io import load_codec
     from audioenc.metrics import systems as system_lib
-    from audioenc.metrics.file_evaluation import EvalSettings, evaluate_files
+    from audioenc.metrics.file_evaluation import EvalSettings, check_max_seconds, evaluate_files
 
     model, config = load_codec(model_path)
+    check_max_seconds(max_seconds, config.sample_rate, "--seconds")
     if systems is None:
         systems = system_lib.codec_systems(model)
-    shown = list(files)[:max_files]
-    if not shown:
-        raise UserError("the listening report needs at least one audio file")
+    clips, left_out = _usable_clips(files, config.sample_rate, config.channels, max_files, max_seconds)
     if evaluation is None:
-        evaluation = evaluate_files(shown, systems, config.sample_rate, config.channels,
+        evaluation = evaluate_files([path for path, _ in clips], systems, config.sample_rate, config.channels,
                                     EvalSettings(perceptual=False, max_seconds=max_seconds, resamples=200),
                                     progress=False)
     codec_rows = [system for system in systems if system.kind == "codec"]
     played = [codec_rows[0], codec_rows[-1]] if len(codec_rows) > 1 else codec_rows
     sections = []
-    for path in shown:
-        audio = read_clip(path, config.sample_rate, mono=False).astype(np.float64)
-        if config.channels == 1 and audio.shape[0] > 1:
-            audio = audio.mean(axis=0, keepdims=True)
-        audio = audio[:, : int(max_seconds * config.sample_rate)]
-        outputs = [("original", audio)] + [(system.name, system.reconstruct(audio)) for system in played]
-        sections.append(_clip_section(Path(path).name, outputs, config.sample_rate))
-    page = _page(str(model_path), sections, evaluation, config, _training_curve(Path(model_path)))
+    for path, clip in clips:
+        outputs = [("original", clip.audio)] + [(system.name, system.reconstruct(clip.audio)) for system in played]
+        sections.append(_clip_section(f"{path.name} ({clip.scored})", outputs, config.sample_rate))
+    page = _page(str(model_path), sections, evaluation, config, _training_curve(Path(model_path)), left_out)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "report.html"
     target.write_text(page, encoding="utf-8")
-    return target
+    return ListeningReport(target, left_out)
+
+
+def _usable_clips(files: Sequence[Path], sample_rate: int, channels: int, max_files: int,
+                  max_seconds: float) -> tuple[list[tuple[Path, Clip]], dict[str, str]]:
+    """The first ``max_files`` files the evaluation can score, read as it reads them, and why the
+    files tried before them could not be (a short or unreadable file must not end the report)."""
+    from audioenc.audio.io import AudioReadError
+    from audioenc.metrics.file_evaluation import load_clip
+
+    clips, left_out = [], {}
+    for path in files:
+        if len(clips) >= max_files:
+            break
+        try:
+            clips.append((Path(path), load_clip(Path(path), sample_rate, channels, max_seconds)))
+        except (AudioReadError, UserError) as error:
+            left_out[str(path)] = str(error)
+    if not clips:
+        reasons = "; ".join(list(left_out.values())[:3]) or "no candidate files"
+        raise UserError(f"the listening report needs at least one usable audio file: {reasons}")
+    return clips, left_out
 
 
 def report_with_references(model_path: str | Path, files: Sequence[Path], out_dir: str | Path, *,
@@ -151,7 +184,8 @@ def report_with_references(model_path: str | Path, files: Sequence[Path], out_di
     return page, evaluation
 
 
-def _page(model_path: str, sections: list[str], evaluation, config, curve: str | None) -> str:
+def _page(model_path: str, sections: list[str], evaluation, config, curve: str | None,
+          left_out: dict[str, str] | None = None) -> str:
     from dataclasses import asdict
 
     from audioenc.metrics.file_evaluation import format_summary
@@ -159,6 +193,8 @@ def _page(model_path: str, sections: list[str], evaluation, config, curve: str |
     summary = evaluation.summary(200)
     table = _summary_table(summary, evaluation.measures)
     skipped = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in evaluation.skipped.items())
+    failed = {**evaluation.failed_files, **(left_out or {})}
+    left = "".join(f"<li>{html.escape(reason)}</li>" for reason in failed.values())  # each names its file
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>audioenc listening report: {html.escape(model_path)}</title><style>{_STYLE}</style>",
@@ -166,8 +202,10 @@ def _page(model_path: str, sections: list[str], evaluation, config, curve: str |
         f"<h1>Listening report</h1><p>Model: <code>{html.escape(model_path)}</code> · "
         f"{config.channels} channel(s) at {config.sample_rate} Hz · players carry channel 1</p>",
         "<h2>Clips</h2>", *sections,
+        f"<h3>Files left out</h3><ul>{left}</ul>" if left else "",
         "<h2>Metrics</h2><p>Means over files with 95 % bootstrap intervals. SI-SDR in dB (higher is better); "
         "mel and STFT distances as DAC defines them (lower is better); ViSQOL MOS-LQO (higher is better).</p>",
+        f"<p>Channels scored: {html.escape(evaluation.scored_channels())}</p>",
         table, f"<ul>{skipped}</ul>" if skipped else "",
         f"<pre>{html.escape(format_summary(summary, evaluation.measures))}</pre>",
     ]

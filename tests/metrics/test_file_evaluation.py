@@ -125,7 +125,7 @@ def test_write_csv_and_strict_json(mono_evaluation, tmp_path):
     with open(out / "per_file.csv", newline="") as handle:
         lines = list(csv.DictReader(handle))
     assert len(lines) == len(mono_evaluation.rows)
-    assert list(lines[0]) == ["file", "system", "kind", "kbps", "seconds", "channels",
+    assert list(lines[0]) == ["file", "system", "kind", "kbps", "seconds", "channels", "scored",
                               "si_sdr", "mel_distance", "stft_distance"]
     for line, row in zip(lines, mono_evaluation.rows, strict=True):
         assert (line["file"], line["system"], line["kind"]) == (row["file"], row["system"], row["kind"])

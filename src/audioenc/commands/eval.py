@@ -75,10 +75,11 @@ def run(args: argparse.Namespace) -> int:
                                 progress=not args.no_progress)
     summary = evaluation.summary(args.resamples)
     print(format_summary(summary, evaluation.measures))
+    print(f"channels scored: {evaluation.scored_channels()}")
     for name, reason in evaluation.skipped.items():
         print(f"not computed: {name}: {reason}")
-    for name, reason in evaluation.failed_files.items():
-        print(f"file left out: {name}: {reason}")
+    for reason in evaluation.failed_files.values():
+        print(f"file left out: {reason}")  # each reason starts with the file's path
     if args.out:
         write_outputs(args, files, systems, evaluation)
     return 0

@@ -34,13 +34,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from audioenc.audio.manifest import require_usable, scan
-    from audioenc.listening_report import check_in_browser, write_report
+    from audioenc.listening_report import check_in_browser, write_listening_report
 
     model = Path(args.model)
     out = Path(args.out) if args.out else (model if model.is_dir() else model.parent)
     manifest = scan(args.data)
     files = [Path(manifest.root) / entry.path for entry in require_usable(manifest)]
-    page = write_report(model, files, out, max_files=args.files, max_seconds=args.seconds)
+    report = write_listening_report(model, files, out, max_files=args.files, max_seconds=args.seconds)
+    page = report.page
+    for reason in report.left_out.values():
+        print(f"file left out: {reason}")  # each reason starts with the file's path
     print(f"listening report: {page}")
     if args.check:
         check = check_in_browser(page)

@@ -25,6 +25,9 @@ DAC_MEL_WINDOWS: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
 DAC_MEL_BANDS: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
 DAC_STFT_WINDOWS: tuple[int, ...] = (2048, 512)
 DAC_CLAMP = 1e-5
+MIN_SAMPLES = max(DAC_MEL_WINDOWS + DAC_STFT_WINDOWS) // 2 + 1
+"""The shortest signal the default distances are defined on (1025 samples, 43 ms at 24 kHz): each
+STFT is centred with reflect padding of half its window, which needs more samples than the pad."""
 
 
 def si_sdr(y: np.ndarray | torch.Tensor, y_hat: np.ndarray | torch.Tensor) -> float:
@@ -53,7 +56,14 @@ def si_sdr(y: np.ndarray | torch.Tensor, y_hat: np.ndarray | torch.Tensor) -> fl
 
 def _magnitudes(x: torch.Tensor, window: int) -> torch.Tensor:
     """``|STFT|`` ``[C, window // 2 + 1, frames]``: periodic Hann of ``window`` samples, hop
-    ``window // 4``, centred with reflect padding (audiotools' ``AudioSignal.stft`` as DAC calls it)."""
+    ``window // 4``, centred with reflect padding (audiotools' ``AudioSignal.stft`` as DAC calls it).
+
+    Raises:
+        ValueError: ``x`` has no more samples than half the window (reflect padding is undefined).
+    """
+    if x.shape[-1] <= window // 2:
+        raise ValueError(f"a signal of {x.shape[-1]} samples is too short for the {window}-sample STFT of the "
+                         f"distances (more than {window // 2} needed; {MIN_SAMPLES} with the default windows).")
     return torch.stft(x, n_fft=window, hop_length=window // 4, window=torch.hann_window(window, dtype=x.dtype),
                       center=True, pad_mode="reflect", return_complex=True).abs()
 

@@ -8,10 +8,13 @@ the reference systems) the reconstruction is compared with the file by:
   (speech) (:mod:`audioenc.metrics.perceptual`), on at most :data:`PERCEPTUAL_CHANNELS` channels;
 * ``ild_error_db`` and ``coherence_error`` for multichannel files (spatial fidelity).
 
-A measure that does not apply is absent from the rows and its reason is in
-:attr:`Evaluation.skipped`. The summary is the mean over files per system and measure with a 95 %
-percentile bootstrap interval over files (the same resamples for every system, so intervals are
-paired).
+Each file is scored as :func:`load_clip` reads it: a mono codec hears (and is scored on) the mono
+downmix of a multichannel file, which each row's ``scored`` says; a file whose channels cancel in
+that downmix (anti-phase stereo) or that is shorter than the distances' STFTs is left out with
+its reason in :attr:`Evaluation.failed_files`. A measure that does not apply is absent from the
+rows and its reason is in :attr:`Evaluation.skipped`. The summary is the mean over files per
+system and measure with a 95 % percentile bootstrap interval over files (the same resamples for
+every system, so intervals are paired).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ CONTENTS = ("general", "music", "speech")
 HIGHER_IS_BETTER = {"si_sdr": True, "mel_distance": False, "stft_distance": False, "visqol_audio": True,
                     "visqol_speech": True, "pesq_wb": True, "stoi": True, "estoi": True, "ild_error_db": False,
                     "coherence_error": False}
+DOWNMIX_CANCELLATION_DB = 10.0
+"""A downmix this many dB below what uncorrelated channels give (``1 / C`` of the mean channel energy)
+means the channels cancel (anti-phase stereo: the downmix is silence): such a file is left out,
+since the mono codec would be scored on a signal the file does not hold."""
 PERCEPTUAL_CHANNELS = 2
 """Perceptual measures run on the first two channels at most: they are defined for mono or stereo
 listening, and 32 ViSQOL runs per file would cost minutes; the distances cover every channel."""
@@ -76,6 +83,15 @@ class Evaluation:
     def systems(self) -> list[str]:
         return list(dict.fromkeys(row["system"] for row in self.rows))
 
+    def scored_channels(self) -> str:
+        """Which channels the scores are of, with the number of files each way ("mono downmix of 2
+        channels (1 file), mono (2 files)"): a mono codec's scores of a stereo file are of its downmix."""
+        per_file = dict((row["file"], row.get("scored", "")) for row in self.rows)
+        counts: dict[str, int] = {}
+        for scored in per_file.values():
+            counts[scored] = counts.get(scored, 0) + 1
+        return ", ".join(f"{scored} ({n} file{'s' if n > 1 else ''})" for scored, n in counts.items())
+
     def summary(self, resamples: int = 1000, seed: int = 0) -> list[dict]:
         """Per system: kbps, files, and ``{measure: {mean, low, high}}`` (95 % bootstrap over files)."""
         from audioenc.timing.bootstrap import percentile_interval, resample_indices
@@ -108,13 +124,14 @@ class Evaluation:
         """``per_file.csv``, ``evaluation.json`` (rows, summary, skipped measures) in ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        columns = ["file", "system", "kind", "kbps", "seconds", "channels", *self.measures]
+        columns = ["file", "system", "kind", "kbps", "seconds", "channels", "scored", *self.measures]
         with open(directory / "per_file.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             for row in self.rows:
                 writer.writerow({key: _csv_value(row.get(key)) for key in columns})
-        document = {**(extra or {}), "measures": self.measures, "skipped": self.skipped,
+        document = {**(extra or {}), "measures": self.measures, "scored_channels": self.scored_channels(),
+                    "skipped": self.skipped,
                     "failed_files": self.failed_files, "summary": self.summary(resamples, seed), "rows": self.rows}
         (directory / "evaluation.json").write_text(json.dumps(_finite(document), indent=2) + "\n")
         return directory
@@ -125,10 +142,12 @@ def evaluate_files(files: Sequence[Path], systems: Sequence[System], sample_rate
     """Every system on every file (see the module docstring).
 
     Args:
-        files: audio files (any rate: resampled to ``sample_rate``; a mono codec hears the downmix).
+        files: audio files (any rate: resampled to ``sample_rate``; a mono codec hears the downmix);
+            those :func:`load_clip` refuses are left out and listed in ``failed_files``.
         systems: what to evaluate (:mod:`audioenc.metrics.systems`).
         sample_rate, channels: the codec's.
     """
+    check_max_seconds(settings.max_seconds, sample_rate)
     measures = ["si_sdr", "mel_distance", "stft_distance"]
     skipped: dict[str, str] = {}
     perceptual_names = (["visqol_speech", "pesq_wb", "stoi", "estoi"] if settings.content == "speech"
@@ -154,18 +173,19 @@ def evaluate_files(files: Sequence[Path], systems: Sequence[System], sample_rate
     bar = tqdm(total=len(files) * len(systems), desc="eval", unit="run", disable=not progress, dynamic_ncols=True)
     for path in files:
         try:
-            audio = _load(path, sample_rate, channels, settings.max_seconds)
+            clip = load_clip(path, sample_rate, channels, settings.max_seconds)
         except (AudioReadError, UserError) as error:
             failed[str(path)] = str(error)
             bar.update(len(systems))
             continue
+        audio = clip.audio
         seconds = audio.shape[-1] / sample_rate
         for system in systems:
             estimate = system.reconstruct(audio)
             if not np.isfinite(estimate).all():
                 raise UserError(f"{system.name} produced NaN/Inf samples on {path}; the model is broken")
             row = {"file": str(path), "system": system.name, "kind": system.kind, "kbps": system.kbps,
-                   "seconds": seconds, "channels": audio.shape[0]}
+                   "seconds": seconds, "channels": audio.shape[0], "scored": clip.scored}
             row["si_sdr"] = distances.si_sdr(audio, estimate)
             row["mel_distance"] = distances.mel_distance(audio, estimate, sample_rate)
             row["stft_distance"] = distances.stft_distance(audio, estimate)
@@ -183,19 +203,79 @@ def evaluate_files(files: Sequence[Path], systems: Sequence[System], sample_rate
             bar.update(1)
     bar.close()
     if not rows:
-        raise UserError("no file could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3]))
+        raise UserError("no file could be evaluated: " + "; ".join(list(failed.values())[:3]))  # each names its file
     return Evaluation(rows, measures, {k: v for k, v in skipped.items() if v}, failed)
 
 
-def _load(path: Path, sample_rate: int, channels: int, max_seconds: float | None) -> np.ndarray:
+@dataclass(frozen=True)
+class Clip:
+    """One file as the evaluation scores it.
+
+    Attributes:
+        audio: ``[C, T]`` float64 at the codec's rate, the file's first ``max_seconds``.
+        scored: which of the file's channels the scores are of ("mono", "all 2 channels",
+            "mono downmix of 2 channels").
+    """
+
+    audio: np.ndarray
+    scored: str
+
+
+def load_clip(path: Path, sample_rate: int, channels: int, max_seconds: float | None) -> Clip:
+    """``path`` read for a ``channels``-channel codec at ``sample_rate``: the clip every system
+    reconstructs and every measure compares with.
+
+    Raises:
+        AudioReadError: the file cannot be read.
+        UserError: its channels do not fit the codec, cancel in the mono downmix, or it is shorter
+            than :data:`~audioenc.metrics.distances.MIN_SAMPLES` (after ``max_seconds``).
+    """
     audio = read_clip(path, sample_rate, mono=False).astype(np.float64)  # [C, T]
-    if channels == 1 and audio.shape[0] > 1:
-        audio = audio.mean(axis=0, keepdims=True)
-    elif audio.shape[0] != channels:
-        raise UserError(f"{path}: {audio.shape[0]} channel(s); the codec takes {channels}")
     if max_seconds is not None:
         audio = audio[:, : int(round(max_seconds * sample_rate))]
-    return np.ascontiguousarray(audio)
+    given = audio.shape[0]
+    if channels == 1 and given > 1:
+        audio = _downmix(path, audio)
+        scored = f"mono downmix of {given} channels"
+    elif given != channels:
+        raise UserError(f"{path}: {given} channel(s); the codec takes {channels}")
+    else:
+        scored = "mono" if channels == 1 else f"all {channels} channels"
+    _check_length(path, audio, sample_rate)
+    return Clip(np.ascontiguousarray(audio), scored)
+
+
+def _downmix(path: Path, audio: np.ndarray) -> np.ndarray:
+    """The mono mean of ``audio`` ``[C, T]``, refused when the channels cancel in it (see
+    :data:`DOWNMIX_CANCELLATION_DB`): the codec would then be scored on near-silence."""
+    mix = audio.mean(axis=0, keepdims=True)
+    channel_energy = float(np.mean(audio**2))
+    if channel_energy == 0:
+        return mix  # digital silence: nothing to cancel
+    ratio = float(np.mean(mix**2)) / channel_energy
+    uncorrelated = 1.0 / audio.shape[0]
+    if ratio < uncorrelated * 10 ** (-DOWNMIX_CANCELLATION_DB / 10):
+        level = "is silent" if ratio == 0 else f"is {-10 * np.log10(ratio):.0f} dB below the mean channel level"
+        raise UserError(f"{path}: its {audio.shape[0]} channels cancel in the mono downmix the mono codec hears "
+                        f"(the downmix {level}, e.g. anti-phase stereo), so its scores would be of near-silence; "
+                        "evaluate one channel of it (e.g. sox IN OUT remix 1) or a codec with its channel count")
+    return mix
+
+
+def _check_length(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Refuse a clip the distances cannot measure (shorter than their longest STFT's padding)."""
+    if audio.shape[-1] < distances.MIN_SAMPLES:
+        raise UserError(f"{path}: {audio.shape[-1]} sample(s) ({audio.shape[-1] / sample_rate * 1000:.1f} ms) at "
+                        f"{sample_rate} Hz; the measures need at least {distances.MIN_SAMPLES} samples "
+                        f"({distances.MIN_SAMPLES / sample_rate * 1000:.1f} ms): left out (use a longer file)")
+
+
+def check_max_seconds(max_seconds: float | None, sample_rate: int, option: str = "--max-seconds") -> None:
+    """Refuse a ``max_seconds`` that would cut every file shorter than the measures need."""
+    if max_seconds is not None and int(round(max_seconds * sample_rate)) < distances.MIN_SAMPLES:
+        raise UserError(f"{option} {max_seconds:g} keeps {int(round(max_seconds * sample_rate))} samples of each "
+                        f"file at {sample_rate} Hz; the measures need at least {distances.MIN_SAMPLES} "
+                        f"({distances.MIN_SAMPLES / sample_rate:.3f} s): give a longer {option}")
 
 
 def _spatial(audio: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict[str, float]:

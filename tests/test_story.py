@@ -101,6 +101,27 @@ def test_damaged_codec_checkpoint_is_refused_before_anything_is_written(earlier_
     assert _hashes(earlier_story) == before
 
 
+@pytest.mark.parametrize("part", ["demo", "codec", "workflow"])
+def test_a_file_where_a_part_folder_goes_is_refused_before_anything_is_written(tmp_path, part, capsys):
+    out = tmp_path / "story"
+    out.mkdir()
+    (out / part).write_text("not a folder\n")
+    before = _hashes(out)
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 2
+    assert_one_line_error(capsys, "demo", f"--out {out}", f"{out / part} is a file", "choose a new --out")
+    assert _hashes(out) == before
+
+
+def test_checkpoint_that_is_a_folder_is_refused_before_anything_is_written(earlier_story, capsys):
+    checkpoint = earlier_story / "codec" / "checkpoint_last.pt"
+    checkpoint.unlink()
+    checkpoint.mkdir()
+    before = _hashes(earlier_story)
+    assert main(["demo", "--out", str(earlier_story), "--no-progress"]) == 2
+    assert_one_line_error(capsys, "demo", f"--out {earlier_story}", "cannot be continued")
+    assert _hashes(earlier_story) == before
+
+
 @pytest.mark.slow
 def test_the_whole_story_at_tiny_sizes_writes_what_it_names(tmp_path, capsys):
     out = tmp_path / "story"

@@ -29,6 +29,10 @@ within 10 minutes on 2 CPU cores; the report names every model the budget stoppe
 validation loss was still falling. `audioenc workflow` itself has no budget by default."""
 
 
+STORY_PARTS: tuple[str, ...] = ("demo", "codec", "workflow")
+"""The folders the story writes into ``out``, one per part."""
+
+
 def codec_listening_report(codec_dir: Path) -> Path:
     """``codec_dir/listening/report.html``: the codec beside the reference systems on files of
     the embedded corpus (two files, 3 s each), with ViSQOL when the evaluation extra is installed."""
@@ -79,6 +83,10 @@ def resumable_codec(out: Path, config: Config) -> bool:
         training_changes,
     )
 
+    for part in STORY_PARTS:
+        if (Path(out) / part).exists() and not (Path(out) / part).is_dir():
+            raise UserError(f"--out {out}: {Path(out) / part} is a file where the story writes its {part} "
+                            "folder; move it away or choose a new --out.")
     last = Path(out) / "codec" / "checkpoint_last.pt"
     if not last.exists():
         return False
@@ -86,7 +94,7 @@ def resumable_codec(out: Path, config: Config) -> bool:
     try:
         state = require_training_state(load_training_state(last), last)
         check_compatible(state["config"], config, last)
-    except UserError:
+    except (UserError, OSError):
         raise UserError(f"--out {out}: the story's codec checkpoint {last} cannot be continued (damaged, "
                         f"or made with another model configuration); {fresh}.") from None
     changes = training_changes(state["config"], config)

@@ -233,12 +233,14 @@ class CodecHEAR(HEARModule):
     def __init__(self, codec: CodecModel, config: ModelConfig, batch_size: int = 16,
                  chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> None:
         super().__init__()
-        if batch_size < 1 or chunk_frames < 1:
-            raise UserError(f"CodecHEAR: batch_size={batch_size}, chunk_frames={chunk_frames}; both must be >= 1.")
+        check_number("batch_size", _as_index(batch_size), minimum=1, integer=True,
+                     hint="Give how many sounds to encode at once.")
+        check_number("chunk_frames", _as_index(chunk_frames), minimum=1, integer=True,
+                     hint="Give how many frames a causal codec encodes per streaming chunk.")
         self.codec = codec.eval()
         self.config = config
-        self.batch_size = batch_size
-        self.chunk_frames = chunk_frames
+        self.batch_size = int(batch_size)
+        self.chunk_frames = int(chunk_frames)
         self.model_sample_rate = int(codec.sample_rate)
         self.sample_rate = self.model_sample_rate
         self.frame_rate = float(codec.frame_rate)

@@ -128,6 +128,13 @@ def test_hear_plausible_rates_of_any_integer_type_and_a_one_sample_sound(tiny_mo
     assert embeddings.shape == (1, 1, model.timestamp_embedding_size) and torch.isfinite(embeddings).all()
 
 
+@pytest.mark.parametrize("option, value", [("batch_size", 2.5), ("batch_size", True), ("batch_size", 0),
+                                           ("chunk_frames", "4"), ("chunk_frames", -1)])
+def test_hear_codec_options_that_are_not_counts_are_refused(tiny_model, option, value):  # noqa: F811
+    with pytest.raises(UserError, match=rf"{option} must be an integer >= 1; got {value!r}\."):
+        hear.load_model(str(tiny_model), **{option: value})
+
+
 # ------------------------------------------------------------------------------ the distances
 
 
@@ -261,3 +268,4 @@ def test_a_downmix_that_only_partly_cancels_is_scored_and_said(tiny_model, tmp_p
     lines = _stdout_lines(capsys)
     assert "channels scored: mono downmix of 2 channels (1 file)" in lines
     assert not any(line.startswith("file left out:") for line in lines)
+

@@ -265,9 +265,9 @@ def _downmix(path: Path, audio: np.ndarray) -> np.ndarray:
 def _check_length(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """Refuse a clip the distances cannot measure (shorter than their longest STFT's padding)."""
     if audio.shape[-1] < distances.MIN_SAMPLES:
-        raise UserError(f"{path}: {audio.shape[-1]} sample(s) ({audio.shape[-1] / sample_rate * 1000:.1f} ms) at "
+        raise UserError(f"{path}: {audio.shape[-1]} sample(s) ({audio.shape[-1] / sample_rate * 1000:.2f} ms) at "
                         f"{sample_rate} Hz; the measures need at least {distances.MIN_SAMPLES} samples "
-                        f"({distances.MIN_SAMPLES / sample_rate * 1000:.1f} ms): left out (use a longer file)")
+                        f"({distances.MIN_SAMPLES / sample_rate * 1000:.2f} ms): left out (use a longer file)")
 
 
 def check_max_seconds(max_seconds: float | None, sample_rate: int, option: str = "--max-seconds") -> None:

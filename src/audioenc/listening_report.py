@@ -31,6 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from audioenc.errors import UserError
+from audioenc.outputs import replacing
 
 if TYPE_CHECKING:
     from audioenc.metrics.file_evaluation import Clip
@@ -135,7 +136,8 @@ def write_listening_report(model_path: str | Path, files: Sequence[Path], out_di
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "report.html"
-    target.write_text(page, encoding="utf-8")
+    with replacing(target) as path:  # an earlier report stays whole until the new one is written
+        path.write_text(page, encoding="utf-8")
     return ListeningReport(target, left_out)
 
 

@@ -207,7 +207,7 @@ def test_report_on_one_sample_files_only_is_one_line_and_changes_nothing(tiny_mo
     data = _data(tmp_path, one=np.array([0.1]))
     out = tmp_path / "report"
     before = _earlier_results(out)
-    assert main(["report", str(tiny_model), "--data", str(data), "--out", str(out)]) == 2
+    assert main(["report", str(tiny_model), "--data", str(data), "--out", str(out), "--overwrite"]) == 2
     assert_one_line_error(capsys, "report", "one.wav", "at least 1025 samples")
     assert _tree_hashes(out) == before
 
@@ -218,7 +218,7 @@ def test_seconds_shorter_than_the_measures_need_are_one_line(command, option, ti
     data = _data(tmp_path, good=_tone(0.5))
     out = tmp_path / "out"
     before = _earlier_results(out)
-    extra = [*EVAL, "--overwrite"] if command == "eval" else []
+    extra = [*EVAL, "--overwrite"] if command == "eval" else ["--overwrite"]
     assert main([command, str(tiny_model), "--data", str(data), "--out", str(out), option, "0.01", *extra]) == 2
     assert_one_line_error(capsys, command, f"{option} 0.01 keeps 240 samples", "at least 1025")
     assert _tree_hashes(out) == before

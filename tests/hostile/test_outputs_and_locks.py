@@ -137,6 +137,22 @@ def test_workflow_takes_the_run_folder_lock(tmp_path, capsys):
     assert list(out.iterdir()) == []  # the lock file goes with its holder
 
 
+def test_report_refuses_an_earlier_report_and_overwrite_replaces_it(tiny_model, clips, tmp_path, capsys):
+    """The report folder may hold other files (a run folder does); an earlier report.html is what is kept."""
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "report.html").write_text("earlier\n")
+    (out / "notes.txt").write_text("mine\n")
+    before = digest(out)
+    argv = ["report", str(tiny_model), "--data", str(clips), "--out", str(out), "--files", "1", "--seconds", "1"]
+    assert main(argv) == 2
+    assert_one_line_error(capsys, "report", str(out / "report.html"), "--overwrite")
+    assert digest(out) == before
+    assert main([*argv, "--overwrite"]) == 0
+    assert (out / "report.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert (out / "notes.txt").read_text() == "mine\n"
+
+
 @pytest.mark.parametrize("kind", ["non-empty folder", "file"])
 def test_export_refuses_an_existing_out(tiny_model, tmp_path, capsys, kind):
     out = tmp_path / "exported"

@@ -24,6 +24,8 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default=None, help="folder for report.html (default: MODEL's run folder)")
     parser.add_argument("--files", type=number(minimum=1, integer=True), default=4, help="clips shown (default 4)")
     parser.add_argument("--seconds", type=number(above=0), default=5.0, help="seconds of each clip (default 5)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a report.html (and report.png) already in the output folder")
     parser.add_argument("--check", action="store_true",
                         help="check the page in headless Chromium and save report.png beside it")
     parser.set_defaults(func=run)
@@ -35,9 +37,14 @@ def run(args: argparse.Namespace) -> int:
 
     from audioenc.audio.manifest import require_usable, scan
     from audioenc.listening_report import check_in_browser, write_listening_report
+    from audioenc.outputs import check_output
 
     model = Path(args.model)
     out = Path(args.out) if args.out else (model if model.is_dir() else model.parent)
+    # The folder may hold other files (a run folder does): the rule applies to the files written here.
+    check_output(out, "--out", overwrite=True, folder=True)
+    for name in ("report.html", *(("report.png",) if args.check else ())):
+        check_output(out / name, "the report", overwrite=args.overwrite)
     manifest = scan(args.data)
     files = [Path(manifest.root) / entry.path for entry in require_usable(manifest)]
     report = write_listening_report(model, files, out, max_files=args.files, max_seconds=args.seconds)

@@ -6,13 +6,13 @@ PY := $(VENV)/bin/python
 # torch 2.13.0 is the tested version; override e.g. `make test TORCH_SPEC="torch==2.5.1"`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-all browser clean
+.PHONY: setup demo test test-all lint browser clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,lint]"
 	# The HEAR 2021 validator, for the tests: its metadata requires TensorFlow, which it uses only to
 	# recognise TensorFlow modules (tests/test_hear_validator.py explains the stand-in); --no-deps keeps it out.
 	$(PY) -m pip install --quiet --no-deps "hearvalidator==2021.0.2"
@@ -29,6 +29,14 @@ test: setup
 
 test-all: setup browser
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# The house rules of pyproject.toml's [tool.ruff]: lint findings and the formatter's layout.
+LINT_PATHS := src tests benchmarks academy
+lint: setup
+# FORMAT PASS: once `ruff format $(LINT_PATHS)` has run, drop `--extend-ignore E501` (the formatter wraps the
+# long code lines) and enable the format check below.
+	$(VENV)/bin/ruff check --extend-ignore E501 $(LINT_PATHS)
+#	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 # Debian's Chromium for the slow test that opens the listening report headless (needs root and
 # Debian's package registry; elsewhere install chromium by hand).

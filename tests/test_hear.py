@@ -1,9 +1,9 @@
-"""Tests for audioenc.hear: the HEAR API over codec encoders and the weak-label CRNN.
+"""Tests for audioenc.hear: the HEAR API over codec encoders (the weak-label CRNN's wrapper:
+tests/timing/test_weak_hear.py).
 
-References: the encoders called directly (``model.encoder`` one-shot on the whole clip; the CRNN's
-``embeddings`` on :class:`~audioenc.timing.features.LogMel` features); timestamps by hand —
-frame ``k`` is centred at ``(k + 1/2) · 1000 / frame_rate`` ms, i.e. 6.667 ms + k · 13.333 ms at
-75 frames/s (hop 320 at 24 kHz) and 20 ms + k · 40 ms for the CRNN's 25 frames/s.
+References: the encoder called directly (``model.encoder`` one-shot on the whole clip); timestamps
+by hand: frame ``k`` is centred at ``(k + 1/2) · 1000 / frame_rate`` ms, i.e. 6.667 ms + k · 13.333 ms
+at 75 frames/s (hop 320 at 24 kHz).
 
 The HEAR rate: ``load_model`` gives wrappers that take 48 kHz audio (or another HEAR rate) and
 resample it to the encoders' 24 kHz inside. Tests of what the encoders compute load with
@@ -24,9 +24,6 @@ from audioenc import hear
 from audioenc.audio.io import resample
 from audioenc.config import ModelConfig
 from audioenc.models.codec import CodecModel
-from audioenc.timing.features import LogMel, LogMelConfig
-from audioenc.timing.weak import CRNNConfig, WeakCRNN, save_weak_encoder
-from audioenc.timing.weak_hear import WeakCRNNHEAR
 from audioenc.training.checkpoint import export_model
 
 TINY = dict(n_filters=4, dimension=16, lstm=1)  # paper hop 320: 75 frames/s at 24 kHz
@@ -44,7 +41,8 @@ def _export_codec(directory, channels: int = 1, quantizer: str = "none") -> tupl
     return model, str(directory / "model_best.safetensors")
 
 
-def _audio(n_sounds: int, n_samples: int, seed: int = 0) -> torch.Tensor:
+def sounds(n_sounds: int, n_samples: int, seed: int = 0) -> torch.Tensor:
+    """Gaussian noise ``[n_sounds, n_samples]`` of standard deviation 0.3, seeded."""
     return 0.3 * torch.randn(n_sounds, n_samples, generator=torch.Generator().manual_seed(seed))
 
 
@@ -54,7 +52,7 @@ def test_codec_shapes_timestamps_and_scene(tmp_path):
     model = hear.load_model(path, batch_size=2, chunk_frames=4, sample_rate=None)  # 3 sounds: 2 batches, many chunks
     assert model.sample_rate == model.model_sample_rate == 24000
     assert model.scene_embedding_size == model.timestamp_embedding_size == 16
-    audio = _audio(3, 24000 + 100)
+    audio = sounds(3, 24000 + 100)
     embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
     frames = math.ceil(24100 / 320)  # 76
     assert embeddings.shape == (3, frames, 16) and embeddings.dtype == torch.float32
@@ -79,7 +77,7 @@ def test_multichannel_codec_repeats_mono_on_every_channel(tmp_path):
     codec, path = _export_codec(tmp_path, channels=2)
     model = hear.load_model(path, sample_rate=None)
     assert model.channel_policy == "mono repeated on all 2 channels"
-    audio = _audio(2, 3200, seed=1)
+    audio = sounds(2, 3200, seed=1)
     embeddings, _ = hear.get_timestamp_embeddings(audio, model)
     with torch.no_grad():
         stacked = torch.stack([audio, audio], dim=1)
@@ -90,7 +88,7 @@ def test_multichannel_codec_repeats_mono_on_every_channel(tmp_path):
 def test_rvq_codec_embeds_continuous_latents_and_run_folder_loads(tmp_path):
     codec, _ = _export_codec(tmp_path, quantizer="rvq")
     model = hear.load_model(str(tmp_path), sample_rate=None)  # a run folder: model_best.safetensors inside
-    audio = _audio(1, 4000, seed=2)
+    audio = sounds(1, 4000, seed=2)
     embeddings, _ = hear.get_timestamp_embeddings(audio, model)
     with torch.no_grad():
         latents = codec.encoder(audio[:, None] / codec.input_scale(audio[:, None])).transpose(1, 2)
@@ -99,27 +97,6 @@ def test_rvq_codec_embeds_continuous_latents_and_run_folder_loads(tmp_path):
     with torch.no_grad():
         quantized = codec.quantizer.decode(codec.encode(audio[:, None])[0]).transpose(1, 2)
     assert (embeddings - quantized).abs().max() > 1e-3
-
-
-def test_weak_crnn_shapes_and_timestamps(tmp_path):
-    torch.manual_seed(0)
-    crnn = WeakCRNN(("dog", "bell"), "linear_softmax", CRNNConfig(stem_channels=4, conv_channels=(8, 8), rnn_hidden=6))
-    crnn.eval()
-    save_weak_encoder(crnn, tmp_path / "weak")
-    model = hear.load_model(str(tmp_path / "weak"), batch_size=2, sample_rate=None)
-    assert model.sample_rate == model.model_sample_rate == 24000
-    assert model.timestamp_embedding_size == model.scene_embedding_size == 12
-    audio = _audio(3, 24000, seed=3)  # 1 s: 100 log-mel frames -> 25 output frames (stem time stride 4)
-    embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
-    assert embeddings.shape == (3, 25, 12) and timestamps.shape == (3, 25)
-    # Frame centres in milliseconds: (k + 1/2) * 40 ms at 25 frames/s.
-    torch.testing.assert_close(timestamps[1], torch.arange(25, dtype=torch.float32) * 40 + 20, rtol=0, atol=1e-4)
-    with torch.no_grad():
-        reference = crnn(LogMel(LogMelConfig())(audio)).embeddings.transpose(1, 2)
-    torch.testing.assert_close(embeddings, reference, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(hear.get_scene_embeddings(audio, model), embeddings.mean(1), rtol=0, atol=0)
-    # The folder's own files select the same loader.
-    assert isinstance(hear.load_model(str(tmp_path / "weak" / "config.json")), WeakCRNNHEAR)
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
@@ -168,7 +145,7 @@ def test_register_loader_takes_precedence(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 
-def _by_hand(audio: torch.Tensor, rate: int) -> torch.Tensor:
+def resampled_by_hand(audio: torch.Tensor, rate: int) -> torch.Tensor:
     """Each sound resampled on its own to 24 kHz, as a user would before calling a 24 kHz model."""
     return torch.from_numpy(np.stack([resample(sound[None].numpy(), rate, 24000)[0] for sound in audio]))
 
@@ -184,9 +161,9 @@ def test_codec_at_a_hear_rate_equals_the_codec_on_audio_resampled_by_hand(tmp_pa
     model = hear.load_model(path, sample_rate=rate, batch_size=2)  # 3 sounds: two batches
     native = hear.load_model(path, sample_rate=None)
     assert (model.sample_rate, model.model_sample_rate, model.frame_rate) == (rate, 24000, 75.0)
-    audio = _audio(3, rate // 2 + 37, seed=4)  # 0.5 s and a bit: an odd length at every rate
+    audio = sounds(3, rate // 2 + 37, seed=4)  # 0.5 s and a bit: an odd length at every rate
     embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
-    by_hand = _by_hand(audio, rate)
+    by_hand = resampled_by_hand(audio, rate)
     assert by_hand.shape[1] == _samples_at_24k(audio.shape[1], rate)
     frames = math.ceil(by_hand.shape[1] / 320)
     assert embeddings.shape == (3, frames, 16) and timestamps.shape == (3, frames)
@@ -224,34 +201,10 @@ def test_resampling_inside_the_wrapper_does_not_shift_time(tmp_path, rate):
     assert native.to_model_rate(audio) is audio  # no resampling at the encoder's own rate
 
 
-@pytest.mark.parametrize("rate", [48000, 16000])
-def test_weak_crnn_at_a_hear_rate(tmp_path, rate):
-    torch.manual_seed(0)
-    crnn = WeakCRNN(("dog", "bell"), "linear_softmax", CRNNConfig(stem_channels=4, conv_channels=(8, 8), rnn_hidden=6))
-    crnn.eval()
-    save_weak_encoder(crnn, tmp_path / "weak")
-    default = hear.load_model(str(tmp_path / "weak"))
-    assert (default.sample_rate, default.model_sample_rate) == (48000, 24000)
-    model = hear.load_model(str(tmp_path / "weak"), sample_rate=rate, batch_size=2)
-    audio = _audio(3, rate, seed=5)  # 1 s: 24000 samples at 24 kHz -> 25 frames
-    embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
-    assert embeddings.shape == (3, 25, 12)
-    torch.testing.assert_close(timestamps[0], torch.arange(25, dtype=torch.float32) * 40 + 20, rtol=0, atol=1e-4)
-    with torch.no_grad():
-        reference = crnn(LogMel(LogMelConfig())(_by_hand(audio, rate))).embeddings.transpose(1, 2)
-    torch.testing.assert_close(embeddings, reference, rtol=1e-5, atol=1e-6)
-    # The adaptation cut takes the clip at the HEAR rate too, and rebuilds the HEAR embeddings.
-    split = model.split_top()
-    lower = split.lower(audio[0].numpy())
-    with torch.no_grad():
-        rebuilt = split.top(torch.from_numpy(lower)[None], torch.tensor([lower.shape[1]]))[0].T
-    torch.testing.assert_close(rebuilt, embeddings[0], rtol=1e-5, atol=1e-5)
-
-
 def test_codec_adaptation_cut_takes_audio_at_the_hear_rate(tmp_path):
     _, path = _export_codec(tmp_path)
     model = hear.load_model(path)  # 48 kHz
-    audio = _audio(1, 48000 + 640, seed=6)
+    audio = sounds(1, 48000 + 640, seed=6)
     embeddings, _ = hear.get_timestamp_embeddings(audio, model)
     split = model.split_top()
     lower = split.lower(audio[0].numpy())

@@ -1,11 +1,9 @@
-"""Codec files in and out: load a trained codec, stream audio to latents or codes and back.
+"""Encoded files in and out: stream audio to latents or codes and back.
 
-One concept per module, every public name re-exported here (``from audioenc.codec_io import X``):
+One concept per module, every public name re-exported here (``from audioenc.codec_io import X``).
+A trained codec is loaded, and fingerprinted, by :mod:`audioenc.models.files` (:func:`load_codec`,
+:func:`model_config_hash`, :func:`model_weights_hash`, the fingerprints a container stores).
 
-* :mod:`~audioenc.codec_io.loading` — :func:`load_codec`: a :class:`~audioenc.models.codec.CodecModel`
-  and its :class:`~audioenc.config.ModelConfig` from an exported ``model_best.safetensors`` (+
-  ``.json``), a training checkpoint ``checkpoint_*.pt`` (``weights_only=True``) or a run folder;
-  :func:`model_config_hash` / :func:`model_weights_hash`, the fingerprints a container stores.
 * :mod:`~audioenc.codec_io.streaming` — :class:`StreamingEncoder` / :class:`StreamingDecoder`:
   chunk-by-chunk inference with the exact state a one-shot pass would have.
 * :mod:`~audioenc.codec_io.header` / :mod:`~audioenc.codec_io.container` /
@@ -27,7 +25,7 @@ layer as the one-shot pass, so the last frame matches too. Hence streaming = one
 floating-point rounding (the convolution and LSTM kernels may sum in a different order for
 different lengths). Measured at the paper configuration (random weights, 10 s of mono audio):
 latents identical (max difference 0.0) with 75- and 150-frame chunks, at most 4e-7 with 1- to
-7-frame chunks (latents up to 0.11); decoded audio within 7e-8. ``tests/test_codec_io.py`` asserts
+7-frame chunks (latents up to 0.11); decoded audio within 7e-8. ``tests/codec_io/test_streaming.py`` asserts
 ``atol=1e-6`` on a small model for chunks of 1 to 64 frames.
 
 Conditions, checked with errors (never a silent approximation): the model must be causal (a
@@ -78,7 +76,6 @@ from audioenc.codec_io.files import (
     encode_file,
 )
 from audioenc.codec_io.header import FORMAT_VERSION, LEVEL_LIMIT, EncodedHeader
-from audioenc.codec_io.loading import load_codec, model_config_hash, model_weights_hash
 from audioenc.codec_io.streaming import DEFAULT_CHUNK_FRAMES, StreamingDecoder, StreamingEncoder, chunk_frames_for
 from audioenc.codec_io.validation import LATENT_LIMIT, SCAN_FRAMES, check_model_matches
 
@@ -86,6 +83,5 @@ __all__ = [
     "CONTAINER_SUFFIXES", "DEFAULT_CHUNK_FRAMES", "DecodeResult", "EncodeResult", "EncodedHeader", "EncodedReader",
     "FORMAT_VERSION", "InferenceEngine", "LATENT_LIMIT", "LEVEL_LIMIT", "SCAN_FRAMES", "StreamingDecoder",
     "StreamingEncoder", "TorchEngine", "check_audio_output", "check_encoded_output", "check_model_matches",
-    "chunk_frames_for", "decode_file", "encode_file", "load_codec", "model_config_hash", "model_weights_hash",
-    "resampled_length",
+    "chunk_frames_for", "decode_file", "encode_file", "resampled_length",
 ]

@@ -22,7 +22,7 @@ def resampled_length(frames: int, source_rate: int, target_rate: int) -> int:
     """Samples soxr returns for ``frames`` input frames: ``floor(frames · target / source + 1/2)``.
 
     Checked against ``soxr.resample`` for 8 rates and lengths 1..300 and beyond
-    (``tests/test_codec_io.py`` re-checks a few); exact integer arithmetic.
+    (``tests/codec_io/test_audio_blocks.py`` re-checks a few); exact integer arithmetic.
     """
     return (2 * frames * target_rate + source_rate) // (2 * source_rate)
 

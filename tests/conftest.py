@@ -4,7 +4,7 @@ One intra-op thread: the suite's tensors are small, so a second OpenMP thread mo
 synchronisation, and on a 2-core machine shared with another job it makes small operations many
 times slower (threads spin waiting for a descheduled one). Measured side by side on the project's
 quiet 2-core machine, the same clone, ``pytest -m "slow or not slow"``: 864 s with torch's default
-two threads, 675 s with one (session 7). ``OMP_NUM_THREADS`` set by the caller wins; subprocesses
+two threads, 675 s with one. ``OMP_NUM_THREADS`` set by the caller wins; subprocesses
 (the CLI and torchrun tests) inherit it.
 """
 

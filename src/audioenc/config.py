@@ -68,7 +68,7 @@ class DiscriminatorConfig:
 
 @dataclass
 class LossConfig:
-    """Loss weights λt (l1), λf (mel), λg (adv), λfeat (feat) of seed 3 and the balancer."""
+    """Loss weights λt (l1), λf (mel), λg (adv), λfeat (feat), EnCodec's values, and the balancer."""
 
     l1: float = bounded(0.1, minimum=0)
     mel: float = bounded(1.0, minimum=0)

@@ -1,4 +1,4 @@
-"""Hostile resumes and refused runs of `audioenc train` (issue 15, item 4 and checkpoint loading).
+"""Hostile resumes and refused runs of `audioenc train`, and checkpoint loading.
 
 Every refusal exits 2 with one line ``audioenc train: error: …`` naming the file or the setting,
 prints no traceback, and leaves the disk as it was: a refused resume does not touch the run

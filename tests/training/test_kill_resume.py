@@ -1,4 +1,4 @@
-"""A run killed anywhere resumes to exactly the uninterrupted run (issue 15, item 4: resume edge cases).
+"""A run killed anywhere resumes to exactly the uninterrupted run.
 
 ``metrics.jsonl`` and the checkpoints must agree whatever instant a kill lands on: every checkpoint
 loads, each epoch has exactly one row, and the resumed run ends at exactly ``epochs × updates``

@@ -45,9 +45,10 @@ class StreamingEncoder:
     Non-final chunks are ``[B, C, L]`` with ``L`` a multiple of ``model.hop_length`` and give
     ``L / hop`` frames; the final chunk may have any length ``>= 1`` and gives
     ``ceil(L / hop)`` frames. After the final chunk, call :meth:`reset` for a new signal. See the
-    package docstring for the conditions (causal model); the state itself lives in the model's
-    layers and is passed explicitly through :meth:`CodecModel.encode_stream
-    <audioenc.models.codec.CodecModel.encode_stream>`.
+    package docstring for the conditions (causal model). The state (every stateful layer's tensors,
+    one flat tuple) is held here, not in the model's layers: each chunk passes it to
+    :meth:`CodecModel.encode_stream <audioenc.models.codec.CodecModel.encode_stream>`, which returns
+    the next one, so one model can serve several streams.
 
     Args:
         model: the codec (continuous or RVQ).

@@ -1,4 +1,4 @@
-"""`audioenc train --1ch|--32ch …`: EnCodec-style training (seed 3's `python main.py`).
+"""`audioenc train --1ch|--32ch …`: EnCodec-style training of a codec, mono or 32-channel.
 
 Scale out with ``torchrun --nproc_per_node=N -m audioenc train …``; ``--batch-size`` is global.
 """

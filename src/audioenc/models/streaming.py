@@ -130,7 +130,9 @@ def stream_step(module: nn.Module, x: torch.Tensor, state: StreamState | None) -
 
     ``state`` is the flat tuple the previous call returned, :func:`initial_state`, or ``None`` for
     the first chunk (each layer's own left padding: equal to the zero state for zero-padded
-    convolutions). Pure: nothing is kept in the module after the call.
+    convolutions). Nothing is kept in the module after the call: each streaming layer holds its
+    slice of the state only while ``module`` runs (cleared even if it raises), so the caller owns
+    the state and one module can serve several streams.
     """
     layers = streaming_layers(module)
     per_layer = [None] * len(layers) if state is None else _split(layers, tuple(state))

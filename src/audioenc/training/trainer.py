@@ -1,6 +1,7 @@
-"""The EnCodec training step and the epoch loop.
+"""The EnCodec training step, validation and the trainer's checkpoint state (the epoch loop that
+drives them is :mod:`audioenc.training.loop`).
 
-One generator step, in the order of seed 1 (audiocraft's compression solver):
+One generator step, in the order of audiocraft's compression solver:
 
 1. forward: ``y -> encoder -> (RVQ) -> decoder -> ŷ`` (plus the commitment penalty);
 2. discriminator update on the detached ``ŷ`` (every ``discriminator_every`` steps), hinge loss;
@@ -9,8 +10,9 @@ One generator step, in the order of seed 1 (audiocraft's compression solver):
 4. the balancer: one backward pass of the balanced gradient, the commitment penalty included;
 5. optional gradient clipping; the optimizer step; the optional EMA of the weights.
 
-Validation runs on fixed segments after every epoch and never trains anything. The best checkpoint
-is chosen by a reconstruction metric (mel distance by default), never by an adversarial total.
+Validation scores fixed segments (the loop calls it after every epoch) and never trains anything.
+The best checkpoint is chosen by a reconstruction metric (mel distance by default), never by an
+adversarial total.
 """
 
 from __future__ import annotations
@@ -345,7 +347,9 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.step = int(state["step"])
         self.best_value = float(state["best_value"])
-        self.best_step = int(state.get("best_step", state["step"]))  # absent before session 4: no reset
+        # A checkpoint without best_step counts as best at its own step: the warm-up reset of best_value
+        # (training.loop) must not fire again on resume.
+        self.best_step = int(state.get("best_step", state["step"]))
         self.nonfinite_total = int(state["nonfinite_total"])
         history = state.get("history")
         self.history = [dict(row) for row in history] if history is not None else None

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line(torch.device("cpu")))
     print(f"{args.seconds:g} s of 24 kHz mono, fp32, chunks of {args.chunk_frames} frames; load before {load_average()}")
     times = {(kind, name): [] for kind, table in (("encode", encoders), ("decode", decoders)) for name in table}
-    for kind, table in (("encode", encoders), ("decode", decoders)):
+    for table in (encoders, decoders):
         for function in table.values():
             function()  # warm-up
     for repeat in range(args.repeats):

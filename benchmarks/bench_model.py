@@ -60,6 +60,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -415,11 +416,11 @@ def measure(
         inputs = component.prepare()
         output = None
         if component.forward is not None:
-            forward_s, output = timed(lambda: component.forward(inputs), device, clock)
+            forward_s, output = timed(partial(component.forward, inputs), device, clock)
             if index >= warmup:
                 result.forward_s.append(forward_s)
         if component.backward is not None:
-            backward_s, _ = timed(lambda: component.backward(inputs, output), device, clock)
+            backward_s, _ = timed(partial(component.backward, inputs, output), device, clock)
             if index >= warmup:
                 result.backward_s.append(backward_s)
         del inputs, output

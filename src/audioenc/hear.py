@@ -391,7 +391,7 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
             model = loader.load(path, **kwargs).eval().set_sample_rate(sample_rate)
             return model.to(device) if device is not None else model
     raise UserError(
-        f"load_model: {path} is not a known encoder file; known kinds: {', '.join(l.name for l in LOADERS)} "
+        f"load_model: {path} is not a known encoder file; known kinds: {', '.join(loader.name for loader in LOADERS)} "
         "(a codec .safetensors/.pt/run folder; a weak-CRNN folder once audioenc.timing is imported)."
     )
 

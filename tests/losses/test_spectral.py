@@ -60,19 +60,22 @@ def np_multiscale_mel(y, y_hat, windows, alphas, normalized=False, floor=1e-5):
     return total / (sum(a + 1 for a in alphas) if normalized else 1.0)
 
 
+def np_magnitudes(signals, n_fft, hop, win):
+    """Centred reflect-padded STFT magnitudes of every signal in ``[..., time]``, floored at 1e-7 in power."""
+    out = []
+    for s in signals.reshape(-1, signals.shape[-1]):
+        spec = np_stft(np.pad(s, n_fft // 2, mode="reflect"), n_fft, hop, win)
+        out.append(np.sqrt(np.maximum(np.abs(spec) ** 2, 1e-7)))
+    return np.stack(out)
+
+
 def np_mrstft(y, y_hat, resolutions=((1024, 120, 600), (2048, 240, 1200), (512, 50, 240)), factor=0.5):
     """audiocraft MRSTFTLoss in float64: centred reflect-padded STFT magnitudes, spectral
     convergence as one Frobenius ratio over the whole batch, L1 of log magnitudes."""
     eps = np.finfo(np.float32).eps
     sc = mag = 0.0
     for n_fft, hop, win in resolutions:
-        def magnitude(signals):
-            out = []
-            for s in signals.reshape(-1, signals.shape[-1]):
-                spec = np_stft(np.pad(s, n_fft // 2, mode="reflect"), n_fft, hop, win)
-                out.append(np.sqrt(np.maximum(np.abs(spec) ** 2, 1e-7)))
-            return np.stack(out)
-        my, mh = magnitude(y), magnitude(y_hat)
+        my, mh = np_magnitudes(y, n_fft, hop, win), np_magnitudes(y_hat, n_fft, hop, win)
         sc += np.linalg.norm(my - mh) / (np.linalg.norm(my) + eps)
         mag += np.abs(np.log(eps + my) - np.log(eps + mh)).mean()
     count = len(resolutions)

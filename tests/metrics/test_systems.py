@@ -81,7 +81,7 @@ def test_mu_law_quantizes_to_at_most_256_levels():
     assert np.max(np.abs(compressed - codes)) < 0.01
     assert len(np.unique(codes)) <= 256
     assert np.max(np.abs(codes)) <= 127
-    assert 150 < len(np.unique(codes))  # and it does use many of them
+    assert len(np.unique(codes)) > 150  # and it does use many of them
     # the codes of the independent formula, and its expanded values up to the resampler's ~1e-7
     assert np.mean(codes == codes_expected) > 0.999
     np.testing.assert_allclose(y, expanded_expected, atol=1e-6)

@@ -112,4 +112,4 @@ def test_psds_intervals_when_asked_and_point_values_from_sed_scores_eval():
     assert result.point["psds1"] == pytest.approx(reference)
     interval = result.intervals["psds1"]
     assert interval.resamples <= 6 and interval.low <= interval.high
-    assert 0.0 <= interval.low and interval.high <= 1.0
+    assert interval.low >= 0.0 and interval.high <= 1.0

@@ -32,7 +32,6 @@ label file and is set to the duration without an issue; anything later is report
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field

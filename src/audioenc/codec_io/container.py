@@ -205,7 +205,7 @@ class EncodedReader:
                 + _REENCODE
             ) from error
         self.header = EncodedHeader.from_strings(metadata, str(self.path))
-        if self.header.tensor_name not in self._handle.keys():
+        if self.header.tensor_name not in self._handle.keys():  # noqa: SIM118 (safe_open has no __contains__)
             raise UserError(f"{self.path}: no {self.header.tensor_name!r} tensor; the file is damaged. {_REENCODE}")
         self._slice = self._handle.get_slice(self.header.tensor_name)
         self.shape = tuple(self._slice.get_shape())

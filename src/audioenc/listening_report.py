@@ -48,7 +48,10 @@ _SELF_CHECK = """
     errors.push(t && t.tagName ? t.tagName + ' failed to load' : String(e.message));
   }, true);
   var original = console.error;
-  console.error = function () { errors.push(Array.prototype.join.call(arguments, ' ')); original.apply(console, arguments); };
+  console.error = function () {
+    errors.push(Array.prototype.join.call(arguments, ' '));
+    original.apply(console, arguments);
+  };
   window.addEventListener('load', function () {
     var players = Array.prototype.slice.call(document.querySelectorAll('audio'));
     var pending = players.length;
@@ -58,7 +61,8 @@ _SELF_CHECK = """
         durations: players.map(function (p) { return p.duration; }),
         media_errors: players.filter(function (p) { return p.error; }).map(function (p) { return p.error.code; }),
         images: document.images.length,
-        images_broken: Array.prototype.filter.call(document.images, function (i) { return !(i.complete && i.naturalWidth > 0); }).length,
+        images_broken: Array.prototype.filter.call(document.images,
+          function (i) { return !(i.complete && i.naturalWidth > 0); }).length,
         errors: errors};
       document.getElementById('self-check').textContent = JSON.stringify(result);
     }

@@ -151,7 +151,8 @@ def paired_bootstrap_ci(frozen, scratch, *, n_resamples=2000, confidence=0.95, s
     ),
     "05_adapt_or_not": (
         '''
-def choose_path(frozen_clip, frozen_boundary, scratch_clip, scratch_boundary, *, clip_margin=0.02, boundary_margin=0.05):
+def choose_path(frozen_clip, frozen_boundary, scratch_clip, scratch_boundary, *,
+                clip_margin=0.02, boundary_margin=0.05):
     # mistake: adapt whenever the boundaries are behind, before asking the clip question
     clip_gap = frozen_clip - scratch_clip
     boundary_gap = frozen_boundary - scratch_boundary

@@ -9,8 +9,8 @@ in float64 on copies of the same weights, so any difference beyond rounding is a
 what is computed.
 
 Tolerances: relative 1e-10 on the losses and on the discriminator's gradients and updated weights.
-The codec's gradients get 1e-6 of each tensor's largest entry: the balancer scales each loss's gradient by the inverse of
-its norm, and on this tiny random discriminator the adversarial gradient's norm is about 1e-5 of the
+The codec's gradients get 1e-6 of each tensor's largest entry: the balancer scales each loss's gradient
+by the inverse of its norm, and on this tiny random discriminator the adversarial gradient's norm is about 1e-5 of the
 mel gradient's, so the ~1e-12 relative rounding difference of the discriminator's batched update
 (one call on [real; fake] against two calls) reaches the combined gradient amplified. Any real
 change of the computation shows up as an O(1) difference.

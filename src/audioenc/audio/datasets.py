@@ -109,7 +109,8 @@ def usable_entries(
 
     Rejected at scan time (corrupt, truncated, ...): left out, one warning that names them
     with their reasons (``audioenc scan`` gives the full report). Shorter than
-    ``min_seconds`` (default ``segment_seconds``): left out, one warning that names them. Wrong channel count for ``'all'``: left out, one warning that names them.
+    ``min_seconds`` (default ``segment_seconds``): left out, one warning that names them. Wrong
+    channel count for ``'all'``: left out, one warning that names them.
 
     Raises:
         NoUsableAudioError: nothing is left; the message says what was required and found.

@@ -279,7 +279,8 @@ def read_strong_tsv(
                     Issue(
                         str(path),
                         number,
-                        f"{where}: event {label!r} at {onset}-{offset} s starts past the end of {filename!r} ({duration:.3f} s)",
+                        f"{where}: event {label!r} at {onset}-{offset} s starts past the end of {filename!r} "
+                        f"({duration:.3f} s)",
                     )
                 )
                 continue
@@ -311,7 +312,8 @@ def _merge_same_class(path: Path, filename: str, rows: list[tuple[Event, int]], 
                     str(path),
                     number,
                     f"{path}:{number}: {event.label!r} event {event.onset}-{event.offset} s in {filename!r} overlaps "
-                    f"line {previous_line} ({previous.onset}-{previous.offset} s); merged into {union.onset}-{union.offset} s",
+                    f"line {previous_line} ({previous.onset}-{previous.offset} s); "
+                    f"merged into {union.onset}-{union.offset} s",
                     "merged",
                 )
             )
@@ -531,7 +533,8 @@ def read_event_split(
                     Issue(
                         str(weak_tsv),
                         None,
-                        f"{filename!r}: weak labels {list(weak_rows[filename])} lack {sorted(set(from_strong) - set(weak_rows[filename]))} "
+                        f"{filename!r}: weak labels {list(weak_rows[filename])} "
+                        f"lack {sorted(set(from_strong) - set(weak_rows[filename]))} "
                         "found in its strong labels; added",
                         "merged",
                     )

@@ -16,7 +16,8 @@ measure            rate         implementation (package)                        
 ``visqol-python`` reproduces the reference C++ implementation's conformance values (v333): nine of
 the ten audio-mode pairs to 1e-6, contrabassoon 2.346751 against 2.346868 (1.2e-4), and the speech
 pair ``CA01_01`` 3.3153 against 3.3129 (lattice model); :func:`score` gives the same audio-mode
-values on the mono downmix. The check is ``benchmarks/check_visqol_conformance.py``. They are optional: ``pip install -e '.[eval]'``.
+values on the mono downmix. The check is ``benchmarks/check_visqol_conformance.py``. They are
+optional: ``pip install -e '.[eval]'``.
 
 A measure that does not apply is not computed: :func:`skip_reason` says why (PESQ and STOI are
 defined for speech; PESQ needs at least 0.25 s and some signal).

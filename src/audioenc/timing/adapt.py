@@ -170,8 +170,8 @@ class AdaptationRule:
             f"Adapt only when the frozen encoder + probe stops short of the scratch baseline: scratch ahead by more "
             f"than {self.clip_margin:.2f} in clip mAP or by more than {self.boundary_margin:.2f} in collar F1 on "
             f"positive clips (evaluation split, point values). Keep the adapted encoder only if it gains at least "
-            f"{self.gain_margin:.2f} over frozen + probe on a metric that stopped short, with the paired 95 % bootstrap "
-            f"interval of that gain above zero, and loses no more than the margin on the other metric."
+            f"{self.gain_margin:.2f} over frozen + probe on a metric that stopped short, with the paired 95 % "
+            f"bootstrap interval of that gain above zero, and loses no more than the margin on the other metric."
         )
 
     def should_adapt(self, frozen: Mapping[str, float | None], scratch: Mapping[str, float | None]) -> AdaptationTrigger:
@@ -187,11 +187,13 @@ class AdaptationRule:
         if "clip_map" not in gaps:
             raise ValueError("the adaptation rule needs clip_map for both the frozen path and the scratch baseline")
         described = {
-            "clip_map": f"clip mAP {frozen['clip_map']:.3f} vs scratch {scratch['clip_map']:.3f} (gap {gaps['clip_map']:+.3f})"
+            "clip_map": f"clip mAP {frozen['clip_map']:.3f} vs scratch {scratch['clip_map']:.3f} "
+            f"(gap {gaps['clip_map']:+.3f})"
         }
         if "collar_f1" in gaps:
             described["collar_f1"] = (
-                f"collar F1 {frozen['collar_f1']:.3f} vs scratch {scratch['collar_f1']:.3f} (gap {gaps['collar_f1']:+.3f})"
+                f"collar F1 {frozen['collar_f1']:.3f} vs scratch {scratch['collar_f1']:.3f} "
+                f"(gap {gaps['collar_f1']:+.3f})"
             )
         if not short_on:
             reason = "the frozen path does not stop short: " + "; ".join(described.values()) + " — all within the margins"

@@ -82,7 +82,9 @@ class RunInfo:
             "seed": self.seed,
             "fast": self.fast,
             "settings": clean(asdict(self.settings)),
-            "threads": f"one torch thread per process; CRNN trainings in {self.settings.run.workers} process(es) at once",
+            "threads": (
+                f"one torch thread per process; CRNN trainings in {self.settings.run.workers} process(es) at once"
+            ),
             "step_seconds": dict(self.step_seconds),
             "wall_seconds": self.wall_seconds,
         }

@@ -232,7 +232,7 @@ def build_sides(modules, config, run_dir: Path, *, dtype: torch.dtype = torch.fl
     trainer = Trainer(config, run_dir, device)
     for module in (trainer.model, trainer.discriminator, trainer.mel_loss):
         module.to(device=device, dtype=dtype)
-    if trainer.model.quantizer is not None:
+    if trainer.model.quantizer.discrete:
         for layer in trainer.model.quantizer.layers:
             layer.threshold_ema_dead_code = threshold
 

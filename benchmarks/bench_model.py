@@ -74,8 +74,8 @@ from audioenc.losses.adversarial import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from audioenc.models.quantization import ResidualVectorQuantizer
-from audioenc.training.trainer import LOSS_KEYS, Trainer
+from audioenc.quantization.rvq import ResidualVectorQuantizer
+from audioenc.training.trainer import Trainer
 
 DEFAULT_SHAPES = "32x1x24000,4x32x24000"
 QUICK_SHAPES = "4x1x24000,1x32x24000"
@@ -297,7 +297,7 @@ def build_components(shape: tuple[int, int, int], device: torch.device, run_dir:
                                         bins=config.model.bins, q_dropout=False).to(device).train()
     frame_rate = model.frame_rate
     kind = config.losses.adversarial
-    weights = {key: getattr(config.losses, key) for key in LOSS_KEYS}
+    weights = trainer.losses.weights()
 
     def zero_grads() -> None:
         for module in (model, discriminator, quantizer):
@@ -340,7 +340,7 @@ def build_components(shape: tuple[int, int, int], device: torch.device, run_dir:
         return weights["adv"] * adv + weights["feat"] * feat
 
     def weighted_sum(losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(weights[key] * losses[key] for key in LOSS_KEYS)
+        return sum(weights[key] * losses[key] for key in weights)
 
     def estimate_and_losses() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # The balancer's input: the four losses' graphs, built untimed.

@@ -352,7 +352,7 @@ def compare_step(sides: Sides, ours: dict, theirs: dict) -> list[Row]:
                             ((a.detach(), b.detach()) for a, b in sides.codec_map.pairs.values()),
                             ((ours["codec_grads"][k], theirs["codec_grads"][k]) for k in sides.codec_map.pairs),
                             sides.trainer.optimizer))
-    if sides.trainer.model.quantizer is not None:
+    if sides.trainer.model.quantizer.discrete:
         books = list(zip(sides.trainer.model.quantizer.layers, sides.codec.quantizer.vq.layers))
         for buffer in ("embed", "embed_avg", "cluster_size"):
             rows.append(Row(f"codebooks: {buffer}", *diff((getattr(a, buffer), getattr(b._codebook, buffer))

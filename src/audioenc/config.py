@@ -23,6 +23,7 @@ from typing import Any
 
 from audioenc import SAMPLE_RATE
 from audioenc.errors import UnknownKeyError, UserError
+from audioenc.quantization.registry import QUANTIZER_NAMES
 from audioenc.validation import bounded, check_fields
 
 MAX_SEED = 2**32 - 1
@@ -45,10 +46,11 @@ class ModelConfig:
     # Identity shortcut in the residual units (audiocraft's encodec config); False: a kernel-1
     # convolution, as in the released EnCodec 24 kHz weights (`audioenc import-hf`).
     true_skip: bool = True
-    quantizer: str = "none"  # "none": seed 3's continuous baseline; "rvq": the codec
+    quantizer: str = "none"  # a name of audioenc.quantization.registry: "none" (continuous latents), "rvq", "fsq"
     n_q: int = bounded(32, minimum=1, integer=True)
     bins: int = bounded(1024, minimum=2, integer=True)  # one bin would carry no bits
     q_dropout: bool = True
+    fsq_levels: tuple[int, ...] = bounded((8, 5, 5, 5), minimum=2, integer=True)  # values per FSQ dimension
     # Divide each input by its RMS level and restore it at the output (the level is side
     # information, stored beside latents/codes). EnCodec 48 kHz's `renormalize`; DAC normalises
     # loudness for the same reason: quiet input leaves a freshly initialised codec dominated by its
@@ -159,7 +161,7 @@ class Config:
 # Keys added after configurations were first saved, with the value that reproduces what such a
 # configuration meant (a codec saved before `model.normalize` existed never normalised its input).
 # (Residual units always had identity shortcuts before `model.true_skip` existed.)
-SAVED_BEFORE: dict[str, dict[str, Any]] = {"model": {"normalize": False, "true_skip": True}}
+SAVED_BEFORE: dict[str, dict[str, Any]] = {"model": {"normalize": False, "true_skip": True, "fsq_levels": [8, 5, 5, 5]}}
 
 
 def saved_section(name: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +236,7 @@ def set_value(config: Config, dotted_key: str, value: Any) -> None:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model.quantizer": ("none", "rvq"),
+    "model.quantizer": QUANTIZER_NAMES,
     "model.pad_mode": ("constant", "reflect", "replicate"),
     "losses.adversarial": ("hinge", "mse", "hinge2"),
     "data.channel_mode": ("mono", "all", "downmix"),

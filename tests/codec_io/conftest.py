@@ -29,7 +29,7 @@ def small_model(seed: int = 0, **overrides) -> tuple[CodecModel, ModelConfig]:
     torch.manual_seed(seed)
     config = small_config(**overrides)
     model = CodecModel.from_config(config).eval()
-    if model.quantizer is not None:
+    if not model.quantizer.initialized:
         model.quantizer.q_dropout = False  # initialise every codebook on one training pass
         model.train()
         with torch.no_grad():

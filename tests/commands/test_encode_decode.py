@@ -84,7 +84,7 @@ def test_rvq_bandwidth_to_npz(tmp_path, capsys):
     "argv, message",
     [
         (["encode", "{dir}/stereo.wav", "{dir}/x.safetensors"], "2 channel(s) but the model encodes 1"),
-        (["encode", "{dir}/mono.wav", "{dir}/x.safetensors", "--bandwidth", "6"], "--bandwidth is for RVQ models"),
+        (["encode", "{dir}/mono.wav", "{dir}/x.safetensors", "--bandwidth", "6"], "--bandwidth is for models with codes"),
         (["encode", "{dir}/mono.wav", "{dir}/x.mp4"], "must end in .safetensors or .npz"),
         (["encode", "{dir}/absent.wav", "{dir}/x.npz"], "cannot read as audio"),
         (["decode", "{dir}/mono.wav", "{dir}/x.wav"], "must end in .safetensors or .npz"),

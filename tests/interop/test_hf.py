@@ -155,7 +155,7 @@ def _refusal(capsys, argv):
 def test_export_refuses_what_encodec_model_cannot_be(tmp_path, capsys, overrides, words):
     config = ModelConfig(**{**TINY, **overrides})
     model = CodecModel.from_config(config)
-    if model.quantizer is not None:
+    if model.quantizer.discrete:
         random_codebooks_(model)
     export_model(tmp_path, "model_best", model, config)
     err = _refusal(capsys, ["export", str(tmp_path / "model_best.safetensors"), "--format", "hf", str(tmp_path / "hf")])
@@ -264,7 +264,7 @@ def test_paper_parameter_counts_equal_transformers(true_skip, encoder, decoder):
 @pytest.mark.parametrize("true_skip", [True, False])
 def test_key_map_covers_both_state_dicts_exactly(true_skip):
     config = ModelConfig(**{**TINY, "true_skip": true_skip, "n_residual_layers": 2, "lstm": 2})
-    from audioenc.models.quantization import ResidualVectorQuantizer
+    from audioenc.quantization.rvq import ResidualVectorQuantizer
 
     options = seanet_options(config)  # (CodecModel.from_config may not pass true_skip yet)
     model = CodecModel(SEANetEncoder(**options), SEANetDecoder(**options),

@@ -42,7 +42,7 @@ def _model(**overrides) -> tuple[CodecModel, ModelConfig]:
     torch.manual_seed(0)
     config = ModelConfig(**{**TINY, **overrides})
     model = CodecModel.from_config(config)
-    if model.quantizer is not None:
+    if not model.quantizer.initialized:
         model.quantizer.q_dropout = False
         model.train()
         with torch.no_grad():  # one training pass: k-means initialises every codebook

@@ -207,9 +207,9 @@ def encode_file(
         _check_values(str(input_path), "latents", latents[0].cpu().numpy(), first_frame, None, encoding=True)
 
     stream = (engine or TORCH_ENGINE).streaming_encoder(model, n_q, scale=scale, latent_check=check_latents)
-    quantized = model.quantizer is not None
+    quantized = model.quantizer.discrete
     header = EncodedHeader(
-        kind="codes" if quantized else "latents",
+        kind=model.quantizer.encoded_kind,
         sample_rate=model.sample_rate, num_samples=num_samples, num_frames=num_frames, hop_length=hop,
         frame_rate=model.frame_rate, channels=model.channels, source_sample_rate=int(info.samplerate),
         source_frames=int(info.frames), source_name=input_path.name, n_q=stream.n_q or 0,
@@ -328,11 +328,11 @@ def decode_file(
     with EncodedReader(input_path) as reader:  # checks the header, the tensor's rank, dtype and size
         header = reader.header
         check_model_matches(header, model, config, where, allow_other_weights)
-        model_kind = "latents" if model.quantizer is None else "codes"
+        model_kind = model.quantizer.encoded_kind
         if header.kind != model_kind:
             raise UserError(f"{input_path} holds {header.kind} but the model produces {model_kind}.")
         _check_fits_model(reader, model)
-        bins = None if model.quantizer is None else model.quantizer.bins
+        bins = model.quantizer.bins if model.quantizer.discrete else None
         # Every value, before any audio is computed or written (the container is small next to the
         # audio: 1/20 of it for paper-model latents, far less for codes).
         for start in range(0, header.num_frames, SCAN_FRAMES):
@@ -399,4 +399,3 @@ def decode_file(
         finally:
             tmp.unlink(missing_ok=True)
     return DecodeResult(output_path, rate, written, header.channels, clipped)
-

@@ -68,7 +68,7 @@ class StreamingEncoder:
                  scale: torch.Tensor | float | None = None,
                  latent_check: Callable[[torch.Tensor, int], None] | None = None) -> None:
         name = type(self).__name__
-        if (model.quantizer is None or latents_only) and n_q is not None:
+        if (not model.quantizer.discrete or latents_only) and n_q is not None:
             raise UserError(f"{name}: n_q selects codebooks; it is meaningless when continuous latents are returned.")
         if model.normalize and scale is None:
             raise UserError(
@@ -79,7 +79,7 @@ class StreamingEncoder:
         self.scale = scale if model.normalize else 1.0
         self.latents_only = latents_only
         self.latent_check = latent_check
-        quantized = model.quantizer is not None and not latents_only
+        quantized = model.quantizer.discrete and not latents_only
         self.n_q = None if not quantized else (model.quantizer.n_q if n_q is None else n_q)
         if self.n_q is not None:
             model.quantizer.bandwidth_for(self.n_q, model.frame_rate)  # validates n_q
@@ -172,7 +172,7 @@ class StreamingDecoder:
     def _decode(self, encoded: torch.Tensor, one_shot: bool) -> torch.Tensor:
         """Latents or codes ``[B, D|K, f]`` -> level-normalised audio ``[B, C, f · hop]``; carries
         ``self._state``. PyTorch here."""
-        latents = encoded if self.model.quantizer is None else self.model.quantizer.decode(encoded.long())
+        latents = self.model.quantizer.decode(encoded)
         if latents.shape[1] != self.model.decoder.dimension:
             raise UserError(
                 f"{type(self).__name__}: latents have dimension {latents.shape[1]}, the decoder expects "

@@ -109,7 +109,7 @@ def _check_fits_model(reader: EncodedReader, model: CodecModel) -> None:
     if not math.isclose(header.frame_rate, model.frame_rate, rel_tol=1e-9):
         raise _field_error(where, "frame_rate", f"is {header.frame_rate!r}, but the model's is {model.frame_rate!r}")
     rows = reader.shape[1]
-    if model.quantizer is None:
+    if not model.quantizer.discrete:
         if rows != model.decoder.dimension:
             raise UserError(
                 f"{where}: tensor 'latents' has {rows} rows (shape {list(reader.shape)}) but the model's latent "

@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     chunk_frames = chunk_frames_for(args.chunk_seconds, model.frame_rate)
     n_q = None
     if args.bandwidth is not None:
-        if model.quantizer is None:
-            raise UserError("--bandwidth is for RVQ models; this model has continuous latents.")
+        if not model.quantizer.discrete:
+            raise UserError("--bandwidth is for models with codes; this model has continuous latents.")
         n_q = codebooks_for(model, args.bandwidth)
     if not model.encoder.causal and not args.quiet:
         print("audioenc encode: the model is not causal; encoding the whole file in one pass "

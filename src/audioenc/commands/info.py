@@ -1,8 +1,10 @@
-"""`audioenc info --1ch|--32ch [--quantizer rvq] [--preset P] [key=value …]`: the model summary."""
+"""`audioenc info --1ch|--32ch [--quantizer NAME] [--preset P] [key=value …]`: the model summary."""
 
 from __future__ import annotations
 
 import argparse
+
+from audioenc.quantization.registry import QUANTIZER_NAMES
 
 
 def add_channel_mode(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +19,7 @@ def add_channel_mode(parser: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("info", help="print the model summary and exact parameter counts")
     add_channel_mode(parser)
-    parser.add_argument("--quantizer", choices=("none", "rvq"), default="none")
+    parser.add_argument("--quantizer", choices=QUANTIZER_NAMES, default="none")
     parser.add_argument("--preset", default="paper", help="size preset: paper (default) or small")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.n_q=8")
     parser.set_defaults(func=run)
@@ -31,7 +33,7 @@ def summary_lines(config) -> list[str]:
     discriminator = build_discriminator(config.discriminator, config.model)
 
     def count(module) -> int:
-        return sum(p.numel() for p in module.parameters()) if module is not None else 0
+        return sum(p.numel() for p in module.parameters())
 
     lines = [
         f"sample_rate: {model.sample_rate} Hz",
@@ -40,19 +42,16 @@ def summary_lines(config) -> list[str]:
         f"frame_rate: {model.frame_rate:g} frames/s",
         f"latent_dimension: {config.model.dimension}",
     ]
-    if model.quantizer is not None:
-        per_codebook = model.quantizer.bandwidth_for(1, model.frame_rate)
-        lines.append(f"quantizer: rvq, {config.model.n_q} codebooks x {config.model.bins} bins")
-        lines.append(f"bitrate: {per_codebook * config.model.n_q:g} kbps ({per_codebook:g} kbps per codebook)")
-    else:
-        lines.append("quantizer: none (continuous latents)")
+    quantizer = model.quantizer
+    lines.append(f"quantizer: {quantizer.summary()}")
+    if quantizer.discrete:
+        per_codebook = quantizer.bandwidth_for(1, model.frame_rate)
+        lines.append(f"bitrate: {per_codebook * quantizer.total_codebooks:g} kbps ({per_codebook:g} kbps per codebook)")
+    note = quantizer.state_note()
     lines += [
         f"params_encoder: {count(model.encoder)}",
         f"params_decoder: {count(model.decoder)}",
-        f"params_quantizer: {count(model.quantizer)} (codebooks are learned by EMA: "
-        f"{config.model.n_q} x {config.model.bins} x {config.model.dimension} = "
-        f"{config.model.n_q * config.model.bins * config.model.dimension} values in buffers)"
-        if model.quantizer is not None else "params_quantizer: 0",
+        f"params_quantizer: {count(quantizer)}" + (f" ({note})" if note else ""),
         f"params_discriminator: {count(discriminator)}",
     ]
     return lines

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from audioenc.commands.info import add_channel_mode
+from audioenc.quantization.registry import QUANTIZER_NAMES
 from audioenc.validation import number
 
 
@@ -40,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=number(minimum=1, integer=True),
                         help="global batch size (split across ranks)")
     parser.add_argument("--segment-seconds", type=number(above=0))
-    parser.add_argument("--quantizer", choices=("none", "rvq"), help="none: continuous baseline (default)")
+    parser.add_argument("--quantizer", choices=QUANTIZER_NAMES,
+                        help="none: continuous latents (default); rvq: residual VQ; fsq: finite scalar quantization")
     parser.add_argument("--logger", choices=("tensorboard", "wandb", "none"))
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 …")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -33,7 +33,7 @@ class Balancer:
 
     Usage::
 
-        balancer = Balancer({"l1": 0.1, "mel": 1.0, "adv": 3.0, "feat": 3.0})
+        balancer = Balancer({"l1": 0.1, "mel": 1.0, "adv": 3.0, "feat": 3.0})  # or LossTable.weights()
         losses = {"l1": l1(y, y_hat), "mel": mel(y, y_hat), "adv": ..., "feat": ...}
         effective_loss = balancer.backward(losses, y_hat, penalty=commitment)
         optimizer.step()

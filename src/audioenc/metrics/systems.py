@@ -45,7 +45,7 @@ def codec_systems(model, name: str = "codec", device: torch.device | str = "cpu"
     continuous codec (no bitrate)."""
     model = model.eval().to(device)
     quantizer = model.quantizer
-    if quantizer is None:
+    if not quantizer.discrete:
         return [System(name, None, _codec_reconstructor(model, None, device), "codec")]
     per_codebook = quantizer.bandwidth_per_codebook(model.frame_rate)
     counts = sorted({n for n in (2, 4, 8, 16, 32) if n <= quantizer.total_codebooks} | {quantizer.total_codebooks})
@@ -115,7 +115,7 @@ def untrained(model_config, device: torch.device | str = "cpu", seed: int = 0) -
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = CodecModel.from_config(model_config).eval()
-    if model.quantizer is not None:
+    if not model.quantizer.initialized:
         # An untrained RVQ has no k-means codebooks yet; initialise them on noise so it produces
         # codes at all (what the first training step would do on data).
         with torch.no_grad(), torch.random.fork_rng():

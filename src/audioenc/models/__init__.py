@@ -1,1 +1,1 @@
-"""Streamable convolutions, SEANet, residual vector quantizer, codec wrapper, discriminators."""
+"""Streamable convolutions, SEANet, codec wrapper, discriminators (the quantizers: audioenc.quantization)."""

@@ -1,4 +1,4 @@
-"""The codec model: SEANet encoder -> (identity or residual VQ) -> SEANet decoder."""
+"""The codec model: SEANet encoder -> quantizer (identity, residual VQ, FSQ, ...) -> SEANet decoder."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from torch import nn
 
 from audioenc.config import DiscriminatorConfig, ModelConfig
 from audioenc.models.discriminators import MultiScaleSTFTDiscriminator
-from audioenc.models.quantization import ResidualVectorQuantizer
 from audioenc.models.seanet import SEANetDecoder, SEANetEncoder, seanet_options
 from audioenc.models.streaming import StreamState, initial_state, stream_step
+from audioenc.quantization.base import Quantizer
+from audioenc.quantization.registry import build_quantizer
 
 
 def as_scale(scale: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
@@ -25,10 +26,10 @@ class CodecOutput:
 
     Attributes:
         audio: reconstruction ``[B, C, T]``, trimmed to the input length.
-        latents: encoder output after quantization (or the continuous latents) ``[B, D, F]``.
-        codes: integer codes ``[B, K, F]``, or ``None`` for the continuous baseline.
-        penalty: RVQ commitment loss (scalar; 0 for the continuous baseline).
-        bandwidth: kbps actually used this pass (0 for the continuous baseline).
+        latents: encoder output after quantization (the continuous latents themselves without codes) ``[B, D, F]``.
+        codes: integer codes ``[B, K, F]``, or ``None`` for a continuous codec.
+        penalty: the quantizer's commitment loss (scalar; 0 when it has none).
+        bandwidth: kbps actually used this pass (0 for a continuous codec).
         scale: the input level the codec divided by and restored ``[B, 1, 1]`` (ones when the
             model does not normalise).
     """
@@ -44,9 +45,10 @@ class CodecOutput:
 class CodecModel(nn.Module):
     """EnCodec-style codec: ``F = ceil(T / hop)`` latent frames of ``dimension`` each.
 
-    With ``quantizer=None`` this is seed 3's continuous baseline autoencoder; with a
-    :class:`ResidualVectorQuantizer` it is the EnCodec codec, ``log2(bins) · frame_rate`` bits/s per
-    codebook (0.75 kbps per codebook at 75 Hz and 1024 bins).
+    The quantizer decides what the codec transmits: with the
+    :class:`~audioenc.quantization.null.NullQuantizer` it is a continuous autoencoder (latents); with a
+    :class:`~audioenc.quantization.rvq.ResidualVectorQuantizer` it is the EnCodec codec, ``log2(bins) ·
+    frame_rate`` bits/s per codebook (0.75 kbps per codebook at 75 Hz and 1024 bins).
 
     With ``normalize`` the codec works on level-normalised audio: each input item is divided by its
     RMS over channels and time (one number per item, so inter-channel level differences survive),
@@ -70,7 +72,7 @@ class CodecModel(nn.Module):
         self,
         encoder: SEANetEncoder,
         decoder: SEANetDecoder,
-        quantizer: ResidualVectorQuantizer | None,
+        quantizer: Quantizer,
         sample_rate: int,
         channels: int,
         normalize: bool = False,
@@ -86,11 +88,7 @@ class CodecModel(nn.Module):
     @classmethod
     def from_config(cls, config: ModelConfig) -> CodecModel:
         seanet = seanet_options(config)
-        quantizer = None
-        if config.quantizer == "rvq":
-            quantizer = ResidualVectorQuantizer(
-                dimension=config.dimension, n_q=config.n_q, bins=config.bins, q_dropout=config.q_dropout
-            )
+        quantizer = build_quantizer(config.quantizer, config)
         return cls(SEANetEncoder(**seanet), SEANetDecoder(**seanet), quantizer, config.sample_rate, config.channels,
                    normalize=config.normalize)
 
@@ -149,24 +147,18 @@ class CodecModel(nn.Module):
         return audio.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() + self.LEVEL_FLOOR
 
     def forward(self, audio: torch.Tensor) -> CodecOutput:
-        """Encode, quantize (if any) and decode ``audio`` ``[B, C, T]`` at its own level."""
+        """Encode, quantize and decode ``audio`` ``[B, C, T]`` at its own level."""
         scale = self.input_scale(audio)
         length = audio.shape[-1]
-        latents = self.encoder(audio / scale)
-        codes = None
-        penalty = latents.new_zeros(())
-        bandwidth = latents.new_zeros(())
-        if self.quantizer is not None:
-            quantized = self.quantizer(latents, self.frame_rate)
-            latents, codes, penalty, bandwidth = quantized.x, quantized.codes, quantized.penalty, quantized.bandwidth
-        reconstruction = self.decoder(latents)[..., :length] * scale.to(latents.dtype)
-        return CodecOutput(reconstruction, latents, codes, penalty, bandwidth, scale)
+        quantized = self.quantizer(self.encoder(audio / scale), self.frame_rate)
+        reconstruction = self.decoder(quantized.x)[..., :length] * scale.to(quantized.x.dtype)
+        return CodecOutput(reconstruction, quantized.x, quantized.codes, quantized.penalty, quantized.bandwidth, scale)
 
     @torch.no_grad()
     def encode(self, audio: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, C, T]`` -> ``(encoded, scale)``.
 
-        ``encoded`` is integer codes ``[B, K, F]`` (RVQ) or continuous latents ``[B, D, F]`` of
+        ``encoded`` is the quantizer's integer codes ``[B, K, F]`` or continuous latents ``[B, D, F]`` of
         ``audio / scale``; ``scale`` ``[B, 1, 1]`` is :meth:`input_scale` unless given (a fixed gain
         for live input, or one level for a whole file streamed in chunks). A codec without
         ``normalize`` ignores a given scale and returns ones, as the streaming encoder does.
@@ -177,7 +169,7 @@ class CodecModel(nn.Module):
         else:
             scale = as_scale(scale, audio)
         latents = self.encoder(audio / scale)
-        encoded = latents if self.quantizer is None else self.quantizer.encode(latents)
+        encoded = self.quantizer.encode(latents)
         return encoded, scale
 
     @torch.no_grad()
@@ -195,7 +187,7 @@ class CodecModel(nn.Module):
             )
         if not self.normalize:
             scale = 1.0
-        latents = encoded if self.quantizer is None else self.quantizer.decode(encoded)
+        latents = self.quantizer.decode(encoded)
         audio = self.decoder(latents) * as_scale(scale, latents)
         return audio if length is None else audio[..., :length]
 

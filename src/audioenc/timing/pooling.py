@@ -44,9 +44,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-POOLING_NAMES: tuple[str, ...] = ("mean", "max", "linear_softmax", "exp_softmax", "attention", "autopool")
-"""Names accepted by :func:`make_pooling`, in the order reports list them."""
-
 _EPSILON = 1e-7
 
 
@@ -81,6 +78,11 @@ class Pooling(nn.Module):
     """
 
     needs_features: bool = False
+
+    @classmethod
+    def from_sizes(cls, n_classes: int, in_features: int | None) -> Pooling:
+        """The rule for ``n_classes`` classes over frame features of size ``in_features`` (fixed rules need neither)."""
+        return cls()
 
     def weights(
         self, frame_scores: torch.Tensor, features: torch.Tensor | None = None, mask: torch.Tensor | None = None
@@ -154,14 +156,19 @@ class AttentionPooling(Pooling):
         super().__init__()
         self.attention = nn.Conv1d(in_features, n_classes, kernel_size=1)
 
+    @classmethod
+    def from_sizes(cls, n_classes: int, in_features: int | None) -> AttentionPooling:
+        if in_features is None:
+            raise ValueError("attention pooling needs in_features (the size of the frame features it attends from)")
+        return cls(n_classes, in_features)
+
     def weights(self, frame_scores, features=None, mask=None):
         mask = _check(frame_scores, mask)
         if features is None:
             raise ValueError("attention pooling needs the frame features [batch, in_features, frames]")
         if features.shape[0] != frame_scores.shape[0] or features.shape[-1] != frame_scores.shape[-1]:
             raise ValueError(
-                f"features {tuple(features.shape)} must match frame scores {tuple(frame_scores.shape)} "
-                "in batch and frames"
+                f"features {tuple(features.shape)} must match frame scores {tuple(frame_scores.shape)} in batch and frames"
             )
         return _masked_softmax(self.attention(features), mask)
 
@@ -176,11 +183,29 @@ class AutoPool(Pooling):
         super().__init__()
         self.alpha = nn.Parameter(torch.full((n_classes,), float(alpha_init)))
 
+    @classmethod
+    def from_sizes(cls, n_classes: int, in_features: int | None) -> AutoPool:
+        return cls(n_classes)
+
     def weights(self, frame_scores, features=None, mask=None):
         mask = _check(frame_scores, mask)
         if frame_scores.shape[1] != self.alpha.shape[0]:
             raise ValueError(f"AutoPool has {self.alpha.shape[0]} classes, frame scores have {frame_scores.shape[1]}")
         return _masked_softmax(self.alpha[None, :, None] * frame_scores, mask)
+
+
+POOLINGS: dict[str, type[Pooling]] = {
+    "mean": MeanPooling,
+    "max": MaxPooling,
+    "linear_softmax": LinearSoftmaxPooling,
+    "exp_softmax": ExpSoftmaxPooling,
+    "attention": AttentionPooling,
+    "autopool": AutoPool,
+}
+"""Pooling rule name -> class, in the order reports list them."""
+
+POOLING_NAMES: tuple[str, ...] = tuple(POOLINGS)
+"""Names accepted by :func:`make_pooling`."""
 
 
 def make_pooling(name: str, n_classes: int, in_features: int | None = None) -> Pooling:
@@ -192,18 +217,6 @@ def make_pooling(name: str, n_classes: int, in_features: int | None = None) -> P
         in_features: feature size ``D`` of ``features`` ``[batch, D, frames]``; required for
             ``attention``, ignored by the others.
     """
-    if name == "mean":
-        return MeanPooling()
-    if name == "max":
-        return MaxPooling()
-    if name == "linear_softmax":
-        return LinearSoftmaxPooling()
-    if name == "exp_softmax":
-        return ExpSoftmaxPooling()
-    if name == "autopool":
-        return AutoPool(n_classes)
-    if name == "attention":
-        if in_features is None:
-            raise ValueError("attention pooling needs in_features (the size of the frame features it attends from)")
-        return AttentionPooling(n_classes, in_features)
-    raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(POOLING_NAMES)}")
+    if name not in POOLINGS:
+        raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(POOLING_NAMES)}")
+    return POOLINGS[name].from_sizes(n_classes, in_features)

@@ -109,8 +109,7 @@ def fit(
     last_values: dict[str, float] = {}
     stopped_by = None
     start = time.perf_counter()
-    quantizer = trainer.model.quantizer
-    ready = quantizer is None or quantizer.initialized  # RVQ codebooks are k-means-initialised by step 1
+    ready = trainer.model.quantizer.initialized  # learnt codebooks are k-means-initialised by step 1
     baseline_done = any(row["step"] == 0 for row in trainer.history)  # resumed from the step-0 checkpoint
     if trainer.step == 0 and ready and not baseline_done:
         # the untrained model's metrics: the baseline later epochs are read against

@@ -25,27 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from audioenc.config import Config
-from audioenc.losses.adversarial import (
-    discriminator_adversarial_loss,
-    feature_matching_loss,
-    generator_adversarial_loss,
-)
+from audioenc.losses.adversarial import discriminator_adversarial_loss
 from audioenc.losses.balancer import Balancer
 from audioenc.losses.spectral import MultiScaleMelLoss
+from audioenc.losses.table import GeneratorView, LossTable
 from audioenc.metrics.reconstruction import evaluate_codec
 from audioenc.models.codec import CodecModel, build_discriminator
 from audioenc.training import checkpoint
 from audioenc.training.distributed import DistributedContext, all_ranks_agree
 from audioenc.training.precision import LayerError, guard_bf16
 
-LOSS_KEYS = ("l1", "mel", "adv", "feat")
-RECONSTRUCTION_KEYS = ("l1", "mel")
 # Items per rank the bf16 layer check runs on (the bad kernels measured so far fail at any batch
 # size; the check of the paper preset at 8 items costs about one training step).
 BF16_CHECK_BATCH = 8
@@ -134,11 +128,11 @@ class Trainer:
             total_norm=losses.balancer_total_norm,
             ema_decay=losses.balancer_ema_decay,
         )
-        self.balancer = Balancer({key: getattr(losses, key) for key in LOSS_KEYS}, **balancer_options)
+        self.losses = LossTable.from_config(losses, self.mel_loss)
+        self.balancer = Balancer(self.losses.weights(adversarial=True), **balancer_options)
         # Before train.adversarial_warmup_steps the generator sees only the reconstruction losses
         # (the discriminator already trains); 0 = EnCodec's schedule, adversarial from step 0.
-        self.warmup_balancer = Balancer({key: getattr(losses, key) for key in RECONSTRUCTION_KEYS},
-                                        **balancer_options)
+        self.warmup_balancer = Balancer(self.losses.weights(adversarial=False), **balancer_options)
         self.step = 0
         self.best_value = math.inf
         self.best_step = 0  # the step of the best checkpoint
@@ -218,31 +212,22 @@ class Trainer:
     def _generator_losses(
         self, audio: torch.Tensor, reconstruction: torch.Tensor, adversarial: bool = True
     ) -> dict[str, torch.Tensor]:
-        reconstruction_losses = {
-            "l1": F.l1_loss(reconstruction, audio),
-            "mel": self.mel_loss(audio, reconstruction),
-        }
-        if not adversarial:
-            return reconstruction_losses
-        kind = self.config.losses.adversarial
+        """The loss table's active terms on ``audio`` and ``reconstruction`` ``[B, C, T]``."""
+        view = GeneratorView(audio, reconstruction)
+        if self.losses.needs_discriminator(adversarial):
+            self._judge(view)
+        return self.losses.compute(view, adversarial)
+
+    def _judge(self, view: GeneratorView) -> None:
+        """The frozen discriminator's logits and features on ``view`` (its parameters get no gradient)."""
         self.discriminator.requires_grad_(False)
         try:
             with self._autocast():
-                fake_logits, fake_features = self.discriminator_frozen(reconstruction)
+                view.fake_logits, view.fake_features = self.discriminator_frozen(view.reconstruction)
                 with torch.no_grad():
-                    _, real_features = self.discriminator_frozen(audio)
+                    _, view.real_features = self.discriminator_frozen(view.audio)
         finally:
             self.discriminator.requires_grad_(True)
-        return {
-            **reconstruction_losses,
-            "adv": generator_adversarial_loss([x.to(audio.dtype) for x in fake_logits], kind=kind),
-            # Feature maps stay in the autocast dtype (a float32 copy of ~475 M values per estimate
-            # costs more than the loss); the loss accumulates in float32 or wider.
-            "feat": feature_matching_loss(
-                real_features, fake_features,
-                relative=self.config.losses.relative_feature_matching,
-            ),
-        }
 
     def _skip_step(self, values: dict[str, float]) -> StepResult:
         self.optimizer.zero_grad(set_to_none=True)

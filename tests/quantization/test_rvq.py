@@ -1,4 +1,4 @@
-"""Tests for audioenc.models.quantization (residual vector quantizer with EMA codebooks).
+"""Tests for audioenc.quantization.rvq (residual vector quantizer with EMA codebooks).
 
 References used below: hand computations (commitment penalty and its gradient on a 2-layer,
 1-dimensional quantizer), float64 NumPy versions of the EMA / nearest-neighbour / k-means-mean
@@ -17,7 +17,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from audioenc.models.quantization import QuantizedResult, ResidualVectorQuantizer, kmeans
+from audioenc.quantization.base import QuantizedResult
+from audioenc.quantization.rvq import ResidualVectorQuantizer, kmeans
 
 FRAME_RATE = 75.0
 

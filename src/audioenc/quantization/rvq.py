@@ -47,32 +47,13 @@ Differences from audiocraft, on purpose
 
 from __future__ import annotations
 
-import math
 import warnings
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass
-class QuantizedResult:
-    """Output of :meth:`ResidualVectorQuantizer.forward`.
-
-    Attributes:
-        x: quantized latents ``[batch, dim, frames]``; with a straight-through gradient when the
-            input requires grad (the gradient w.r.t. the input is the identity).
-        codes: code indices ``[batch, n_q_used, frames]``, int64.
-        bandwidth: scalar tensor, kbps used by ``n_q_used`` codebooks at the given frame rate.
-        penalty: scalar tensor, commitment loss averaged over the used layers.
-    """
-
-    x: torch.Tensor
-    codes: torch.Tensor
-    bandwidth: torch.Tensor
-    penalty: torch.Tensor
+from audioenc.quantization.base import QuantizedResult, Quantizer, QuantizerOptions
 
 
 # --- distributed helpers: no-ops unless torch.distributed is initialised -------------------------
@@ -313,7 +294,7 @@ class EMACodebook(nn.Module):
 # --- the residual quantizer ----------------------------------------------------------------------
 
 
-class ResidualVectorQuantizer(nn.Module):
+class ResidualVectorQuantizer(Quantizer):
     """EnCodec's residual vector quantizer with EMA codebooks.
 
     Math, for latents ``x [B, D, F]`` read as ``B·F`` vectors and ``n`` active layers:
@@ -392,52 +373,23 @@ class ResidualVectorQuantizer(nn.Module):
         if q_dropout_seed is not None:
             self._dropout_generator = torch.Generator().manual_seed(q_dropout_seed)
 
-    # --- number of codebooks and bitrate -------------------------------------------------------
+    @classmethod
+    def from_options(cls, options: QuantizerOptions) -> ResidualVectorQuantizer:
+        """``n_q`` codebooks of ``bins`` entries on ``dimension``-dimensional latents."""
+        return cls(dimension=options.dimension, n_q=options.n_q, bins=options.bins, q_dropout=options.q_dropout)
+
+    def summary(self) -> str:
+        return f"rvq, {self.total_codebooks} codebooks x {self.bins} bins"
+
+    def state_note(self) -> str:
+        values = self.total_codebooks * self.bins * self.dimension
+        return (f"codebooks are learned by EMA: {self.total_codebooks} x {self.bins} x {self.dimension} = "
+                f"{values} values in buffers")
 
     @property
     def initialized(self) -> bool:
         """True when every codebook has been initialised (k-means on a training batch, or loaded)."""
         return all(bool(layer.initialized) for layer in self.layers)
-
-    @property
-    def n_q(self) -> int:
-        """Codebooks used by ``encode`` and by ``forward`` outside quantizer dropout."""
-        return self._n_q
-
-    @n_q.setter
-    def n_q(self, value: int) -> None:
-        self._n_q = self._check_n_q(value)
-
-    def _check_n_q(self, value: int) -> int:
-        if int(value) != value or not 1 <= value <= self.total_codebooks:
-            raise ValueError(
-                f"ResidualVectorQuantizer: n_q must be an integer in [1, {self.total_codebooks}], "
-                f"got {value!r}."
-            )
-        return int(value)
-
-    def bandwidth_per_codebook(self, frame_rate: float) -> float:
-        """kbps of one codebook: ``log2(bins) · frame_rate / 1000`` (frame_rate in Hz)."""
-        if frame_rate <= 0:
-            raise ValueError(f"ResidualVectorQuantizer: frame_rate must be > 0 Hz, got {frame_rate}.")
-        return math.log2(self.bins) * frame_rate / 1000.0
-
-    def bandwidth_for(self, n_q: int, frame_rate: float) -> float:
-        """kbps of ``n_q`` codebooks at ``frame_rate`` Hz (32 × 0.75 = 24 kbps at 75 Hz, 1024 bins)."""
-        return self._check_n_q(n_q) * self.bandwidth_per_codebook(frame_rate)
-
-    def n_q_for(self, bandwidth: float, frame_rate: float) -> int:
-        """Most codebooks whose bitrate fits in ``bandwidth`` kbps at ``frame_rate`` Hz."""
-        per_codebook = self.bandwidth_per_codebook(frame_rate)
-        n_q = math.floor(bandwidth / per_codebook + 1e-9)  # 1e-9: 6.0 / 0.75 must give 8, not 7
-        if not 1 <= n_q <= self.total_codebooks:
-            raise ValueError(
-                f"ResidualVectorQuantizer: {bandwidth} kbps at {frame_rate} Hz is outside "
-                f"[{per_codebook}, {self.total_codebooks * per_codebook}] kbps "
-                f"(1 to {self.total_codebooks} codebooks of {per_codebook} kbps); choose a bandwidth "
-                "in that range."
-            )
-        return n_q
 
     # --- quantization ---------------------------------------------------------------------------
 
@@ -522,17 +474,44 @@ class ResidualVectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Latents ``[B, D, F]`` (float32) from codes ``[B, K, F]`` int64, ``K <= total_codebooks``."""
+        """Latents ``[B, D, F]`` (float32) from codes ``[B, K, F]`` (any integer dtype), ``K <= total_codebooks``."""
         if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.total_codebooks:
             raise ValueError(
                 f"ResidualVectorQuantizer.decode: expected codes [batch, 1..{self.total_codebooks}, "
                 f"frames], got shape {tuple(codes.shape)}."
             )
         batch = codes.shape[0]
-        per_layer = codes.transpose(0, 1).reshape(codes.shape[1], -1)  # [K, B·F]
+        per_layer = codes.long().transpose(0, 1).reshape(codes.shape[1], -1)  # [K, B·F]
         quantized_sum = torch.zeros(
             per_layer.shape[1], self.dimension, dtype=self.layers[0].embed.dtype, device=codes.device
         )
         for layer, layer_codes in zip(self.layers, per_layer):
             quantized_sum = quantized_sum + layer.decode(layer_codes)
         return self._unflatten(quantized_sum, batch)
+
+    # --- the same lookups for an exported graph -------------------------------------------------
+
+    def _stacked_codebooks(self) -> torch.Tensor:
+        """Every codebook's entries ``[n_q, bins, D]`` (one constant in an exported graph)."""
+        return torch.stack([layer.embed.detach() for layer in self.layers])
+
+    def export_encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, n_q, F]`` int64 of all codebooks: the nearest-entry rule of :meth:`encode` (lowest index on
+        ties) without its checks on buffer values, which a traced graph cannot hold. The first ``k`` rows are the
+        codes of ``k`` codebooks, since residual quantization is sequential."""
+        batch = x.shape[0]
+        residual = x.transpose(1, 2).reshape(-1, self.dimension)
+        codes = []
+        for codebook in self._stacked_codebooks():
+            index = squared_distances(residual, codebook).argmin(dim=1)
+            residual = residual - F.embedding(index, codebook)
+            codes.append(index)
+        return torch.stack(codes).reshape(len(codes), batch, -1).transpose(0, 1)
+
+    def export_decode(self, encoded: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, K, F]`` (``K <= n_q``) -> latents ``[B, D, F]``: ``Σ_{i<K} e^{(i)}_{codes[:, i]}`` as one
+        lookup in the stacked codebooks (row ``i`` is offset by ``i · bins``)."""
+        offsets = torch.arange(encoded.shape[1], device=encoded.device) * self.bins
+        stacked = self._stacked_codebooks().reshape(-1, self.dimension)
+        entries = F.embedding(encoded + offsets[None, :, None], stacked)  # [B, K, F, D]
+        return entries.sum(dim=1).transpose(1, 2)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from audioenc.config import Config, build_config
+from audioenc.config import PERCEPTUAL_MEASURES, Config, build_config
+from audioenc.metrics.perceptual import MEASURES
 
 
 def test_channel_modes_are_the_seed_numbers():
@@ -50,3 +51,9 @@ def test_save_and_load_round_trip(tmp_path):
     config = build_config("32ch", "small", ["model.quantizer=rvq"])
     config.save(tmp_path / "config.json")
     assert Config.load(tmp_path / "config.json") == config
+
+
+def test_the_perceptual_measure_names_are_those_of_the_perceptual_module():
+    assert PERCEPTUAL_MEASURES == tuple(MEASURES)
+    with pytest.raises(ValueError, match="train.perceptual_measures: unknown mos; choose from visqol_audio"):
+        build_config("1ch", overrides=["train.perceptual_measures=stoi,mos"])

@@ -1,33 +1,39 @@
-"""Typed configuration: dataclasses whose defaults are the seeds' numbers, presets, dotted overrides.
+"""The training configuration: a :class:`~audioenc.core.settings.Settings` schema, presets, cross-field rules.
 
-A run's configuration is built in three layers, each overriding the last:
+A run's configuration is built in layers, each overriding the last:
 
-1. the channel mode, exactly one of ``--1ch`` (batch 32, one random channel per sample) or
-   ``--32ch`` (batch 4, all 32 channels) — seed 3;
-2. a size preset: ``paper`` (EnCodec's model, 300 epochs × 2000 updates, the default) or
-   ``small`` (a few minutes on a 2-core CPU);
-3. dotted ``key=value`` overrides, e.g. ``optim.lr=1e-4`` or ``model.ratios=8,5,4,2``.
+1. the dataclass defaults (EnCodec's numbers);
+2. the channel mode, exactly one of ``--1ch`` (batch 32, one random channel per sample) or
+   ``--32ch`` (batch 4, all 32 channels), and a size preset: ``paper`` (EnCodec's model,
+   300 epochs × 2000 updates, the default) or ``small`` (a few minutes on a 2-core CPU);
+3. a settings file (``--config FILE``, JSON or YAML, any subset of the sections; a run's own
+   ``config.json`` reproduces that run's settings);
+4. dotted ``key=value`` overrides, e.g. ``optim.lr=1e-4`` or ``model.ratios=8,5,4,2`` (``train``'s
+   flags such as ``--epochs`` are overrides placed before those given as ``KEY=VALUE``).
 
 The resolved configuration is saved as JSON beside every checkpoint.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import types
-import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from audioenc import SAMPLE_RATE
-from audioenc.errors import UnknownKeyError, UserError
+from audioenc.core.settings import Settings
+from audioenc.errors import UserError
 from audioenc.quantization.registry import QUANTIZER_NAMES
-from audioenc.validation import bounded, check_fields
+from audioenc.validation import bounded
 
 MAX_SEED = 2**32 - 1
 """The largest seed every generator of a run accepts (NumPy's legacy seeding stops at 2**32 - 1)."""
+
+PERCEPTUAL_MEASURES: tuple[str, ...] = ("visqol_audio", "visqol_speech", "pesq_wb", "stoi", "estoi")
+"""The measures of :mod:`audioenc.metrics.perceptual` by name (its ``MEASURES`` table, in that order): what
+``train.perceptual_measures`` may list."""
 
 
 @dataclass
@@ -128,7 +134,12 @@ class TrainConfig:
 
 
 @dataclass
-class Config:
+class Config(Settings):
+    """Every setting of a training run, by section; saved as the run's ``config.json``."""
+
+    label: ClassVar[str] = "config"
+    example: ClassVar[str] = "optim.lr=1e-4"
+
     model: ModelConfig = field(default_factory=ModelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     losses: LossConfig = field(default_factory=LossConfig)
@@ -136,22 +147,11 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def save(self, path: Path) -> None:
-        """Write the configuration as strict JSON (``allow_nan``: a NaN here is a bug, never a saved setting)."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Config:
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
         """Rebuild a saved configuration; keys it predates take their :data:`SAVED_BEFORE` value."""
-        config = cls()
-        for section_name, values in data.items():
-            section = _section(config, section_name)
-            for key, value in saved_section(section_name, values).items():
-                _set_field(section, section_name, key, value)
-        return validate(config)
+        saved = {name: saved_section(name, values) for name, values in data.items()}
+        return validate(cls().with_mapping(saved, "saved config"))
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -167,6 +167,7 @@ SAVED_BEFORE: dict[str, dict[str, Any]] = {"model": {"normalize": False, "true_s
 def saved_section(name: str, values: dict[str, Any]) -> dict[str, Any]:
     """A saved config section with the keys it predates filled in from :data:`SAVED_BEFORE`."""
     return {**SAVED_BEFORE.get(name, {}), **values}
+
 
 CHANNEL_MODES: dict[str, dict[str, Any]] = {
     "1ch": {"model.channels": 1, "data.channel_mode": "mono", "train.batch_size": 32},
@@ -204,8 +205,10 @@ SIZE_PRESETS: dict[str, dict[str, Any]] = {
 SMALL_BATCH = {"1ch": 8, "32ch": 2}
 
 
-def build_config(channel_mode: str, preset: str = "paper", overrides: typing.Iterable[str] = ()) -> Config:
-    """Resolve channel mode, size preset and ``key=value`` overrides into one :class:`Config`."""
+def build_config(channel_mode: str, preset: str = "paper", overrides: Iterable[str] = (),
+                 config_file: str | Path | None = None) -> Config:
+    """Resolve channel mode and size preset, then the settings file ``config_file`` (JSON or YAML), then the
+    ``key=value`` ``overrides`` into one validated :class:`Config` (module docstring: the layers)."""
     if channel_mode not in CHANNEL_MODES:
         raise UserError(f"Unknown channel mode {channel_mode!r}; choose one of {sorted(CHANNEL_MODES)}.")
     if preset not in SIZE_PRESETS:
@@ -216,23 +219,10 @@ def build_config(channel_mode: str, preset: str = "paper", overrides: typing.Ite
     if preset == "small":
         updates["train.batch_size"] = SMALL_BATCH[channel_mode]
     for key, value in updates.items():
-        set_value(config, key, value)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise UserError(f"Override {item!r} is not of the form key=value (e.g. optim.lr=1e-4).")
-        set_value(config, key.strip(), text.strip())
-    return validate(config)
-
-
-def set_value(config: Config, dotted_key: str, value: Any) -> None:
-    """Set ``section.field`` to ``value``, parsing strings by the field's type; errors name valid keys."""
-    section_name, _, key = dotted_key.partition(".")
-    section = _section(config, section_name)
-    if not key:
-        raise UnknownKeyError(
-            f"Override key {dotted_key} needs a field; use one of the {_valid_keys(section_name, section)}.")
-    _set_field(section, section_name, key, value)
+        config = config.with_value(key, value)
+    if config_file is not None:
+        config = config.with_file(config_file)
+    return validate(config.with_overrides(overrides))
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -254,14 +244,12 @@ def validate(config: Config) -> Config:
         value = getattr(getattr(config, section), key)
         if value not in choices:
             raise UserError(f"{dotted}={value!r} is not valid; choose one of {', '.join(choices)}.")
-    for section in dataclasses.fields(config):
-        check_fields(section.name, getattr(config, section.name))
+    config.check_numbers()
     _check_discriminator(config.discriminator)
-    from audioenc.metrics.perceptual import MEASURES
-
-    unknown = [name for name in config.train.perceptual_measures if name not in MEASURES]
+    unknown = [name for name in config.train.perceptual_measures if name not in PERCEPTUAL_MEASURES]
     if unknown:
-        raise UserError(f"train.perceptual_measures: unknown {', '.join(unknown)}; choose from {', '.join(MEASURES)}.")
+        raise UserError(f"train.perceptual_measures: unknown {', '.join(unknown)}; "
+                        f"choose from {', '.join(PERCEPTUAL_MEASURES)}.")
     return config
 
 
@@ -274,105 +262,3 @@ def _check_discriminator(disc: DiscriminatorConfig) -> None:
             raise UserError(f"discriminator.win_lengths: a window of {win_length} is longer than its n_fft {n_fft}; "
                             "give each scale a win_length <= its n_fft.")
 
-
-def _section(config: Config, name: str) -> Any:
-    names = [f.name for f in dataclasses.fields(config)]
-    if name not in names:
-        raise UnknownKeyError(f"Unknown config section {name}; valid sections: {', '.join(names)}.")
-    return getattr(config, name)
-
-
-def _valid_keys(section_name: str, section: Any) -> str:
-    return "valid keys: " + ", ".join(f"{section_name}.{f.name}" for f in dataclasses.fields(section))
-
-
-def _set_field(section: Any, section_name: str, key: str, value: Any) -> None:
-    hints = typing.get_type_hints(type(section))
-    if key not in hints:
-        raise UnknownKeyError(
-            f"Unknown config key {section_name}.{key}; use one of the {_valid_keys(section_name, section)}.")
-    try:
-        parsed = _coerce(value, hints[key])
-    except (TypeError, ValueError) as error:
-        raise UserError(
-            f"Bad value {value!r} for {section_name}.{key} (expected {_type_name(hints[key])}): {error}"
-        ) from None
-    setattr(section, key, parsed)
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def coerce_value(value: Any, annotation: Any) -> Any:
-    """Parse ``value`` (a string from the command line, or a JSON value) as the type ``annotation``
-    (int, float, bool, str, tuples, ``X | None``); raises ``ValueError``/``TypeError`` when it is not one."""
-    return _coerce(value, annotation)
-
-
-def _coerce(value: Any, annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg)
-            except (TypeError, ValueError) as error:
-                errors.append(str(error))
-        raise UserError("; ".join(errors))
-    if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else list(value)
-        item_type = args[0] if args else str
-        if len(args) >= 2 and args[-1] is not Ellipsis:
-            if len(items) != len(args):
-                raise UserError(f"expected {len(args)} comma-separated values, got {len(items)}")
-            return tuple(_coerce(v, t) for v, t in zip(items, args))
-        return tuple(_coerce(v, item_type) for v in items)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise UserError("expected true/false")
-    if annotation is int:
-        return _integer(value)
-    if annotation is float:
-        if isinstance(value, bool):
-            raise UserError("expected a number")
-        try:
-            return float(value.strip() if isinstance(value, str) else value)
-        except ValueError:
-            raise UserError(f"expected a number such as 0.5 or 1e-4, not {value!r}") from None
-    if annotation is str:
-        if not isinstance(value, str):
-            raise TypeError("expected a string")
-        return value
-    raise TypeError(f"unsupported config type {annotation}")
-
-
-def _integer(value: Any) -> int:
-    """An int from an int, a whole float or text such as ``8`` or ``1e3`` (what the numeric options accept too)."""
-    if isinstance(value, bool):
-        raise UserError("expected an integer")
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return int(text)
-        except ValueError:
-            pass
-        try:
-            value = float(text)
-        except ValueError:
-            raise UserError(f"expected an integer such as 8, not {text!r}") from None
-    if isinstance(value, float) and not value.is_integer():
-        raise UserError(f"expected an integer, not {value!r}")
-    return int(value)

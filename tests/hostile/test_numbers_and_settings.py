@@ -252,8 +252,8 @@ def test_saved_settings_and_configs_are_strict_json(tmp_path):
 @pytest.mark.parametrize(("argv", "command", "needle"), [
     (["info", "--1ch", "data.bogus=1"], "info", "Unknown config key data.bogus; use one of the valid keys: data.root"),
     (["info", "--1ch", "bogus.key=1"], "info", "Unknown config section bogus; valid sections: model"),
-    (["workflow", "--fast", "weak.bogus=1"], "workflow", "unknown workflow setting weak.bogus; valid keys"),
-    (["workflow", "--fast", "bogus.key=1"], "workflow", "unknown workflow settings section bogus; valid sections"),
+    (["workflow", "--fast", "weak.bogus=1"], "workflow", "Unknown workflow settings key weak.bogus; use one of the valid keys"),
+    (["workflow", "--fast", "bogus.key=1"], "workflow", "Unknown workflow settings section bogus; valid sections"),
 ])
 def test_unknown_keys_are_named_without_stray_quotes(argv, command, needle, tmp_path, capsys):
     assert run_cli([*argv, *(["--out", str(tmp_path / "run")] if command == "workflow" else [])]) == 2

@@ -12,8 +12,16 @@ from audioenc.quantization.registry import QUANTIZER_NAMES
 from audioenc.validation import number
 
 
+SETTINGS_ORDER = (
+    "Train a codec into --run-dir. Settings, each layer overriding the last: the defaults (EnCodec's numbers), "
+    "then --1ch/--32ch and --preset, then --config FILE, then the flags (--epochs, --batch-size, ...), then "
+    "KEY=VALUE overrides. The resolved settings are written to RUN_DIR/config.json, which --config takes back."
+)
+
+
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train a codec (continuous baseline or RVQ)")
+    parser = subparsers.add_parser("train", help="train a codec (continuous baseline or RVQ)",
+                                   description=SETTINGS_ORDER)
     add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -32,10 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init-from", metavar="MODEL",
         help="start a new run from a codec's weights (a run folder, model_best.safetensors, checkpoint_*.pt, or a "
-             "folder of `audioenc import-hf`): its model settings replace the preset's (model.* overrides still "
-             "apply), the discriminator and optimisers start fresh. Not with --resume.",
+             "folder of `audioenc import-hf`): its model settings replace the preset's and --config's (model.* "
+             "overrides still apply), the discriminator and optimisers start fresh. Not with --resume.",
     )
     parser.add_argument("--preset", default="paper", help="paper (default: EnCodec's numbers) or small (CPU)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="settings file, JSON or YAML (.yaml/.yml): any subset of the sections, e.g. "
+                             '{"optim": {"lr": 1e-4}}; a run\'s config.json reproduces that run\'s settings')
     parser.add_argument("--epochs", type=number(minimum=1, integer=True))
     parser.add_argument("--updates-per-epoch", type=number(minimum=1, integer=True))
     parser.add_argument("--batch-size", type=number(minimum=1, integer=True),
@@ -63,7 +74,7 @@ def config_from_args(args: argparse.Namespace):
         "data.root": args.data,
     }
     overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
-    return build_config(args.channel_mode, args.preset, [*overrides, *args.overrides])
+    return build_config(args.channel_mode, args.preset, [*overrides, *args.overrides], config_file=args.config)
 
 
 def adopt_model(config, model_config, args: argparse.Namespace, source: str):
@@ -71,7 +82,7 @@ def adopt_model(config, model_config, args: argparse.Namespace, source: str):
     ``model.*`` overrides (and ``--quantizer``) are applied on top, and must leave the weights loadable."""
     import dataclasses
 
-    from audioenc.config import CHANNEL_MODES, set_value, validate
+    from audioenc.config import CHANNEL_MODES, validate
     from audioenc.errors import UserError
 
     explicit = [item for item in args.overrides if item.partition("=")[0].strip().startswith("model.")]
@@ -84,11 +95,7 @@ def adopt_model(config, model_config, args: argparse.Namespace, source: str):
             f"{mode_channels}; add model.channels={model_config.channels} (and a matching data.channel_mode) or "
             "choose the other channel mode."
         )
-    config.model = dataclasses.replace(model_config)
-    for item in explicit:
-        key, _, value = item.partition("=")
-        set_value(config, key.strip(), value.strip())
-    return validate(config)
+    return validate(dataclasses.replace(config, model=dataclasses.replace(model_config)).with_overrides(explicit))
 
 
 def run(args: argparse.Namespace) -> int:

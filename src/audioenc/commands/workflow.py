@@ -46,7 +46,8 @@ def register(subparsers) -> None:
                         "well under a minute; the numbers mean nothing")
     parser.add_argument("--workers", type=number(minimum=1, integer=True),
                         help="processes training CRNNs at once (default 2; = run.workers)")
-    parser.add_argument("--config", help="JSON settings file: any subset of the sections, e.g. "
+    parser.add_argument("--config", metavar="FILE",
+                        help="settings file, JSON or YAML (.yaml/.yml): any subset of the sections, e.g. "
                         '{"weak": {"max_epochs": 60}} (a run\'s settings.json works too)')
     parser.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
                         help="settings overrides, e.g. weak.patience=8 probe.kind=conv postprocess.thresholds=0.3,0.5 "

@@ -1,8 +1,8 @@
-"""The workflow's settings: typed sections, ``section.key=value`` overrides, a JSON settings file.
+"""The workflow's settings: a :class:`~audioenc.core.settings.Settings` schema and its cross-field rules.
 
 A run's settings are built in three layers, each overriding the last (as ``audioenc train``'s
 config is): the defaults (:class:`WorkflowSettings`, or :meth:`WorkflowSettings.fast` with
-``--fast``), a JSON file (``--config FILE``: any subset of the sections, e.g.
+``--fast``), a settings file (``--config FILE``, JSON or YAML: any subset of the sections, e.g.
 ``{"weak": {"max_epochs": 60}}``), and dotted overrides (``weak.patience=8``). Unknown sections
 or keys are errors that list the valid ones. The resolved settings are written to the run folder
 as ``settings.json`` (loadable with ``--config``).
@@ -24,24 +24,20 @@ Sections:
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
-from audioenc.config import coerce_value
-from audioenc.errors import UnknownKeyError, UserError
-from audioenc.textfiles import read_json
+from audioenc.core.settings import Settings
+from audioenc.errors import UserError
 from audioenc.timing.adapt import AdaptationRule
 from audioenc.timing.features import LogMelConfig
 from audioenc.timing.postprocess import PostprocessSettings
 from audioenc.timing.probe import ProbeConfig
 from audioenc.timing.weak import CRNNConfig
-from audioenc.validation import bounded, check_fields
+from audioenc.validation import bounded
 
 
 @dataclass(frozen=True)
@@ -134,8 +130,11 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
-class WorkflowSettings:
+class WorkflowSettings(Settings):
     """Every setting of one workflow run, by section (module docstring)."""
+
+    label: ClassVar[str] = "workflow settings"
+    example: ClassVar[str] = "weak.max_epochs=60"
 
     features: LogMelConfig = LogMelConfig()
     crnn: CRNNConfig = CRNNConfig()
@@ -159,74 +158,24 @@ class WorkflowSettings:
             run=RunSettings(max_clips=(48, 16, 16), plot_clips=3, workers=1),
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON, section by section (what ``settings.json`` holds)."""
-        return json.loads(json.dumps(dataclasses.asdict(self), allow_nan=False))
 
-    def save(self, path: str | Path) -> Path:
-        """Write ``settings.json``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
-        return path
-
-
-SECTIONS: tuple[str, ...] = tuple(item.name for item in dataclasses.fields(WorkflowSettings))
-
-
-def with_value(settings: WorkflowSettings, dotted_key: str, value: Any) -> WorkflowSettings:
-    """``settings`` with ``section.key`` set to ``value`` (a string is parsed by the field's type);
-    unknown sections or keys raise ``KeyError`` naming the valid ones."""
-    section_name, _, key = dotted_key.partition(".")
-    if section_name not in SECTIONS:
-        raise UnknownKeyError(f"unknown workflow settings section {section_name}; valid sections: "
-                              f"{', '.join(SECTIONS)}")
-    section = getattr(settings, section_name)
-    hints = typing.get_type_hints(type(section))
-    if key not in hints:
-        valid = ", ".join(f"{section_name}.{name}" for name in hints)
-        raise UnknownKeyError(f"unknown workflow setting {dotted_key}; valid keys: {valid}")
-    try:
-        parsed = coerce_value(value, hints[key])
-    except (TypeError, ValueError) as error:
-        raise UserError(f"bad value {value!r} for {dotted_key}: {error}") from None
-    return dataclasses.replace(settings, **{section_name: dataclasses.replace(section, **{key: parsed})})
-
-
-def apply_mapping(settings: WorkflowSettings, content: Mapping[str, Any], where: str = "settings") -> WorkflowSettings:
-    """Apply ``{"section": {"key": value}}`` (any subset) on top of ``settings``."""
-    if not isinstance(content, Mapping):
-        raise UserError(f"{where}: expected an object of sections, got {type(content).__name__}")
-    for section_name, values in content.items():
-        if not isinstance(values, Mapping):
-            raise UserError(f"{where}: section {section_name!r} must be an object of keys, got {values!r}")
-        for key, value in values.items():
-            settings = with_value(settings, f"{section_name}.{key}", value)
-    return settings
+SECTIONS: tuple[str, ...] = WorkflowSettings.sections()
 
 
 def resolve_settings(*, fast: bool = False, config_file: str | Path | None = None,
                      overrides: Iterable[str] = ()) -> WorkflowSettings:
-    """Defaults (or :meth:`WorkflowSettings.fast`), then ``config_file`` (JSON), then ``key=value``
+    """Defaults (or :meth:`WorkflowSettings.fast`), then ``config_file`` (JSON or YAML), then ``key=value``
     ``overrides``; the result is validated."""
     settings = WorkflowSettings.fast() if fast else WorkflowSettings()
     if config_file is not None:
-        path = Path(config_file)
-        content = read_json(path, "--config", 'write {"section": {"key": value}}')
-        settings = apply_mapping(settings, content, str(path))
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise UserError(f"override {item!r} is not of the form section.key=value (e.g. weak.max_epochs=60)")
-        settings = with_value(settings, key.strip(), text.strip())
-    return validate(settings)
+        settings = settings.with_file(config_file)
+    return validate(settings.with_overrides(overrides))
 
 
 def validate(settings: WorkflowSettings) -> WorkflowSettings:
     """Check what no type can: every number finite and in its field's range (:func:`check_fields`), then the
     rules between fields; a :class:`UserError` naming the setting, before any step runs or any file is written."""
-    for section in SECTIONS:
-        check_fields(section, getattr(settings, section))
+    settings.check_numbers()
     _check_features(settings.features)
     _check_crnn(settings.crnn, settings.features)
     if settings.probe.kind not in ("frame", "conv"):
@@ -265,4 +214,4 @@ def _check_crnn(crnn: CRNNConfig, features: LogMelConfig) -> None:
 
 
 __all__ = ["EvaluationSettings", "RunSettings", "SECTIONS", "ScorerSettings", "TrainingBudget", "WorkflowSettings",
-           "apply_mapping", "resolve_settings", "validate", "with_value"]
+           "resolve_settings", "validate"]

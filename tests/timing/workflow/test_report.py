@@ -1,7 +1,7 @@
 """The note's decision rules and assembly (audioenc.timing.workflow.report), on constructed inputs.
 
 Every expected choice below follows from the rule's statement applied by hand to the numbers
-given; build_report is fed hand-made typed step results whose artifact files are created here.
+given; build_note is fed hand-made typed step results whose artifact files are created here.
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from audioenc.audio.formats import Event, EventSplit, Issue
 from audioenc.timing.adapt import AdaptationTrigger, AdaptationVerdict
-from audioenc.timing.bootstrap import BootstrapCI
+from audioenc.core.bootstrap import BootstrapCI
 from audioenc.timing.boundaries import BoundarySummary, CollarF1
 from audioenc.timing.evaluation import BoundaryEvidence, ClipMetrics, Evaluation
 from audioenc.timing.fitting import TrainingHistory
@@ -22,16 +23,7 @@ from audioenc.timing.postprocess import PostProcessing
 from audioenc.timing.weak import CRNNConfig
 from audioenc.timing.workflow.context import RunInfo
 from audioenc.timing.workflow.data import WorkflowData
-from audioenc.timing.workflow.report import (
-    Decision,
-    NextChange,
-    build_report,
-    decide_path,
-    headline_text,
-    next_change,
-    render_markdown,
-    write_report,
-)
+from audioenc.timing.workflow.report import build_note, headline_text, write_note
 from audioenc.timing.workflow.results import (
     AdaptationOutcome,
     BoundaryInspection,
@@ -47,8 +39,11 @@ from audioenc.timing.workflow.results import (
     WeakTraining,
 )
 from audioenc.timing.workflow.gates import SanityCheck, check_learned
+from audioenc.timing.workflow.sections import Claim, ReportSection
 from audioenc.timing.workflow.settings import TrainingBudget, WorkflowSettings
+from audioenc.timing.workflow.steps import STEPS
 from audioenc.timing.workflow.steps.step4_boundaries import find_disagreements
+from audioenc.timing.workflow.steps.step6_adapt import Decision, NextChange, decide_path, next_change
 
 # =========================================================================== decide_path
 
@@ -200,7 +195,13 @@ def _results(tmp_path: Path) -> StepResults:
                           "close on clip, behind on boundaries"),
         top_block="GRU", verdict=AdaptationVerdict(True, "collar_f1 gain +0.100"), adapted=_evaluation(0.81, 0.40),
         gain_over_frozen={"collar_f1": _ci(0.1)}, artifacts=ARTIFACTS["adaptation"])
-    return StepResults(data, pooling, frames, weak, boundaries, probe, adaptation)
+    return StepResults(data=data, pooling=pooling, frames=frames, weak=weak, boundaries=boundaries, probe=probe,
+                       adaptation=adaptation)
+
+
+def _with(results: StepResults, **changes) -> StepResults:
+    """``results`` with some steps' results replaced."""
+    return StepResults({**results, **changes})
 
 
 def _run(tmp_path: Path) -> RunInfo:
@@ -212,12 +213,13 @@ def _not_ran(adaptation: AdaptationOutcome, **changes) -> AdaptationOutcome:
     return replace(adaptation, top_block=None, verdict=None, adapted=None, gain_over_frozen=None, **changes)
 
 
-def test_build_report_claims_reference_existing_artifacts(tmp_path):
-    report = build_report(_results(tmp_path), _run(tmp_path), tmp_path)
+def test_build_note_claims_reference_existing_artifacts(tmp_path):
+    note = build_note(_results(tmp_path), _run(tmp_path), tmp_path)
+    report = note.report
     assert set(report) == {"version", "headline", "run", "data", "pooling", "frames", "boundaries", "probe", "adaptation",
                            "decision", "next_change", "dropped", "claims"}
     json.dumps(report, allow_nan=False)  # plain JSON: no dataclass, path or non-finite number left
-    markdown = render_markdown(report)
+    markdown = note.markdown
     missing = [claim["id"] for claim in report["claims"] if claim["text"] not in markdown]
     assert not missing, f"claims left out of report.md: {missing}"
     assert report["pooling"]["chosen"] == "linear_softmax"
@@ -236,7 +238,7 @@ def test_build_report_claims_reference_existing_artifacts(tmp_path):
                                   "message": f"{DROPPED_FILE}:7: unknown class 'trumpet' | odd"}]
     for claim in report["claims"]:
         assert claim["artifacts"] and all((tmp_path / path).is_file() for path in claim["artifacts"]), claim["id"]
-    json_path, md_path = write_report(report, tmp_path)
+    json_path, md_path = write_note(note, tmp_path)
     headline = json.loads(json_path.read_text())["headline"]
     assert headline["pooling_chosen"] == "linear_softmax"
     assert headline["median_abs_onset_s"] == pytest.approx({rule: 0.1 + 0.01 * i for i, rule in enumerate(RULES)})
@@ -267,11 +269,11 @@ def test_build_report_claims_reference_existing_artifacts(tmp_path):
     assert "decision: adapted" in text
 
 
-def test_build_report_refuses_claims_without_artifacts(tmp_path):
+def test_build_note_refuses_claims_without_artifacts(tmp_path):
     results = _results(tmp_path)
     (tmp_path / "05_probe/comparison.tsv").unlink()
     with pytest.raises(FileNotFoundError, match="comparison.tsv"):
-        build_report(results, _run(tmp_path), tmp_path)
+        build_note(results, _run(tmp_path), tmp_path)
 
 
 def test_next_change_cases(tmp_path):
@@ -279,41 +281,42 @@ def test_next_change_cases(tmp_path):
     change = next_change(results)
     assert isinstance(change, NextChange)
     assert change.text.startswith("Rerun with a second seed")  # adaptation justified
-    adaptation, boundaries = results.adaptation, results.boundaries
-    not_justified = replace(results, adaptation=replace(adaptation, verdict=AdaptationVerdict(False, "small")))
+    adaptation, boundaries = results["adaptation"], results["boundaries"]
+    not_justified = _with(results, adaptation=replace(adaptation, verdict=AdaptationVerdict(False, "small")))
     assert "temporal context" in next_change(not_justified).text
-    unavailable = replace(results, adaptation=_not_ran(adaptation, unavailable="HEAR module"))
+    unavailable = _with(results, adaptation=_not_ran(adaptation, unavailable="HEAR module"))
     change = next_change(unavailable)
     assert "top block trainable" in change.text and change.because == "HEAR module"
-    frozen_ok = replace(results, adaptation=_not_ran(adaptation, trigger=replace(adaptation.trigger, triggered=False,
+    frozen_ok = _with(results, adaptation=_not_ran(adaptation, trigger=replace(adaptation.trigger, triggered=False,
                                                                                  short_on=())))
     assert next_change(frozen_ok).text.startswith("Keep the frozen encoder")
     chosen = boundaries.per_rule["linear_softmax"]
     missing_rule = replace(chosen, boundary=replace(chosen.boundary, summary=_summary(events=9, detected=3)))
-    missing = replace(results, boundaries=replace(boundaries, per_rule={**boundaries.per_rule,
+    missing = _with(results, boundaries=replace(boundaries, per_rule={**boundaries.per_rule,
                                                                         "linear_softmax": missing_rule}))
     change = next_change(missing)
     # The threshold named is the one the chosen rule's post-processing used (0.4), not a fixed 0.5.
     assert "postprocess.thresholds" in change.text and "linear_softmax CRNN used 0.4" in change.text
     assert "6 of 9 events" in change.because and "no frame above 0.4" in change.because
-    weak_only = replace(results, boundaries=replace(boundaries, available=False, reason="no strong labels"))
+    weak_only = _with(results, boundaries=replace(boundaries, available=False, reason="no strong labels"))
     assert next_change(weak_only).text.startswith("Add strong labels")
 
 
 def test_markdown_without_boundaries_or_dropped_rows(tmp_path):
     results = _results(tmp_path)
     reason = "the test split has no strong labels"
-    data = results.data
-    results.data = replace(data, corpus=replace(data.corpus, issues=[]))
+    data = results["data"]
+    results["data"] = replace(data, corpus=replace(data.corpus, issues=[]))
     unavailable = {rule: Evaluation({"clip_map": item.point["clip_map"], "clip_accuracy": 0.8},
                                     {"clip_map": _ci(item.point["clip_map"])}, BoundaryEvidence(False, reason))
-                   for rule, item in results.boundaries.per_rule.items()}
-    results.boundaries = replace(results.boundaries, available=False, reason=reason, positives=0,
+                   for rule, item in results["boundaries"].per_rule.items()}
+    results["boundaries"] = replace(results["boundaries"], available=False, reason=reason, positives=0,
                                  per_rule=unavailable, disagreements=())
-    report = build_report(results, _run(tmp_path), tmp_path)
+    note = build_note(results, _run(tmp_path), tmp_path)
+    report = note.report
     assert report["dropped"] == []
     assert report["headline"]["median_abs_onset_s"] == dict.fromkeys(RULES)  # no summary: no onset error
-    markdown = render_markdown(report)
+    markdown = note.markdown
     assert f"Boundary inspection was not possible: {reason}" in markdown
     assert "Nothing was dropped" in markdown
     assert "Clip and boundary metrics side by side" not in markdown
@@ -325,8 +328,9 @@ def test_markdown_without_boundaries_or_dropped_rows(tmp_path):
 def test_training_claim_names_every_model_and_why_it_stopped(tmp_path):
     results = _results(tmp_path)
     adapted_history = TrainingHistory(valid_loss=[0.6, 0.55], best_epoch=1)
-    results.adaptation = replace(results.adaptation, history=adapted_history)
-    report = build_report(results, _run(tmp_path), tmp_path)
+    results["adaptation"] = replace(results["adaptation"], history=adapted_history)
+    note = build_note(results, _run(tmp_path), tmp_path)
+    report = note.report
     claim = next(item for item in report["claims"] if item["id"] == "training")
     text = claim["text"]
     # Every CRNN (3 epochs, best the 2nd, stopped by patience), the probe models and the adapted one.
@@ -345,9 +349,9 @@ def test_training_claim_names_every_model_and_why_it_stopped(tmp_path):
     assert report["adaptation"]["training"] == {"epochs_run": 2, "best_epoch": 1, "stopped": "max_epochs",
                                                 "still_improving": True}
     # Nothing cut short: no such sentence.
-    results.probe = replace(results.probe, histories={"scratch": CRNN_HISTORY})
-    results.adaptation = replace(results.adaptation, history=None)
-    text = next(item for item in build_report(results, _run(tmp_path), tmp_path)["claims"] if item["id"] == "training")["text"]
+    results["probe"] = replace(results["probe"], histories={"scratch": CRNN_HISTORY})
+    results["adaptation"] = replace(results["adaptation"], history=None)
+    text = next(item for item in build_note(results, _run(tmp_path), tmp_path).report["claims"] if item["id"] == "training")["text"]
     assert "still falling" not in text and "scratch 3 epochs (best 2, patience)" in text
 
 
@@ -356,10 +360,11 @@ def test_report_without_a_decision_when_the_scratch_baseline_failed_its_gate(tmp
     gate = _failed("the scratch baseline")
     assert not gate.passed and len(gate.failures) == 2  # at chance, nothing detected
     reason = f"no decision: the scratch baseline learned nothing the comparison could rest on ({gate.reason})"
-    results.probe = replace(results.probe, gates={**results.probe.gates, "scratch": gate})
-    results.adaptation = AdaptationOutcome(results.adaptation.rule, results.adaptation.trigger, no_decision=reason,
+    results["probe"] = replace(results["probe"], gates={**results["probe"].gates, "scratch": gate})
+    results["adaptation"] = AdaptationOutcome(results["adaptation"].rule, results["adaptation"].trigger, no_decision=reason,
                                            artifacts=ARTIFACTS["adaptation"])
-    report = build_report(results, _run(tmp_path), tmp_path)
+    note = build_note(results, _run(tmp_path), tmp_path)
+    report = note.report
     assert report["decision"] == {"path": "none", "statement": reason}
     assert report["headline"]["decision"] == "none" and report["headline"]["adaptation_ran"] is False
     assert report["adaptation"]["no_decision"] == reason and report["adaptation"]["ran"] is False
@@ -373,7 +378,7 @@ def test_report_without_a_decision_when_the_scratch_baseline_failed_its_gate(tmp
     assert f"Sanity gates failed: {gate.reason}" in claims["probe_vs_scratch"]
     assert f"Outcome: {reason}." in claims["adaptation"]
     assert "chance" in reason and "detected" in reason
-    json_path, md_path = write_report(report, tmp_path)
+    json_path, md_path = write_note(note, tmp_path)
     assert json.loads(json_path.read_text())["decision"]["path"] == "none"
     assert "Decision: none — no decision: the scratch baseline" in md_path.read_text()
     assert "decision: none" in headline_text(report)
@@ -381,33 +386,35 @@ def test_report_without_a_decision_when_the_scratch_baseline_failed_its_gate(tmp
 
 def test_report_pooling_choice_follows_the_gates(tmp_path):
     results = _results(tmp_path)
-    boundaries = results.boundaries
+    boundaries = results["boundaries"]
     # Some rules failed their gates: the choice stands (made among the others) and names them.
     left_out = {"mean": _failed("the mean CRNN"), "max": _failed("the max CRNN")}
-    results.boundaries = replace(boundaries, gates={**boundaries.gates, **left_out})
-    report = build_report(results, _run(tmp_path), tmp_path)
+    results["boundaries"] = replace(boundaries, gates={**boundaries.gates, **left_out})
+    note = build_note(results, _run(tmp_path), tmp_path)
+    report = note.report
     claim = next(item["text"] for item in report["claims"] if item["id"] == "pooling_choice")
     assert claim.startswith("Chosen pooling rule: linear_softmax")
     assert f"Left out by the sanity gates: {left_out['mean'].reason}; {left_out['max'].reason}." in claim
     assert report["pooling"]["decision"] == "linear_softmax" and report["pooling"]["no_decision"] is None
-    markdown = render_markdown(report)
+    markdown = note.markdown
     assert "| mean | no |" in markdown and "| linear_softmax (chosen) | yes |" in markdown
     # No rule passed: no pooling decision; the rule carried on is named as provisional.
-    results.boundaries = replace(boundaries, gates={rule: _failed(f"the {rule} CRNN") for rule in RULES}, decided=False)
-    report = build_report(results, _run(tmp_path), tmp_path)
-    reason = results.boundaries.gates["linear_softmax"].reason
+    results["boundaries"] = replace(boundaries, gates={rule: _failed(f"the {rule} CRNN") for rule in RULES}, decided=False)
+    note = build_note(results, _run(tmp_path), tmp_path)
+    report = note.report
+    reason = results["boundaries"].gates["linear_softmax"].reason
     assert report["pooling"]["chosen"] == "linear_softmax"  # carried on to steps 5-6
     assert report["pooling"]["decision"] == "none" and report["pooling"]["no_decision"] == reason
     assert report["boundaries"]["decided"] is False
     assert all(not gate["passed"] for gate in report["boundaries"]["gates"].values())
     claim = next(item for item in report["claims"] if item["id"] == "pooling_choice")
     assert claim["text"].startswith(f"No pooling decision: no rule's CRNN passed the sanity gates ({reason})")
-    assert "Chosen pooling rule" not in render_markdown(report)
+    assert "Chosen pooling rule" not in note.markdown
     assert all((tmp_path / path).is_file() for path in claim["artifacts"])
 
 
 def test_markdown_metric_table_rows_match_its_header(tmp_path):
-    markdown = render_markdown(build_report(_results(tmp_path), _run(tmp_path), tmp_path))
+    markdown = build_note(_results(tmp_path), _run(tmp_path), tmp_path).markdown
     lines = markdown.split("### Clip and boundary metrics side by side")[1].strip().splitlines()[1:]
     table = []
     for line in lines:
@@ -418,3 +425,44 @@ def test_markdown_metric_table_rows_match_its_header(tmp_path):
         table.append(line)
     assert len(table) == 2 + len(RULES)
     assert {line.count("|") for line in table} == {table[0].count("|")}
+
+
+# --------------------------------------------------------------------------- the steps own their sections
+
+
+def test_a_step_added_to_the_list_reaches_the_note(tmp_path):
+    """The note is assembled from what the steps return: a step added to the list (and nowhere
+    else) puts its claim under its heading, its JSON section, its headline entry and its table in
+    the report, after the others; a claim naming a missing file is refused."""
+    (tmp_path / "07_extra").mkdir()
+    (tmp_path / "07_extra" / "extra.json").write_text("{}")
+
+    def report_section(result: dict, results: StepResults) -> ReportSection:
+        return ReportSection(json={"extra": result}, headline={"extra_score": result["score"]},
+                             claims=(Claim("extra", f"The extra step scored {result['score']}.",
+                                           ("07_extra/extra.json",), "8. An extra step"),),
+                             tables=("", "### Extra table", "", "| score |", "|---|", f"| {result['score']} |"))
+
+    extra = SimpleNamespace(NAME="extra", FOLDER="07_extra", TITLE="an extra step", run=None,
+                            report_section=report_section)
+    results = _with(_results(tmp_path), extra={"score": 0.5})
+    plain = build_note(results, _run(tmp_path), tmp_path)
+    note = build_note(results, _run(tmp_path), tmp_path, steps=(*STEPS, extra))
+    report = note.report
+    assert report["extra"] == {"score": 0.5} and "extra" not in plain.report
+    assert report["headline"]["extra_score"] == 0.5 and list(report["headline"])[-1] == "wall_seconds"
+    ids = [claim["id"] for claim in report["claims"]]
+    assert ids == [*[claim["id"] for claim in plain.report["claims"]][:-1], "extra", "dropped"]
+    assert "## 8. An extra step\n\n- The extra step scored 0.5.  \n  *Artifacts:* `07_extra/extra.json`" in note.markdown
+    assert note.markdown.index("### Extra table") < note.markdown.index("## Dropped or changed input")
+    # The rest of the note is what the seven steps alone write.
+    assert note.markdown.replace("\n\n## 8. An extra step\n\n- " + claim_markdown(report, "extra"), "").replace(
+        "\n\n### Extra table\n\n| score |\n|---|\n| 0.5 |", "") == plain.markdown
+    (tmp_path / "07_extra" / "extra.json").unlink()
+    with pytest.raises(FileNotFoundError, match="extra"):
+        build_note(results, _run(tmp_path), tmp_path, steps=(*STEPS, extra))
+
+
+def claim_markdown(report: dict, claim_id: str) -> str:
+    claim = next(item for item in report["claims"] if item["id"] == claim_id)
+    return Claim(claim["id"], claim["text"], tuple(claim["artifacts"])).markdown()

@@ -193,7 +193,7 @@ def test_step4_post_processes_gates_and_chooses_among_the_rules_that_learned(tmp
     assert choose_pooling(result.selection.validation_metrics).chosen == "linear_softmax"
     # Without the gates the same rule on every rule's validation metrics would take exp_softmax.
     valid = ClipEvaluator(context.data.splits["validation"], ("a", "b"), resamples=1, onset_only_collars=())
-    raw = context.results.weak.predictions
+    raw = context.results["weak"].predictions
     everything = {rule: valid.evaluate(result.postprocessing[rule].apply(raw[rule]["validation"]), with_psds=False,
                                        interval_metrics=()).point for rule in POOLING_NAMES}
     assert {rule: everything[rule] for rule in LEARNED} == result.selection.validation_metrics

@@ -51,9 +51,10 @@ a weak-label CRNN trained here on the *other* classes (``held_out_classes`` are 
 it) and probed on the held-out ones — a transfer test, not a re-read of its own labels.
 
 Layout: one module per step in :mod:`audioenc.timing.workflow.steps` (``step0_data`` ...
-``step6_adapt``), each ``run(context) -> result`` with a frozen result dataclass (``to_json()``);
-:mod:`~audioenc.timing.workflow.run` runs them in order with one timing and logging wrapper;
-:mod:`~audioenc.timing.workflow.report` writes the note from the typed results. Shared pieces:
+``step6_adapt``, listed once in ``STEPS``), each with its ``NAME``, ``FOLDER``, ``run(context) ->
+result`` (a frozen result dataclass) and ``report_section(result, results)`` (its claims, report.json
+sections and tables); :mod:`~audioenc.timing.workflow.run` runs them in order with one timing and
+logging wrapper; :mod:`~audioenc.timing.workflow.report` assembles the steps' sections. Shared pieces:
 ``data`` (the corpus), ``context`` (what the steps share), ``jobs`` (CRNNs in processes),
 ``plots``, ``artifacts`` (writers and formatters), ``settings``.
 
@@ -73,8 +74,9 @@ at once. ``fast=True`` is a reduced run for tests.
 
 
 from audioenc.timing.workflow.data import WorkflowData, channel_policy, load_workflow_data
-from audioenc.timing.workflow.run import STEP_FOLDERS, STEPS, run_workflow
+from audioenc.timing.workflow.run import STEP_FOLDERS, run_workflow
 from audioenc.timing.workflow.settings import WorkflowSettings, resolve_settings
+from audioenc.timing.workflow.steps import STEPS
 
 __all__ = ["STEPS", "STEP_FOLDERS", "WorkflowData", "WorkflowSettings", "channel_policy", "load_workflow_data",
            "resolve_settings", "run_workflow"]

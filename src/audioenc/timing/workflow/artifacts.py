@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from audioenc.timing.bootstrap import BootstrapCI
+from audioenc.core.bootstrap import BootstrapCI
+from audioenc.timing.evaluation import Evaluation
+from audioenc.timing.postprocess import PostProcessing
 
 
 def clean(value: Any) -> Any:
@@ -86,4 +88,16 @@ def interval(ci: BootstrapCI | Mapping | None) -> str:
     return f"{low} to {high}"
 
 
-__all__ = ["clean", "interval", "number", "save_module", "write_json", "write_tsv"]
+def with_ci(evaluation: Evaluation, metric: str) -> str:
+    """``metric``'s point value and its 95 % interval, as the note's sentences state them."""
+    return f"{number(evaluation.point.get(metric))} [95 % CI {interval(evaluation.interval(metric))}]"
+
+
+def postprocessing_text(item: PostProcessing) -> str:
+    """The median filter and threshold a system's numbers were measured after, in words."""
+    window = (f"median filter {item.window_frames} frames ({item.window_seconds:g} s)" if item.window_frames > 1
+              else "no median filter")
+    return f"{window}, threshold {item.threshold:g}, {item.basis}"
+
+
+__all__ = ["clean", "interval", "number", "postprocessing_text", "save_module", "with_ci", "write_json", "write_tsv"]

@@ -9,11 +9,12 @@ the frozen path) ride on the result as fields outside ``to_json()``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 from audioenc.timing.adapt import AdaptationTrigger, AdaptationVerdict
-from audioenc.timing.bootstrap import BootstrapCI
+from audioenc.core.bootstrap import BootstrapCI
 from audioenc.timing.encoders import EncoderHandle, FrameEmbeddings
 from audioenc.timing.evaluation import ClipEvaluator, ClipMetrics, Evaluation
 from audioenc.timing.fitting import Predictions, TrainingHistory
@@ -214,6 +215,10 @@ class WeakTraining:
     models: dict[str, WeakCRNN] = field(repr=False, default_factory=dict)
     predictions: dict[str, dict[str, Predictions]] = field(repr=False, default_factory=dict)
 
+    def training_record(self) -> tuple[dict[str, TrainingHistory], tuple[str, ...]]:
+        """Each rule's CRNN and its training, and ``training.json`` and ``training_curves.png``."""
+        return {f"{rule} CRNN": item.history for rule, item in self.rules.items()}, self.artifacts[:2]
+
     def to_json(self) -> dict:
         """``report.json``'s account of step 3 (``pooling.trained`` holds its ``rules``)."""
         return clean({"crnn": asdict(self.crnn), "budget": asdict(self.budget), "seed": self.seed,
@@ -390,6 +395,10 @@ class ProbeComparison:
         """Whether boundary metrics were computed (strong test labels with task-class events)."""
         return self.frozen.boundary.available
 
+    def training_record(self) -> tuple[dict[str, TrainingHistory], tuple[str, ...]]:
+        """The probe, the scratch baseline (and the encoder when trained here), and their curves."""
+        return dict(self.histories), tuple(path for path in self.artifacts if path.endswith("training_curves.png"))
+
     def to_json(self) -> dict:
         """``report.json``'s ``probe`` section."""
         return clean({
@@ -444,6 +453,10 @@ class AdaptationOutcome:
         """Whether the adapted model was trained."""
         return self.verdict is not None
 
+    def training_record(self) -> tuple[dict[str, TrainingHistory], tuple[str, ...]]:
+        """The adapted model's training, when it ran (its curve is in ``adaptation.json``)."""
+        return ({"adapted": self.history} if self.history is not None else {}), ()
+
     def to_json(self) -> dict:
         """``report.json``'s ``adaptation`` section."""
         content = {"rule": self.rule, **self.trigger.to_json(), "ran": self.ran, "unavailable": self.unavailable,
@@ -456,21 +469,25 @@ class AdaptationOutcome:
         return clean({**content, "artifacts": list(self.artifacts)})
 
 
-@dataclass
-class StepResults:
-    """The result of each step, filled in the track's order (None: not run yet)."""
+class StepResults(dict):
+    """The result of each step run so far, by the step's ``NAME``, in the order the steps ran."""
 
-    data: DataSummary | None = None
-    pooling: PoolingComparison | None = None
-    frames: FrameView | None = None
-    weak: WeakTraining | None = None
-    boundaries: BoundaryInspection | None = None
-    probe: ProbeComparison | None = None
-    adaptation: AdaptationOutcome | None = None
-
-    def need(self, name: str):
+    def need(self, name: str) -> Any:
         """The result of step ``name``; raises when that step has not run (a step out of order)."""
-        result = getattr(self, name)
+        result = self.get(name)
         if result is None:
             raise RuntimeError(f"internal: the {name} step has not run yet")
         return result
+
+    def training_records(self) -> tuple[dict[str, TrainingHistory], tuple[str, ...]]:
+        """Every model trained so far (name -> history) and the artifacts that show their training,
+        gathered from the results that train models (those with ``training_record()``)."""
+        histories: dict[str, TrainingHistory] = {}
+        artifacts: list[str] = []
+        for result in self.values():
+            record = getattr(result, "training_record", None)
+            if record is not None:
+                trained, shown = record()
+                histories.update(trained)
+                artifacts += shown
+        return histories, tuple(artifacts)

@@ -6,49 +6,17 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from audioenc.outputs import RunFolderLock, check_output
 from audioenc.timing.encoders import load_encoder
-from audioenc.timing.workflow import report as report_module
 from audioenc.timing.workflow.context import RunContext, RunInfo
 from audioenc.timing.workflow.data import read_workflow_splits
+from audioenc.timing.workflow.report import assemble_note, headline_text, note_sections, write_note
 from audioenc.timing.workflow.settings import WorkflowSettings
-from audioenc.timing.workflow.steps import (
-    step0_data,
-    step1_pooling,
-    step2_frames,
-    step3_weak,
-    step4_boundaries,
-    step5_probe,
-    step6_adapt,
-)
+from audioenc.timing.workflow.steps import STEPS, timing_key
 
-
-@dataclass(frozen=True)
-class Step:
-    """One step of the track: its folder, the field of :class:`StepResults` it fills, its title
-    and its ``run(context) -> result``."""
-
-    folder: str
-    result: str
-    title: str
-    run: Callable[[RunContext], object]
-
-    @property
-    def timing_key(self) -> str:
-        """``0_data`` ... ``6_adapt`` (the keys of ``report.json``'s ``run.step_seconds``)."""
-        return f"{int(self.folder[:2])}_{self.folder[3:]}"
-
-
-STEPS: tuple[Step, ...] = tuple(
-    Step(module.FOLDER, result, module.TITLE, module.run)
-    for module, result in ((step0_data, "data"), (step1_pooling, "pooling"), (step2_frames, "frames"),
-                           (step3_weak, "weak"), (step4_boundaries, "boundaries"), (step5_probe, "probe"),
-                           (step6_adapt, "adaptation"))
-)
-STEP_FOLDERS: tuple[str, ...] = tuple(step.folder for step in STEPS)
+STEP_FOLDERS: tuple[str, ...] = tuple(step.FOLDER for step in STEPS)
 
 
 def run_workflow(
@@ -81,7 +49,7 @@ def run_workflow(
         log: progress lines (default ``print``).
 
     Returns:
-        The content of ``report.json`` (see :func:`audioenc.timing.workflow.report.build_report`).
+        The content of ``report.json`` (see :mod:`audioenc.timing.workflow.report`).
     """
     started = time.perf_counter()
     log = log or (lambda line: print(line, flush=True))
@@ -116,19 +84,17 @@ def _run_steps(data: str | Path | None, encoder: str | Path | None, handle: obje
     info = RunInfo(out, Path(data), str(encoder) if encoder is not None else None, seed, fast, settings)
     for number, step in enumerate(STEPS):
         step_started = time.perf_counter()
-        log(f"step {number}/{len(STEPS)}: {step.title}")
-        setattr(context.results, step.result, step.run(context))
-        info.step_seconds[step.timing_key] = time.perf_counter() - step_started
-        log(f"  ({info.step_seconds[step.timing_key]:.1f} s)")
+        log(f"step {number}/{len(STEPS)}: {step.TITLE}")
+        context.results[step.NAME] = step.run(context)
+        info.step_seconds[timing_key(step)] = time.perf_counter() - step_started
+        log(f"  ({info.step_seconds[timing_key(step)]:.1f} s)")
     step_started = time.perf_counter()
     log(f"step {len(STEPS)}/{len(STEPS)}: the note (report.md, report.json)")
-    info.step_seconds["7_note"] = 0.0
-    info.wall_seconds = time.perf_counter() - started
-    report = report_module.build_report(context.results, info, out)
+    sections = note_sections(context.results, out)
     info.step_seconds["7_note"] = time.perf_counter() - step_started
-    report["run"]["step_seconds"]["7_note"] = info.step_seconds["7_note"]
-    report["run"]["wall_seconds"] = time.perf_counter() - started
-    report_module.write_report(report, out)
-    log(report_module.headline_text(report))
-    log(f"report: {out / 'report.md'} ({report['run']['wall_seconds']:.0f} s)")
-    return report
+    info.wall_seconds = time.perf_counter() - started
+    note = assemble_note(sections, info)
+    write_note(note, out)
+    log(headline_text(note.report))
+    log(f"report: {out / 'report.md'} ({info.wall_seconds:.0f} s)")
+    return note.report

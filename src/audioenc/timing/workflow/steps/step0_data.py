@@ -5,12 +5,16 @@ Every label row or file left out or changed is listed with its file and line, ne
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 
 from audioenc.timing.workflow.artifacts import write_json, write_tsv
 from audioenc.timing.workflow.context import RunContext
-from audioenc.timing.workflow.results import DataSummary, SplitSummary
 from audioenc.timing.workflow.data import channel_policy, load_workflow_data
+from audioenc.timing.workflow.results import DataSummary, SplitSummary
+from audioenc.timing.workflow.sections import Claim, ReportSection
 
+NAME = "data"
 FOLDER = "00_data"
 TITLE = "reading and checking the corpus"
 
@@ -38,3 +42,28 @@ def run(context: RunContext) -> DataSummary:
     if len(data.issues) > 20:
         context.log(f"  ... and {len(data.issues) - 20} more in {dropped}")
     return result
+
+
+def report_section(result: DataSummary, results: Mapping[str, Any]) -> ReportSection:
+    """The data the note opens with (splits, classes, channel policy, notes) and, at its end,
+    every dropped or changed row or file with its file and line."""
+    data, dropped = result.to_json(), result.dropped_json()
+    claim = Claim("dropped", f"{len(dropped)} input row(s) or file(s) were dropped or changed while reading the data; "
+                  "every one is listed below with its file and line.", (f"{FOLDER}/dropped.tsv",))
+    split_sizes = ", ".join(f"{name} {info['clips']} clips" for name, info in data["splits"].items())
+    appendix = ["", f"## Dropped or changed input ({len(dropped)})", "", claim.markdown(), ""]
+    if dropped:
+        appendix += ["| file | line | action | message |", "|---|---|---|---|"]
+        for item in dropped:
+            message = str(item["message"]).replace("|", "\\|")
+            line = item["line"] if item["line"] is not None else ""
+            appendix.append(f"| `{item['file']}` | {line} | {item['action']} | {message} |")
+    else:
+        appendix.append("Nothing was dropped: every label row and audio file was usable.")
+    return ReportSection(
+        json={"data": data, "dropped": dropped},
+        claims=(claim,),
+        about=f"{split_sizes}; classes {', '.join(data['classes'])}",
+        preamble=("", f"Channel policy: {data['channel_policy']}", "", *[f"- note: {note}" for note in data["notes"]]),
+        appendix=tuple(appendix),
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,16 +28,21 @@ from audioenc.timing.fitting import (
     frame_statistics,
     random_batches,
 )
+from audioenc.timing.frames import frame_centres
 from audioenc.timing.pooling import POOLING_NAMES, make_pooling
 from audioenc.timing.weak import FeatureSet
 from audioenc.timing.workflow.artifacts import number, write_json, write_tsv
 from audioenc.timing.workflow.context import RunContext
-from audioenc.timing.workflow.results import PoolingComparison
 from audioenc.timing.workflow.data import SPLITS, one_thread
 from audioenc.timing.workflow.plots import plot_pooled_levels
+from audioenc.timing.workflow.results import PoolingComparison
+from audioenc.timing.workflow.sections import Claim, ReportSection
 
+NAME = "pooling"
 FOLDER = "01_pooling"
 TITLE = "clip summary and pooling choice: six pooling rules on the same frame scores"
+HEADING = "1. Clip summary and pooling choice"
+"""The note's section on pooling (step 4 adds its choice to it)."""
 BATCH_SIZE = 16
 """Clips per step of the scorer and of the learned pooling parameters."""
 
@@ -182,7 +188,7 @@ def _showcase(split: EventSplit, predictions: Predictions, classes: Sequence[str
                 return filename, split.weak[filename][0]
             continue
         scores = predictions.frame_scores[filename]
-        middles = (np.arange(scores.shape[1]) + 0.5) / predictions.frame_rate
+        middles = frame_centres(scores.shape[1], predictions.frame_rate)
         for event in split.strong[filename]:
             if event.offset - event.onset >= 1.0:
                 continue
@@ -191,3 +197,15 @@ def _showcase(split: EventSplit, predictions: Predictions, classes: Sequence[str
             if len(inside) and inside.max() - np.median(row) > best:
                 best, chosen = inside.max() - np.median(row), (filename, event.label)
     return chosen or (split.files[0], split.weak[split.files[0]][0] if split.weak[split.files[0]] else classes[0])
+
+
+def report_section(result: PoolingComparison, results: Mapping[str, Any]) -> ReportSection:
+    """What pooling alone does to the same frame scores (the evidence is in ``report.json``'s
+    ``pooling`` section, which step 4's choice heads)."""
+    mean_test, max_test = result.metrics["mean"]["test"], result.metrics["max"]["test"]
+    best = result.best_on_validation_map
+    text = (f"On the same frame scores, mean pooling gives test clip mAP {number(mean_test.map)} (accuracy "
+            f"{number(mean_test.accuracy)}) and max pooling {number(max_test.map)} (accuracy {number(max_test.accuracy)}); "
+            f"the best clip summary on validation is {best} (test mAP {number(result.metrics[best]['test'].map)}).")
+    return ReportSection(claims=(Claim("pooling_same_scores", text, result.artifacts, HEADING),))
+

@@ -4,19 +4,24 @@ clips, with the true events marked (``frame_scores.png``, ``frame_view.json``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from audioenc.audio.formats import EventSplit
 from audioenc.timing.fitting import Predictions
-from audioenc.timing.workflow.artifacts import write_json
+from audioenc.timing.frames import frame_centres
+from audioenc.timing.workflow.artifacts import number, write_json
 from audioenc.timing.workflow.context import RunContext
-from audioenc.timing.workflow.results import FrameView
 from audioenc.timing.workflow.plots import plot_frame_scores
+from audioenc.timing.workflow.results import FrameView
+from audioenc.timing.workflow.sections import Claim, ReportSection
 
+NAME = "frames"
 FOLDER = "02_frames"
 TITLE = "frame-level score behaviour on sample clips"
+HEADING = "2. Frame-level behaviour"
 
 
 def run(context: RunContext) -> FrameView:
@@ -51,7 +56,7 @@ def measure_frame_view(predictions: Predictions, split: EventSplit, classes: Seq
     inside, outside, negative, peak_inside, pairs = [], [], [], 0, 0
     for filename in split.files:
         scores = predictions.frame_scores[filename]
-        middles = (np.arange(scores.shape[1]) + 0.5) / rate
+        middles = frame_centres(scores.shape[1], rate)
         for k, label in enumerate(classes):
             events = [e for e in split.strong[filename] if e.label == label]
             if not events:
@@ -99,3 +104,16 @@ def sample_clips_for_plots(split: EventSplit, classes: Sequence[str], count: int
         if len(chosen) == count:
             break
     return chosen
+
+
+def report_section(result: FrameView, results: Mapping[str, Any]) -> ReportSection:
+    """What the frame view keeps that the clip summary averages away (``report.json``'s ``frames``)."""
+    if result.available and result.inside_mean is not None:
+        text = (f"The frame view keeps what the clip summary averages away: on positive test clips the true class "
+                f"scores {number(result.inside_mean)} inside its events and {number(result.outside_mean)} outside them, "
+                f"and its highest frame lies inside one of its events for {result.peak_inside} of "
+                f"{result.positive_pairs} (clip, class) pairs.")
+    else:
+        text = ("Frame scores per class over time are plotted for sample clips (no strong labels on the test split to "
+                "measure them against).")
+    return ReportSection(json={"frames": result.to_json()}, claims=(Claim("frame_view", text, result.artifacts, HEADING),))

@@ -5,20 +5,25 @@ labels only, once per pooling rule, same split, same seed (``<rule>/`` weights,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 
 from audioenc.timing.evaluation import clip_metrics, clip_targets
+from audioenc.timing.fitting import TrainingHistory
 from audioenc.timing.pooling import POOLING_NAMES
 from audioenc.timing.weak import predict, save_weak_encoder
-from audioenc.timing.workflow.artifacts import write_json
+from audioenc.timing.workflow.artifacts import number, write_json
 from audioenc.timing.workflow.context import RunContext
-from audioenc.timing.workflow.results import RuleTraining, WeakTraining
 from audioenc.timing.workflow.data import one_thread
 from audioenc.timing.workflow.jobs import WeakJob, train_jobs
 from audioenc.timing.workflow.plots import plot_histories
+from audioenc.timing.workflow.results import RuleTraining, StepResults, WeakTraining
+from audioenc.timing.workflow.sections import Claim, ReportSection
 
+NAME = "weak"
 FOLDER = "03_weak"
 TITLE = "weak-label CRNN, trained from clip labels only, once per pooling rule"
+HEADING = "3. Weak-label encoder"
 
 
 def run(context: RunContext) -> WeakTraining:
@@ -60,3 +65,37 @@ def run(context: RunContext) -> WeakTraining:
         "rules": {rule: item.to_json(curves=True) for rule, item in rules.items()},
     })
     return result
+
+
+def report_section(result: WeakTraining, results: StepResults) -> ReportSection:
+    """The weak-label CRNNs' clip mAP, and how every model of the run trained (this step's and the
+    later steps' models: the note states all early stopping in one place)."""
+    text = (f"A weak-label CRNN was trained from clip labels only, once per pooling rule (up to "
+            f"{result.budget.max_epochs} epochs, patience {result.budget.patience}, {len(result.train_clips)} training "
+            f"clips, seed {result.seed}{_sizes(result)}); test clip mAP: "
+            + ", ".join(f"{rule} {number(item.test.map)}" for rule, item in result.rules.items()) + ".")
+    histories, curves = results.training_records()
+    return ReportSection(claims=(Claim("weak_training", text, result.artifacts, HEADING),
+                                 Claim("training", training_text(histories), curves, HEADING)))
+
+
+def _sizes(weak: WeakTraining) -> str:
+    """``; CRNN ... at N frames/s`` from the recorded sizes."""
+    crnn = weak.crnn
+    rate = next((item.frame_rate for item in weak.rules.values() if item.frame_rate), None)
+    text = (f"; CRNN stem {crnn.stem_channels} channels, conv blocks {tuple(crnn.conv_channels)}, BiGRU "
+            f"2 x {crnn.rnn_hidden}, batch {weak.budget.batch_size}, learning rate {weak.budget.learning_rate}")
+    return text + (f", {rate:g} output frames/s" if rate else "")
+
+
+def training_text(histories: Mapping[str, TrainingHistory]) -> str:
+    """Every model's epochs and why it stopped; the ones cut short while improving named first."""
+    short = [name for name, history in histories.items() if history.still_improving]
+    parts = [f"{name} {len(history.valid_loss)} epochs (best {history.best_epoch + 1}, "
+             f"{history.stopped.replace('_', ' ')})" for name, history in histories.items()]
+    text = "Training with early stopping on the validation loss (best state kept): " + "; ".join(parts) + "."
+    if short:
+        text += (f" Stopped by the epoch limit or the budget while the validation loss was still falling: "
+                 f"{', '.join(short)} — their numbers would likely improve with a larger weak.max_epochs / "
+                 "probe.max_epochs or budget.")
+    return text

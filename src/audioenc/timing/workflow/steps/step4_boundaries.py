@@ -13,15 +13,21 @@ from audioenc.timing.boundaries import boundary_errors
 from audioenc.timing.evaluation import ClipEvaluator, Evaluation
 from audioenc.timing.postprocess import choose_postprocessing
 from audioenc.timing.pooling import POOLING_NAMES
-from audioenc.timing.workflow.artifacts import number, write_json, write_tsv
+from audioenc.timing.workflow.artifacts import number, postprocessing_text, write_json, write_tsv
 from audioenc.timing.workflow.context import RunContext
-from audioenc.timing.workflow.results import BoundaryInspection, PoolingChoice
 from audioenc.timing.workflow.data import one_thread
-from audioenc.timing.workflow.gates import check_learned, chance_map
+from audioenc.timing.workflow.gates import chance_map, check_learned
 from audioenc.timing.workflow.plots import plot_around_boundaries, plot_error_distributions, plot_onset_aligned
+from audioenc.timing.workflow.results import BoundaryInspection, PoolingChoice, StepResults
+from audioenc.timing.workflow.sections import Claim, ReportSection
+from audioenc.timing.workflow.steps import step1_pooling, step3_weak
 
+NAME = "boundaries"
 FOLDER = "04_boundaries"
 TITLE = "boundary inspection on positive clips only, beside clip accuracy"
+HEADING = "4. Boundary evidence on positive clips"
+METRICS_TSV = f"{FOLDER}/boundary_metrics.tsv"
+METRICS_JSON = f"{FOLDER}/boundary_metrics.json"
 INTERVAL_METRICS = ("clip_map", "clip_accuracy", "onset_within", "median_abs_onset")
 """Metrics of the per-rule table that get bootstrap intervals (collar F1's are costly: step 5)."""
 
@@ -117,6 +123,97 @@ def run(context: RunContext) -> BoundaryInspection:
     for item in disagreements:
         context.log(f"  disagreement: {item['text']}")
     return result
+
+
+def report_section(result: BoundaryInspection, results: StepResults) -> ReportSection:
+    """The boundary evidence, the disagreements, the pooling choice (in the note's pooling section,
+    with step 1's and step 3's evidence in ``report.json``'s ``pooling``), the headline's pooling
+    numbers and the per-rule table."""
+    pooling, weak = results.need(step1_pooling.NAME), results.need(step3_weak.NAME)
+    chosen = result.chosen
+    claims = [*_boundary_claims(result), _choice_claim(result, pooling.artifacts[0])]
+    content = {"chosen": chosen, "decision": chosen if result.decided else "none",
+               "no_decision": None if result.decided else result.gates[chosen].reason,
+               "basis": result.selection.basis, "rule": result.selection.rule,
+               "same_frame_scores": pooling.to_json(), "trained": weak.to_json()["rules"],
+               "artifacts": [pooling.artifacts[0], METRICS_JSON]}
+
+    def onset(rule: str) -> float | None:
+        summary = result.per_rule[rule].boundary.summary
+        return summary.median_abs_onset_error if summary is not None else None
+
+    point = result.per_rule[chosen].point
+    headline = {"pooling_chosen": chosen, "median_abs_onset_s": {rule: onset(rule) for rule in result.per_rule},
+                "collar_f1": point.get("collar_f1"), "psds1": point.get("psds1"), "psds2": point.get("psds2")}
+    boundaries = result.to_json()
+    return ReportSection(json={"pooling": content, "boundaries": boundaries}, headline=headline, claims=tuple(claims),
+                         tables=_table(boundaries, chosen))
+
+
+def _boundary_claims(result: BoundaryInspection) -> list[Claim]:
+    """The boundary numbers of the chosen rule against mean pooling, and where clip and boundary
+    quality disagree."""
+    if not result.available:
+        return [Claim("boundaries", f"Boundary inspection was not possible: {result.reason}.", (METRICS_JSON,), HEADING)]
+    chosen = result.chosen
+    evaluation = result.per_rule[chosen]
+    summary, point = evaluation.boundary.summary, evaluation.point
+    mean_summary = result.per_rule["mean"].boundary.summary
+    postprocessing = (postprocessing_text(result.postprocessing[chosen]) if chosen in result.postprocessing
+                      else "none")
+    text = (f"On {result.positives} positive test clips (negatives excluded), the {chosen} CRNN places onsets with "
+            f"a median absolute error of {number(summary.median_abs_onset_error)} s after its post-processing "
+            f"({postprocessing}) ({number(100 * summary.onset_within, 0)} % within 200 ms; offsets "
+            f"{number(summary.median_abs_offset_error)} s), collar F1 {number(point.get('collar_f1'))}, PSDS1 "
+            f"{number(point.get('psds1'))}, PSDS2 {number(point.get('psds2'))}, onset-only F1 (HEAR) "
+            f"{number(point.get('onset_f1_200ms'))} at 200 ms and {number(point.get('onset_f1_50ms'))} at 50 ms; mean "
+            f"pooling: median onset error {number(mean_summary.median_abs_onset_error)} s, collar F1 "
+            f"{number(result.per_rule['mean'].point.get('collar_f1'))}. (Medians count missed events as infinitely "
+            f"wrong; {summary.events - summary.detected} of {summary.events} events missed by {chosen}.)")
+    shown = tuple(path for path in result.artifacts
+                  if "boundary_metrics" in path or "error" in path or "aligned" in path or "around" in path)
+    claims = [Claim("boundaries", text, shown, HEADING)]
+    if result.disagreements:
+        claims.append(Claim("disagreements", "Clip accuracy and boundary quality disagree: "
+                            + "; ".join(d["text"] for d in result.disagreements[:4]) + ".",
+                            (METRICS_TSV, METRICS_JSON), HEADING))
+    else:
+        claims.append(Claim("disagreements", "Clip mAP and collar F1 rank the pooling rules the same way (no pair "
+                            "differs by more than 0.02 in opposite directions).", (METRICS_TSV,), HEADING))
+    return claims
+
+
+def _choice_claim(result: BoundaryInspection, clip_table: str) -> Claim:
+    """The pooling rule chosen (or that none could be), under the note's pooling heading."""
+    chosen, selection = result.chosen, result.selection
+    if result.decided:
+        failed = [gate.reason for gate in result.gates.values() if not gate.passed]
+        return Claim("pooling_choice", f"Chosen pooling rule: {chosen} — {selection.basis}. Rule: {selection.rule}."
+                     + (f" Left out by the sanity gates: {'; '.join(failed)}." if failed else ""),
+                     (METRICS_JSON, clip_table), step1_pooling.HEADING)
+    return Claim("pooling_choice", f"No pooling decision: no rule's CRNN passed the sanity gates "
+                 f"({result.gates[chosen].reason}). Steps 5-6 carry {chosen} (the rule the choosing rule picks among "
+                 "all six) on only to show their evidence.", (METRICS_JSON, METRICS_TSV), step1_pooling.HEADING)
+
+
+def _table(boundaries: dict, chosen: str) -> tuple[str, ...]:
+    """Clip and boundary metrics of every rule side by side (none without boundary metrics)."""
+    if not boundaries.get("available"):
+        return ()
+    lines = ["", "### Clip and boundary metrics side by side (test split; boundaries on positive clips only)", "",
+             "| pooling | learned | clip mAP | clip accuracy | median abs onset (s) | median abs offset (s) "
+             "| onsets within 200 ms | collar F1 | onset F1 200 ms | PSDS1 | PSDS2 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rule, item in boundaries["per_rule"].items():
+        point, summary = item["point"], item["summary"] or {}
+        learned = "yes" if boundaries.get("gates", {}).get(rule, {}).get("passed", True) else "no"
+        lines.append(f"| {rule}{' (chosen)' if rule == chosen else ''} | {learned} "
+                     f"| {number(point.get('clip_map'))} "
+                     f"| {number(point.get('clip_accuracy'))} | {number(summary.get('median_abs_onset_error'))} "
+                     f"| {number(summary.get('median_abs_offset_error'))} | {number(summary.get('onset_within'))} "
+                     f"| {number(point.get('collar_f1'))} | {number(point.get('onset_f1_200ms'))} "
+                     f"| {number(point.get('psds1'))} | {number(point.get('psds2'))} |")
+    return tuple(lines)
 
 
 def _summary(evaluation: Evaluation) -> dict:

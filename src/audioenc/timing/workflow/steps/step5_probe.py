@@ -11,8 +11,9 @@ re-read of its own labels.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 
@@ -26,17 +27,31 @@ from audioenc.timing.evaluation import ClipEvaluator, clip_targets
 from audioenc.timing.fitting import predict_frames
 from audioenc.timing.probe import train_probe
 from audioenc.timing.weak import WeakCRNN, predict, save_weak_encoder
-from audioenc.timing.workflow.artifacts import interval, number, save_module, write_json, write_tsv
-from audioenc.timing.workflow.context import RunContext
-from audioenc.timing.workflow.results import EncoderInfo, FrozenPath, ProbeComparison
+from audioenc.timing.evaluation import Evaluation
 from audioenc.timing.postprocess import choose_postprocessing
+from audioenc.timing.workflow.artifacts import (
+    interval,
+    number,
+    postprocessing_text,
+    save_module,
+    with_ci,
+    write_json,
+    write_tsv,
+)
+from audioenc.timing.workflow.context import RunContext
 from audioenc.timing.workflow.data import SPLITS, channel_policy, one_thread
-from audioenc.timing.workflow.gates import check_learned, chance_map
+from audioenc.timing.workflow.gates import chance_map, check_learned
 from audioenc.timing.workflow.jobs import WeakJob, train_jobs
 from audioenc.timing.workflow.plots import plot_comparison, plot_histories
+from audioenc.timing.workflow.results import EncoderInfo, FrozenPath, ProbeComparison
+from audioenc.timing.workflow.sections import Claim, ReportSection
 
+NAME = "probe"
 FOLDER = "05_probe"
 TITLE = "frozen encoder + probe against a scratch baseline on the same split"
+HEADING = "5. Frozen encoder + probe vs scratch"
+COMPARISON_TSV = f"{FOLDER}/comparison.tsv"
+COMPARISON_JSON = f"{FOLDER}/comparison.json"
 
 
 def held_out_classes(classes: Sequence[str], count: int, seed: int) -> tuple[str, ...]:
@@ -170,3 +185,68 @@ def _encoder_description(encoder: EncoderInfo) -> dict:
     for key in ("frame_rate", "embedding_seconds", "grid_is_encoder_frames"):
         content.pop(key)
     return content
+
+
+def report_section(result: ProbeComparison, results: Mapping[str, Any]) -> ReportSection:
+    """Frozen + probe against scratch with intervals: the claim, ``report.json``'s ``probe``, the
+    headline's two systems and the metric table."""
+    probe = result.to_json()
+    headline = {"frozen": _headline_side(result.frozen), "scratch": _headline_side(result.scratch),
+                "encoder": result.encoder.to_json()["source"]}
+    return ReportSection(json={"probe": probe}, headline=headline,
+                         claims=(Claim("probe_vs_scratch", _claim_text(result), result.artifacts, HEADING),),
+                         tables=_table(probe))
+
+
+def _claim_text(probe: ProbeComparison) -> str:
+    """Frozen + probe against scratch on clip mAP and the boundary metrics, with the post-processing
+    each was measured after, the failed gates and what the encoder and baseline are."""
+    encoder = probe.encoder.to_json()
+    clip_difference = probe.difference["clip_map"]
+    text = (f"Frozen encoder ({encoder['kind']}, {encoder['source']}, {number(encoder['frame_rate'], 1)} frames/s, "
+            f"{encoder['embedding_size']}-dim) + probe vs scratch CRNN on the same split, classes "
+            f"{', '.join(probe.task_classes)}: clip mAP {with_ci(probe.frozen, 'clip_map')} vs "
+            f"{with_ci(probe.scratch, 'clip_map')} (difference {number(clip_difference.value)}, "
+            f"CI {interval(clip_difference)})")
+    if probe.boundaries_available:
+        text += (f"; collar F1 {with_ci(probe.frozen, 'collar_f1')} vs {with_ci(probe.scratch, 'collar_f1')}; "
+                 f"onsets within 200 ms {with_ci(probe.frozen, 'onset_within')} vs "
+                 f"{with_ci(probe.scratch, 'onset_within')}")
+    text += (f"; onset-only F1 (HEAR, 200 ms) {number(probe.frozen.point.get('onset_f1_200ms'))} vs "
+             f"{number(probe.scratch.point.get('onset_f1_200ms'))}. Probe: {probe.probe_description}. "
+             "Post-processing, chosen on validation for each system alike: "
+             + "; ".join(f"{system} {postprocessing_text(item)}" for system, item in probe.postprocessing.items()))
+    if probe.boundaries_available:
+        text += (f"; PSDS1 {with_ci(probe.frozen, 'psds1')} vs {with_ci(probe.scratch, 'psds1')}"
+                 + ("" if probe.frozen.interval("psds1") else " (point values: evaluation.psds_resamples=0, as each "
+                    "resample costs a full PSDS evaluation; set it for intervals)"))
+    failed = [gate.reason for gate in probe.gates.values() if not gate.passed]
+    if failed:
+        text += ". Sanity gates failed: " + "; ".join(failed)
+    return text + ". " + " ".join(probe.notes)
+
+
+def _headline_side(evaluation: Evaluation) -> dict:
+    """One system's clip mAP and collar F1 with their intervals, for the headline."""
+
+    def ci(metric: str) -> dict | None:
+        found = evaluation.interval(metric)
+        return found.as_dict() if found is not None else None
+
+    return {"clip_map": evaluation.point.get("clip_map"), "clip_map_ci": ci("clip_map"),
+            "collar_f1": evaluation.point.get("collar_f1"), "collar_f1_ci": ci("collar_f1")}
+
+
+def _table(probe: dict) -> tuple[str, ...]:
+    """Every metric of both systems and their paired difference, with intervals."""
+
+    def cell(block: Mapping, metric: str) -> str:
+        return f"{number(block['point'].get(metric))} [95 % CI {interval(block.get('intervals', {}).get(metric))}]"
+
+    lines = ["", "### Frozen + probe vs scratch (95 % bootstrap intervals over test clips; difference paired)", "",
+             "| metric | frozen + probe | scratch | frozen - scratch |", "|---|---|---|---|"]
+    for metric in probe["frozen"]["point"]:
+        difference = probe["difference"].get(metric)
+        lines.append(f"| {metric} | {cell(probe['frozen'], metric)} | {cell(probe['scratch'], metric)} "
+                     f"| {number((difference or {}).get('value'))} [{interval(difference)}] |")
+    return tuple(lines)

@@ -5,7 +5,8 @@ and ``comparison.png``.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -19,14 +20,19 @@ from audioenc.timing.adapt import (
 from audioenc.timing.encoders import parameters_fingerprint, same_parameters
 from audioenc.timing.fitting import predict_frames
 from audioenc.timing.postprocess import choose_postprocessing
-from audioenc.timing.workflow.artifacts import save_module, write_json
+from audioenc.timing.workflow.artifacts import save_module, with_ci, write_json
 from audioenc.timing.workflow.context import RunContext
-from audioenc.timing.workflow.results import AdaptationOutcome, intervals_json
 from audioenc.timing.workflow.data import SPLITS, one_thread
 from audioenc.timing.workflow.plots import plot_comparison
+from audioenc.timing.workflow.results import AdaptationOutcome, StepResults, intervals_json
+from audioenc.timing.workflow.sections import Claim, ReportSection
+from audioenc.timing.workflow.steps import step4_boundaries, step5_probe
 
+NAME = "adaptation"
 FOLDER = "06_adapt"
 TITLE = "light adaptation, only if the frozen path stops short"
+HEADING = "6. Adapt or not"
+DECISION_HEADING = "7. Decision and the smallest next change"
 
 
 def run(context: RunContext) -> AdaptationOutcome:
@@ -103,3 +109,138 @@ def run(context: RunContext) -> AdaptationOutcome:
         context.log(f"  adapted ({split.description}): {verdict.reason}")
     write_json(context.path(FOLDER, "adaptation.json"), details)
     return outcome
+
+
+# =========================================================================== the decision
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The path the evidence supports (``frozen``, ``adapted`` or ``scratch``) and why."""
+
+    path: str
+    statement: str
+
+    def to_json(self) -> dict:
+        """Plain-JSON form."""
+        return {"path": self.path, "statement": self.statement}
+
+
+@dataclass(frozen=True)
+class NextChange:
+    """The smallest next change worth testing, and the evidence that points at it."""
+
+    text: str
+    because: str
+
+    def to_json(self) -> dict:
+        """Plain-JSON form."""
+        return {"text": self.text, "because": self.because}
+
+
+def decide_path(adaptation: AdaptationOutcome) -> Decision:
+    """The path step 6 supports, with the reason.
+
+    * ``frozen`` — the frozen encoder + probe does not stop short of scratch (the adaptation
+      rule did not trigger): keep it; a stronger model would not be justified.
+    * ``adapted`` — it stopped short and adapting the top block cleared the rule.
+    * ``scratch`` — it stopped short and adaptation did not clear the rule (or could not be
+      run): the encoder, frozen or lightly adapted, does not carry what this task needs, so the
+      model trained from scratch is the one to use until a change (``next_change``) fixes that.
+    * ``none`` — a sanity gate failed (the scratch baseline learned nothing): no comparison
+      with it means anything, so no path is recommended; the reason names what failed.
+    """
+    if adaptation.no_decision:
+        return Decision("none", adaptation.no_decision)
+    trigger = adaptation.trigger
+    if not trigger.triggered:
+        return Decision("frozen", "keep the frozen encoder with its probe: " + trigger.reason)
+    short = ", ".join(trigger.short_on) or "the rule's metrics"
+    if not adaptation.ran:
+        return Decision("scratch", f"use the scratch model: the frozen path stops short on {short} "
+                        f"({trigger.reason}) and adaptation could not be tried ({adaptation.unavailable})")
+    if adaptation.verdict.justified:
+        return Decision("adapted", "adapt the encoder (top block unfrozen): " + adaptation.verdict.reason)
+    return Decision("scratch", f"use the scratch model: the frozen path stops short on {short} "
+                    f"({trigger.reason}) and adapting the top block does not justify changing the encoder "
+                    f"({adaptation.verdict.reason})")
+
+
+def next_change(results: StepResults) -> NextChange:
+    """The smallest next change worth testing, from the run's evidence (first matching case).
+
+    1. No decision (a sanity gate failed): what the gate advises (train longer, more data,
+       a lower threshold, another layer).
+    2. No strong labels on the evaluation split: label event times there.
+    3. The chosen rule misses more than a third of the events on positive clips even after
+       post-processing: widen the threshold candidates (no retraining).
+    4. Adaptation was needed and not available: expose the encoder's top block.
+    5. Adaptation was tried, not justified, and scratch is still ahead: a probe with temporal
+       context on the same frozen frames (tells whether the timing is in the sequence at all).
+    6. Adaptation justified: confirm the gain with a second seed before adopting it.
+    7. The frozen path answers the task: keep it; try the next pooling rule's boundary plot.
+    """
+    boundaries, adaptation = results.need(step4_boundaries.NAME), results.need(NAME)
+    if adaptation.no_decision:
+        scratch = results.need(step5_probe.NAME).gates.get("scratch")
+        advice = scratch.advice if scratch is not None else "train longer or add data"
+        return NextChange(f"Make the scratch baseline learn first: {advice}; then rerun.", adaptation.no_decision)
+    if not boundaries.available:
+        return NextChange("Add strong labels (event onsets and offsets) for the evaluation split and rerun.",
+                          f"boundary metrics were not computed: {boundaries.reason}")
+    chosen = boundaries.chosen
+    summary = boundaries.per_rule[chosen].boundary.summary
+    events, detected = (summary.events, summary.detected) if summary is not None else (0, 0)
+    folder = step4_boundaries.FOLDER
+    if events and detected / events < 2 / 3:
+        threshold = boundaries.postprocessing[chosen].threshold if chosen in boundaries.postprocessing else 0.5
+        return NextChange(f"Add lower decision thresholds to postprocess.thresholds (the {chosen} CRNN used {threshold}) "
+                          f"and re-read {folder}: a read-out change, no retraining.",
+                          f"{events - detected} of {events} events on positive test clips have no frame above "
+                          f"{threshold}, so their boundaries are counted as missed")
+    trigger = adaptation.trigger
+    if trigger.triggered and not adaptation.ran:
+        return NextChange("Make the encoder's top block trainable (a codec or CRNN folder, or a HEAR module that exposes "
+                          "its layers) and rerun step 6.", adaptation.unavailable or "adaptation was not available")
+    if trigger.triggered and adaptation.ran and not adaptation.verdict.justified:
+        return NextChange("Probe the same frozen frames with temporal context (a kernel-5 convolution over frames "
+                          "instead of the per-frame layer): if boundaries improve, the timing is in the frame sequence "
+                          "but not in single frames; if not, probe a layer below the top block.",
+                          f"the frozen path stopped short of scratch ({_gaps_text(trigger.gaps)}) and unfreezing the "
+                          "top block did not clear the rule")
+    if adaptation.ran and adaptation.verdict.justified:
+        return NextChange("Rerun with a second seed (--seed 1) and keep the adapted encoder only if the gain holds.",
+                          "adaptation cleared the rule on one seed: " + adaptation.verdict.reason)
+    return NextChange(f"Keep the frozen encoder and probe; next, compare the {chosen} boundary plot with the runner-up "
+                      f"rule's on the clips where they disagree ({folder}/around_boundaries.png).",
+                      f"the frozen path is within the margins of scratch ({_gaps_text(trigger.gaps)})")
+
+
+def _gaps_text(gaps: Mapping[str, float]) -> str:
+    return ", ".join(f"scratch - frozen {metric} {value:+.3f}" for metric, value in gaps.items()) or "no gaps"
+
+
+def report_section(result: AdaptationOutcome, results: StepResults) -> ReportSection:
+    """The adaptation rule and its outcome, then the note's conclusion: the path the evidence
+    supports and the smallest next change worth testing."""
+    boundaries_available = results.need(step5_probe.NAME).boundaries_available
+    decision, change = decide_path(result), next_change(results)
+    text = f"Adaptation rule: {result.rule} Outcome: {result.no_decision or result.trigger.reason}."
+    if result.ran:
+        text += (f" Adapted ({result.top_block}): clip mAP {with_ci(result.adapted, 'clip_map')}"
+                 + (f", collar F1 {with_ci(result.adapted, 'collar_f1')}" if boundaries_available else "")
+                 + f". Verdict: {result.verdict.reason}.")
+    elif result.unavailable:
+        text += f" Not run: {result.unavailable}."
+    claims = (
+        Claim("adaptation", text, result.artifacts, HEADING),
+        Claim("decision", f"Decision: {decision.path} — {decision.statement}.",
+              (step5_probe.COMPARISON_TSV, *result.artifacts), DECISION_HEADING),
+        Claim("next_change", f"Smallest next change worth testing: {change.text} Why: {change.because}.",
+              (step4_boundaries.METRICS_JSON, step5_probe.COMPARISON_JSON, f"{FOLDER}/adaptation.json"),
+              DECISION_HEADING),
+    )
+    headline = {"adaptation_triggered": result.trigger.triggered, "adaptation_ran": result.ran,
+                "decision": decision.path}
+    return ReportSection(json={"adaptation": result.to_json(), "decision": decision.to_json(),
+                               "next_change": change.to_json()}, headline=headline, claims=claims)

@@ -146,7 +146,10 @@ def run_checks(check_file: str, title: str, checks: Sequence[Check], *, on_succe
     except Exception as error:  # a learner's file that does not import: say why, then stop
         where = _origin(error, target) if not isinstance(error, SyntaxError) else ""
         print(f"could not load {target.name}: {type(error).__name__}: {error}{where}")
-        print(f"hint: fix that part of {target.name} so that the file imports, then rerun (--traceback shows the full traceback).")
+        print(
+            f"hint: fix that part of {target.name} so that the file imports, "
+            "then rerun (--traceback shows the full traceback)."
+        )
         if args.traceback:
             traceback.print_exception(error)
         return 1
@@ -182,7 +185,10 @@ def run_checks(check_file: str, title: str, checks: Sequence[Check], *, on_succe
             print(on_success)
         return 0
     if todo == len(checks):
-        print(f"not done yet: none of the {len(checks)} checks can run. Complete the functions in {target.name} (read TASK.md).")
+        print(
+            f"not done yet: none of the {len(checks)} checks can run. "
+            f"Complete the functions in {target.name} (read TASK.md)."
+        )
     else:
         print(f"{passed} of {len(checks)} checks passed; fix the ones above and rerun.")
     return 1

@@ -152,7 +152,10 @@ def check_against_library(module) -> str:
         expect_array_close(offset, lib_offset, f"{what}: offset errors against audioenc.timing.boundaries", hint)
         expect_close(module.share_within(onset), lib_onset_share, f"{what}: onset share within 0.2 s against the library", hint)
         expect_close(module.share_within(offset), lib_offset_share, f"{what}: offset share within 0.2 s against the library", hint)
-    return f"30 random clips: onset share within 200 ms {lib_onset_share:.2f}, offset {lib_offset_share:.2f} (library agrees)"
+    return (
+        f"30 random clips: onset share within 200 ms {lib_onset_share:.2f}, "
+        f"offset {lib_offset_share:.2f} (library agrees)"
+    )
 
 
 def check_mixing_negatives(module) -> str:
@@ -162,7 +165,8 @@ def check_mixing_negatives(module) -> str:
         module.share_within_all_clips(scores, truth, FRAME_RATE),
         0.7,
         "onset share within 0.2 s over all ten clips (the misleading view)",
-        "clip_01 and the six quiet negatives count as within, clip_04, clip_08 and the false alarm clip_09 as outside: 7/10",
+        "clip_01 and the six quiet negatives count as within, "
+        "clip_04, clip_08 and the false alarm clip_09 as outside: 7/10",
     )
     positives = float(module.share_within(module.positive_boundary_errors(scores, truth, FRAME_RATE)[0]))
     expect(
@@ -172,7 +176,10 @@ def check_mixing_negatives(module) -> str:
         f"{mixed:.2f} vs {positives:.2f}",
         "the quiet negatives inflate the all-clips share",
     )
-    return f"positives only {positives:.2f} vs all clips {mixed:.2f}: six quiet negatives add 'hits' with no boundary in them"
+    return (
+        f"positives only {positives:.2f} vs all clips {mixed:.2f}: "
+        "six quiet negatives add 'hits' with no boundary in them"
+    )
 
 
 CHECKS = [

@@ -120,7 +120,10 @@ def check_interval(module) -> str:
             )
             if confidence == 0.95:
                 unpaired = unpaired_interval(frozen, scratch)
-                details.append(f"{name}: {difference:+.3f} [{low:+.3f}, {high:+.3f}] (unpaired would say [{unpaired[0]:+.3f}, {unpaired[1]:+.3f}])")
+                details.append(
+                    f"{name}: {difference:+.3f} [{low:+.3f}, {high:+.3f}] "
+                    f"(unpaired would say [{unpaired[0]:+.3f}, {unpaired[1]:+.3f}])"
+                )
     return "\n         ".join(details)
 
 
@@ -184,7 +187,8 @@ def check_decide(module) -> str:
             f"decide({ci})",
             repr(expected),
             repr(got),
-            "frozen_better only if low > 0, scratch_better only if high < 0; an interval that reaches 0 does not exclude it",
+            "frozen_better only if low > 0, scratch_better only if high < 0; "
+            "an interval that reaches 0 does not exclude it",
         )
     verdicts = []
     for name, (gained, lost, expected) in CASES.items():

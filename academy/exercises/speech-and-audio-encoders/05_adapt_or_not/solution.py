@@ -26,7 +26,10 @@ def choose_path(
     """
     clip_gap = frozen_clip - scratch_clip
     boundary_gap = frozen_boundary - scratch_boundary
-    gaps = f"clip gap {clip_gap:+.2f} (margin {clip_margin:.2f}), boundary gap {boundary_gap:+.2f} (margin {boundary_margin:.2f})"
+    gaps = (
+        f"clip gap {clip_gap:+.2f} (margin {clip_margin:.2f}), "
+        f"boundary gap {boundary_gap:+.2f} (margin {boundary_margin:.2f})"
+    )
     # The clip question first: if the frozen features cannot tell the classes apart, better
     # boundaries would not rescue them, and a light top-block update is not the smallest fix.
     if clip_gap < -clip_margin:

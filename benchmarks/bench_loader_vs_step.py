@@ -37,7 +37,7 @@ from bench_model import load_average, machine_line  # noqa: E402
 
 from audioenc.config import build_config  # noqa: E402
 from audioenc.training.data import build_datasets  # noqa: E402
-from audioenc.training.distributed import DistributedContext  # noqa: E402
+from audioenc.core.distributed import DistributedContext  # noqa: E402
 from audioenc.training.loop import StepSampler  # noqa: E402
 from audioenc.training.trainer import Trainer  # noqa: E402
 

@@ -3,8 +3,8 @@
 For a run folder (``audioenc train ... --run-dir RUN``) it loads ``model_best.safetensors`` and the
 run's fixed validation segments and prints:
 
-- ``ref-ref`` / ``rec-rec``: the median log-mel distance (:func:`audioenc.losses.spectral.mel_distance`
-  per pair) between two *different* validation segments, and between their reconstructions. A codec
+- ``ref-ref`` / ``rec-rec``: the median log-mel distance (the mean L1 of
+  :func:`audioenc.metrics.reconstruction.validation_mel` per pair) between two *different* validation segments, and between their reconstructions. A codec
   that ignores its input has ``rec-rec`` near 0 while ``ref-ref`` is not;
 - ``mel_identified``: the share of segments whose reconstruction is nearest its own reference;
 - the latents' spread across segments against their magnitude;
@@ -25,13 +25,12 @@ from pathlib import Path
 
 import torch
 
-from audioenc.codec_io import load_codec
+from audioenc.models.files import load_codec
 from audioenc.config import Config
-from audioenc.losses.spectral import validation_mel
-from audioenc.metrics.reconstruction import identification_accuracy, pairwise_distances
+from audioenc.metrics.reconstruction import identification_accuracy, pairwise_distances, validation_mel
 from audioenc.models.codec import CodecModel
 from audioenc.training.data import build_datasets
-from audioenc.training.distributed import DistributedContext
+from audioenc.core.distributed import DistributedContext
 
 
 def median_pair_distance(features: torch.Tensor) -> float:

@@ -45,7 +45,7 @@ def _tiny_codec(directory: Path) -> str:
 
     from audioenc.config import ModelConfig
     from audioenc.models.codec import CodecModel
-    from audioenc.training.checkpoint import export_model
+    from audioenc.models.files import export_model
 
     torch.manual_seed(0)
     config = ModelConfig(n_filters=4, dimension=16, lstm=1, channels=1, quantizer="none", q_dropout=False)

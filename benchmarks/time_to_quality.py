@@ -69,7 +69,7 @@ from audioenc.metrics.file_evaluation import format_summary as format_file_summa
 from audioenc.metrics.reconstruction import evaluate_codec  # noqa: E402
 from audioenc.metrics.systems import System, identity  # noqa: E402
 from audioenc.training.data import build_datasets  # noqa: E402
-from audioenc.training.distributed import DistributedContext, resolve_device  # noqa: E402
+from audioenc.core.distributed import DistributedContext, resolve_device  # noqa: E402
 from audioenc.training.loop import StepSampler  # noqa: E402
 from audioenc.training.trainer import Trainer  # noqa: E402
 

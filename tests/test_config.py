@@ -54,6 +54,6 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_the_perceptual_measure_names_are_those_of_the_perceptual_module():
-    assert tuple(MEASURES) == PERCEPTUAL_MEASURES
+    assert PERCEPTUAL_MEASURES == tuple(MEASURES)
     with pytest.raises(ValueError, match="train.perceptual_measures: unknown mos; choose from visqol_audio"):
         build_config("1ch", overrides=["train.perceptual_measures=stoi,mos"])

@@ -15,6 +15,9 @@ time), and the resampler with a band-limited signal written down at both rates (
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -24,7 +27,7 @@ from audioenc import hear
 from audioenc.audio.io import resample
 from audioenc.config import ModelConfig
 from audioenc.models.codec import CodecModel
-from audioenc.training.checkpoint import export_model
+from audioenc.models.files import export_model
 
 TINY = dict(n_filters=4, dimension=16, lstm=1)  # paper hop 320: 75 frames/s at 24 kHz
 
@@ -211,3 +214,22 @@ def test_codec_adaptation_cut_takes_audio_at_the_hear_rate(tmp_path):
     with torch.no_grad():
         rebuilt = split.top(torch.from_numpy(lower)[None], torch.tensor([lower.shape[1]]))[0].T
     torch.testing.assert_close(rebuilt, embeddings[0], rtol=1e-4, atol=1e-5)
+
+
+def test_load_model_finds_a_weak_crnn_folder_without_the_timing_half_imported(tmp_path):
+    """A fresh interpreter that imports only audioenc.hear loads a CRNN folder: the loader's module is
+    named in hear.LOADER_MODULES, not registered by whoever imported audioenc.timing first."""
+    from audioenc.timing.weak import CRNNConfig, WeakCRNN, save_weak_encoder
+
+    crnn = WeakCRNN(("dog", "bell"), "linear_softmax", CRNNConfig(stem_channels=4, conv_channels=(8, 8), rnn_hidden=6))
+    save_weak_encoder(crnn.eval(), tmp_path / "weak")
+    script = textwrap.dedent(f"""
+        import sys
+        from audioenc import hear
+        assert "audioenc.timing" not in sys.modules
+        model = hear.load_model({str(tmp_path / "weak")!r}, sample_rate=None)
+        print(type(model).__name__, model.timestamp_embedding_size)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["WeakCRNNHEAR", "12"]

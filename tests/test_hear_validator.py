@@ -42,7 +42,7 @@ import audioenc
 from audioenc.config import ModelConfig
 from audioenc.models.codec import CodecModel
 from audioenc.timing.weak import CRNNConfig, WeakCRNN, save_weak_encoder
-from audioenc.training.checkpoint import export_model
+from audioenc.models.files import export_model
 
 if importlib.util.find_spec("hearvalidator") is None:
     raise ImportError("the HEAR validator is not installed: pip install --no-deps hearvalidator==2021.0.2 "

@@ -122,8 +122,7 @@ class TrainConfig:
     max_nonfinite_steps: int = bounded(10, minimum=1, integer=True)
     best_metric: str = "mel_distance"  # a reconstruction metric, lower is better
     device: str = "auto"
-    # fp32 | bf16 (autocast; CPU with AVX512-BF16/AMX, or GPU; layers checked first, training/precision.py)
-    precision: str = "fp32"
+    precision: str = "fp32"  # fp32 | bf16 (autocast; CPU with AVX512-BF16/AMX, or GPU; layers checked first, training/precision.py)
     compile: bool = False  # torch.compile the training step's codec and discriminator calls (first steps compile)
     logger: str = "tensorboard"  # tensorboard | wandb | none
     # Validation also scores these perceptual measures (audioenc.metrics.perceptual; the evaluation

@@ -28,6 +28,11 @@ def require_directory(path: str | Path, what: str, hint: str = "") -> Path:
     return path
 
 
+def one_line(error: BaseException, limit: int = 400) -> str:
+    """An exception's message on one line (the CLI prints one line), cut at ``limit`` characters."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class UnknownKeyError(UserError, KeyError):
     """A setting name that does not exist (``model.n_filter=…``); also a :class:`KeyError`."""

@@ -32,7 +32,7 @@ scene embedding is the mean over time of the timestamp embeddings.
 Encoders, chosen by the file given to :func:`load_model`:
 
 * a codec from ``audioenc train`` (``model_best.safetensors`` + ``.json``, ``checkpoint_*.pt`` or a
-  run folder; see :func:`audioenc.codec_io.load_codec`): the embeddings are the encoder's
+  run folder; see :func:`audioenc.models.files.load_codec`): the embeddings are the encoder's
   **continuous latents** before any quantizer, ``[n, ceil(n_24k / hop), D]``. Channel policy: HEAR
   audio is mono, so a multichannel codec receives the mono signal **repeated on every input
   channel** (an omnidirectional source at the array centre); say so when reporting such results.
@@ -42,10 +42,11 @@ Encoders, chosen by the file given to :func:`load_model`:
   for a file: the embeddings do not depend on the sound's gain.
 
 Other encoders plug in with :func:`register_loader`: write a :class:`HEARModule` subclass and a
-predicate that recognises its files. The weak-label CRNN of the timing half does so
-(:mod:`audioenc.timing.weak_hear`, registered when :mod:`audioenc.timing` is imported): this
-module knows codecs only, and nothing here imports the timing half. Every kind gets the same
-``sample_rate`` option and resampling.
+predicate that recognises its files. The weak-label CRNN of the timing half does so in
+:mod:`audioenc.timing.weak_hear`, a module named in :data:`LOADER_MODULES`: :func:`load_model`
+imports those modules by name before it looks at a file, so a CRNN folder loads without anyone
+importing the timing half first, while this module, below the timing half, imports none of it.
+Every kind gets the same ``sample_rate`` option and resampling.
 
 The HEAR 2021 submission validator (``hearvalidator``) passes both modules, ``audioenc.hear`` on
 a codec and ``audioenc.timing.weak_hear`` on a CRNN folder (``tests/test_hear_validator.py``).
@@ -54,6 +55,7 @@ a codec and ``audioenc.timing.weak_hear`` on a CRNN folder (``tests/test_hear_va
 from __future__ import annotations
 
 import copy
+import importlib
 import operator
 import os
 from collections.abc import Callable
@@ -65,7 +67,8 @@ import torch
 from torch import nn
 
 from audioenc.audio.io import resample
-from audioenc.codec_io import DEFAULT_CHUNK_FRAMES, StreamingEncoder, load_codec
+from audioenc.codec_io import DEFAULT_CHUNK_FRAMES, StreamingEncoder
+from audioenc.models.files import load_codec
 from audioenc.config import ModelConfig
 from audioenc.errors import UserError
 from audioenc.models.codec import CodecModel
@@ -334,6 +337,11 @@ LOADERS: list[Loader] = [
 ]
 
 
+LOADER_MODULES: tuple[str, ...] = ("audioenc.timing.weak_hear",)
+"""Modules that register an encoder kind with :func:`register_loader` when imported; :func:`load_model`
+imports them by name (the timing half sits above this module, so no import statement may name it)."""
+
+
 def register_loader(
     name: str, matches: Callable[[Path], bool], load: Callable[..., HEARModule], options: tuple[str, ...] = ()
 ) -> None:
@@ -358,7 +366,7 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
 
     Args:
         model_file_path: codec export / checkpoint / run folder, or a file of a registered kind
-            (e.g. a weak-CRNN folder once :mod:`audioenc.timing` is imported). Required:
+            (e.g. a weak-CRNN folder, :data:`LOADER_MODULES`). Required:
             this package ships no pretrained weights, so an empty path is an error.
         **kwargs: ``sample_rate``: the rate HEAR audio arrives at, resampled inside to the
             encoder's own (default 48000; HEAR accepts 16000, 22050, 44100, 48000; None: the
@@ -378,6 +386,8 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
     path = Path(os.fspath(model_file_path))
     if not path.exists():
         raise FileNotFoundError(f"load_model: {path} does not exist.")
+    for module in LOADER_MODULES:
+        importlib.import_module(module)
     device = kwargs.pop("device", None)
     sample_rate = kwargs.pop("sample_rate", DEFAULT_HEAR_SAMPLE_RATE)
     for loader in LOADERS:
@@ -392,7 +402,7 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
             return model.to(device) if device is not None else model
     raise UserError(
         f"load_model: {path} is not a known encoder file; known kinds: {', '.join(loader.name for loader in LOADERS)} "
-        "(a codec .safetensors/.pt/run folder; a weak-CRNN folder once audioenc.timing is imported)."
+        "(a codec .safetensors/.pt/run folder; a weak-CRNN folder)."
     )
 
 

@@ -23,18 +23,25 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 
+from audioenc.audio.io import AudioReadError
 from audioenc.errors import UserError
+from audioenc.metrics.file_evaluation import (
+    Clip,
+    EvalSettings,
+    check_max_seconds,
+    evaluate_files,
+    format_summary,
+    load_clip,
+)
+from audioenc.metrics.systems import codec_systems, evaluation_systems
+from audioenc.models.files import load_codec
 from audioenc.outputs import replacing
-
-if TYPE_CHECKING:
-    from audioenc.metrics.file_evaluation import Clip
 
 PLAYED_CHANNELS = 1
 """Players carry the first channel (browsers play at most stereo; 32 channels would not play)."""
@@ -117,14 +124,10 @@ def write_listening_report(model_path: str | Path, files: Sequence[Path], out_di
             (default: the distances of the shown files, computed here).
         max_seconds: seconds of each file that are played and shown.
     """
-    from audioenc.codec_io import load_codec
-    from audioenc.metrics import systems as system_lib
-    from audioenc.metrics.file_evaluation import EvalSettings, check_max_seconds, evaluate_files
-
     model, config = load_codec(model_path)
     check_max_seconds(max_seconds, config.sample_rate, "--seconds")
     if systems is None:
-        systems = system_lib.codec_systems(model)
+        systems = codec_systems(model)
     clips, left_out = _usable_clips(files, config.sample_rate, config.channels, max_files, max_seconds)
     if evaluation is None:
         evaluation = evaluate_files([path for path, _ in clips], systems, config.sample_rate, config.channels,
@@ -149,9 +152,6 @@ def _usable_clips(files: Sequence[Path], sample_rate: int, channels: int, max_fi
                   max_seconds: float) -> tuple[list[tuple[Path, Clip]], dict[str, str]]:
     """The first ``max_files`` files the evaluation can score, read as it reads them, and why the
     files tried before them could not be (a short or unreadable file must not end the report)."""
-    from audioenc.audio.io import AudioReadError
-    from audioenc.metrics.file_evaluation import load_clip
-
     clips, left_out = [], {}
     for path in files:
         if len(clips) >= max_files:
@@ -174,10 +174,6 @@ def report_with_references(model_path: str | Path, files: Sequence[Path], out_di
 
     Returns ``(page, evaluation)``. What ``audioenc demo`` writes for the story's codec.
     """
-    from audioenc.codec_io import load_codec
-    from audioenc.metrics.file_evaluation import EvalSettings, evaluate_files
-    from audioenc.metrics.systems import evaluation_systems
-
     model, config = load_codec(model_path)
     shown = list(files)[:max_files]
     systems = evaluation_systems(model, config, device=device)
@@ -192,10 +188,6 @@ def report_with_references(model_path: str | Path, files: Sequence[Path], out_di
 
 def _page(model_path: str, sections: list[str], evaluation, config, curve: str | None,
           left_out: dict[str, str] | None = None) -> str:
-    from dataclasses import asdict
-
-    from audioenc.metrics.file_evaluation import format_summary
-
     summary = evaluation.summary(200)
     table = _summary_table(summary, evaluation.measures)
     skipped = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in evaluation.skipped.items())

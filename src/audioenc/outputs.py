@@ -16,10 +16,10 @@ import contextlib
 import fcntl
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from audioenc.core.atomic import temporary_folder_beside
 from audioenc.errors import UserError
 
 LOCK_NAME = ".audioenc.lock"
@@ -80,8 +80,7 @@ def staged_folder(out: str | os.PathLike, replaces: Sequence[str] = ()) -> Itera
     files move in, so that nothing stale of an earlier run (one with more outputs) stays beside them.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    staging = temporary_folder_beside(out)
     try:
         yield staging
         out.mkdir(exist_ok=True)
@@ -104,7 +103,7 @@ def replacing(target: str | os.PathLike) -> Iterator[Path]:
     if not occupied(target):
         yield target
         return
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    scratch = temporary_folder_beside(target)
     new, old = scratch / "new", scratch / "old"
     try:
         yield new

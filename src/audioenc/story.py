@@ -16,12 +16,17 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from audioenc.config import Config
-    from audioenc.timing.demo import DemoConfig
-    from audioenc.timing.workflow import WorkflowSettings
+from audioenc.audio.datasets import default_eigenscape_corpus
+from audioenc.config import Config, build_config
+from audioenc.errors import UserError
+from audioenc.listening_report import report_with_references
+from audioenc.metrics.file_evaluation import format_summary
+from audioenc.models.files import load_training_state, require_training_state
+from audioenc.timing.demo import DemoConfig, run_short_demo
+from audioenc.timing.workflow import WorkflowSettings, resolve_settings, run_workflow
+from audioenc.training.checkpoint import check_compatible, describe_changes, training_changes
+from audioenc.training.run import train
 
 STORY_WORKFLOW_OVERRIDES: tuple[str, ...] = ("weak.budget_seconds=30", "probe.budget_seconds=30")
 """The story's wall-clock budgets (per CRNN, per probe or adaptation), so that `make demo` stays
@@ -36,10 +41,6 @@ STORY_PARTS: tuple[str, ...] = ("demo", "codec", "workflow")
 def codec_listening_report(codec_dir: Path) -> Path:
     """``codec_dir/listening/report.html``: the codec beside the reference systems on files of
     the embedded corpus (two files, 3 s each), with ViSQOL when the evaluation extra is installed."""
-    from audioenc.audio.datasets import default_eigenscape_corpus
-    from audioenc.listening_report import report_with_references
-    from audioenc.metrics.file_evaluation import format_summary
-
     files = sorted(Path(default_eigenscape_corpus()).glob("*.wav"))
     page, evaluation = report_with_references(codec_dir, files, codec_dir / "listening", max_files=2)
     print(format_summary(evaluation.summary(200), evaluation.measures), flush=True)
@@ -74,15 +75,6 @@ def resumable_codec(out: Path, config: Config) -> bool:
     then be refused by the trainer, leaving a story made of two runs; and the trainer's advice
     (--run-dir, --allow-changed-training) names options `audioenc demo` does not have.
     """
-    from audioenc.errors import UserError
-    from audioenc.training.checkpoint import (
-        check_compatible,
-        describe_changes,
-        load_training_state,
-        require_training_state,
-        training_changes,
-    )
-
     for part in STORY_PARTS:
         if (Path(out) / part).exists() and not (Path(out) / part).is_dir():
             raise UserError(f"--out {out}: {Path(out) / part} is a file where the story writes its {part} "
@@ -112,11 +104,6 @@ def run_story(out: Path, seed: int = 0, progress: bool = True, *, demo_config: D
     after the small preset) and ``workflow_settings`` shrink them, so that the whole story can be
     checked end to end in a test within minutes.
     """
-    from audioenc.config import build_config
-    from audioenc.timing.demo import DemoConfig, run_short_demo
-    from audioenc.timing.workflow import resolve_settings, run_workflow
-    from audioenc.training.run import train
-
     out = Path(out)
     config = build_config("1ch", "small", [f"train.seed={seed}", *codec_overrides])
     resume = resumable_codec(out, config)  # before anything is written

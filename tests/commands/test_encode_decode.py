@@ -16,7 +16,7 @@ from safetensors.numpy import load_file
 from audioenc.cli import main
 from audioenc.config import ModelConfig
 from audioenc.models.codec import CodecModel
-from audioenc.training.checkpoint import export_model
+from audioenc.models.files import export_model
 
 TINY = dict(n_filters=4, dimension=16, lstm=1)
 

@@ -28,7 +28,7 @@ def tiny_model(tmp_path):
 
     from audioenc.config import build_config
     from audioenc.models.codec import CodecModel
-    from audioenc.training.checkpoint import export_model
+    from audioenc.models.files import export_model
 
     config = build_config("1ch", "small", ["model.n_filters=2", "model.dimension=8", "model.lstm=0"]).model
     with torch.random.fork_rng():

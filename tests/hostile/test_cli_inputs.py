@@ -16,7 +16,7 @@ import torch
 from audioenc.audio.formats import STRONG_COLUMNS, read_event_split, read_strong_tsv
 from audioenc.cli import build_parser, main, parse_arguments
 from audioenc.errors import UserError
-from audioenc.training.distributed import resolve_device
+from audioenc.core.distributed import resolve_device
 
 
 def assert_one_line_error(capsys, command: str, *needles: str) -> str:
@@ -42,7 +42,7 @@ def tiny_model(tmp_path):
     """A tiny exported continuous codec (weights + json)."""
     from audioenc.config import build_config
     from audioenc.models.codec import CodecModel
-    from audioenc.training.checkpoint import export_model
+    from audioenc.models.files import export_model
 
     config = build_config("1ch", "small", ["model.n_filters=2", "model.dimension=8", "model.lstm=0"]).model
     return export_model(tmp_path / "model", "model_best", CodecModel.from_config(config), config)

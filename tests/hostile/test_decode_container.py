@@ -28,7 +28,7 @@ from safetensors.numpy import save_file
 from audioenc.cli import main
 from audioenc.config import ModelConfig
 from audioenc.models.codec import CodecModel
-from audioenc.training.checkpoint import export_model
+from audioenc.models.files import export_model
 
 TINY = {"n_filters": 4, "dimension": 16, "lstm": 1}
 BINS, N_Q = 8, 4
@@ -463,7 +463,7 @@ def test_audio_beyond_the_level_limit_is_not_encoded(built, tmp_path, capsys):
 
 @pytest.mark.parametrize("case", ["nan-weight", "truncated", "config-without-model"])
 def test_damaged_checkpoints_are_refused(built, tmp_path, capsys, case):
-    from audioenc.codec_io import load_codec
+    from audioenc.models.files import load_codec
     from audioenc.config import Config
     from audioenc.training.checkpoint import save_training_state
 

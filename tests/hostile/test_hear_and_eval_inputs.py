@@ -57,7 +57,7 @@ def raw_codec(tmp_path) -> Path:
     """A tiny codec that does not normalise its input (embeddings depend on the gain)."""
     from audioenc.config import build_config
     from audioenc.models.codec import CodecModel
-    from audioenc.training.checkpoint import export_model
+    from audioenc.models.files import export_model
 
     overrides = ["model.n_filters=2", "model.dimension=8", "model.lstm=0", "model.normalize=false"]
     config = build_config("1ch", "small", overrides).model

@@ -50,7 +50,7 @@ def workspace(tmp_path):
 
 def _tiny_model(folder: Path, *overrides: str) -> Path:
     from audioenc.models.codec import CodecModel
-    from audioenc.training.checkpoint import export_model
+    from audioenc.models.files import export_model
 
     config = build_config("1ch", "small", ["model.n_filters=2", "model.dimension=8", "model.lstm=0",
                                            *overrides]).model

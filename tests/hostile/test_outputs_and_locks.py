@@ -46,7 +46,7 @@ def tiny_model(tmp_path):
 
     from audioenc.config import build_config
     from audioenc.models.codec import CodecModel
-    from audioenc.training.checkpoint import export_model
+    from audioenc.models.files import export_model
 
     config = build_config("1ch", "small", ["model.n_filters=2", "model.dimension=8", "model.lstm=0"]).model
     with torch.random.fork_rng():
@@ -101,12 +101,12 @@ def test_eval_refuses_earlier_results_and_overwrite_replaces_them(tiny_model, cl
 @pytest.mark.parametrize("case", ["parent is a file", "out is a file"])
 def test_eval_out_that_cannot_be_written_is_refused_before_any_work(tiny_model, clips, tmp_path, capsys,
                                                                   monkeypatch, case):
-    import audioenc.codec_io
+    import audioenc.models.files
 
     def no_work(*args, **kwargs):
         raise AssertionError("the model was loaded before --out was checked")
 
-    monkeypatch.setattr(audioenc.codec_io, "load_codec", no_work)
+    monkeypatch.setattr(audioenc.models.files, "load_codec", no_work)
     blocker = tmp_path / "blocker"
     blocker.write_text("a file\n")
     out = blocker / "results" if case == "parent is a file" else blocker

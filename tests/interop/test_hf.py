@@ -17,7 +17,7 @@ import torch
 import transformers  # noqa: E402  (the hf extra, part of the test install)
 
 from audioenc.cli import main  # noqa: E402
-from audioenc.codec_io import load_codec  # noqa: E402
+from audioenc.models.files import load_codec  # noqa: E402
 from audioenc.config import Config, ModelConfig  # noqa: E402
 from audioenc.interop.hf_config import (  # noqa: E402
     encodec_config_kwargs,
@@ -27,7 +27,7 @@ from audioenc.interop.hf_config import (  # noqa: E402
 from audioenc.interop.hf_keys import key_pairs, to_hf_state, uses_legacy_weight_norm  # noqa: E402
 from audioenc.models.codec import CodecModel  # noqa: E402
 from audioenc.models.seanet import SEANetDecoder, SEANetEncoder, seanet_options  # noqa: E402
-from audioenc.training.checkpoint import export_model  # noqa: E402
+from audioenc.models.files import export_model  # noqa: E402
 
 transformers.utils.logging.disable_progress_bar()
 

@@ -31,7 +31,7 @@ from audioenc.config import ModelConfig  # noqa: E402
 from audioenc.interop.onnx import SIDECAR, export_onnx  # noqa: E402
 from audioenc.interop.onnx_runtime import OnnxCodec  # noqa: E402
 from audioenc.models.codec import CodecModel  # noqa: E402
-from audioenc.training.checkpoint import export_model  # noqa: E402
+from audioenc.models.files import export_model  # noqa: E402
 
 HOP = 8
 TINY = dict(n_filters=4, dimension=16, ratios=(4, 2), lstm=2, n_q=4, bins=16)
@@ -84,7 +84,7 @@ def test_export_writes_graphs_and_their_contract(rvq, continuous):
     step_inputs = sidecar["graphs"]["encoder_step"]["inputs"]
     assert len(step_inputs) == 1 + len(model.initial_encoder_state(1))
     assert {"name": "state_in_5", "dtype": "float32", "shape": [2, "batch", 16]} in step_inputs  # LSTM h
-    from audioenc.codec_io import model_weights_hash
+    from audioenc.models.files import model_weights_hash
 
     assert sidecar["model_weights_sha256"] == model_weights_hash(model)
     # A non-causal codec: one-shot graphs only, and the sidecar says why.

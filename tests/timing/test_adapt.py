@@ -13,11 +13,11 @@ from audioenc.audio.io import read_clip
 from audioenc.config import ModelConfig
 from audioenc.models.codec import CodecModel
 from audioenc.timing.adapt import AdaptationRule, adaptation_split, check_adaptation_split, train_adapted
-from audioenc.timing.bootstrap import BootstrapCI
+from audioenc.core.bootstrap import BootstrapCI
 from audioenc.timing.encoders import encoder_embeddings, load_encoder, parameters_fingerprint
 from audioenc.timing.evaluation import clip_targets
 from audioenc.timing.probe import ProbeConfig, train_probe
-from audioenc.training.checkpoint import export_model
+from audioenc.models.files import export_model
 
 
 def _ci(value: float, low: float, high: float) -> BootstrapCI:

@@ -24,7 +24,8 @@ import time
 
 import pytest
 
-from audioenc.training.checkpoint import load_training_state, save_training_state
+from audioenc.training.checkpoint import save_training_state
+from audioenc.models.files import load_training_state
 from audioenc.training.run import train
 
 from .conftest import TINY_OVERRIDES

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from audioenc.training.checkpoint import load_training_state, save_training_state
+from audioenc.training.checkpoint import save_training_state
+from audioenc.models.files import load_training_state
 from audioenc.training.data import build_datasets
-from audioenc.training.distributed import DistributedContext
+from audioenc.core.distributed import DistributedContext
 from audioenc.training.run import train
 from audioenc.training.trainer import NonFiniteLossError, Trainer
 
@@ -165,7 +166,7 @@ def test_killed_checkpoint_write_leaves_previous_loadable(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from audioenc.training.checkpoint import atomic_write
+        from audioenc.core.atomic import atomic_write
 
         def write(tmp):
             with open(tmp, "wb") as handle:

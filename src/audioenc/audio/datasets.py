@@ -43,6 +43,7 @@ import torch
 from torch.utils.data import Dataset
 
 from audioenc import SAMPLE_RATE
+from audioenc.audio import synth_scenes
 from audioenc.audio.io import AudioReadError, input_frames_for, read_segment
 from audioenc.audio.manifest import (
     FileEntry,
@@ -604,6 +605,4 @@ def build_datasets(
 def default_eigenscape_corpus(cache_dir: str | os.PathLike | None = None) -> Path:
     """The embedded 32-channel eigenscape-like corpus, generated on first use (see
     :func:`audioenc.audio.synth_scenes.default_eigenscape_corpus`)."""
-    from audioenc.audio.synth_scenes import default_eigenscape_corpus as generate
-
-    return generate(cache_dir)
+    return synth_scenes.default_eigenscape_corpus(cache_dir)

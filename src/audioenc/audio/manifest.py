@@ -52,7 +52,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
@@ -62,6 +61,7 @@ import numpy as np
 import soundfile as sf
 
 from audioenc.audio.io import AudioInfo, audio_cache_dir, read_info
+from audioenc.core.atomic import write_text
 from audioenc.errors import UserError
 
 LOGGER = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class Manifest:
         # next scan probe every file instead of trusting entries it did not write.
         stored = _read_cache(self.cache_path) or {"version": MANIFEST_VERSION, "files": [], "fixed_segments": {}}
         stored.setdefault("fixed_segments", {})[key] = record
-        _write_json_atomic(self.cache_path, stored)
+        write_text(self.cache_path, json.dumps(stored, indent=1))
 
 
 # --------------------------------------------------------------------------- probing
@@ -341,18 +341,6 @@ def _read_cache(path: Path) -> dict | None:
     return data
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _manifest_json(manifest: Manifest) -> dict:
     return {
         "version": MANIFEST_VERSION,
@@ -460,7 +448,7 @@ def scan(root: str | os.PathLike, *, use_cache: bool = True, write_cache: bool =
         if cached is not None:
             data["fixed_segments"] = cached.get("fixed_segments", {})
         try:
-            _write_json_atomic(cache_path, data)
+            write_text(cache_path, json.dumps(data, indent=1))
         except OSError as error:
             LOGGER.warning("could not write the manifest cache %s (%s); the next scan probes again", cache_path, error)
     return manifest

@@ -56,6 +56,7 @@ from scipy import signal
 from scipy.fft import next_fast_len
 
 from audioenc import SAMPLE_RATE
+from audioenc.audio.formats import write_durations_tsv, write_strong_tsv, write_weak_tsv
 
 EVENT_CLASSES: tuple[str, ...] = ("click", "tone", "chirp", "noise_band", "speech")
 """The event classes of the embedded corpus, in column order."""
@@ -398,8 +399,6 @@ def synthesize_event_corpus(
     Returns:
         ``out_dir`` as a Path.
     """
-    from audioenc.audio.formats import write_durations_tsv, write_strong_tsv, write_weak_tsv
-
     unknown = [name for name in classes if name not in EVENT_CLASSES]
     if unknown:
         raise ValueError(f"unknown event classes {unknown}; known classes: {', '.join(EVENT_CLASSES)}")

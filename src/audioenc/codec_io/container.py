@@ -14,7 +14,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -23,18 +22,11 @@ import numpy as np
 from safetensors import SafetensorError as _SafetensorError
 
 from audioenc.codec_io.header import EncodedHeader
-from audioenc.codec_io.messages import _REENCODE, _one_line
-from audioenc.errors import UserError
+from audioenc.codec_io.messages import _REENCODE
+from audioenc.core.atomic import commit, temporary_beside
+from audioenc.errors import UserError, one_line
 
 CONTAINER_SUFFIXES = (".safetensors", ".npz")
-
-
-def _atomic_target(path: Path) -> Path:
-    """A temporary path in ``path``'s folder with the same suffix (formats follow the suffix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    return Path(name)
 
 
 def _check_container_suffix(path: Path) -> None:
@@ -69,7 +61,7 @@ class _ContainerWriter:
         self.shape = (1, rows, header.num_frames)
         self.dtype = np.dtype(dtype)
         self.written = 0
-        self.tmp = _atomic_target(path)
+        self.tmp = temporary_beside(path, keep_suffix=True)
         try:
             if path.suffix == ".safetensors":
                 self._open_safetensors()
@@ -134,9 +126,7 @@ class _ContainerWriter:
             else:
                 self._entry.close()
                 self._zip.close()
-            with open(self.tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(self.tmp, self.path)
+            commit(self.tmp, self.path)
         finally:
             self.tmp.unlink(missing_ok=True)
         return self.path
@@ -201,7 +191,7 @@ class EncodedReader:
             metadata = self._handle.metadata() or {}
         except Exception as error:  # safetensors raises its own SafetensorError for bad files
             raise UserError(
-                f"{self.path}: not a readable safetensors file ({_one_line(error)}): it is truncated or damaged. "
+                f"{self.path}: not a readable safetensors file ({one_line(error)}): it is truncated or damaged. "
                 + _REENCODE
             ) from error
         self.header = EncodedHeader.from_strings(metadata, str(self.path))
@@ -226,7 +216,7 @@ class EncodedReader:
                 metadata = json.loads(str(np.lib.format.read_array(entry, allow_pickle=False)))
         except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, zlib.error) as error:
             raise UserError(
-                f"{self.path}: not an audioenc .npz (no readable metadata entry: {_one_line(error)}); the file is "
+                f"{self.path}: not an audioenc .npz (no readable metadata entry: {one_line(error)}); the file is "
                 f"truncated, damaged or not from `audioenc encode`. {_REENCODE}"
             ) from error
         self.header = EncodedHeader.from_strings(metadata, str(self.path))
@@ -242,7 +232,7 @@ class EncodedReader:
             self._data_start = self._entry.tell()
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as error:
             raise UserError(
-                f"{self.path}: the {name} entry cannot be read ({_one_line(error)}); the file is damaged. "
+                f"{self.path}: the {name} entry cannot be read ({one_line(error)}); the file is damaged. "
                 + _REENCODE
             ) from error
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
@@ -262,7 +252,7 @@ class EncodedReader:
                 with self._zip.open(name) as entry:
                     self._whole = np.lib.format.read_array(entry, allow_pickle=False)
             except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as error:
-                raise UserError(f"{self.path}: the {name} entry cannot be read ({_one_line(error)}); the file is "
+                raise UserError(f"{self.path}: the {name} entry cannot be read ({one_line(error)}); the file is "
                                 f"damaged. {_REENCODE}") from error
 
     def _check_shape(self) -> None:
@@ -296,7 +286,7 @@ class EncodedReader:
             raise
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error, _SafetensorError) as error:
             raise UserError(
-                f"{self.path}: frames {start}..{stop} cannot be read ({_one_line(error)}); the file is damaged. "
+                f"{self.path}: frames {start}..{stop} cannot be read ({one_line(error)}); the file is damaged. "
                 + _REENCODE
             ) from error
         return block if block.dtype.isnative else block.astype(block.dtype.newbyteorder("="))

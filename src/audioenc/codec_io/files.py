@@ -31,16 +31,16 @@ from audioenc.codec_io.audio_blocks import (
     _signal_level,
     resampled_length,
 )
-from audioenc.codec_io.container import EncodedReader, _atomic_target, _ContainerWriter, check_encoded_output
+from audioenc.codec_io.container import EncodedReader, _ContainerWriter, check_encoded_output
 from audioenc.codec_io.header import LEVEL_LIMIT, EncodedHeader
-from audioenc.codec_io.loading import model_config_hash, model_weights_hash
-from audioenc.codec_io.messages import _one_line
 from audioenc.codec_io.streaming import DEFAULT_CHUNK_FRAMES, StreamingDecoder, StreamingEncoder
 from audioenc.codec_io.validation import SCAN_FRAMES, _check_fits_model, _check_values, check_model_matches
 from audioenc.config import ModelConfig
-from audioenc.errors import UserError
+from audioenc.core.atomic import commit, temporary_beside
+from audioenc.core.distributed import resolve_device
+from audioenc.errors import UserError, one_line
 from audioenc.models.codec import CodecModel
-from audioenc.training.distributed import resolve_device
+from audioenc.models.files import model_config_hash, model_weights_hash
 
 
 class InferenceEngine(Protocol):
@@ -372,7 +372,7 @@ def decode_file(
         if to_source_rate:
             blocks = _exact_length(_resampled_blocks(blocks, header.sample_rate, rate, header.channels),
                                    out_frames, header.channels)
-        tmp = _atomic_target(output_path)
+        tmp = temporary_beside(output_path, keep_suffix=True)
         clipped = 0
         written = 0
         try:
@@ -383,7 +383,7 @@ def decode_file(
             except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
                 raise UserError(
                     f"{output_path}: libsndfile cannot write {audio_format} with {header.channels} channel(s) at "
-                    f"{rate} Hz, subtype {subtype} ({_one_line(error)}); choose another suffix (.wav holds any)."
+                    f"{rate} Hz, subtype {subtype} ({one_line(error)}); choose another suffix (.wav holds any)."
                 ) from error
             with out:
                 for block in blocks:
@@ -395,7 +395,7 @@ def decode_file(
                     written += block.shape[1]
             if written != out_frames:
                 raise RuntimeError(f"internal: wrote {written} frames, expected {out_frames}.")
-            os.replace(tmp, output_path)
+            commit(tmp, output_path)
         finally:
             tmp.unlink(missing_ok=True)
     return DecodeResult(output_path, rate, written, header.channels, clipped)

@@ -1,4 +1,4 @@
-"""Error-message helpers shared by the codec file modules: one-line causes, short reprs, field errors."""
+"""Error-message helpers shared by the codec file modules: short reprs, field errors."""
 
 from __future__ import annotations
 
@@ -7,12 +7,6 @@ from typing import Any
 from audioenc.errors import UserError
 
 _REENCODE = "Encode the source audio again with `audioenc encode`."
-
-
-def _one_line(error: BaseException, limit: int = 400) -> str:
-    """An exception's message on one line (the CLI prints one line), cut at ``limit`` characters."""
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _show(value: Any, limit: int = 40) -> str:

@@ -15,11 +15,11 @@ import numpy as np
 
 from audioenc.codec_io.container import EncodedReader
 from audioenc.codec_io.header import EncodedHeader
-from audioenc.codec_io.loading import model_weights_hash
 from audioenc.codec_io.messages import _REENCODE, _field_error
 from audioenc.config import ModelConfig, saved_section
 from audioenc.errors import UserError
 from audioenc.models.codec import CodecModel
+from audioenc.models.files import model_weights_hash
 
 LATENT_LIMIT = 1e6
 """Largest |latent| accepted when encoding or decoding. Why this bound: a codec's latents are its

@@ -48,7 +48,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; bad input exits 2 with one line naming it (see audioenc.cli)."""
-    from audioenc.codec_io import check_audio_output, chunk_frames_for, decode_file, load_codec
+    from audioenc.codec_io import check_audio_output, chunk_frames_for, decode_file
+    from audioenc.models.files import load_codec
     from audioenc.outputs import check_output
 
     check_audio_output(args.output, args.subtype)  # an unusable OUT is refused before the model loads

@@ -50,7 +50,8 @@ def codebooks_for(model, bandwidth: float) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; bad input exits 2 with one line naming it (see audioenc.cli)."""
-    from audioenc.codec_io import check_encoded_output, chunk_frames_for, encode_file, load_codec
+    from audioenc.codec_io import check_encoded_output, chunk_frames_for, encode_file
+    from audioenc.models.files import load_codec
     from audioenc.outputs import check_output
 
     check_encoded_output(args.output)  # an unusable OUT is refused before the model loads

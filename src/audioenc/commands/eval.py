@@ -51,12 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from audioenc.audio.manifest import require_usable, scan
-    from audioenc.codec_io import load_codec
+    from audioenc.models.files import load_codec
     from audioenc.errors import UserError
     from audioenc.metrics.file_evaluation import EvalSettings, evaluate_files, format_summary
     from audioenc.metrics.systems import evaluation_systems
     from audioenc.outputs import check_output
-    from audioenc.training.distributed import resolve_device
+    from audioenc.core.distributed import resolve_device
 
     if args.report and not args.out:
         raise UserError("--report writes report.html into the --out folder; give --out DIR")

@@ -50,7 +50,7 @@ def exporter(name: str) -> Callable:
 
 def run(args: argparse.Namespace) -> int:
     """Load RUN, export it; user mistakes exit 2 with one line (see audioenc.cli)."""
-    from audioenc.codec_io import load_codec
+    from audioenc.models.files import load_codec
     from audioenc.outputs import check_output, replacing
 
     out = check_output(args.output, "OUT", overwrite=args.overwrite, folder=True)

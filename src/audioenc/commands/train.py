@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     init_from = None
     if args.init_from is not None:
-        from audioenc.codec_io import load_codec
+        from audioenc.models.files import load_codec
         from audioenc.errors import UserError
 
         if args.resume:

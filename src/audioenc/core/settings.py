@@ -165,9 +165,9 @@ def coerce(value: Any, annotation: Any) -> Any:
 
 def _coerce_union(value: Any, args: tuple[Any, ...]) -> Any:
     """The first member type of the union that parses ``value``; None for a ``none`` of an optional field."""
-    unset = value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))
-    if unset and type(None) in args:
-        return None
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if type(None) in args:
+            return None
     errors = []
     for arg in args:
         if arg is type(None):

@@ -31,8 +31,10 @@ import torch
 from tqdm import tqdm
 
 from audioenc.audio.io import AudioReadError, read_clip
+from audioenc.core.bootstrap import percentile_interval, resample_indices
 from audioenc.errors import UserError
 from audioenc.metrics import distances, perceptual
+from audioenc.metrics.reconstruction import spatial_errors
 from audioenc.metrics.systems import System
 
 CONTENTS = ("general", "music", "speech")
@@ -94,8 +96,6 @@ class Evaluation:
 
     def summary(self, resamples: int = 1000, seed: int = 0) -> list[dict]:
         """Per system: kbps, files, and ``{measure: {mean, low, high}}`` (95 % bootstrap over files)."""
-        from audioenc.timing.bootstrap import percentile_interval, resample_indices
-
         files = list(dict.fromkeys(row["file"] for row in self.rows))
         index = {name: i for i, name in enumerate(files)}
         indices = resample_indices(len(files), resamples, seed) if files else None
@@ -279,8 +279,6 @@ def check_max_seconds(max_seconds: float | None, sample_rate: int, option: str =
 
 
 def _spatial(audio: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict[str, float]:
-    from audioenc.metrics.reconstruction import spatial_errors
-
     errors = spatial_errors(torch.from_numpy(audio)[None], torch.from_numpy(estimate)[None], sample_rate)
     return {key: float(value[0]) for key, value in errors.items()}
 

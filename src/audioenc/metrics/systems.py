@@ -23,6 +23,7 @@ import torch
 
 from audioenc.audio.io import SOXR_QUALITY
 from audioenc.errors import UserError
+from audioenc.models.codec import CodecModel
 
 REFERENCES = ("input", "opus", "mulaw", "untrained")
 """Reference systems by the names ``audioenc eval --references`` takes."""
@@ -110,8 +111,6 @@ def mu_law(sample_rate: int, rate: int = 8000, bits: int = 8, mu: float = 255.0)
 
 def untrained(model_config, device: torch.device | str = "cpu", seed: int = 0) -> list[System]:
     """The codec's architecture with its initial weights (``torch.manual_seed(seed)``), at its full rate."""
-    from audioenc.models.codec import CodecModel
-
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = CodecModel.from_config(model_config).eval()

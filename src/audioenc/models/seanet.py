@@ -37,15 +37,13 @@ All padding is done inside the streamable layers of :mod:`audioenc.models.conv`.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from audioenc.config import ModelConfig
 from audioenc.models.conv import StreamableConv1d, StreamableConvTranspose1d, StreamableLSTM
-
-if TYPE_CHECKING:
-    from audioenc.config import ModelConfig
 
 
 def seanet_options(config: ModelConfig) -> dict[str, Any]:

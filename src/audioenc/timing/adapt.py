@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from audioenc.hear import TopSplit
-from audioenc.timing.bootstrap import BootstrapCI
+from audioenc.core.bootstrap import BootstrapCI
 from audioenc.timing.encoders import EncoderHandle
 from audioenc.timing.fitting import ClipModelOutput, TrainingHistory
 from audioenc.timing.probe import ProbeConfig, ProbeHead, fit_on_clips
@@ -211,7 +211,7 @@ class AdaptationRule:
 
     def verdict(self, short_on: Sequence[str], gains: Mapping[str, BootstrapCI]) -> AdaptationVerdict:
         """Whether adaptation is justified, from paired gains ``adapted - frozen`` (per metric a
-        :class:`~audioenc.timing.bootstrap.BootstrapCI`).
+        :class:`~audioenc.core.bootstrap.BootstrapCI`).
 
         Args:
             short_on: metrics on which the frozen path stopped short.

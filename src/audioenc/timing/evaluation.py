@@ -8,7 +8,7 @@ decisions at 0.5). Boundary metrics (positive clips only, when the split has str
 ``onset_within`` / ``offset_within`` (share of true events with ``|error| <= 0.2 s``, missed
 events outside), ``median_abs_onset`` (s, missed = infinite), ``collar_f1`` (macro,
 sed_scores_eval, the DCASE collars) and, as point values only, ``psds1`` / ``psds2``
-(:mod:`audioenc.timing.boundaries`). Intervals: :mod:`audioenc.timing.bootstrap`.
+(:mod:`audioenc.timing.boundaries`). Intervals: :mod:`audioenc.core.bootstrap`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from audioenc.audio.formats import Event, EventSplit
-from audioenc.timing.bootstrap import (
+from audioenc.core.bootstrap import (
     BootstrapCI,
     counts_from_indices,
     percentile_interval,

@@ -31,7 +31,6 @@ for a seed (weights, data order and dropout all draw from it) with a fixed threa
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -39,9 +38,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from audioenc.audio.formats import EventSplit, read_corpus_split
+from audioenc.core.weights import write_weights
 from audioenc.timing.evaluation import clip_targets
 from audioenc.timing.features import LogMelConfig, split_log_mels
 from audioenc.timing.fitting import (
@@ -361,11 +362,7 @@ def predict(model: WeakCRNN, log_mels: Mapping[str, np.ndarray], batch_size: int
 
 def save_weak_encoder(model: WeakCRNN, directory: str | Path) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (classes, pooling, sizes, features)."""
-    from safetensors.torch import save_file
-
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(directory / "model.safetensors"))
     description = {
         "kind": "audioenc.weak_crnn",
         "classes": list(model.classes),
@@ -374,14 +371,12 @@ def save_weak_encoder(model: WeakCRNN, directory: str | Path) -> Path:
         "features": asdict(model.feature_config),
         "frame_rate": model.frame_rate,
     }
-    (directory / "config.json").write_text(json.dumps(description, indent=2) + "\n")
+    write_weights(directory / "model.safetensors", model.state_dict(), directory / "config.json", description)
     return directory
 
 
 def load_weak_encoder(directory: str | Path) -> WeakCRNN:
     """Load a model written by :func:`save_weak_encoder` (safetensors: no code runs), in eval mode."""
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     config_path = directory / "config.json"
     if not config_path.is_file():

@@ -8,8 +8,9 @@ resampled inside with soxr to the CRNN's own **24 kHz** (``model.model_sample_ra
 rate; the mel bands reach 12 kHz, which 48 kHz audio keeps whole) -> log-mel -> CNN ->
 bidirectional GRU frame embeddings ``[n, ceil(ceil(T24 / 240) / 4), 2H]`` for ``T24`` samples at
 24 kHz (25 frames/s by default: timestamps at frame centres, 20 ms + k · 40 ms, whatever the
-HEAR rate). Resampling and timestamps are :mod:`audioenc.hear`'s (see there). Importing
-:mod:`audioenc.timing` registers the loader; this module is also a HEAR module in its own right
+HEAR rate). Resampling and timestamps are :mod:`audioenc.hear`'s (see there). Importing this
+module registers the loader (:func:`audioenc.hear.load_model` does so by name, see
+:data:`audioenc.hear.LOADER_MODULES`); it is also a HEAR module in its own right
 (``load_model``, ``get_timestamp_embeddings``, ``get_scene_embeddings``), for harnesses that name a
 module: the HEAR 2021 validator passes ``hear-validator audioenc.timing.weak_hear --model FOLDER``.
 """

@@ -1,4 +1,4 @@
-"""Checkpoints that are never half-written and never run code when loaded.
+"""The training checkpoint: a run's full state, written whole, and the rules for resuming it.
 
 A run folder holds:
 
@@ -8,47 +8,28 @@ A run folder holds:
   without this package's training code or any pickle;
 * ``config.json`` — the resolved configuration of the run.
 
-Every file is written to a temporary name in the same folder, flushed to disk, then renamed over the
-old one (``os.replace`` is atomic on POSIX): a run killed mid-write leaves the previous file intact.
+Every file is written with :func:`audioenc.core.atomic.atomic_write`: a run killed mid-write leaves
+the previous file intact. Reading a checkpoint, and the weights + JSON export, are the codec's file
+format (:mod:`audioenc.models.files`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
-import re
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from audioenc.config import SAVED_BEFORE, Config, ModelConfig, saved_section
+from audioenc.config import SAVED_BEFORE, Config, saved_section
+from audioenc.core.atomic import atomic_write
 from audioenc.errors import UserError
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then atomically move ``tmp_path`` to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 # Temporary names of the files a run writes into its folder (``atomic_write``: ``.NAME.XXXX.tmp``).
-RUN_FILE_PREFIXES = (".checkpoint_", ".model_best.", ".metrics.jsonl.", ".config.json.", ".changes.jsonl.")
+RUN_FILE_PREFIXES = (".checkpoint_", ".model_best.", ".metrics.jsonl.", ".config.json.", ".changes.jsonl.",
+                     ".summary.json.", ".init_from.json.")
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
@@ -67,78 +48,6 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
     """Write a full training state (tensors, numbers, strings, dicts, lists) atomically."""
     atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-class UnreadableCheckpointError(UserError, RuntimeError):
-    """A checkpoint file that is truncated, damaged, or refused by the safe loader.
-
-    A :class:`~audioenc.errors.UserError` (the CLI prints it as one line) that is also a
-    ``RuntimeError``, which this function raised before user errors had their own type.
-    """
-
-
-REQUIRED_STATE_KEYS = ("config", "step", "model")
-
-
-def load_training_state(path: Path) -> dict[str, Any]:
-    """Load a training state with ``weights_only=True``: loading never executes code.
-
-    Raises :class:`UnreadableCheckpointError` naming the file when it is truncated or damaged (and
-    which other file of the run folder may be intact), or when the safe loader refuses it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}; start without --resume or point --run-dir at a run.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        # The weights-only unpickler met something that is not a tensor, number, string or container:
-        # a class to build or a function to call (what a malicious pickle does), or no pickle at all.
-        found = re.search(r"GLOBAL (\S+)", str(error))
-        what = f" ({found.group(1)})" if found else ""
-        raise UnreadableCheckpointError(
-            f"Checkpoint {path} could not be read: it was refused because it holds objects other than "
-            f"tensors, numbers and strings{what}, and audioenc never runs code from model files. "
-            "Use a checkpoint written by audioenc train, or a new --run-dir."
-        ) from None
-    except Exception as error:  # noqa: BLE001 -- torch raises RuntimeError, EOFError, OSError … for a cut file
-        raise UnreadableCheckpointError(
-            f"Checkpoint {path} could not be read: it is truncated or damaged "
-            f"({_first_line(error)}). {_intact_alternatives(path)}"
-        ) from None
-    return state
-
-
-def require_training_state(state: Any, path: Path) -> dict[str, Any]:
-    """``state`` if it is a training state (``config``, ``step``, weights), else a clear error."""
-    if not isinstance(state, dict) or any(key not in state for key in REQUIRED_STATE_KEYS):
-        raise UnreadableCheckpointError(
-            f"Checkpoint {path} is not an audioenc training checkpoint (it lacks "
-            f"{', '.join(REQUIRED_STATE_KEYS)}). {_intact_alternatives(Path(path))}"
-        )
-    return state
-
-
-def _first_line(error: BaseException, limit: int = 120) -> str:
-    """``Type: first sentence of the message`` (torch's first sentence says what failed)."""
-    text = (str(error).strip().splitlines() or [""])[0].split(". ")[0]
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _intact_alternatives(path: Path) -> str:
-    """Which other file of the run folder may hold a usable state, and what to do with it."""
-    folder = path.parent
-    others = [folder / name for name in ("checkpoint_last.pt", "checkpoint_best.pt", "model_best.safetensors")
-              if name != path.name and (folder / name).is_file()]
-    checkpoints = [other for other in others if other.suffix == ".pt"]
-    if checkpoints:
-        return (f"{', '.join(o.name for o in others)} in {folder} may be intact: copy "
-                f"{checkpoints[0].name} to {path.name} to resume from it, or start a new --run-dir.")
-    if others:
-        return (f"{others[0].name} in {folder} may be intact (the best model's weights, not a training "
-                "state): start a new --run-dir to train again.")
-    return f"No other checkpoint is in {folder}: start a new --run-dir."
 
 
 def check_compatible(saved: dict[str, Any], current: Config, path: Path) -> None:
@@ -212,61 +121,3 @@ def _same_folder(a: Any, b: Any) -> bool:
         return a is not None and b is not None and os.path.samefile(a, b)
     except OSError:
         return False
-
-
-def export_model(directory: Path, name: str, model: torch.nn.Module, model_config: ModelConfig) -> Path:
-    """Write ``name.safetensors`` (weights) and ``name.json`` (model config) atomically."""
-    directory = Path(directory)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    weights = directory / f"{name}.safetensors"
-    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp)))
-    meta = json.dumps({"model": Config(model=model_config).to_dict()["model"]}, indent=2) + "\n"
-    atomic_write(directory / f"{name}.json", lambda tmp: tmp.write_text(meta))
-    return weights
-
-
-def load_exported_model(weights: Path):
-    """Build a :class:`~audioenc.models.codec.CodecModel` from ``X.safetensors`` + ``X.json``.
-
-    Raises:
-        FileNotFoundError: no ``X.json`` beside the weights.
-        UserError: naming the file: ``X.json`` not valid JSON, without a ``"model"`` section or with
-            an unusable config; ``X.safetensors`` truncated, header-only or not safetensors at all;
-            weights that do not fit the config (missing/unexpected keys, other shapes).
-    """
-    from safetensors import SafetensorError
-
-    from audioenc.models.codec import CodecModel
-
-    weights = Path(weights)
-    meta_path = weights.with_suffix(".json")
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{weights} has no model config beside it ({meta_path.name}).")
-    again = f"export the model again, or copy {weights.name} and {meta_path.name} again from its run folder."
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
-        raise UserError(f"{meta_path}: not valid JSON ({error}); it should hold the model config of "
-                        f"{weights.name}: {again}") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
-        raise UserError(f"{meta_path}: no \"model\" section (the model config of {weights.name}); {again}")
-    try:
-        # Only the model section matters here (an export writes nothing else).
-        config = Config.from_dict({"model": meta["model"]})
-        model = CodecModel.from_config(config.model)
-    except (TypeError, ValueError, RuntimeError) as error:
-        message = " ".join(str(error).split())
-        raise UserError(f"{meta_path}: the model config is unusable: {message}; {again}") from error
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as error:
-        raise UserError(f"{weights}: not a readable safetensors file ({error}); it is truncated or damaged: "
-                        f"{again}") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:  # missing/unexpected keys or other shapes: another model's weights
-        message = " ".join(str(error).split())
-        message = message if len(message) <= 400 else message[:399] + "…"
-        raise UserError(f"{weights}: the weights do not fit the configuration in {meta_path.name}: {message}; "
-                        f"{again}") from error
-    return model.eval(), config.model

@@ -8,8 +8,8 @@ from torch.utils.data import Dataset
 
 from audioenc.audio import datasets
 from audioenc.config import Config
+from audioenc.core.distributed import DistributedContext
 from audioenc.errors import UserError, require_directory
-from audioenc.training.distributed import DistributedContext
 
 
 def build_datasets(config: Config, context: DistributedContext) -> tuple[Dataset, Dataset]:

@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from audioenc.config import Config
-from audioenc.training.checkpoint import atomic_write
-from audioenc.training.distributed import DistributedContext
+from audioenc.core.atomic import atomic_write, write_json
+from audioenc.core.distributed import DistributedContext
 from audioenc.training.logging import RunLogger, mel_comparison_image
 from audioenc.training.trainer import StopSignal, Trainer
 
@@ -144,7 +144,7 @@ def fit(
         "train_seconds_this_session": time.perf_counter() - start,
     }
     if context.is_main:
-        (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(trainer.run_dir / "summary.json", summary)
     return summary
 
 

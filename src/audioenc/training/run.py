@@ -10,24 +10,23 @@ from pathlib import Path
 import torch
 
 from audioenc.config import Config
-from audioenc.errors import UserError
-from audioenc.outputs import RunFolderLock, check_output, occupied
-from audioenc.training.checkpoint import (
-    atomic_write,
-    check_compatible,
-    describe_changes,
-    load_training_state,
-    remove_stale_temporaries,
-    require_training_state,
-    training_changes,
-)
-from audioenc.training.data import build_datasets
-from audioenc.training.distributed import (
+from audioenc.core.atomic import atomic_write, write_json
+from audioenc.core.distributed import (
     init_distributed,
     resolve_device,
     shutdown,
     wait_for_all_ranks,
 )
+from audioenc.errors import UserError
+from audioenc.models.files import load_training_state, model_weights_hash, require_training_state
+from audioenc.outputs import RunFolderLock, check_output, occupied
+from audioenc.training.checkpoint import (
+    check_compatible,
+    describe_changes,
+    remove_stale_temporaries,
+    training_changes,
+)
+from audioenc.training.data import build_datasets
 from audioenc.training.logging import RunLogger
 from audioenc.training.loop import fit
 from audioenc.training.trainer import Trainer
@@ -150,12 +149,10 @@ def initialise_from(trainer: Trainer, source: str, codec: torch.nn.Module) -> No
 
 def record_init(run_dir: Path, source: str, model: torch.nn.Module) -> None:
     """Say where the run's weights came from, on stdout and in ``run_dir/init_from.json``."""
-    from audioenc.codec_io import model_weights_hash
-
     message = f"initialised from {source}; the discriminator starts fresh"
     row = {"init_from": str(Path(source).resolve()), "model_weights_sha256": model_weights_hash(model),
            "note": message + " (and so do the optimisers and the loss balancers)"}
-    atomic_write(Path(run_dir) / "init_from.json", lambda tmp: tmp.write_text(json.dumps(row, indent=2) + "\n"))
+    write_json(Path(run_dir) / "init_from.json", row)
     print(f"{message} (recorded in {Path(run_dir) / 'init_from.json'}).")
 
 

@@ -30,14 +30,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from audioenc.config import Config
+from audioenc.core.distributed import DistributedContext, all_ranks_agree
 from audioenc.losses.adversarial import discriminator_adversarial_loss
 from audioenc.losses.balancer import Balancer
 from audioenc.losses.spectral import MultiScaleMelLoss
 from audioenc.losses.table import GeneratorView, LossTable
 from audioenc.metrics.reconstruction import evaluate_codec
 from audioenc.models.codec import CodecModel, build_discriminator
+from audioenc.models.files import export_model
 from audioenc.training import checkpoint
-from audioenc.training.distributed import DistributedContext, all_ranks_agree
 from audioenc.training.precision import LayerError, guard_bf16
 
 # Items per rank the bf16 layer check runs on (the bad kernels measured so far fail at any batch
@@ -352,7 +353,7 @@ class Trainer:
     def export_best(self) -> None:
         if self.context.is_main:
             model = self.ema.module if self.ema is not None else self.model
-            checkpoint.export_model(self.run_dir, "model_best", model, self.config.model)
+            export_model(self.run_dir, "model_best", model, self.config.model)
 
 
 class StopSignal:

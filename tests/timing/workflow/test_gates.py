@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from audioenc.timing.bootstrap import BootstrapCI
+from audioenc.core.bootstrap import BootstrapCI
 from audioenc.timing.boundaries import BoundarySummary
 from audioenc.timing.evaluation import BoundaryEvidence, Evaluation
 from audioenc.timing.evaluation import average_precision

@@ -168,11 +168,3 @@ def test_a_fixed_length_tuple_needs_every_value():
     assert resolve_settings(overrides=["run.max_clips=10,4,4"]).run.max_clips == (10, 4, 4)
     with pytest.raises(ValueError, match="expected 3 comma-separated values"):
         resolve_settings(overrides=["run.max_clips=1,2"])
-
-
-def test_a_yaml_file_works_as_a_json_one(tmp_path):
-    path = tmp_path / "mine.yaml"
-    path.write_text("weak:\n  max_epochs: 60\n  patience: null\npostprocess:\n  thresholds: [0.3, 0.5]\n")
-    settings = resolve_settings(fast=True, config_file=path)
-    assert settings.weak.max_epochs == 60 and settings.weak.patience is None
-    assert settings.postprocess.thresholds == (0.3, 0.5) and settings.crnn == WorkflowSettings.fast().crnn

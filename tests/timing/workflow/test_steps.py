@@ -13,7 +13,7 @@ import pytest
 
 from audioenc.audio.formats import Event, EventSplit, Issue
 from audioenc.timing.adapt import AdaptationTrigger, AdaptationVerdict
-from audioenc.timing.bootstrap import BootstrapCI
+from audioenc.core.bootstrap import BootstrapCI
 from audioenc.timing.boundaries import BoundarySummary
 from audioenc.timing.evaluation import BoundaryEvidence, ClipMetrics, Evaluation
 from audioenc.timing.fitting import Predictions, TrainingHistory

@@ -750,7 +750,7 @@ def test_codec_encoder_weak_only_user_data(tmp_path):
     from audioenc.config import ModelConfig
     from audioenc.models.codec import CodecModel
     from audioenc.timing.adapt import AdaptationRule
-    from audioenc.training.checkpoint import export_model
+    from audioenc.models.files import export_model
 
     root = synthesize_event_corpus(tmp_path / "c", (32, 12, 12), seed=2)
     (root / "metadata" / "test_strong.tsv").unlink()

@@ -1,4 +1,4 @@
-"""Percentile bootstrap of audioenc.timing.bootstrap.
+"""Percentile bootstrap of audioenc.core.bootstrap.
 
 References: the same resamples computed directly in float64 NumPy, the theoretical bootstrap
 variance of a mean (population variance / n), and ``np.median`` of explicitly repeated values.
@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from audioenc.timing.bootstrap import bootstrap, counts_from_indices, percentile_interval, weighted_median
+from audioenc.core.bootstrap import bootstrap, counts_from_indices, percentile_interval, weighted_median
 
 
 def test_bootstrap_interval_matches_numpy_on_the_same_resamples():

@@ -6,8 +6,8 @@ Run from the repository root, exactly as the track writes it:
 
 It compares the clip summary (mean and max pooling) with the frame view on clips with short
 events at known times, prints a table, and writes clips.tsv, demo.png, demo.json and the start
-of your note (note.md) into runs/demo/ (or --out DIR). The work is done by the library:
-``audioenc.timing.demo`` (the same as ``audioenc demo --short``).
+of your note (note.md) into runs/demo/ (or --out DIR, --seed K). It is ``audioenc demo --short``
+with these arguments (:mod:`audioenc.commands.demo`; the work is done by ``audioenc.timing.demo``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 try:
-    from audioenc.timing.demo import main
+    from audioenc.cli import main
 except ModuleNotFoundError as error:  # the package is missing: say how to get it
     if error.name != "audioenc":
         raise
@@ -25,4 +25,4 @@ except ModuleNotFoundError as error:  # the package is missing: say how to get i
     )
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["demo", "--short", *sys.argv[1:]]))

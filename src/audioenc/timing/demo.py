@@ -24,7 +24,6 @@ numbers).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -39,6 +38,7 @@ from audioenc import SAMPLE_RATE
 from audioenc.audio.synth_events import synthesize_clip
 from audioenc.timing.features import LogMel, LogMelConfig
 from audioenc.timing.fitting import FitSettings, fit_clip_model, frame_bce
+from audioenc.timing.frames import frame_centres
 from audioenc.timing.pooling import MaxPooling, MeanPooling
 
 TARGET_CLASS = "tone"
@@ -160,7 +160,7 @@ def make_demo_clips(count: int, config: DemoConfig, stream: int) -> list[DemoCli
 
 def _frame_targets(clips: list[DemoClip], frames: int, frame_rate: float) -> torch.Tensor:
     """1 on frames whose midpoint lies inside the beep, ``[clips, 1, frames]``."""
-    middles = (np.arange(frames) + 0.5) / frame_rate
+    middles = frame_centres(frames, frame_rate)
     targets = np.zeros((len(clips), 1, frames), dtype=np.float32)
     for row, clip in enumerate(clips):
         if clip.onset is not None:
@@ -245,12 +245,13 @@ def run_short_demo(out_dir: str | Path = "runs/demo", config: DemoConfig = DemoC
         mean_scores = MeanPooling()(frame_scores)[:, 0].numpy()
         max_scores = MaxPooling()(frame_scores)[:, 0].numpy()
     frame_scores_np = frame_scores[:, 0].numpy().astype(np.float64)
+    centres = frame_centres(frame_scores_np.shape[1], frame_rate)
 
     rows = []
     for row, clip in enumerate(shown):
         scores = frame_scores_np[row]
         peak = int(np.argmax(scores))
-        peak_time = (peak + 0.5) / frame_rate
+        peak_time = float(centres[peak])
         active = np.flatnonzero(scores > 0.5)
         rows.append(
             {
@@ -265,7 +266,7 @@ def run_short_demo(out_dir: str | Path = "runs/demo", config: DemoConfig = DemoC
                 "peak_minus_onset": (peak_time - clip.onset) if clip.onset is not None else None,
                 "peak_inside_event": (clip.onset <= peak_time < clip.offset) if clip.onset is not None else None,
                 "first_active_time": float(active[0] / frame_rate) if len(active) else None,
-                "active_seconds_outside_event": float(np.sum(~_inside(active, clip, frame_rate)) / frame_rate),
+                "active_seconds_outside_event": float(np.sum(~_inside(centres[active], clip)) / frame_rate),
             }
         )
     summary = _summarise(rows, config.clip_seconds)
@@ -294,11 +295,10 @@ def run_short_demo(out_dir: str | Path = "runs/demo", config: DemoConfig = DemoC
     return result
 
 
-def _inside(frames: np.ndarray, clip: DemoClip, frame_rate: float) -> np.ndarray:
-    """Whether each frame index's midpoint lies inside the clip's beep (all False without one)."""
+def _inside(middles: np.ndarray, clip: DemoClip) -> np.ndarray:
+    """Whether each frame centre (seconds) lies inside the clip's beep (all False without one)."""
     if clip.onset is None:
-        return np.zeros(len(frames), dtype=bool)
-    middles = (frames + 0.5) / frame_rate
+        return np.zeros(len(middles), dtype=bool)
     return (middles >= clip.onset) & (middles < clip.offset)
 
 
@@ -470,7 +470,7 @@ def _plot(path: Path, clips, frame_scores, mean_scores, max_scores, extractor, f
             cmap="magma",
         )
         mel.set_ylabel("log-mel band")
-        times = (np.arange(frame_scores.shape[1]) + 0.5) / frame_rate
+        times = frame_centres(frame_scores.shape[1], frame_rate)
         score.plot(times, frame_scores[index], color="tab:blue", linewidth=1.0, label="frame score")
         score.axhline(max_scores[index], color="tab:red", linestyle="--", linewidth=1.0, label=f"max pool {max_scores[index]:.2f}")
         score.axhline(mean_scores[index], color="tab:green", linestyle=":", linewidth=1.5, label=f"mean pool {mean_scores[index]:.2f}")
@@ -488,12 +488,3 @@ def _plot(path: Path, clips, frame_scores, mean_scores, max_scores, extractor, f
     plt.close(figure)
     return path
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry: ``[--out DIR] [--seed K]``."""
-    parser = argparse.ArgumentParser(description="Short encoder demo: clip summary (mean, max) against the frame view.")
-    parser.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo under the current folder)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for clips and training (default 0)")
-    args = parser.parse_args(argv)
-    run_short_demo(args.out, DemoConfig(seed=args.seed))
-    return 0

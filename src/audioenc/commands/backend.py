@@ -36,6 +36,7 @@ def check_backend_arguments(args: argparse.Namespace) -> None:
     if args.backend == "onnxruntime":
         if args.device != "cpu":
             raise UserError(f"--backend onnxruntime runs on the CPU; drop --device {args.device} (or use --backend torch).")
+        # imported when the command runs, not at start-up: `audioenc --help` stays fast
         from audioenc.interop.onnx import require_onnx
 
         require_onnx()
@@ -48,6 +49,7 @@ def engine_for(args: argparse.Namespace, model: CodecModel, config: ModelConfig)
     if args.backend == "torch":
         yield None
         return
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.interop.onnx_runtime import onnx_engine
 
     with onnx_engine(model, config, args.onnx) as engine:

@@ -48,6 +48,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; bad input exits 2 with one line naming it (see audioenc.cli)."""
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.codec_io import check_audio_output, chunk_frames_for, decode_file
     from audioenc.models.files import load_codec
     from audioenc.outputs import check_output

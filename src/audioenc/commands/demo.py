@@ -36,10 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the short demo into ``args.out``; returns the exit status."""
     if args.short:
+        # imported when the command runs, not at start-up: `audioenc --help` stays fast
         from audioenc.timing.demo import DemoConfig, run_short_demo
 
         run_short_demo(args.out or "runs/demo", DemoConfig(seed=args.seed))
         return 0
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.story import run_story
 
     run_story(args.out or "runs/story", seed=args.seed, progress=not args.no_progress)

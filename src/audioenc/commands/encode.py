@@ -50,6 +50,7 @@ def codebooks_for(model, bandwidth: float) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; bad input exits 2 with one line naming it (see audioenc.cli)."""
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.codec_io import check_encoded_output, chunk_frames_for, encode_file
     from audioenc.models.files import load_codec
     from audioenc.outputs import check_output

@@ -50,6 +50,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.audio.manifest import require_usable, scan
     from audioenc.models.files import load_codec
     from audioenc.errors import UserError
@@ -90,6 +91,7 @@ def write_outputs(args: argparse.Namespace, files: list, systems: list, evaluati
     together, so that --out never holds half of them or a stale page of an earlier evaluation."""
     from pathlib import Path
 
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.outputs import staged_folder
 
     out = Path(args.out)
@@ -97,6 +99,7 @@ def write_outputs(args: argparse.Namespace, files: list, systems: list, evaluati
         evaluation.write(staging, args.resamples, extra={"model": str(args.model), "data": str(args.data),
                                                          "content": args.content, "max_seconds": args.max_seconds})
         if args.report:
+            # imported when the command runs, not at start-up: `audioenc --help` stays fast
             from audioenc.listening_report import write_report
 
             write_report(args.model, files, staging, systems=systems, evaluation=evaluation,

@@ -50,6 +50,7 @@ def exporter(name: str) -> Callable:
 
 def run(args: argparse.Namespace) -> int:
     """Load RUN, export it; user mistakes exit 2 with one line (see audioenc.cli)."""
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.models.files import load_codec
     from audioenc.outputs import check_output, replacing
 

@@ -28,6 +28,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.interop.hf import import_hf
 
     print(import_hf(args.source, args.run_dir))

@@ -27,6 +27,7 @@ def register(subparsers) -> None:
 
 def summary_lines(config) -> list[str]:
     """The lines `audioenc info` prints, one fact per line."""
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.models.codec import CodecModel, build_discriminator
 
     model = CodecModel.from_config(config.model)
@@ -58,6 +59,7 @@ def summary_lines(config) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.config import build_config
 
     config = build_config(args.channel_mode, args.preset, [f"model.quantizer={args.quantizer}", *args.overrides])

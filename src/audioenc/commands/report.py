@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.audio.manifest import require_usable, scan
     from audioenc.listening_report import check_in_browser, write_listening_report
     from audioenc.outputs import check_output

@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Scan ``args.directory``, print the report, return the exit status."""
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.audio.manifest import (
         NoUsableAudioError,
         format_report,

@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_scenes(args: argparse.Namespace) -> int:
     """Write the eigenscape-like corpus to ``args.out``."""
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.audio.synth_scenes import synthesize_eigenscape_corpus
 
     try:
@@ -62,6 +63,7 @@ def run_scenes(args: argparse.Namespace) -> int:
 
 def run_events(args: argparse.Namespace) -> int:
     """Write the event corpus to ``args.out``."""
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.audio.synth_events import synthesize_event_corpus
 
     kwargs = {"seed": args.seed}

@@ -61,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.config import build_config
 
     flags = {
@@ -82,6 +83,7 @@ def adopt_model(config, model_config, args: argparse.Namespace, source: str):
     ``model.*`` overrides (and ``--quantizer``) are applied on top, and must leave the weights loadable."""
     import dataclasses
 
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.config import CHANNEL_MODES, validate
     from audioenc.errors import UserError
 
@@ -101,11 +103,13 @@ def adopt_model(config, model_config, args: argparse.Namespace, source: str):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.training.run import train
 
     config = config_from_args(args)
     init_from = None
     if args.init_from is not None:
+        # imported when the command runs, not at start-up: `audioenc --help` stays fast
         from audioenc.models.files import load_codec
         from audioenc.errors import UserError
 

@@ -58,6 +58,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the workflow; returns the exit status."""
+    # imported when the command runs, not at start-up: `audioenc --help` stays fast
     from audioenc.timing.workflow import resolve_settings, run_workflow
 
     overrides = list(args.overrides)
@@ -67,10 +68,3 @@ def run(args: argparse.Namespace) -> int:
     run_workflow(args.data, args.encoder, args.out, args.seed, fast=args.fast, settings=settings,
                  encoder_weights=args.encoder_weights, overwrite=args.overwrite)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry for scripts: ``audioenc workflow`` with ``argv``."""
-    from audioenc.cli import main as cli_main
-
-    return cli_main(["workflow", *(argv or [])])

@@ -35,6 +35,7 @@ from audioenc.losses.adversarial import discriminator_adversarial_loss
 from audioenc.losses.balancer import Balancer
 from audioenc.losses.spectral import MultiScaleMelLoss
 from audioenc.losses.table import GeneratorView, LossTable
+from audioenc.metrics import perceptual
 from audioenc.metrics.reconstruction import evaluate_codec
 from audioenc.models.codec import CodecModel, build_discriminator
 from audioenc.models.files import export_model
@@ -282,8 +283,6 @@ class Trainer:
     def perceptual_measures_now(self) -> tuple[str, ...]:
         """The perceptual measures this validation scores: ``train.perceptual_measures`` every
         ``train.perceptual_every`` epochs (epoch 0, the untrained model, included), those installed."""
-        from audioenc.metrics import perceptual
-
         train = self.config.train
         epoch = self.step // train.updates_per_epoch
         if not train.perceptual_every or not train.perceptual_segments or epoch % train.perceptual_every:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 try:
-    from audioenc.commands.workflow import main
+    from audioenc.cli import main
 except ModuleNotFoundError as error:  # the package is missing: say how to get it
     if error.name != "audioenc":
         raise
@@ -28,4 +28,4 @@ except ModuleNotFoundError as error:  # the package is missing: say how to get i
     )
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(["workflow", *sys.argv[1:]]))

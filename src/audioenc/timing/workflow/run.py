@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from audioenc.audio.synth_events import default_event_corpus
 from audioenc.outputs import RunFolderLock, check_output
 from audioenc.timing.encoders import load_encoder
 from audioenc.timing.workflow.context import RunContext, RunInfo
@@ -76,8 +77,6 @@ def _run_steps(data: str | Path | None, encoder: str | Path | None, handle: obje
     out.mkdir(parents=True, exist_ok=True)
     settings.save(out / "settings.json")
     if data is None:
-        from audioenc.audio.synth_events import default_event_corpus
-
         log("data: the embedded event corpus (made in the data cache on first use)")
         data = default_event_corpus(seed=0)
     context = RunContext(out=out, corpus_root=Path(data), seed=seed, settings=settings, encoder=handle, log=log)

@@ -4,7 +4,8 @@ For a run folder (``audioenc train ... --run-dir RUN``) it loads ``model_best.sa
 run's fixed validation segments and prints:
 
 - ``ref-ref`` / ``rec-rec``: the median log-mel distance (the mean L1 of
-  :func:`audioenc.metrics.reconstruction.validation_mel` per pair) between two *different* validation segments, and between their reconstructions. A codec
+  :func:`audioenc.metrics.reconstruction.validation_mel` per pair) between two *different* validation
+  segments, and between their reconstructions. A codec
   that ignores its input has ``rec-rec`` near 0 while ``ref-ref`` is not;
 - ``mel_identified``: the share of segments whose reconstruction is nearest its own reference;
 - the latents' spread across segments against their magnitude;

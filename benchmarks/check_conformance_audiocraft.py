@@ -89,7 +89,7 @@ from audiocraft_sides import Sides, add_audiocraft_arguments, build_sides, load_
 from bench_model import machine_line
 
 from audioenc.config import build_config
-from audioenc.losses.spectral import _mel_filterbank
+from audioenc.core.mel import mel_filterbank
 from audioenc.training.trainer import Trainer
 
 TOLERANCE = 1e-10
@@ -208,8 +208,8 @@ def exact_filterbanks(trainer: Trainer) -> float:
     largest relative change (the float32 rounding)."""
     worst = 0.0
     for mel in trainer.mel_loss.mels:
-        bank = torch.from_numpy(np.array(_mel_filterbank(mel.sample_rate, mel.n_fft, mel.n_mels, 0.0,
-                                                         mel.sample_rate / 2)))
+        bank = torch.from_numpy(np.array(mel_filterbank(mel.sample_rate, mel.n_fft, mel.n_mels, 0.0,
+                                                        mel.sample_rate / 2)))
         if not torch.equal(bank.float().double(), mel.filterbank.double()):
             raise RuntimeError("audioenc's filterbank is not the librosa one this check expects")
         worst = max(worst, _pair_diff(mel.filterbank, bank)[1])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from audioenc.timing.features import LOG_FLOOR, LogMel, LogMelConfig, compute_log_mel, frame_times
+from audioenc.timing.features import LOG_FLOOR, LogMel, LogMelConfig, compute_log_mel
 
 
 @pytest.mark.parametrize("samples", [1, 239, 240, 241, 24_000, 24_001])
@@ -50,7 +50,3 @@ def test_log_mel_equals_float64_numpy_reference():
     assert ours.shape == reference.shape
     # float32 STFT against float64: agree to 1e-3 in log power where the power is well above the floor.
     assert np.max(np.abs(ours - reference)) < 1e-3
-
-
-def test_frame_times():
-    assert np.allclose(frame_times(3, 25.0), [0.0, 0.04, 0.08, 0.12])

@@ -1,45 +1,25 @@
-"""Spectral reconstruction losses: multi-scale mel loss, multi-resolution STFT loss, mel distance.
+"""Spectral reconstruction losses: multi-scale mel loss and multi-resolution STFT loss.
 
 Every function here takes the reference ``y`` first and the estimate ``y_hat`` second, both audio
 ``[B, C, T]``. Multichannel audio is handled per channel: channels are folded into the batch, so
 each channel gets its own spectrogram and no channel mixes with another.
 
-Mel spectrograms use librosa's mel filterbank with ``htk=True, norm=None`` (triangles of peak 1
-on the HTK mel scale), which is the filterbank of torchaudio's ``MelSpectrogram`` defaults that
-audiocraft uses (``mel_scale="htk"``, ``norm=None``), applied to the *power* ``|STFT|²`` (torchaudio's
-default ``power=2``).
+Mel spectrograms are :class:`~audioenc.core.mel.MelSpectrogram` with its defaults: librosa's
+filterbank with ``htk=True, norm=None`` (triangles of peak 1 on the HTK mel scale), which is the
+filterbank of torchaudio's ``MelSpectrogram`` defaults that audiocraft uses (``mel_scale="htk"``,
+``norm=None``), applied to the *power* ``|STFT|²`` (torchaudio's default ``power=2``), framed as
+audiocraft's ``MelSpectrogramWrapper`` frames it (``framing="reflect"``).
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import warnings
 
-import librosa
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-@functools.lru_cache(maxsize=64)
-def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
-    """``[n_mels, n_fft // 2 + 1]`` HTK-scale triangular filters, peak 1 (float64, read-only).
-
-    Small FFTs give mel bands that fall between two FFT bins and are all zero (e.g. n_fft 32 at
-    24 kHz has 17 bins for 64 bands). librosa warns about them; they are expected here (EnCodec's
-    smallest scale has them too) and counted in ``MelSpectrogram.empty_bands``, so the warning is
-    not repeated at every construction.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ee]mpty filters.*", category=UserWarning)
-        bank = librosa.filters.mel(
-            sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max,
-            htk=True, norm=None, dtype=np.float64,
-        )
-    bank.setflags(write=False)
-    return bank
+from audioenc.core.mel import MelSpectrogram
 
 
 def _fold_channels(x: torch.Tensor, who: str) -> torch.Tensor:
@@ -55,117 +35,6 @@ def _check_pair(y: torch.Tensor, y_hat: torch.Tensor, who: str) -> None:
             f"{who}: reference y {tuple(y.shape)} and estimate y_hat {tuple(y_hat.shape)} must have "
             "the same [batch, channels, time] shape."
         )
-
-
-class MelSpectrogram(nn.Module):
-    """Mel spectrogram of every channel, framed like audiocraft's ``MelSpectrogramWrapper``.
-
-    ``M[b, c, m, n] = Σ_k W[m, k] · |X_{b,c}[k, n]|²`` and, with ``log=True``,
-    ``log10(floor_level + M)``. ``X`` is the STFT with a periodic Hann window of ``win_length``
-    samples, computed after reflect-padding ``p = (n_fft - hop) // 2`` samples on each side and
-    zero-padding the end so that the last frame is full; this gives ``ceil((T + 2p - n_fft) / hop)
-    + 1`` frames (``≈ T / hop``), none of which is cut short. With ``normalized=True`` the window
-    is divided by ``sqrt(Σ w²)`` (torchaudio's ``normalized=True``). ``W`` is the librosa HTK mel
-    filterbank without area normalisation (see the module docstring), kept as a buffer.
-
-    Args:
-        sample_rate: Hz.
-        n_fft, hop_length: FFT size and hop in samples.
-        win_length: window in samples (``None``: ``n_fft``).
-        n_mels: mel bands.
-        f_min, f_max: band edges in Hz (``f_max=None``: ``sample_rate / 2``).
-        log: return ``log10(floor_level + M)`` instead of ``M``.
-        normalized: normalise the window as above.
-        floor_level: floor added before the log (1e-5, about -50 dB of power).
-
-    Shapes: ``[B, C, T]`` -> ``[B, C, n_mels, frames]``.
-    """
-
-    def __init__(
-        self,
-        sample_rate: int = 24000,
-        n_fft: int = 1024,
-        hop_length: int = 256,
-        win_length: int | None = None,
-        n_mels: int = 64,
-        f_min: float = 0.0,
-        f_max: float | None = None,
-        log: bool = True,
-        normalized: bool = False,
-        floor_level: float = 1e-5,
-    ) -> None:
-        super().__init__()
-        win_length = n_fft if win_length is None else win_length
-        if not (0 < win_length <= n_fft) or not (0 < hop_length <= n_fft):
-            raise ValueError(
-                f"MelSpectrogram: need 0 < win_length <= n_fft and 0 < hop_length <= n_fft, got "
-                f"n_fft={n_fft}, hop_length={hop_length}, win_length={win_length}."
-            )
-        f_max = sample_rate / 2 if f_max is None else f_max
-        if not (0 <= f_min < f_max <= sample_rate / 2):
-            raise ValueError(
-                f"MelSpectrogram: need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, "
-                f"f_max={f_max}, sample_rate={sample_rate}."
-            )
-        self.sample_rate = sample_rate
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.win_length = win_length
-        self.n_mels = n_mels
-        self.log = log
-        self.floor_level = floor_level
-        self.padding = (n_fft - hop_length) // 2
-
-        window = torch.hann_window(win_length, periodic=True)
-        if normalized:
-            window = window / window.pow(2).sum().sqrt()
-        bank = torch.from_numpy(np.array(_mel_filterbank(sample_rate, n_fft, n_mels, float(f_min), float(f_max))))
-        self.empty_bands = int((bank.sum(dim=1) == 0).sum())
-        # Buffers, not parameters: they follow .to(device) and are never trained.
-        self.register_buffer("window", window, persistent=False)
-        self.register_buffer("filterbank", bank.float(), persistent=False)
-        # The bands that can be non-zero (a loss may skip the others: they are 0 for every signal).
-        self.register_buffer("filterbank_nonempty", bank[bank.sum(dim=1) != 0].float(), persistent=False)
-
-    def num_frames(self, length: int) -> int:
-        """Frames for ``length`` samples: ``ceil((length + 2p - n_fft) / hop) + 1``."""
-        return math.ceil(max(length + 2 * self.padding - self.n_fft, 0) / self.hop_length) + 1
-
-    def mel_power(self, x: torch.Tensor, nonempty_only: bool = False) -> torch.Tensor:
-        """Linear mel power ``M`` of ``[N, T]`` signals: ``[N, n_mels, frames]``.
-
-        With ``nonempty_only`` only the ``n_mels - empty_bands`` bands that can be non-zero:
-        ``[N, n_mels - empty_bands, frames]``.
-        """
-        length = x.shape[-1]
-        if length <= self.padding:
-            raise ValueError(
-                f"MelSpectrogram(n_fft={self.n_fft}, hop={self.hop_length}): audio of {length} samples "
-                f"is too short for the {self.padding}-sample reflect padding; use more than "
-                f"{self.padding} samples."
-            )
-        padded_length = length + 2 * self.padding
-        extra = (self.num_frames(length) - 1) * self.hop_length + self.n_fft - padded_length
-        x = F.pad(x.unsqueeze(1), (self.padding, self.padding), mode="reflect").squeeze(1)
-        if extra > 0:
-            x = F.pad(x, (0, extra))
-        window = self.window.to(x.dtype)
-        spec = torch.stft(
-            x, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-            window=window, center=False, normalized=False, onesided=True, return_complex=True,
-        )  # [N, freq, frames]
-        # |X|² from the real view: differentiable everywhere (abs() of a complex 0 is not).
-        power = torch.view_as_real(spec).pow(2).sum(-1)
-        bank = self.filterbank_nonempty if nonempty_only else self.filterbank
-        return torch.matmul(bank.to(x.dtype), power)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, T]`` audio -> ``[B, C, n_mels, frames]`` (log10 if ``log``)."""
-        mel = self.mel_power(_fold_channels(x, "MelSpectrogram"))
-        batch, channels = x.shape[:2]
-        if self.log:
-            mel = torch.log10(self.floor_level + mel)
-        return mel.view(batch, channels, *mel.shape[-2:])
 
 
 class MultiScaleMelLoss(nn.Module):
@@ -234,8 +103,7 @@ class MultiScaleMelLoss(nn.Module):
         self.mels = nn.ModuleList(
             MelSpectrogram(
                 sample_rate=sample_rate, n_fft=window, hop_length=window // 4, win_length=window,
-                n_mels=n_mels, f_min=f_min, f_max=f_max, log=False, normalized=normalized,
-                floor_level=floor_level,
+                n_mels=n_mels, f_min=f_min, f_max=f_max, normalized=normalized, floor_level=floor_level,
             )
             for window in self.windows
         )
@@ -365,45 +233,4 @@ class MultiResolutionSTFTLoss(nn.Module):
         return self.factor_sc * sc + self.factor_mag * mag
 
 
-def validation_mel(sample_rate: int = 24000) -> MelSpectrogram:
-    """The log-mel spectrogram of :func:`mel_distance` (FFT 1024, hop 256, 64 bands, floor 1e-5).
-
-    Returns a module mapping ``[B, C, T]`` audio to ``[B, C, 64, frames]`` log10 mel power; build it
-    once and reuse it when many batches are scored.
-    """
-    return MelSpectrogram(sample_rate=sample_rate, n_fft=1024, hop_length=256, n_mels=64, log=True, floor_level=1e-5)
-
-
-def mel_distance(
-    y: torch.Tensor,
-    y_hat: torch.Tensor,
-    sample_rate: int = 24000,
-    n_fft: int = 1024,
-    hop_length: int = 256,
-    n_mels: int = 64,
-    f_min: float = 0.0,
-    f_max: float | None = None,
-    floor_level: float = 1e-5,
-) -> torch.Tensor:
-    """Validation metric: mean L1 distance between log10 mel spectrograms (lower is better).
-
-    ``mean|log10(1e-5 + M(y)) - log10(1e-5 + M(ŷ))|`` with :class:`MelSpectrogram` at one
-    resolution (default FFT 1024, hop 256, 64 bands, 0 Hz .. Nyquist, 24 kHz), averaged over
-    batch, channels, bands and frames, so for multichannel audio it is the mean over channels
-    (per segment: apply :func:`validation_mel` yourself, as validation does). Units: log10 of mel power (1.0 = a factor of 10 in power, 10 dB).
-
-    Args:
-        y, y_hat: reference and estimate ``[B, C, T]``, ``T > (n_fft - hop_length) / 2``.
-
-    Returns:
-        A scalar tensor (gradients flow; wrap in ``torch.no_grad()`` for validation).
-    """
-    _check_pair(y, y_hat, "mel_distance")
-    mel = MelSpectrogram(
-        sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
-        f_min=f_min, f_max=f_max, log=True, floor_level=floor_level,
-    ).to(y.device)
-    return F.l1_loss(mel(y_hat), mel(y))
-
-
-__all__ = ["MelSpectrogram", "MultiResolutionSTFTLoss", "MultiScaleMelLoss", "mel_distance", "validation_mel"]
+__all__ = ["MultiResolutionSTFTLoss", "MultiScaleMelLoss"]

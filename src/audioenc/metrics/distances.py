@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-import librosa
 import numpy as np
 import torch
+
+from audioenc.core.mel import MelSpectrogram
 
 DAC_MEL_WINDOWS: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
 DAC_MEL_BANDS: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
@@ -54,33 +55,31 @@ def si_sdr(y: np.ndarray | torch.Tensor, y_hat: np.ndarray | torch.Tensor) -> fl
     return float(np.mean(values)) if len(values) else float("nan")
 
 
+def _check_length(length: int, window: int) -> None:
+    """Refuse a signal with no more samples than half the window (reflect padding is undefined)."""
+    if length <= window // 2:
+        raise ValueError(f"a signal of {length} samples is too short for the {window}-sample STFT of the "
+                         f"distances (more than {window // 2} needed; {MIN_SAMPLES} with the default windows).")
+
+
 def _magnitudes(x: torch.Tensor, window: int) -> torch.Tensor:
     """``|STFT|`` ``[C, window // 2 + 1, frames]``: periodic Hann of ``window`` samples, hop
-    ``window // 4``, centred with reflect padding (audiotools' ``AudioSignal.stft`` as DAC calls it).
-
-    Raises:
-        ValueError: ``x`` has no more samples than half the window (reflect padding is undefined).
-    """
-    if x.shape[-1] <= window // 2:
-        raise ValueError(f"a signal of {x.shape[-1]} samples is too short for the {window}-sample STFT of the "
-                         f"distances (more than {window // 2} needed; {MIN_SAMPLES} with the default windows).")
+    ``window // 4``, centred with reflect padding (audiotools' ``AudioSignal.stft`` as DAC calls it)."""
+    _check_length(x.shape[-1], window)
     return torch.stft(x, n_fft=window, hop_length=window // 4, window=torch.hann_window(window, dtype=x.dtype),
                       center=True, pad_mode="reflect", return_complex=True).abs()
 
 
 @lru_cache(maxsize=64)
-def _mel_basis(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
-    """librosa's Slaney mel filterbank ``[n_mels, n_fft // 2 + 1]`` (audiotools' ``get_mel_filters``).
+def _mel_spectrogram(sample_rate: int, window: int, n_mels: int) -> MelSpectrogram:
+    """One scale of the mel distance: librosa's Slaney filterbank on the magnitude of audiotools'
+    centred STFT, window computed in float64 as audiotools computes it for float64 signals.
 
-    The narrowest windows leave some bands without an FFT bin (empty rows); librosa warns about
-    them and DAC's definition keeps them: they clamp to the same floor on both sides and add 0.
+    The narrowest windows leave some bands without an FFT bin (empty rows); DAC's definition keeps
+    them: they clamp to the same floor on both sides and add 0.
     """
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=None)
-    return torch.from_numpy(bank).double()
+    return MelSpectrogram(sample_rate=sample_rate, n_fft=window, hop_length=window // 4, n_mels=n_mels,
+                          scale="slaney", framing="centre", power=1, window_dtype=torch.float64)
 
 
 def mel_distance(y, y_hat, sample_rate: int, windows: Sequence[int] = DAC_MEL_WINDOWS,
@@ -94,9 +93,9 @@ def mel_distance(y, y_hat, sample_rate: int, windows: Sequence[int] = DAC_MEL_WI
     y, y_hat = (torch.from_numpy(a) for a in _as_float64_pair(y, y_hat))
     total = 0.0
     for window, n_mels in zip(windows, bands, strict=True):
-        basis = _mel_basis(sample_rate, window, n_mels)
-        mel_y = basis @ _magnitudes(y, window)
-        mel_y_hat = basis @ _magnitudes(y_hat, window)
+        _check_length(y.shape[-1], window)
+        mel = _mel_spectrogram(sample_rate, window, n_mels)
+        mel_y, mel_y_hat = mel.mel_power(y), mel.mel_power(y_hat)
         total += float((mel_y_hat.clamp_min(DAC_CLAMP).log10() - mel_y.clamp_min(DAC_CLAMP).log10()).abs().mean())
     return total
 

@@ -1,7 +1,9 @@
-"""Reconstruction metrics: SI-SNR and, for multichannel audio, spatial fidelity.
+"""Reconstruction metrics of a codec on batches: spatial fidelity of multichannel audio, whether a
+segment is recognisable from its reconstruction, and validation's average of the file distances
+of :mod:`audioenc.metrics.distances` (the numbers ``audioenc eval`` reports).
 
-All functions take the reference ``y`` and the estimate ``y_hat`` as ``[B, C, T]`` tensors at the
-same sample rate and return one number per batch item ``[B]`` (average over the batch yourself).
+The per-item functions take the reference ``y`` and the estimate ``y_hat`` as ``[B, C, T]``
+tensors at the same sample rate and return one number per batch item ``[B]``.
 """
 
 from __future__ import annotations
@@ -9,30 +11,21 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 
+from audioenc.core.mel import MelSpectrogram
+from audioenc.metrics import distances
+from audioenc.metrics import perceptual as perceptual_measures
 
-def si_snr(y: torch.Tensor, y_hat: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Scale-invariant signal-to-noise ratio in dB, higher is better, averaged over channels.
 
-    For zero-mean ``s`` (reference) and ``ŝ`` (estimate) of one channel:
-    ``target = (<ŝ, s> / ‖s‖²) s``, ``noise = ŝ - target``,
-    ``SI-SNR = 10 log10(‖target‖² / ‖noise‖²)`` (Le Roux et al., 2019).
+def validation_mel(sample_rate: int = 24000) -> MelSpectrogram:
+    """The log-mel view of a segment that validation compares and logs as images (FFT 1024, hop 256,
+    64 HTK bands, log10 of power with floor 1e-5): ``[B, C, T]`` -> ``[B, C, 64, frames]``.
 
-    Args:
-        y, y_hat: ``[B, C, T]``.
-
-    Returns:
-        ``[B]`` SI-SNR in dB.
+    Build it once and reuse it when many batches are scored.
     """
-    _check_shapes(y, y_hat)
-    y = y - y.mean(dim=-1, keepdim=True)
-    y_hat = y_hat - y_hat.mean(dim=-1, keepdim=True)
-    scale = (y_hat * y).sum(-1, keepdim=True) / (y.pow(2).sum(-1, keepdim=True) + eps)
-    target = scale * y
-    noise = y_hat - target
-    ratio = (target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps)
-    return (10 * torch.log10(ratio)).mean(dim=1)
+    return MelSpectrogram(sample_rate=sample_rate, n_fft=1024, hop_length=256, n_mels=64, log="log10", floor_level=1e-5)
 
 
 def spatial_errors(
@@ -124,7 +117,7 @@ def identification_accuracy(references: torch.Tensor, estimates: torch.Tensor) -
     """Whether each estimate is closer to its own reference than to any other one.
 
     Distances are mean absolute differences of the flattened features (for log-mel spectrograms,
-    the :func:`~audioenc.losses.spectral.mel_distance` of every pair). Estimate ``i`` is
+    the mean log-mel L1 of every pair). Estimate ``i`` is
     *identified* when ``d(estimate_i, reference_i) < d(estimate_i, reference_j)`` for every
     ``j != i``; ties count as misses. Chance level is ``1 / N``.
 
@@ -145,32 +138,45 @@ def identification_accuracy(references: torch.Tensor, estimates: torch.Tensor) -
     return own < others.min(dim=1).values
 
 
+def file_distances(references: np.ndarray, estimates: np.ndarray, sample_rate: int) -> dict[str, torch.Tensor]:
+    """``audioenc eval``'s distances of each item of ``[B, C, T]`` float64 batches: ``{name: [B]}``.
+
+    ``si_snr`` is :func:`~audioenc.metrics.distances.si_sdr`: NaN for a silent reference.
+    """
+    pairs = list(zip(references, estimates, strict=True))
+    values = {
+        "mel_distance": [distances.mel_distance(y, y_hat, sample_rate) for y, y_hat in pairs],
+        "stft_distance": [distances.stft_distance(y, y_hat) for y, y_hat in pairs],
+        "si_snr": [distances.si_sdr(y, y_hat) for y, y_hat in pairs],
+    }
+    return {name: torch.tensor(items, dtype=torch.float64) for name, items in values.items()}
+
+
 @torch.no_grad()
 def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: torch.device,
                    perceptual: tuple[str, ...] = (), perceptual_items: int = 4) -> dict[str, float]:
     """Average reconstruction metrics of ``model`` (in eval mode) over ``batches`` of ``[B, C, T]``.
 
-    Returns ``l1``, ``mel_distance`` (log-mel L1 per item; lower is better), ``si_snr`` (dB, higher
-    is better), ``neg_si_snr``, ``mel_identified`` (the fraction of reconstructions whose log-mel
-    spectrogram is nearer their own segment's than any other segment's: the segment is
-    recognisable from its reconstruction; chance is ``1 / items``), ``items`` and, for
-    multichannel audio, ``ild_error_db`` and ``coherence_error`` (lower is better). The model's
-    train/eval mode is restored afterwards.
+    Returns ``l1``, the distances ``audioenc eval`` reports per file (:mod:`audioenc.metrics.distances`,
+    here per segment and averaged over segments): ``mel_distance`` (DAC's multi-scale mel distance;
+    lower is better), ``stft_distance`` (DAC's multi-resolution STFT distance) and ``si_snr``
+    (SI-SDR in dB, higher is better; averaged over the segments where it is defined: not those
+    with a silent reference),
+    ``neg_si_snr``, ``mel_identified`` (the fraction of reconstructions whose log-mel
+    spectrogram, :func:`validation_mel`, is nearer their own segment's than any other segment's:
+    the segment is recognisable from its reconstruction; chance is ``1 / items``), ``items`` and,
+    for multichannel audio, ``ild_error_db`` and ``coherence_error`` (lower is better). The
+    model's train/eval mode is restored afterwards.
 
-    Also the distances codec papers report (:mod:`audioenc.metrics.distances`): ``stft_distance``
-    (DAC's multi-resolution STFT distance; ``si_snr`` above is the same quantity as SI-SDR) and,
-    for each name in ``perceptual`` (``visqol_audio``, ``pesq_wb``, … of
-    :mod:`audioenc.metrics.perceptual`), its mean over the first ``perceptual_items`` items (those
-    measures take about a second per item on a CPU).
+    For each name in ``perceptual`` (``visqol_audio``, ``pesq_wb``, … of
+    :mod:`audioenc.metrics.perceptual`) also its mean over the first ``perceptual_items`` items
+    (those measures take about a second per item on a CPU).
     """
-    from audioenc.losses.spectral import validation_mel
-    from audioenc.metrics import distances
-    from audioenc.metrics import perceptual as perceptual_measures
-
     was_training = model.training
     model.eval()
     mel = validation_mel(sample_rate).to(device)
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     reference_mels, reconstruction_mels = [], []
     perceptual_sums: dict[str, float] = {}
     perceptual_counts: dict[str, int] = {}
@@ -182,17 +188,12 @@ def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: to
             reference_mel, reconstruction_mel = mel(audio.float()), mel(reconstruction)
             reference_mels.append(reference_mel.cpu())
             reconstruction_mels.append(reconstruction_mel.cpu())
-            metrics = {
-                "l1": (reconstruction - audio).abs().mean(dim=(1, 2)),
-                "mel_distance": (reconstruction_mel - reference_mel).abs().mean(dim=(1, 2, 3)),
-                "si_snr": si_snr(audio, reconstruction),
-            }
+            metrics = {"l1": (reconstruction - audio).abs().mean(dim=(1, 2))}
             if audio.shape[1] > 1:
                 metrics.update(spatial_errors(audio, reconstruction, sample_rate))
             references_np = audio.double().cpu().numpy()
             estimates_np = reconstruction.double().cpu().numpy()
-            metrics["stft_distance"] = torch.tensor(
-                [distances.stft_distance(y, y_hat) for y, y_hat in zip(references_np, estimates_np, strict=True)])
+            metrics.update(file_distances(references_np, estimates_np, sample_rate))
             seconds = audio.shape[-1] / sample_rate
             for name in perceptual:
                 if seconds < perceptual_measures.MIN_SECONDS[name]:
@@ -208,13 +209,16 @@ def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: to
                             perceptual_sums[name] = perceptual_sums.get(name, 0.0) + value
                             perceptual_counts[name] = perceptual_counts.get(name, 0) + 1
             for key, per_item in metrics.items():
+                if key == "si_snr":
+                    per_item = per_item[~per_item.isnan()]  # a silent reference has no SI-SDR
                 sums[key] = sums.get(key, 0.0) + float(per_item.sum())
+                counts[key] = counts.get(key, 0) + len(per_item)
             count += audio.shape[0]
     finally:
         model.train(was_training)
     if count == 0:
         raise ValueError("No evaluation segments: the dataset is empty.")
-    results = {key: total / count for key, total in sums.items()}
+    results = {key: total / counts[key] if counts[key] else math.nan for key, total in sums.items()}
     results["neg_si_snr"] = -results["si_snr"]
     if count >= 2:
         identified = identification_accuracy(torch.cat(reference_mels), torch.cat(reconstruction_mels))

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from audioenc.audio.formats import Event
+from audioenc.timing.frames import frame_centres, frame_starts, frame_times
 
 ONSET_COLLAR_SECONDS = 0.2
 """Collar F1 onset tolerance (DCASE task 4)."""
@@ -152,8 +153,8 @@ def boundary_errors(
         if scores.ndim != 2 or scores.shape[0] != len(classes):
             raise ValueError(f"frame scores of {filename!r} must be [{len(classes)} classes, frames], got {scores.shape}")
         frames = scores.shape[1]
-        starts = np.arange(frames) / frame_rate
-        middles = (np.arange(frames) + 0.5) / frame_rate
+        starts = frame_starts(frames, frame_rate)
+        middles = frame_centres(frames, frame_rate)
         clip_end = durations[filename] if durations is not None else frames / frame_rate
         for label in sorted({event.label for event in strong[filename]}):
             if label not in row_of:
@@ -277,7 +278,7 @@ def score_dataframes(
     dataframes = {}
     for filename in files if files is not None else sorted(frame_scores):
         scores = np.asarray(frame_scores[filename], dtype=np.float64)
-        timestamps = np.arange(scores.shape[1] + 1) / frame_rate
+        timestamps = frame_times(scores.shape[1], frame_rate)
         if durations is not None:
             keep = max(1, int(np.sum(timestamps[:-1] < durations[filename] - 1e-9)))
             scores, timestamps = scores[:, :keep], timestamps[: keep + 1].copy()

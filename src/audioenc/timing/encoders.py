@@ -32,6 +32,7 @@ from torch import nn
 from audioenc import hear
 from audioenc.audio.io import read_clip
 from audioenc.errors import UserError
+from audioenc.timing.frames import frame_centres
 from audioenc.validation import check_number
 
 
@@ -206,7 +207,7 @@ def to_frame_grid(embeddings: np.ndarray, timestamps_ms: np.ndarray, duration: f
     # 1e-3 frame of slack: a rate estimated from float32 timestamps is off by ~1e-5 frame over a
     # clip, while a clip one sample longer than a whole number of frames exceeds it by > 1e-3.
     frames = max(1, math.ceil(duration * frame_rate - 1e-3))
-    centres = (np.arange(frames) + 0.5) * 1000.0 / frame_rate
+    centres = frame_centres(frames, frame_rate, milliseconds=True)
     right = np.clip(np.searchsorted(timestamps_ms, centres), 0, len(timestamps_ms) - 1)
     left = np.clip(right - 1, 0, len(timestamps_ms) - 1)
     nearest = np.where(np.abs(timestamps_ms[left] - centres) <= np.abs(timestamps_ms[right] - centres), left, right)
@@ -260,7 +261,7 @@ def encoder_embeddings(handle: EncoderHandle, audio_dir: str | Path, files: Sequ
                 raise UserError(f"{handle.source}: {path} gives {rate:.4f} frames/s, other clips {frame_rate:.4f}")
             duration = len(audio) / handle.sample_rate
             grid = to_frame_grid(embeddings, timestamps, duration, frame_rate)
-            centres = (np.arange(grid.shape[1]) + 0.5) * 1000.0 / frame_rate
+            centres = frame_centres(grid.shape[1], frame_rate, milliseconds=True)
             identity &= grid.shape[1] == len(timestamps) and bool(np.allclose(timestamps, centres, atol=1e-3 * 1000 / frame_rate))
             result[filename] = grid
     if frame_rate is None:

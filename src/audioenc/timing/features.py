@@ -7,7 +7,8 @@ frame ``i`` is *centred* on the middle of the interval ``[i * hop, (i + 1) * hop
     frame i  <->  [i / 100 s, (i + 1) / 100 s)        and        F = ceil(T / hop) frames.
 
 That makes every later time statement exact: a model that pools time by a factor ``p`` has
-output frame ``j <-> [j * p / 100, (j + 1) * p / 100)`` seconds (see :func:`frame_times`).
+output frame ``j <-> [j * p / 100, (j + 1) * p / 100)`` seconds (see
+:func:`audioenc.timing.frames.frame_times`).
 
 Math, for audio ``x`` ``[batch, time]``::
 
@@ -31,6 +32,7 @@ from torch import nn
 
 from audioenc import SAMPLE_RATE
 from audioenc.audio.io import read_clip
+from audioenc.core.mel import MelSpectrogram
 from audioenc.validation import bounded
 
 LOG_FLOOR = 1e-10
@@ -67,24 +69,18 @@ class LogMel(nn.Module):
     """Audio ``[batch, time]`` or ``[batch, 1, time]`` -> log-mel ``[batch, n_mels, frames]``.
 
     ``frames = ceil(time / hop_length)``; frame ``i`` covers ``[i, i + 1) * hop_length``
-    samples (window centred on that interval, zero padding at the clip edges). The math is in
-    the module docstring. Not trainable; runs on the input's device.
+    samples (window centred on that interval, zero padding at the clip edges: the ``"interval"``
+    framing of :class:`~audioenc.core.mel.MelSpectrogram`). The math is in the module docstring.
+    Not trainable; runs on the input's device.
     """
 
     def __init__(self, config: LogMelConfig = LogMelConfig()) -> None:
         super().__init__()
-        import librosa  # the mel filterbank only (DESIGN: no torchaudio)
-
-        if (config.n_fft - config.hop_length) % 2:
-            raise ValueError(
-                f"n_fft - hop_length must be even for centred frames, got {config.n_fft} - {config.hop_length}"
-            )
         self.config = config
-        mel = librosa.filters.mel(
-            sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.f_min, fmax=config.f_max
+        self.mel = MelSpectrogram(
+            sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels,
+            f_min=config.f_min, f_max=config.f_max, scale="slaney", framing="interval", log="ln", floor_level=LOG_FLOOR,
         )
-        self.register_buffer("mel_filters", torch.from_numpy(mel).float(), persistent=False)
-        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
 
     @property
     def frame_rate(self) -> float:
@@ -93,7 +89,7 @@ class LogMel(nn.Module):
 
     def num_frames(self, samples: int) -> int:
         """Frames produced for ``samples`` samples: ``ceil(samples / hop_length)``."""
-        return -(-samples // self.config.hop_length)
+        return self.mel.num_frames(samples)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         if audio.dim() == 3:
@@ -102,24 +98,7 @@ class LogMel(nn.Module):
             audio = audio[:, 0]
         if audio.dim() != 2:
             raise ValueError(f"LogMel expects [batch, time] or [batch, 1, time], got shape {tuple(audio.shape)}")
-        hop, n_fft = self.config.hop_length, self.config.n_fft
-        frames = self.num_frames(audio.shape[-1])
-        side = (n_fft - hop) // 2
-        # Frame i reads padded samples [i*hop, i*hop + n_fft), i.e. original samples from
-        # i*hop - side: its centre is i*hop + hop/2. Right pad so the last window fits exactly.
-        right = (frames - 1) * hop + n_fft - side - audio.shape[-1]
-        padded = torch.nn.functional.pad(audio, (side, right))
-        spectrum = torch.stft(
-            padded, n_fft=n_fft, hop_length=hop, window=self.window, center=False, return_complex=True
-        )
-        power = spectrum.real**2 + spectrum.imag**2
-        return torch.log(torch.matmul(self.mel_filters, power) + LOG_FLOOR)
-
-
-def frame_times(num_frames: int, frame_rate: float) -> np.ndarray:
-    """Boundaries of ``num_frames`` frames at ``frame_rate`` frames/s: shape ``[num_frames + 1]``,
-    seconds; frame ``j`` spans ``[t[j], t[j + 1])``."""
-    return np.arange(num_frames + 1, dtype=np.float64) / frame_rate
+        return self.mel(audio)
 
 
 def compute_log_mel(audio: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
@@ -128,7 +107,9 @@ def compute_log_mel(audio: np.ndarray, config: LogMelConfig = LogMelConfig()) ->
         return LogMel(config)(torch.as_tensor(audio, dtype=torch.float32)[None])[0].numpy()
 
 
-def split_log_mels(audio_dir: str | Path, files: list[str], config: LogMelConfig = LogMelConfig()) -> dict[str, np.ndarray]:
+def split_log_mels(
+    audio_dir: str | Path, files: list[str], config: LogMelConfig = LogMelConfig()
+) -> dict[str, np.ndarray]:
     """Log-mel ``[n_mels, frames]`` for each file of a split (mono downmix, resampled to
     ``config.sample_rate``), keyed by the filename as given."""
     extractor = LogMel(config)

@@ -28,6 +28,7 @@ import numpy as np
 from audioenc.audio.formats import Event, EventSplit
 from audioenc.timing.boundaries import collar_f1_at_thresholds, positive_files
 from audioenc.timing.fitting import Predictions
+from audioenc.timing.frames import frame_starts
 from audioenc.validation import bounded
 
 
@@ -140,7 +141,7 @@ def decode_events(frame_scores: Mapping[str, np.ndarray], classes: Sequence[str]
     for name, scores in frame_scores.items():
         found = []
         end = durations[name] if durations is not None else scores.shape[1] / frame_rate
-        inside = np.arange(scores.shape[1]) / frame_rate < end  # frames starting past the clip's end hold no audio
+        inside = frame_starts(scores.shape[1], frame_rate) < end  # frames starting past the clip's end hold no audio
         for row, label in enumerate(classes):
             active = np.r_[False, (np.asarray(scores[row]) > threshold) & inside, False]
             edges = np.flatnonzero(np.diff(active.astype(np.int8)))

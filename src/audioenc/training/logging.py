@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from audioenc.metrics.reconstruction import validation_mel
 
 
 class RunLogger:
@@ -84,11 +87,8 @@ def mel_comparison_image(reference: np.ndarray, reconstruction: np.ndarray, samp
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch
 
-    from audioenc.losses.spectral import MelSpectrogram
-
-    mel = MelSpectrogram(sample_rate=sample_rate, n_fft=1024, hop_length=256, n_mels=64, log=True)
+    mel = validation_mel(sample_rate)
     figure, axes = plt.subplots(2, 1, figsize=(6, 4), sharex=True)
     for axis, audio, title in zip(axes, (reference, reconstruction), ("reference", "reconstruction")):
         spectrogram = mel(torch.as_tensor(audio, dtype=torch.float32).view(1, 1, -1))[0, 0].numpy()

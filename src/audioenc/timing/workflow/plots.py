@@ -10,6 +10,7 @@ import numpy as np
 from audioenc.audio.formats import EventSplit
 from audioenc.timing.evaluation import ClipEvaluator, Evaluation
 from audioenc.timing.fitting import Predictions, TrainingHistory
+from audioenc.timing.frames import frame_centres
 from audioenc.timing.pooling import POOLING_NAMES
 from audioenc.timing.weak import FeatureSet
 
@@ -33,7 +34,7 @@ def plot_pooled_levels(path: Path, filename: str, label: str, split: EventSplit,
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6), constrained_layout=True, gridspec_kw={"width_ratios": [2, 1]})
     k = list(classes).index(label)
     scores = predictions.frame_scores[filename][k]
-    times = (np.arange(len(scores)) + 0.5) / predictions.frame_rate
+    times = frame_centres(len(scores), predictions.frame_rate)
     left.plot(times, scores, color="0.3", linewidth=0.8, label=f"frame score: {classes[k]}")
     row = split.files.index(filename)
     for index, rule in enumerate(POOLING_NAMES):
@@ -69,7 +70,7 @@ def plot_frame_scores(path: Path, samples: Sequence[str], split: EventSplit, fea
         mel.imshow(log_mel, origin="lower", aspect="auto", extent=(0, duration, 0, log_mel.shape[0]), cmap="magma")
         mel.set_title(f"{filename}: {', '.join(split.weak[filename]) or 'no event'}", fontsize=8)
         scores = predictions.frame_scores[filename]
-        times = (np.arange(scores.shape[1]) + 0.5) / predictions.frame_rate
+        times = frame_centres(scores.shape[1], predictions.frame_rate)
         for k, name in enumerate(classes):
             score.plot(times, scores[k], color=COLOURS[k % len(COLOURS)], linewidth=0.8, label=name)
             if split.strong is not None:
@@ -142,7 +143,7 @@ def plot_onset_aligned(path: Path, predictions: Mapping[str, Mapping[str, Predic
             curves = []
             for filename in evaluator.positives:
                 scores = prediction.frame_scores[filename]
-                times = (np.arange(scores.shape[1]) + 0.5) / prediction.frame_rate
+                times = frame_centres(scores.shape[1], prediction.frame_rate)
                 for event in evaluator.strong[filename]:
                     anchor = getattr(event, which)
                     curves.append(np.interp(anchor + window, times, scores[classes.index(event.label)], left=np.nan, right=np.nan))
@@ -181,7 +182,7 @@ def plot_around_boundaries(path: Path, predictions: Mapping[str, Mapping[str, Pr
         for index, rule in enumerate(predictions):
             prediction = predictions[rule]["test"]
             scores = prediction.frame_scores[filename][evaluator.classes.index(event.label)]
-            times = (np.arange(len(scores)) + 0.5) / prediction.frame_rate
+            times = frame_centres(len(scores), prediction.frame_rate)
             keep = (times >= event.onset - 1.0) & (times <= event.offset + 1.0)
             axis.plot(times[keep], scores[keep], color=COLOURS[index], linewidth=0.9, label=rule)
         axis.axvline(event.onset, color="black", linewidth=1.0)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from audioenc.audio.datasets import default_eigenscape_corpus
 from audioenc.config import Config, build_config
+from audioenc.core.atomic import write_json
 from audioenc.errors import UserError
 from audioenc.listening_report import report_with_references
 from audioenc.metrics.file_evaluation import format_summary
@@ -145,7 +146,7 @@ def run_story(out: Path, seed: int = 0, progress: bool = True, *, demo_config: D
         "workflow": report.get("headline", {}) if isinstance(report, dict) else {},
         **timings,
     }
-    (out / "story.json").write_text(json.dumps(headline, indent=2, default=str) + "\n")
+    write_json(out / "story.json", headline, default=str)
     print("\n== done ==")
     print(codec_line(headline["codec"]))
     print(f"listening report (open in a browser): {listening}")

@@ -18,9 +18,10 @@ from audioenc.core.atomic import atomic_write, write_json
 
 
 def write_weights(weights: Path, state: Mapping[str, torch.Tensor], description: Path, content: Any) -> Path:
-    """Write ``state`` (a state dict; tensors copied to the CPU, contiguous) to ``weights`` and
-    ``content`` as indented JSON to ``description``; returns ``weights``."""
-    tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}
+    """Write ``state`` (a state dict) to ``weights`` and ``content`` as indented JSON to ``description``;
+    returns ``weights``. Each tensor is copied to its own contiguous CPU memory: safetensors refuses
+    tensors that share storage (tied or sliced weights)."""
+    tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in state.items()}
     atomic_write(weights, lambda tmp: save_file(tensors, str(tmp)))
     write_json(description, content)
     return weights

@@ -4,7 +4,6 @@ and intervals as text, saved modules."""
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,7 +12,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from audioenc.core import atomic
 from audioenc.core.bootstrap import BootstrapCI
+from audioenc.core.weights import write_weights
 from audioenc.timing.evaluation import Evaluation
 from audioenc.timing.postprocess import PostProcessing
 
@@ -41,8 +42,7 @@ def _json_default(value: Any) -> Any:
 
 def write_json(path: Path, content: Any) -> Path:
     """Strict JSON (non-finite numbers become null; ``missed`` counts and notes explain them)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(content), indent=2, default=_json_default, allow_nan=False) + "\n")
+    atomic.write_json(path, clean(content), default=_json_default, allow_nan=False)
     return path
 
 
@@ -59,13 +59,8 @@ def write_tsv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) 
 
 def save_module(module: nn.Module, directory: str | Path, description: Mapping[str, Any]) -> Path:
     """Write ``model.safetensors`` (state dict) and ``config.json`` (``description``) into ``directory``."""
-    from safetensors.torch import save_file
-
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().contiguous().clone() for name, tensor in module.state_dict().items()}
-    save_file(state, str(directory / "model.safetensors"))
-    (directory / "config.json").write_text(json.dumps(dict(description), indent=2) + "\n")
+    write_weights(directory / "model.safetensors", module.state_dict(), directory / "config.json", dict(description))
     return directory
 
 

@@ -322,12 +322,13 @@ def test_a_run_dir_that_cannot_be_a_folder_is_named(tmp_path, capsys, case):
     assert digest(tmp_path) == {"blocker": hashlib.sha256(b"a file\n").hexdigest()}
 
 
-def test_a_new_run_into_a_folder_of_other_files_is_refused(tmp_path, capsys):
-    """A new run never writes into a folder holding files that are not a run's (a user's notes, a corpus)."""
+def test_a_new_run_never_replaces_files_that_carry_a_runs_names(tmp_path, capsys):
+    """A folder of the user's files that a run would write over (a summary.json of their own) is refused."""
     run_dir = tmp_path / "results"
     run_dir.mkdir()
+    (run_dir / "summary.json").write_text('{"mine": true}\n')
     (run_dir / "notes.txt").write_text("mine\n")
     before = digest(tmp_path)
     assert main(train_argv(run_dir, tmp_path)) == 2
-    assert_one_line_error(capsys, "train", f"--run-dir {run_dir}", "not an audioenc run", "new or empty --run-dir")
+    assert_one_line_error(capsys, "train", f"--run-dir {run_dir}", "summary.json", "new or empty --run-dir")
     assert digest(tmp_path) == before

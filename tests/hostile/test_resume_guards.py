@@ -150,12 +150,12 @@ def test_refused_new_run_leaves_no_folder(finished_run, tmp_path, capsys, case):
 
 
 def test_refused_run_keeps_a_folder_that_was_there(tmp_path, capsys):
-    """The user made the (empty) run folder: a refused run leaves it, as it removes only what it made."""
     run_dir = tmp_path / "mine"
     run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("my notes\n")
     assert main(train_argv(run_dir, tmp_path / "no-such-folder")) == 2
     one_line_error(capsys, "no-such-folder")
-    assert run_dir.is_dir() and snapshot(run_dir) == {}
+    assert snapshot(run_dir) == {"notes.txt": b"my notes\n"}
 
 
 # ---------------------------------------------------------------- damaged and malicious checkpoints

@@ -19,7 +19,7 @@ from audioenc.core.distributed import (
 )
 from audioenc.errors import UserError
 from audioenc.models.files import load_training_state, model_weights_hash, require_training_state
-from audioenc.outputs import RunFolderLock, check_output, occupied
+from audioenc.outputs import RunFolderLock, check_output
 from audioenc.training.checkpoint import (
     check_compatible,
     describe_changes,
@@ -120,19 +120,28 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
         shutdown()
 
 
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint_best.pt", "model_best.safetensors",
+             "model_best.json", "changes.jsonl", "init_from.json")
+"""Names a run writes into its folder besides ``checkpoint_last.pt`` (and logger folders)."""
+
+
 def _refuse_existing_run(last: Path, resume: bool) -> None:
     """A new run must not start over a run folder's checkpoint (its history would mix with the new one),
-    nor write into a folder of other files: a new run goes into a new or empty folder, or one that a run
-    killed before its first checkpoint left (it holds that run's ``config.json``, nothing worth keeping)."""
+    nor replace files of another kind that happen to carry a run's names. Other files (a data folder,
+    notes) may share the folder; a run killed before its first checkpoint (its ``config.json`` and
+    nothing to resume) is started again."""
     if resume:
         return
     if last.exists():
         raise FileExistsError(
             f"{last.parent} already holds a run ({last.name}); pass --resume to continue it or choose a new --run-dir."
         )
-    if occupied(last.parent) and not (last.parent / "config.json").exists():
-        raise UserError(f"--run-dir {last.parent} already holds files that are not an audioenc run; "
-                        "choose a new or empty --run-dir.")
+    if (last.parent / "config.json").is_file():
+        return
+    clashes = [name for name in RUN_FILES if (last.parent / name).exists()]
+    if clashes:
+        raise UserError(f"--run-dir {last.parent} already holds {', '.join(clashes)}, not from an audioenc run; "
+                        "a new run would replace them: choose a new or empty --run-dir.")
 
 
 def initialise_from(trainer: Trainer, source: str, codec: torch.nn.Module) -> None:

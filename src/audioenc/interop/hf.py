@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -93,6 +94,7 @@ def to_encodec_model(model: CodecModel, config: ModelConfig, where: str = "this 
     if not model.quantizer.initialized:
         raise UserError(f"{where}: its codebooks were never initialised (no training step): an EncodecModel of "
                         "it would return the zero code for everything. Export a trained run.")
+    refuse_zero_codebooks(model.state_dict(), config.n_q, where, "Export a trained run.")
     transformers = require_transformers()
     hf_config = transformers.EncodecConfig(**encodec_config_kwargs(config))
     if hf_config.num_quantizers != config.n_q:  # transformers <= 4.53 (at least; 4.57 is fixed) count 10 bits per codebook
@@ -116,7 +118,7 @@ def export_hf(model: CodecModel, config: ModelConfig, out: str | os.PathLike) ->
             or a trained run); transformers missing.
         FileExistsError: ``out`` exists and is not an empty folder.
     """
-    from audioenc.codec_io import model_weights_hash
+    from audioenc.models.files import model_weights_hash
 
     out = Path(out)
     _check_new_folder(out)
@@ -186,17 +188,47 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+def refuse_zero_codebooks(state: dict[str, Any], n_q: int, where: str, advice: str) -> None:
+    """Refuse (``UserError``) an audioenc state dict with a codebook that is all zeros: every vector would get
+    the same meaningless code. One rule for export and import, so that an export is never refused on import."""
+    empty = [i for i in range(n_q) if not bool(state[f"quantizer.layers.{i}.embed"].any())]
+    if empty:
+        raise UserError(f"{where}: codebook(s) {empty[:5]} are all zeros (untrained codebooks?); their codes "
+                        f"would mean nothing. {advice}")
+
+
 def from_encodec_model(hf_model: Any, where: str) -> tuple[CodecModel, ModelConfig, list[str]]:
     """An audioenc :class:`CodecModel` (eval mode) with an ``EncodecModel``'s weights, its config and notes."""
     config, notes = model_config_from_hf(hf_model.config, where)
     state = from_hf_state(hf_model.float().state_dict(), config)
-    empty = [i for i in range(config.n_q) if not bool(state[f"quantizer.layers.{i}.embed"].any())]
-    if empty:
-        raise UserError(f"{where}: codebook(s) {empty[:5]} are all zeros (an untrained EncodecModel?); their codes "
-                        "would mean nothing. Import a trained model.")
+    refuse_zero_codebooks(state, config.n_q, where, "Import a trained model.")
     model = CodecModel.from_config(config)
     model.load_state_dict(state, strict=True)
     return model.eval(), config, notes
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+"""The weights files ``EncodecModel.from_pretrained`` looks for, in its order of preference."""
+
+
+def _weights_file(directory: Path) -> Path:
+    """The weights file ``from_pretrained`` will read in ``directory`` (the folder itself when there is none),
+    so that a refusal names the file."""
+    return next((directory / name for name in WEIGHT_FILES if (directory / name).is_file()), directory)
+
+
+def _refuse_config_beyond_weights(hf_config: Any, directory: Path, weights: Path) -> None:
+    """Refuse weights files far smaller than the network config.json describes, before ``from_pretrained``
+    allocates it: the codebooks and the two LSTMs alone need this many numbers, of at least 2 bytes each
+    (half precision). A cut download, or a config.json of another model."""
+    dim = hf_config.hidden_size
+    least = hf_config.num_quantizers * hf_config.codebook_size * dim + 2 * hf_config.num_lstm_layers * 8 * dim * dim
+    stored = sum(path.stat().st_size for pattern in ("*.safetensors", "*.bin") for path in directory.glob(pattern))
+    if 2 * least > stored:
+        raise UserError(f"{weights}: the weights could not be loaded: the weights files hold {stored:,} bytes, but "
+                        f"{directory / 'config.json'} describes at least {least:,} weights (a cut download, or a "
+                        "config.json of another model); download the model folder again.")
 
 
 def import_hf(directory: str | os.PathLike, run_dir: str | os.PathLike) -> str:
@@ -208,8 +240,7 @@ def import_hf(directory: str | os.PathLike, run_dir: str | os.PathLike) -> str:
             :func:`~audioenc.interop.hf_config.model_config_from_hf`); all-zero codebooks; transformers missing.
         FileNotFoundError / FileExistsError: no ``directory``; ``run_dir`` exists and is not empty.
     """
-    from audioenc.codec_io import load_codec, model_weights_hash
-    from audioenc.training.checkpoint import export_model
+    from audioenc.models.files import export_model, load_codec, model_weights_hash
 
     directory, run_dir = Path(directory), Path(run_dir)
     if not directory.is_dir():
@@ -230,12 +261,18 @@ def import_hf(directory: str | os.PathLike, run_dir: str | os.PathLike) -> str:
         raise UserError(f"{directory / 'config.json'}: not a valid EncodecConfig ({' '.join(str(error).split())[:300]}); "
                         "download or export the model folder again.") from None
     model_config_from_hf(hf_config, str(directory))  # refuse what audioenc cannot express before loading weights
+    weights = _weights_file(directory)
+    _refuse_config_beyond_weights(hf_config, directory, weights)
     try:
         hf_model, info = transformers.EncodecModel.from_pretrained(
             directory, local_files_only=True, output_loading_info=True
         )
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) met a pickled object that is not a tensor
+        raise UserError(f"{weights}: holds pickled Python objects besides tensors, which are not loaded (they could "
+                        "run code); convert the weights to model.safetensors from a trusted copy, or download the "
+                        "safetensors version of the model.") from None
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # no, cut or damaged weights
-        raise UserError(f"{directory}: the weights could not be loaded ({' '.join(str(error).split())[:300]}); "
+        raise UserError(f"{weights}: the weights could not be loaded ({' '.join(str(error).split())[:300]}); "
                         "download the model folder again.") from None
     bad = {kind: info.get(kind) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(kind)}
     if bad:

@@ -43,6 +43,7 @@ from typing import Any
 
 from audioenc.config import CHOICES, ModelConfig
 from audioenc.errors import UserError
+from audioenc.validation import check_number
 
 ENCODEC_BANDWIDTHS = (1.5, 3.0, 6.0, 12.0, 24.0)
 """kbps of the released EnCodec 24 kHz model (2, 4, 8, 16 and 32 codebooks at 75 Hz, 1024 bins)."""
@@ -52,6 +53,18 @@ FIXED = {
     "dilation_growth_rate": 2, "compress": 2, "trim_right_ratio": 1.0,
 }
 """``EncodecConfig`` settings that audioenc's SEANet does not expose (its fixed values)."""
+
+MAX_CODEBOOKS = 1024
+"""Most codebooks an imported ``EncodecModel`` may build (EnCodec has 32): ``num_quantizers`` follows from
+``target_bandwidths`` alone, so a mistyped bandwidth would otherwise allocate millions of codebooks."""
+
+HF_NUMBERS = {
+    "audio_channels": dict(minimum=1), "sampling_rate": dict(minimum=1), "hidden_size": dict(minimum=1),
+    "codebook_dim": dict(minimum=1), "num_filters": dict(minimum=1), "num_residual_layers": dict(minimum=0),
+    "num_lstm_layers": dict(minimum=0), "codebook_size": dict(minimum=2),
+}
+"""The whole-number settings of an ``EncodecConfig`` that the importer computes with, and their ranges
+(those of the matching :class:`~audioenc.config.ModelConfig` fields)."""
 
 ONNX_HINT = "Export it with `audioenc export RUN --format onnx OUT` instead, which keeps any audioenc codec."
 
@@ -153,6 +166,32 @@ def encodec_config_kwargs(config: ModelConfig) -> dict[str, Any]:
     )
 
 
+def check_hf_numbers(get: Any, where: str) -> None:
+    """Refuse (``UserError``) a number of an ``EncodecConfig`` that is not finite or out of range, before the
+    bandwidth arithmetic divides by ``log2(codebook_size)`` or the frame rate, or builds the network.
+
+    ``get(name)`` reads a setting; each error names ``where``'s config.json and the setting."""
+    hint = "Fix it in config.json or download the model folder again."
+    name = lambda setting: f"{where}/config.json: {setting}"  # noqa: E731
+    for setting, bounds in HF_NUMBERS.items():
+        check_number(name(setting), get(setting), integer=True, hint=hint, **bounds)
+    for setting, minimum in (("upsampling_ratios", 1), ("target_bandwidths", None)):
+        values = get(setting)
+        if not isinstance(values, (list, tuple)) or not values:
+            raise UserError(f"{name(setting)} must be a non-empty list of numbers; got {values!r}. {hint}")
+        for index, value in enumerate(values):
+            check_number(f"{name(setting)}[{index}]", value, minimum=minimum, above=None if minimum else 0,
+                         integer=minimum is not None, hint=hint)
+    rate = hf_frame_rate(get("sampling_rate"), math.prod(get("upsampling_ratios")))
+    built = hf_num_quantizers(get("target_bandwidths")[-1], get("codebook_size"), rate)
+    check_number(f"{name('target_bandwidths')}[-1] ({get('target_bandwidths')[-1]!r} kbps: {built} codebooks)", built,
+                 minimum=1, maximum=MAX_CODEBOOKS, integer=True, hint=hint)
+    if get("chunk_length_s") is not None:
+        check_number(name("chunk_length_s"), get("chunk_length_s"), above=0, hint=hint)
+        if get("overlap") is not None:
+            check_number(name("overlap"), get("overlap"), minimum=0, maximum=1, hint=hint)
+
+
 def model_config_from_hf(hf_config: Any, where: str) -> tuple[ModelConfig, list[str]]:
     """The :class:`ModelConfig` of an ``EncodecConfig`` (read by attribute), and notes for the user.
 
@@ -162,6 +201,7 @@ def model_config_from_hf(hf_config: Any, where: str) -> tuple[ModelConfig, list[
     padding mode audioenc lacks, stereo with ``normalize``.
     """
     get = lambda name: getattr(hf_config, name)  # noqa: E731
+    check_hf_numbers(get, where)
     if get("norm_type") != "weight_norm":
         raise UserError(
             f"{where}: norm_type={get('norm_type')!r} (EnCodec 48 kHz uses time_group_norm): audioenc's convolutions "

@@ -61,6 +61,7 @@ from torch.nn.utils import parametrize
 from audioenc.config import ModelConfig
 from audioenc.errors import UserError
 from audioenc.interop import onnx_layers, onnx_lstm
+from audioenc.interop.onnx_contract import graph_hashes, model_identity
 from audioenc.interop.onnx_graphs import (
     DecoderGraph,
     DecoderStepGraph,
@@ -232,8 +233,6 @@ def _describe(name: str, tensor: torch.Tensor, axes: dict[int, object], role: st
 
 
 def _sidecar(model: CodecModel, config: ModelConfig, graphs: list[_Graph], refusal: str | None) -> dict:
-    from audioenc.codec_io import model_config_hash, model_weights_hash
-
     described = {}
     for graph in graphs:
         with torch.no_grad():
@@ -249,20 +248,13 @@ def _sidecar(model: CodecModel, config: ModelConfig, graphs: list[_Graph], refus
             "outputs": [{"name": name, "dtype": str(tensor.dtype).removeprefix("torch.")}
                         for name, tensor in zip(graph.output_names, outputs)],
         }
-    quantized = model.quantizer is not None
+    identity = model_identity(model, config)
     return {
         "format": SIDECAR_FORMAT,
-        "sample_rate": model.sample_rate,
-        "channels": model.channels,
-        "hop_length": model.hop_length,
-        "frame_rate": model.frame_rate,
-        "dimension": model.encoder.dimension,
-        "kind": "codes" if quantized else "latents",
-        "n_q": model.quantizer.total_codebooks if quantized else 0,
-        "bins": model.quantizer.bins if quantized else 0,
-        "normalize": model.normalize,
+        **{field: identity[field] for field in ("sample_rate", "channels", "hop_length", "frame_rate", "dimension",
+                                                "kind", "n_q", "bins", "normalize")},
         "level_rule": LEVEL_RULE,
-        "causal": bool(model.encoder.causal),
+        "causal": identity["causal"],
         "streaming": refusal is None,
         "streaming_rule": (
             "step graphs: start from zero states (shapes below, batch first or second axis as listed); feed each "
@@ -271,9 +263,9 @@ def _sidecar(model: CodecModel, config: ModelConfig, graphs: list[_Graph], refus
             if refusal is None else f"no step graphs: {refusal}"
         ),
         "graphs": described,
-        "model_config": dataclasses.asdict(config),
-        "model_config_sha256": model_config_hash(config),
-        "model_weights_sha256": model_weights_hash(model),
+        "model_config": identity["model_config"],
+        "model_config_sha256": identity["model_config_sha256"],
+        "model_weights_sha256": identity["model_weights_sha256"],
         # The ONNX Runtime the graphs were checked on (with its layout rewrite) against PyTorch.
         "exporter": {"torch": torch.__version__, "dynamo": True, "opset": OPSET,
                      "onnxruntime": importlib.metadata.version("onnxruntime")},
@@ -340,7 +332,7 @@ def export_onnx(model: CodecModel, config: ModelConfig, out_dir: str | os.PathLi
         for graph in graphs:
             _export(graph, tmp / f"{graph.name}.onnx")
         _check_folder_graphs(tmp, graphs, exportable)
-        sidecar = _sidecar(model, config, graphs, refusal)
+        sidecar = graph_hashes(tmp, _sidecar(model, config, graphs, refusal))  # each graph as written
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
         if out.is_dir():
             out.rmdir()

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from audioenc.models.codec import CodecModel
-from audioenc.models.quantization import squared_distances
+from audioenc.quantization.rvq import squared_distances
 
 
 class _Codebooks(nn.Module):

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from audioenc.config import ModelConfig
-from audioenc.errors import UserError
+from audioenc.errors import UserError, require_directory
 from audioenc.interop.onnx import SIDECAR, SIDECAR_FORMAT, require_onnx
+from audioenc.interop.onnx_contract import REEXPORT, check_identity, check_structure, verify_graphs
 from audioenc.codec_io.streaming import StreamingDecoder, StreamingEncoder
 from audioenc.models.codec import CodecModel
 
@@ -165,18 +166,21 @@ def _is_reorder(node, op_type: str) -> bool:
 
 
 def read_sidecar(folder: str | os.PathLike) -> dict:
-    """The ``audioenc_onnx.json`` contract of an export folder (checked for its format)."""
-    path = Path(folder) / SIDECAR
+    """The ``audioenc_onnx.json`` contract of an export folder (checked for its format and the shape of its
+    ``graphs`` table; :func:`~audioenc.interop.onnx_contract.verify_graphs` checks the graphs against it)."""
+    path = require_directory(folder, "The ONNX export folder",
+                             "Write one with `audioenc export RUN --format onnx OUT`.") / SIDECAR
     if not path.is_file():
         raise UserError(f"{folder} is not an ONNX export of audioenc (no {SIDECAR}); write one with "
                         "`audioenc export RUN --format onnx OUT`.")
     try:
-        sidecar = json.loads(path.read_text())
-    except ValueError as error:
-        raise UserError(f"{path}: not readable JSON ({error}); export the model again.") from error
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # UnicodeDecodeError included
+        raise UserError(f"{path}: not readable JSON ({error}); {REEXPORT}.") from None
     if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
         raise UserError(f"{path}: format {sidecar.get('format') if isinstance(sidecar, dict) else None!r}, expected "
                         f"{SIDECAR_FORMAT!r}; export the model again with this version of audioenc.")
+    check_structure(path, sidecar)
     return sidecar
 
 
@@ -187,6 +191,7 @@ class OnnxCodec:
         require_onnx()
         self.folder = Path(folder)
         self.sidecar = read_sidecar(folder)
+        verify_graphs(self.folder, self.folder / SIDECAR, self.sidecar)
         self.threads = threads
         # The layout rewrite edits ONNX Runtime's internal graph: trusted only on the version the
         # export checked against PyTorch (another version runs the plain graph).
@@ -199,12 +204,22 @@ class OnnxCodec:
     def has(self, graph: str) -> bool:
         return graph in self.sidecar["graphs"]
 
-    def run(self, graph: str, *inputs: np.ndarray) -> list[np.ndarray]:
+    def _session(self, graph: str) -> Any:
+        """The graph's ONNX Runtime session, created on first use; a graph ONNX Runtime cannot load (an
+        unverified export's damaged file) is the user's folder, named."""
         if graph not in self._sessions:
-            self._sessions[graph] = session(self.folder / self.sidecar["graphs"][graph]["file"], self.threads,
-                                            self.layout_rewrite)
+            path = self.folder / self.sidecar["graphs"][graph]["file"]
+            try:
+                self._sessions[graph] = session(path, self.threads, self.layout_rewrite)
+            except _ort_errors() as error:
+                raise UserError(f"{path}: ONNX Runtime cannot load it ({' '.join(str(error).split())[:200]}); "
+                                f"{REEXPORT}.") from None
+        return self._sessions[graph]
+
+    def run(self, graph: str, *inputs: np.ndarray) -> list[np.ndarray]:
+        ort_session = self._session(graph)
         names = [entry["name"] for entry in self.sidecar["graphs"][graph]["inputs"]]
-        return self._sessions[graph].run(None, dict(zip(names, inputs)))
+        return ort_session.run(None, dict(zip(names, inputs)))
 
     def zero_state(self, graph: str, batch: int) -> list[np.ndarray]:
         """Zero state tensors of a step graph for ``batch`` signals."""
@@ -278,13 +293,10 @@ class OnnxRuntimeEngine:
     def __init__(self, folder: str | os.PathLike, threads: int | None = None) -> None:
         self.codec = OnnxCodec(folder, threads)
 
-    def check_model(self, model: CodecModel) -> None:
-        """Refuse a folder exported from other weights than ``model``'s."""
-        from audioenc.codec_io import model_weights_hash
-
-        if self.codec.sidecar.get("model_weights_sha256") != model_weights_hash(model):
-            raise UserError(f"{self.codec.folder} was exported from another model (its weights hash differs); "
-                            "export this model with `audioenc export RUN --format onnx OUT` and pass OUT.")
+    def check_model(self, model: CodecModel, config: ModelConfig | None = None) -> None:
+        """Refuse a folder whose sidecar does not describe ``model`` (other weights, another configuration,
+        hop, codebooks or level rule than it states)."""
+        check_identity(self.codec.folder / SIDECAR, self.codec.sidecar, model, config)
 
     def streaming_encoder(self, model: CodecModel, n_q: int | None, *, scale: float,
                           latent_check: Callable[[torch.Tensor, int], None] | None) -> OnnxStreamingEncoder:
@@ -304,7 +316,7 @@ def onnx_engine(model: CodecModel, config: ModelConfig, folder: str | os.PathLik
     export once with ``audioenc export RUN --format onnx OUT`` to run many files)."""
     if folder is not None:
         engine = OnnxRuntimeEngine(folder, threads)
-        engine.check_model(model)
+        engine.check_model(model, config)
         yield engine
         return
     from audioenc.interop.onnx import export_onnx

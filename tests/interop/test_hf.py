@@ -163,6 +163,15 @@ def test_export_refuses_what_encodec_model_cannot_be(tmp_path, capsys, overrides
     assert not (tmp_path / "hf").exists()
 
 
+def test_export_refuses_a_quantizer_encodec_model_does_not_have(tmp_path, capsys):
+    """transformers' EncodecModel has only EnCodec's RVQ: an FSQ codec is refused by name, nothing written."""
+    config = ModelConfig(**{**TINY, "quantizer": "fsq"})
+    export_model(tmp_path, "model_best", CodecModel.from_config(config), config)
+    err = _refusal(capsys, ["export", str(tmp_path / "model_best.safetensors"), "--format", "hf", str(tmp_path / "hf")])
+    assert "model.quantizer='fsq'" in err and "only model.quantizer='rvq'" in err and "--format onnx" in err
+    assert not (tmp_path / "hf").exists()
+
+
 def test_export_refuses_untrained_codebooks_and_a_used_folder(tmp_path, capsys):
     config = ModelConfig(**TINY)
     export_model(tmp_path / "run", "model_best", CodecModel.from_config(config), config)  # k-means never ran
@@ -171,8 +180,8 @@ def test_export_refuses_untrained_codebooks_and_a_used_folder(tmp_path, capsys):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("keep me")
     export_model(tmp_path / "run2", "model_best", *tiny_codec())
-    assert "not an empty folder" in _refusal(capsys, ["export", str(tmp_path / "run2"), "--format", "hf",
-                                                       str(tmp_path / "used")])
+    err = _refusal(capsys, ["export", str(tmp_path / "run2"), "--format", "hf", str(tmp_path / "used")])
+    assert "already holds files" in err and "--overwrite" in err
     assert (tmp_path / "used" / "x").read_text() == "keep me"
 
 

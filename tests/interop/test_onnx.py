@@ -5,13 +5,15 @@ one-shot). ONNX Runtime sums convolutions and the LSTM in another order than PyT
 outputs agree to rounding: measured max |difference| 2e-7 on latents of magnitude ~0.2 and audio
 ~0.1; asserted ``atol=1e-5``. Codes: equal (a tiny codec's 16 entries are far apart).
 
-Two exports per module (the slow part: a few seconds per graph): a causal RVQ codec (one-shot and
-step graphs, codes and latents) and a non-causal, reflect-padded continuous codec (one-shot only).
+Exports per module (the slow part: a few seconds per graph): a causal RVQ codec (one-shot and
+step graphs, codes and latents), a causal FSQ codec (the same graphs, one code per frame) and a
+non-causal, reflect-padded continuous codec (one-shot only).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -28,6 +30,7 @@ import onnxscript  # noqa: E402,F401
 
 from audioenc.cli import main  # noqa: E402
 from audioenc.config import ModelConfig  # noqa: E402
+from audioenc.errors import UserError  # noqa: E402
 from audioenc.interop.onnx import SIDECAR, export_onnx  # noqa: E402
 from audioenc.interop.onnx_runtime import OnnxCodec  # noqa: E402
 from audioenc.models.codec import CodecModel  # noqa: E402
@@ -58,6 +61,17 @@ def _audio(length: int, seed: int = 0, batch: int = 2) -> torch.Tensor:
 def rvq(tmp_path_factory):
     model, config = _model(quantizer="rvq", normalize=True)
     folder = tmp_path_factory.mktemp("onnx") / "rvq"
+    files = export_onnx(model, config, folder)
+    return model, config, folder, files
+
+
+@pytest.fixture(scope="module")
+def fsq(tmp_path_factory):
+    """An FSQ codec whose input projection is scaled up: a fresh one maps every frame to one grid point."""
+    model, config = _model(quantizer="fsq")
+    with torch.no_grad():
+        model.quantizer.project_in.weight.mul_(10.0)
+    folder = tmp_path_factory.mktemp("onnx") / "fsq"
     files = export_onnx(model, config, folder)
     return model, config, folder, files
 
@@ -156,6 +170,57 @@ def test_step_graphs_stream_any_length_like_one_shot(rvq):
     np.testing.assert_allclose(np.concatenate(decoded, -1), expected.numpy(), rtol=0, atol=ATOL)
 
 
+def test_fsq_graphs_give_the_codes_and_audio_of_pytorch(fsq):
+    """The quantizer's own export operations: one code per frame, the same codes as ``quantizer.encode``
+    one-shot and streamed through the step graphs, and the same audio from them."""
+    model, _, folder, files = fsq
+    assert "codes (1 codebook)" in str(files)
+    onnx = OnnxCodec(folder)
+    audio = _audio(13 * HOP + 7, seed=4)
+    with torch.no_grad():
+        reference_codes = model.quantizer.encode(model.encoder(audio))
+        expected = model.decode(reference_codes, scale=1.0)
+    assert reference_codes.shape == (2, 1, 14) and len(np.unique(reference_codes.numpy())) > 3
+    _, codes = onnx.run("encoder", audio.numpy())
+    np.testing.assert_array_equal(codes, reference_codes.numpy())
+    np.testing.assert_allclose(onnx.run("decoder", codes)[0], expected.numpy(), rtol=0, atol=ATOL)
+    state, streamed = onnx.zero_state("encoder_step", 2), []
+    for start in range(0, audio.shape[-1], 4 * HOP):
+        _, part, *state = onnx.run("encoder_step", audio[..., start : start + 4 * HOP].numpy(), *state)
+        streamed.append(part)
+    np.testing.assert_array_equal(np.concatenate(streamed, -1), reference_codes.numpy())
+    state, decoded = onnx.zero_state("decoder_step", 2), []
+    for start in range(0, codes.shape[-1], 3):
+        part, *state = onnx.run("decoder_step", codes[..., start : start + 3], *state)
+        decoded.append(part)
+    np.testing.assert_allclose(np.concatenate(decoded, -1), expected.numpy(), rtol=0, atol=ATOL)
+
+
+def test_export_older_than_a_model_setting_still_loads(rvq, tmp_path, capsys):
+    """A folder exported before a model setting existed (here ``fsq_levels``; nor graph hashes) states the
+    model once the setting takes its value from before; another value of a setting it records is refused."""
+    import shutil
+
+    from audioenc.interop.onnx_runtime import OnnxRuntimeEngine
+
+    model, config, folder, _ = rvq
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    sidecar = json.loads((old / SIDECAR).read_text())
+    del sidecar["model_config"]["fsq_levels"]
+    shorter = json.dumps(sidecar["model_config"], sort_keys=True, separators=(",", ":"))
+    sidecar["model_config_sha256"] = hashlib.sha256(shorter.encode()).hexdigest()
+    for entry in sidecar["graphs"].values():
+        del entry["sha256"]
+    (old / SIDECAR).write_text(json.dumps(sidecar))
+    OnnxRuntimeEngine(old).check_model(model, config)
+    assert "records no SHA-256" in capsys.readouterr().err
+    sidecar["model_config"]["bins"] = 32
+    (old / SIDECAR).write_text(json.dumps(sidecar))
+    with pytest.raises(UserError, match="records another model_config"):
+        OnnxRuntimeEngine(old).check_model(model, config)
+
+
 def test_legacy_exporter_needs_the_non_negative_padding_arithmetic(tmp_path, monkeypatch):
     """Why models/conv.py writes ``extra = (s - T mod s) mod s``: the TorchScript exporter
     (``dynamo=False``) records Python arithmetic on shapes as constants unless it maps to traced
@@ -186,8 +251,9 @@ def test_legacy_exporter_needs_the_non_negative_padding_arithmetic(tmp_path, mon
     assert frames_of_legacy_graph(tmp_path / "encodec.onnx") != expected
 
 
-def test_cli_onnxruntime_backend_equals_torch_backend(rvq, tmp_path, capsys):
-    model, config, folder, _ = rvq
+@pytest.mark.parametrize("codec", ["rvq", "fsq"])
+def test_cli_onnxruntime_backend_equals_torch_backend(codec, request, tmp_path, capsys):
+    model, config, folder, _ = request.getfixturevalue(codec)
     export_model(tmp_path, "model_best", model, config)
     weights = str(tmp_path / "model_best.safetensors")
     source = (0.3 * np.random.default_rng(0).standard_normal(int(24000 * 0.37))).astype(np.float32)
@@ -201,7 +267,7 @@ def test_cli_onnxruntime_backend_equals_torch_backend(rvq, tmp_path, capsys):
         containers[backend] = load_file(str(out))["codes"]
         assert main(["decode", str(out), str(tmp_path / f"{backend}.wav"), "--model", weights, "--quiet",
                      "--chunk-seconds", "0.1", *extra]) == 0
-    assert containers["torch"].shape == (1, 4, math.ceil(source.size / HOP))
+    assert containers["torch"].shape == (1, model.quantizer.n_q, math.ceil(source.size / HOP))
     np.testing.assert_array_equal(containers["onnxruntime"], containers["torch"])
     torch_audio = sf.read(str(tmp_path / "torch.wav"), dtype="float32")[0]
     onnx_audio = sf.read(str(tmp_path / "onnxruntime.wav"), dtype="float32")[0]

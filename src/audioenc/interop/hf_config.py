@@ -119,11 +119,16 @@ def target_bandwidths(config: ModelConfig) -> list[float]:
 
 def check_exportable(config: ModelConfig, where: str) -> None:
     """Refuse (``UserError``) a codec that ``transformers.EncodecModel`` cannot reproduce exactly."""
-    if config.quantizer != "rvq":
+    if config.quantizer == "none":
         raise UserError(
             f"{where} is a continuous codec (model.quantizer={config.quantizer!r}): transformers' EncodecModel "
             "always quantizes its latents with trained codebooks, which this codec does not have, so it would "
             f"return meaningless codes. {ONNX_HINT}"
+        )
+    if config.quantizer != "rvq":
+        raise UserError(
+            f"{where} quantizes with model.quantizer={config.quantizer!r}: transformers' EncodecModel has only "
+            f"EnCodec's residual vector quantizer, so only model.quantizer='rvq' codecs export to it. {ONNX_HINT}"
         )
     if config.channels > 2:
         raise UserError(

@@ -4,7 +4,7 @@ OUT holds (each graph one self-contained file, weights inside; the paper model i
 graph, far below protobuf's 2 GB limit — a model beyond it would need ``external_data=True``,
 which writes the weights to a ``.data`` file beside the graph):
 
-* ``encoder.onnx`` — ``audio [B, C, T] -> latents [B, D, F]`` (+ ``codes [B, n_q, F]``, RVQ);
+* ``encoder.onnx`` — ``audio [B, C, T] -> latents [B, D, F]`` (+ ``codes [B, n_q, F]``, discrete quantizers);
 * ``decoder.onnx`` — ``latents [B, D, F]`` or ``codes [B, K, F]`` -> ``audio [B, C, F·hop]``;
 * ``encoder_step.onnx`` / ``decoder_step.onnx`` (causal, zero-padded codecs: the default) — the
   same on one chunk, with the streaming state (convolution tails, transposed-convolution overlaps,
@@ -115,7 +115,7 @@ def exportable_model(model: CodecModel, config: ModelConfig) -> CodecModel:
     :func:`~audioenc.interop.onnx_layers.exportable_layers`. ``model`` itself is untouched (a fresh
     instance from ``config`` receives its state dict: a deep copy would share the parametrized
     classes that folding rewrites)."""
-    if model.quantizer is not None and not model.quantizer.initialized:
+    if not model.quantizer.initialized:
         raise UserError("the codebooks are not trained yet (no training step ran); export a trained run.")
     copy = CodecModel.from_config(config)
     copy.load_state_dict(model.state_dict())
@@ -166,8 +166,8 @@ def _graphs(model: CodecModel, streaming: bool) -> list[_Graph]:
     hop, batch = model.hop_length, 2  # batch 2 and lengths > 1 frame: no axis specialises to 1
     generator = torch.Generator().manual_seed(0)
     audio = 0.1 * torch.randn(batch, model.channels, 3 * hop + hop // 3 + 1, generator=generator)
-    quantized = model.quantizer is not None
-    encoded_name = "codes" if quantized else "latents"
+    quantized = model.quantizer.discrete
+    encoded_name = model.quantizer.encoded_kind  # codes or latents
     with torch.no_grad():
         latents = model.encoder(audio)
     encoded = EncoderGraph(model).head(latents)[-1]
@@ -342,7 +342,8 @@ def export_onnx(model: CodecModel, config: ModelConfig, out_dir: str | os.PathLi
         raise
     paths = [out / f"{graph.name}.onnx" for graph in graphs] + [out / SIDECAR]
     size = sum(path.stat().st_size for path in paths) / 1e6
-    kind = f"codes ({sidecar['n_q']} codebooks)" if sidecar["kind"] == "codes" else "latents"
+    codebooks = f"{sidecar['n_q']} codebook{'s' if sidecar['n_q'] != 1 else ''}"
+    kind = f"codes ({codebooks})" if sidecar["kind"] == "codes" else "latents"
     steps = "one-shot and streaming graphs" if refusal is None else "one-shot graphs (not streamable)"
     return ExportedFiles(paths, f"wrote {out}: ONNX {steps}, {config.channels} ch, {kind}, "
                                 f"{len(graphs)} graphs, {size:.1f} MB")

@@ -23,7 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from audioenc.config import saved_section
 from audioenc.errors import UserError
+from audioenc.models.files import model_config_hash, model_weights_hash
 
 REEXPORT = "re-export with `audioenc export RUN --format onnx OUT`"
 GRAPH_NAMES = ("encoder", "decoder", "encoder_step", "decoder_step")
@@ -43,15 +45,13 @@ def file_sha256(path: str | os.PathLike) -> str:
 def model_identity(model: Any, config: Any | None = None) -> dict[str, Any]:
     """The sidecar fields that follow from the model alone (and its configuration, when given): what a
     folder must state to be an export of ``model``."""
-    from audioenc.models.files import model_config_hash, model_weights_hash
-
-    quantized = model.quantizer is not None
     identity = {  # the weights first: a folder of another model is named as such
         "model_weights_sha256": model_weights_hash(model), "sample_rate": model.sample_rate,
         "channels": model.channels, "hop_length": model.hop_length, "frame_rate": model.frame_rate,
         "dimension": model.encoder.dimension,
-        "kind": "codes" if quantized else "latents", "n_q": model.quantizer.total_codebooks if quantized else 0,
-        "bins": model.quantizer.bins if quantized else 0, "normalize": model.normalize,
+        # a continuous codec's quantizer has 0 codebooks of 0 bins
+        "kind": model.quantizer.encoded_kind, "n_q": model.quantizer.total_codebooks,
+        "bins": model.quantizer.bins, "normalize": model.normalize,
         "causal": bool(model.encoder.causal),
     }
     if config is not None:  # as JSON stores it (tuples as lists)
@@ -63,7 +63,7 @@ def model_identity(model: Any, config: Any | None = None) -> dict[str, Any]:
 def check_identity(sidecar_path: Path, sidecar: dict, model: Any, config: Any | None = None) -> None:
     """Refuse a sidecar that does not describe ``model``: the first field that differs is named."""
     for field, value in model_identity(model, config).items():
-        if sidecar.get(field) == value:
+        if sidecar.get(field) == value or _predates(field, value, sidecar):
             continue
         if field == "model_weights_sha256":
             what = "was exported from another model (its weights hash differs)"
@@ -72,6 +72,19 @@ def check_identity(sidecar_path: Path, sidecar: dict, model: Any, config: Any | 
         else:
             what = f"states {field}={sidecar.get(field)!r} but the model has {value!r}"
         raise UserError(f"{sidecar_path} {what}; {REEXPORT} from this model and pass OUT to --onnx.")
+
+
+def _predates(field: str, value: Any, sidecar: dict) -> bool:
+    """Whether ``sidecar`` was written before some model settings existed and states ``value`` once they take
+    their :data:`~audioenc.config.SAVED_BEFORE` values (as a container's configuration is read). Its
+    configuration hash then covers fewer keys: the configuration, compared key by key, decides."""
+    recorded = sidecar.get("model_config")
+    if not isinstance(recorded, dict):
+        return False
+    filled = json.loads(json.dumps(saved_section("model", recorded)))
+    if field == "model_config":
+        return filled != recorded and filled == value
+    return field == "model_config_sha256" and filled != recorded
 
 
 def _bad(sidecar_path: Path, what: str) -> UserError:

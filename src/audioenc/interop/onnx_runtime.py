@@ -252,7 +252,7 @@ class OnnxStreamingEncoder(StreamingEncoder):
                                 "at once; encode it in a single final chunk.")
             state = self._state if self._state is not None else self.codec.zero_state("encoder_step", x.shape[0])
             outputs = self.codec.run("encoder_step", x, *state)
-            heads = 2 if self.n_q is not None else 1
+            heads = 2 if self.model.quantizer.discrete else 1  # latents [, codes]
             outputs, self._state = outputs[:heads], outputs[heads:]
         codes = None if self.n_q is None else torch.from_numpy(outputs[1][:, : self.n_q])
         return torch.from_numpy(outputs[0]), codes
@@ -270,7 +270,7 @@ class OnnxStreamingDecoder(StreamingDecoder):
         return 0 if self._state is None else sum(t.size for t in self._state)
 
     def _decode(self, encoded: torch.Tensor, one_shot: bool) -> torch.Tensor:
-        x = encoded.long().numpy() if self.model.quantizer is not None else encoded.to(torch.float32).numpy()
+        x = encoded.long().numpy() if self.model.quantizer.discrete else encoded.to(torch.float32).numpy()
         if one_shot:
             return torch.from_numpy(self.codec.run("decoder", x)[0])
         if not self.codec.has("decoder_step"):

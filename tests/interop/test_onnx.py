@@ -379,7 +379,7 @@ def blocked(tmp_path_factory):
 def test_activations_on_blocked_tensors_equal_pytorch(blocked):
     """The ONNX Runtime sessions let the ELUs read the convolutions' blocked outputs: the same latents
     and audio as PyTorch, one-shot and streamed (where the CPU has no NCHWc kernels nothing changes)."""
-    from audioenc.interop.onnx_runtime import _optimized_blocked_model
+    from audioenc.interop.onnx_session import _optimized_blocked_model
 
     model, folder = blocked
     onnx_codec = OnnxCodec(folder, threads=1)

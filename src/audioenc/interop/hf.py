@@ -28,17 +28,17 @@ import json
 import math
 import os
 import pickle
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from audioenc.config import Config, ModelConfig, validate
+from audioenc.core.atomic import atomic_folder
 from audioenc.errors import UserError
 from audioenc.interop.hf_check import Agreement, compare
 from audioenc.interop.hf_config import check_exportable, encodec_config_kwargs, model_config_from_hf
 from audioenc.interop.hf_keys import from_hf_state, to_hf_state, uses_legacy_weight_norm
 from audioenc.models.codec import CodecModel
+from audioenc.models.files import export_model, load_codec, model_weights_hash
 from audioenc.outputs import occupied
 
 
@@ -64,18 +64,9 @@ def _check_new_folder(path: Path) -> None:
 def _write_folder(path: Path, write, check) -> Any:
     """``write(tmp)`` into a temporary folder beside ``path``, ``result = check(tmp)``, then rename
     the folder to ``path``; on any error the temporary folder is removed and ``path`` never appears."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_folder(path) as tmp:
         write(tmp)
-        result = check(tmp)
-        if path.is_dir():
-            path.rmdir()  # empty (checked before): os.replace needs the name free
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return result
+        return check(tmp)
 
 
 def _require_exact(agreement: Agreement, what: str) -> Agreement:
@@ -118,8 +109,6 @@ def export_hf(model: CodecModel, config: ModelConfig, out: str | os.PathLike) ->
             or a trained run); transformers missing.
         FileExistsError: ``out`` exists and is not an empty folder.
     """
-    from audioenc.models.files import model_weights_hash
-
     out = Path(out)
     _check_new_folder(out)
     hf_model = to_encodec_model(model, config)
@@ -240,8 +229,6 @@ def import_hf(directory: str | os.PathLike, run_dir: str | os.PathLike) -> str:
             :func:`~audioenc.interop.hf_config.model_config_from_hf`); all-zero codebooks; transformers missing.
         FileNotFoundError / FileExistsError: no ``directory``; ``run_dir`` exists and is not empty.
     """
-    from audioenc.models.files import export_model, load_codec, model_weights_hash
-
     directory, run_dir = Path(directory), Path(run_dir)
     if not directory.is_dir():
         raise FileNotFoundError(f"No model folder at {directory}: point DIR at a local EncodecModel snapshot "

@@ -48,8 +48,6 @@ import io
 import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -59,6 +57,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from audioenc.config import ModelConfig
+from audioenc.core.atomic import atomic_folder
 from audioenc.errors import UserError
 from audioenc.interop import onnx_layers, onnx_lstm
 from audioenc.interop.onnx_contract import graph_hashes, model_identity
@@ -70,6 +69,7 @@ from audioenc.interop.onnx_graphs import (
 )
 from audioenc.interop.onnx_lstm import OnnxLSTM
 from audioenc.interop.onnx_rewrite import convs_as_2d, sink_squeezes
+from audioenc.interop.onnx_session import session
 from audioenc.models.codec import CodecModel
 from audioenc.models.conv import StreamableLSTM
 from audioenc.outputs import occupied
@@ -275,8 +275,6 @@ def _sidecar(model: CodecModel, config: ModelConfig, graphs: list[_Graph], refus
 def _check_folder_graphs(folder: Path, graphs: list[_Graph], model: CodecModel) -> None:
     """Run every exported graph in ONNX Runtime on a length that is a multiple of the hop and one
     that is not, against the PyTorch module it came from; a difference is an exporter bug."""
-    from audioenc.interop.onnx_runtime import session
-
     hop = model.hop_length
     for graph in graphs:
         ort = session(folder / f"{graph.name}.onnx")
@@ -326,20 +324,12 @@ def export_onnx(model: CodecModel, config: ModelConfig, out_dir: str | os.PathLi
     exportable = exportable_model(model, config)
     refusal = streaming_refusal(exportable)
     graphs = _graphs(exportable, streaming=refusal is None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         for graph in graphs:
             _export(graph, tmp / f"{graph.name}.onnx")
         _check_folder_graphs(tmp, graphs, exportable)
         sidecar = graph_hashes(tmp, _sidecar(model, config, graphs, refusal))  # each graph as written
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
-        if out.is_dir():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     paths = [out / f"{graph.name}.onnx" for graph in graphs] + [out / SIDECAR]
     size = sum(path.stat().st_size for path in paths) / 1e6
     codebooks = f"{sidecar['n_q']} codebook{'s' if sidecar['n_q'] != 1 else ''}"

@@ -33,10 +33,8 @@ test-all: setup browser
 # The house rules of pyproject.toml's [tool.ruff]: lint findings and the formatter's layout.
 LINT_PATHS := src tests benchmarks academy
 lint: setup
-# FORMAT PASS: once `ruff format $(LINT_PATHS)` has run, drop `--extend-ignore E501` (the formatter wraps the
-# long code lines) and enable the format check below.
-	$(VENV)/bin/ruff check --extend-ignore E501 $(LINT_PATHS)
-#	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 # Debian's Chromium for the slow test that opens the listening report headless (needs root and
 # Debian's package registry; elsewhere install chromium by hand).

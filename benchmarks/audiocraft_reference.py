@@ -112,8 +112,10 @@ def load(root: Path, deps: Path | None = None) -> dict[str, types.ModuleType]:
         except Exception as error:  # noqa: BLE001 - any import failure means: not usable here
             message = _missing(name, error, hint)
             if isinstance(error, OSError) and "torchaudio" in str(error):
-                message += (" torchaudio's compiled extension does not match this torch: delete the 'lib' folder "
-                            "inside that torchaudio (the transforms used here are pure torch).")
+                message += (
+                    " torchaudio's compiled extension does not match this torch: delete the 'lib' folder "
+                    "inside that torchaudio (the transforms used here are pure torch)."
+                )
             raise ReferenceUnavailable(message) from error
     _load_flashy()
     for package in _PACKAGES:
@@ -226,35 +228,66 @@ def build_reference_step(modules: dict[str, types.ModuleType], config, channels:
     negative_slope = build_discriminator(d, m).discriminators[0].negative_slope  # audioenc: 0.3
     seanet = modules["seanet"]
     common = dict(
-        channels=channels, dimension=m.dimension, n_filters=m.n_filters, n_residual_layers=m.n_residual_layers,
-        ratios=list(m.ratios), activation="ELU", activation_params={"alpha": 1.0}, norm="weight_norm",
-        kernel_size=7, last_kernel_size=7, residual_kernel_size=3, dilation_base=2, causal=m.causal,
-        pad_mode="constant", true_skip=True, compress=2, lstm=m.lstm,
+        channels=channels,
+        dimension=m.dimension,
+        n_filters=m.n_filters,
+        n_residual_layers=m.n_residual_layers,
+        ratios=list(m.ratios),
+        activation="ELU",
+        activation_params={"alpha": 1.0},
+        norm="weight_norm",
+        kernel_size=7,
+        last_kernel_size=7,
+        residual_kernel_size=3,
+        dilation_base=2,
+        causal=m.causal,
+        pad_mode="constant",
+        true_skip=True,
+        compress=2,
+        lstm=m.lstm,
     )
     encoder = seanet.SEANetEncoder(**common)
     decoder = seanet.SEANetDecoder(**common, final_activation=None, trim_right_ratio=1.0)
     adversary = modules["msstftd"].MultiScaleSTFTDiscriminator(
-        filters=d.filters, in_channels=channels, out_channels=1, n_ffts=list(d.n_ffts),
-        hop_lengths=list(d.hop_lengths), win_lengths=list(d.win_lengths), norm="weight_norm",
-        activation="LeakyReLU", activation_params={"negative_slope": negative_slope},
+        filters=d.filters,
+        in_channels=channels,
+        out_channels=1,
+        n_ffts=list(d.n_ffts),
+        hop_lengths=list(d.hop_lengths),
+        win_lengths=list(d.win_lengths),
+        norm="weight_norm",
+        activation="LeakyReLU",
+        activation_params={"negative_slope": negative_slope},
     )
     adv = modules["losses"]
     disc_optimizer = torch.optim.Adam(adversary.parameters(), lr=optim.lr, betas=tuple(optim.betas))
     adversarial_loss = adv.AdversarialLoss(
-        adversary, disc_optimizer, loss=adv.get_adv_criterion("hinge"),
-        loss_real=adv.get_real_criterion("hinge"), loss_fake=adv.get_fake_criterion("hinge"),
+        adversary,
+        disc_optimizer,
+        loss=adv.get_adv_criterion("hinge"),
+        loss_real=adv.get_real_criterion("hinge"),
+        loss_fake=adv.get_fake_criterion("hinge"),
         # `normalize` averages over a scale's layers (the solver's `adversarial.normalize`, default
         # true, as audioenc); it is not EnCodec's relative scale, which audiocraft never applies.
         loss_feat=adv.FeatureMatchingLoss(torch.nn.L1Loss(), normalize=True),
     )
     mel_loss = modules["specloss"].MultiScaleMelSpectrogramLoss(
-        sample_rate=m.sample_rate, range_start=5, range_end=12, n_mels=64, f_min=0.0, f_max=None,
-        normalized=True, alphas=False, floor_level=1e-5,
+        sample_rate=m.sample_rate,
+        range_start=5,
+        range_end=12,
+        n_mels=64,
+        f_min=0.0,
+        f_max=None,
+        normalized=True,
+        alphas=False,
+        floor_level=1e-5,
     )
     balancer = modules["balancer"].Balancer(
         {"adv_msstftd": losses.adv, "feat_msstftd": losses.feat, "l1": losses.l1, "msspec": losses.mel},
-        balance_grads=losses.balance_grads, total_norm=losses.balancer_total_norm,
-        ema_decay=losses.balancer_ema_decay, per_batch_item=True,
+        balance_grads=losses.balance_grads,
+        total_norm=losses.balancer_total_norm,
+        ema_decay=losses.balancer_ema_decay,
+        per_batch_item=True,
     )
     parameters = list(encoder.parameters()) + list(decoder.parameters())
     optimizer = torch.optim.Adam(parameters, lr=optim.lr, betas=tuple(optim.betas))

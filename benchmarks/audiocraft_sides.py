@@ -47,8 +47,11 @@ def load_audiocraft(root: Path, deps: Path | None) -> dict[str, types.ModuleType
             module.__path__ = [str(root / package.replace(".", "/"))]
             sys.modules[package] = module
             setattr(sys.modules["audiocraft"], package.rpartition(".")[2], module)
-    for file in ("audiocraft/quantization/base.py", "audiocraft/quantization/core_vq.py",
-                 "audiocraft/quantization/vq.py"):
+    for file in (
+        "audiocraft/quantization/base.py",
+        "audiocraft/quantization/core_vq.py",
+        "audiocraft/quantization/vq.py",
+    ):
         modules[Path(file).stem] = _exec_file(root, file)
     quantization = sys.modules["audiocraft.quantization"]
     for name in ("BaseQuantizer", "DummyQuantizer", "QuantizedResult"):
@@ -87,7 +90,9 @@ def audiocraft_commit(root: Path) -> str:
 def add_audiocraft_arguments(parser) -> None:
     """The options every side-by-side script takes: the checkout, its dependencies, the preset."""
     parser.add_argument("--audiocraft", default=None, help="audiocraft checkout (or AUDIOCRAFT_PATH)")
-    parser.add_argument("--audiocraft-deps", default=None, help="folder with einops/flashy/torchaudio (or AUDIOCRAFT_DEPS)")
+    parser.add_argument(
+        "--audiocraft-deps", default=None, help="folder with einops/flashy/torchaudio (or AUDIOCRAFT_DEPS)"
+    )
     parser.add_argument("--audiocraft-commit", default=None, help="commit to print when the checkout has no .git")
     parser.add_argument("--preset", choices=("small", "paper"), default="small")
     parser.add_argument("--mode", choices=("1ch", "32ch"), default="1ch")
@@ -98,10 +103,13 @@ def load_or_explain(args, purpose: str, example: str) -> tuple[dict[str, types.M
     options; None after printing to stderr what is missing and how to get it (exit code 2)."""
     located = audiocraft_reference.locate(args.audiocraft, args.audiocraft_deps)
     if located is None:
-        print(f"{purpose} needs an audiocraft checkout, which is not part of this repository. Missing:\n"
-              "--audiocraft DIR (or AUDIOCRAFT_PATH), the folder that contains the 'audiocraft' package, and its\n"
-              "dependencies (einops, flashy, torchaudio's pure-Python transforms) installed apart from the project:\n\n"
-              f"{HOW_TO_GET_AUDIOCRAFT}\n    {example}", file=sys.stderr)
+        print(
+            f"{purpose} needs an audiocraft checkout, which is not part of this repository. Missing:\n"
+            "--audiocraft DIR (or AUDIOCRAFT_PATH), the folder that contains the 'audiocraft' package, and its\n"
+            "dependencies (einops, flashy, torchaudio's pure-Python transforms) installed apart from the project:\n\n"
+            f"{HOW_TO_GET_AUDIOCRAFT}\n    {example}",
+            file=sys.stderr,
+        )
         return None
     try:
         modules = load_audiocraft(*located)
@@ -134,7 +142,8 @@ def _flat_indices(sequential: nn.Sequential) -> dict[str, str]:
 
 def _weight_norm_name(name: str) -> str:
     return name.replace("parametrizations.weight.original0", "weight_g").replace(
-        "parametrizations.weight.original1", "weight_v")
+        "parametrizations.weight.original1", "weight_v"
+    )
 
 
 def seanet_name(name: str, indices: dict[str, str]) -> str:
@@ -192,7 +201,6 @@ class ParameterMap:
         return sum(p.numel() for p, _ in self.pairs.values())
 
 
-
 # ----------------------------------------------------------------------------- the two sides
 
 
@@ -210,8 +218,16 @@ class Sides:
     theirs_output_grads: list = field(default_factory=list)
 
 
-def build_sides(modules, config, run_dir: Path, *, dtype: torch.dtype = torch.float64, threshold: float = 0.0,
-                keep_output_grads: bool = False, device: torch.device = torch.device("cpu")) -> Sides:
+def build_sides(
+    modules,
+    config,
+    run_dir: Path,
+    *,
+    dtype: torch.dtype = torch.float64,
+    threshold: float = 0.0,
+    keep_output_grads: bool = False,
+    device: torch.device = torch.device("cpu"),
+) -> Sides:
     """audioenc's :class:`Trainer` for ``config`` and audiocraft's ``EncodecModel``, discriminator,
     losses, balancer and optimizers at the same sizes, audiocraft's weights set to audioenc's.
 
@@ -241,15 +257,27 @@ def build_sides(modules, config, run_dir: Path, *, dtype: torch.dtype = torch.fl
     m = config.model
     if m.quantizer == "rvq":
         rvq = modules["vq"].ResidualVectorQuantizer(
-            dimension=m.dimension, n_q=m.n_q, q_dropout=False, bins=m.bins, decay=0.99, kmeans_init=True,
-            kmeans_iters=50, threshold_ema_dead_code=threshold,
+            dimension=m.dimension,
+            n_q=m.n_q,
+            q_dropout=False,
+            bins=m.bins,
+            decay=0.99,
+            kmeans_init=True,
+            kmeans_iters=50,
+            threshold_ema_dead_code=threshold,
         )
     else:
         rvq = modules["base"].DummyQuantizer()
     hop = math.prod(m.ratios)
     codec = modules["encodec"].EncodecModel(
-        reference.encoder, reference.decoder, rvq, frame_rate=m.sample_rate // hop, sample_rate=m.sample_rate,
-        channels=channels, causal=m.causal, renormalize=False,
+        reference.encoder,
+        reference.decoder,
+        rvq,
+        frame_rate=m.sample_rate // hop,
+        sample_rate=m.sample_rate,
+        channels=channels,
+        causal=m.causal,
+        renormalize=False,
     )
     for module in (codec, reference.adversary, reference.mel_loss):
         module.to(device=device, dtype=dtype)
@@ -267,11 +295,13 @@ def build_sides(modules, config, run_dir: Path, *, dtype: torch.dtype = torch.fl
     sides = Sides(config, trainer, reference, codec, codec_map, disc_map)
     if not keep_output_grads:
         return sides
+
     # The balanced gradient at the codec output (untrimmed decoder output; zeros past the input).
     def keep_output_grad(store: list):
         def hook(module, inputs, output) -> None:  # returns None: the output is left as it is
             if output.requires_grad:
                 output.register_hook(lambda grad: store.append(grad.detach().clone()))
+
         return hook
 
     trainer.model.decoder.register_forward_hook(keep_output_grad(sides.ours_output_grads))

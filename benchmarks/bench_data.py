@@ -71,8 +71,15 @@ def child(method: str, mode: str, directory: str, segments: int) -> dict:
     torch.set_num_threads(1)
     paths = sorted(Path(directory).glob("long_*.wav"))
     if method == "seek+soxr":
-        dataset = SegmentDataset(directory, segment_seconds=1.0, sample_rate=TARGET_RATE, channel_mode=mode,
-                                 channels=1 if mode == "mono" else CHANNELS, seed=0, items_per_epoch=10**9)
+        dataset = SegmentDataset(
+            directory,
+            segment_seconds=1.0,
+            sample_rate=TARGET_RATE,
+            channel_mode=mode,
+            channels=1 if mode == "mono" else CHANNELS,
+            seed=0,
+            items_per_epoch=10**9,
+        )
 
         def load(index: int) -> torch.Tensor:
             return dataset[index]
@@ -87,8 +94,7 @@ def child(method: str, mode: str, directory: str, segments: int) -> dict:
             if mode == "mono":
                 span = span[int(rng.integers(CHANNELS))][None]
             del audio
-            return torch.nn.functional.interpolate(span[None], size=TARGET_RATE, mode="linear",
-                                                   align_corners=False)[0]
+            return torch.nn.functional.interpolate(span[None], size=TARGET_RATE, mode="linear", align_corners=False)[0]
 
     sf.info(str(paths[0]))  # import everything a read needs before the baseline RSS
     base_rss = _rss_mb()
@@ -98,8 +104,15 @@ def child(method: str, mode: str, directory: str, segments: int) -> dict:
     for index in range(1, segments + 1):
         load(index)
     elapsed = time.perf_counter() - started
-    return {"method": method, "mode": mode, "segments": segments, "seconds": elapsed,
-            "segments_per_s": segments / elapsed, "peak_rss_mb": _rss_mb(), "base_rss_mb": base_rss}
+    return {
+        "method": method,
+        "mode": mode,
+        "segments": segments,
+        "seconds": elapsed,
+        "segments_per_s": segments / elapsed,
+        "peak_rss_mb": _rss_mb(),
+        "base_rss_mb": base_rss,
+    }
 
 
 def main() -> None:
@@ -107,8 +120,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="length of each file (default 10)")
     parser.add_argument("--files", type=int, default=2, help="number of files (default 2)")
     parser.add_argument("--segments", type=int, default=200, help="timed segments for seek+soxr (default 200)")
-    parser.add_argument("--baseline-segments", type=int, default=3,
-                        help="timed segments for whole+linear (each reads a whole file; default 3)")
+    parser.add_argument(
+        "--baseline-segments",
+        type=int,
+        default=3,
+        help="timed segments for whole+linear (each reads a whole file; default 3)",
+    )
     parser.add_argument("--workdir", default=None, help="where to write the files (default: a temp dir)")
     parser.add_argument("--child", nargs=4, metavar=("METHOD", "MODE", "DIR", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -122,14 +139,20 @@ def main() -> None:
         started = time.perf_counter()
         paths = make_files(workdir, args.files, args.minutes)
         size_gb = sum(path.stat().st_size for path in paths) / 1e9
-        print(f"wrote {args.files} x {args.minutes:g} min, 32 ch, 48 kHz, PCM-24 ({size_gb:.2f} GB) "
-              f"in {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"wrote {args.files} x {args.minutes:g} min, 32 ch, 48 kHz, PCM-24 ({size_gb:.2f} GB) "
+            f"in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
         rows = []
         for method, count in (("seek+soxr", args.segments), ("whole+linear", args.baseline_segments)):
             for mode in ("mono", "all"):
                 result = subprocess.run(
                     [sys.executable, __file__, "--child", method, mode, str(workdir), str(count)],
-                    check=True, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env=dict(os.environ, OMP_NUM_THREADS="1"),
                 )
                 row = json.loads(result.stdout.strip().splitlines()[-1])
                 rows.append(row)
@@ -138,9 +161,11 @@ def main() -> None:
         print("| method | mode | segments timed | segments/s | ms/segment | peak RSS (MB) | RSS over imports (MB) |")
         print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
         for row in rows:
-            print(f"| {row['method']} | {row['mode']} | {row['segments']} | {row['segments_per_s']:.2f} | "
-                  f"{1000 / row['segments_per_s']:.1f} | {row['peak_rss_mb']:.0f} | "
-                  f"{row['peak_rss_mb'] - row['base_rss_mb']:.0f} |")
+            print(
+                f"| {row['method']} | {row['mode']} | {row['segments']} | {row['segments_per_s']:.2f} | "
+                f"{1000 / row['segments_per_s']:.1f} | {row['peak_rss_mb']:.0f} | "
+                f"{row['peak_rss_mb'] - row['base_rss_mb']:.0f} |"
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -52,14 +52,16 @@ def stream_encode(model: CodecModel, audio: torch.Tensor, chunk: int) -> torch.T
     encoder = StreamingEncoder(model, scale=model.input_scale(audio))  # the level: one pass over the signal
     parts, length = [], audio.shape[-1]
     for start in range(0, length, chunk):
-        parts.append(encoder.encode_chunk(audio[..., start:start + chunk], final=start + chunk >= length))
+        parts.append(encoder.encode_chunk(audio[..., start : start + chunk], final=start + chunk >= length))
     return torch.cat(parts, dim=-1)
 
 
 def stream_decode(model: CodecModel, latents: torch.Tensor, frames: int) -> torch.Tensor:
     decoder = StreamingDecoder(model, scale=1.0)  # restoring a level is one multiply; timed alike
     total = latents.shape[-1]
-    parts = [decoder.decode_chunk(latents[..., s:s + frames], final=s + frames >= total) for s in range(0, total, frames)]
+    parts = [
+        decoder.decode_chunk(latents[..., s : s + frames], final=s + frames >= total) for s in range(0, total, frames)
+    ]
     return torch.cat(parts, dim=-1)
 
 
@@ -89,10 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode(), parametrize.cached():
             return model.decoder(latents)
 
-    encoders = {"audioenc stream": lambda: stream_encode(model, audio, args.chunk_frames * hop),
-                "audioenc one-shot": one_shot_encode}
-    decoders = {"audioenc stream": lambda: stream_decode(model, latents, args.chunk_frames),
-                "audioenc one-shot": one_shot_decode}
+    encoders = {
+        "audioenc stream": lambda: stream_encode(model, audio, args.chunk_frames * hop),
+        "audioenc one-shot": one_shot_encode,
+    }
+    decoders = {
+        "audioenc stream": lambda: stream_decode(model, latents, args.chunk_frames),
+        "audioenc one-shot": one_shot_decode,
+    }
 
     onnx_folder = None
     if importlib.util.find_spec("onnxruntime") is not None:
@@ -109,12 +115,18 @@ def main(argv: list[str] | None = None) -> int:
         def ort_stream_encode():
             encoder = OnnxStreamingEncoder(onnx, model, None, model.input_scale(audio), None)
             chunk, length = args.chunk_frames * hop, audio.shape[-1]
-            return [encoder.encode_chunk(audio[..., s:s + chunk], final=s + chunk >= length) for s in range(0, length, chunk)]
+            return [
+                encoder.encode_chunk(audio[..., s : s + chunk], final=s + chunk >= length)
+                for s in range(0, length, chunk)
+            ]
 
         def ort_stream_decode():
             decoder = OnnxStreamingDecoder(onnx, model, 1.0)
             frames, total = args.chunk_frames, latents.shape[-1]
-            return [decoder.decode_chunk(latents[..., s:s + frames], final=s + frames >= total) for s in range(0, total, frames)]
+            return [
+                decoder.decode_chunk(latents[..., s : s + frames], final=s + frames >= total)
+                for s in range(0, total, frames)
+            ]
 
         encoders["onnxruntime stream"] = ort_stream_encode
         encoders["onnxruntime one-shot"] = lambda: onnx.run("encoder", audio_np)
@@ -139,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         decoders["audiocraft"] = ref_decode
 
     print(machine_line(torch.device("cpu")))
-    print(f"{args.seconds:g} s of 24 kHz mono, fp32, chunks of {args.chunk_frames} frames; load before {load_average()}")
+    print(
+        f"{args.seconds:g} s of 24 kHz mono, fp32, chunks of {args.chunk_frames} frames; load before {load_average()}"
+    )
     times = {(kind, name): [] for kind, table in (("encode", encoders), ("decode", decoders)) for name in table}
     for table in (encoders, decoders):
         for function in table.values():
@@ -160,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in table:
             seconds = statistics.median(times[(kind, name)])
             ratio = f"{statistics.median(reference) / seconds:.2f}×" if reference else "—"
-            print(f"| {kind} | {name} | {seconds:.3f} | {args.seconds / seconds:.1f} | "
-                  f"{torch_one_shot / seconds:.2f}× | {ratio} |")
+            print(
+                f"| {kind} | {name} | {seconds:.3f} | {args.seconds / seconds:.1f} | "
+                f"{torch_one_shot / seconds:.2f}× | {ratio} |"
+            )
     if onnx_folder is not None:
         onnx_folder.cleanup()
     return 0

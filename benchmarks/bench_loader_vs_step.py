@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import load_average, machine_line  # noqa: E402
 
 from audioenc.config import build_config  # noqa: E402
-from audioenc.training.data import build_datasets  # noqa: E402
 from audioenc.core.distributed import DistributedContext  # noqa: E402
+from audioenc.training.data import build_datasets  # noqa: E402
 from audioenc.training.loop import StepSampler  # noqa: E402
 from audioenc.training.trainer import Trainer  # noqa: E402
 
@@ -51,8 +51,12 @@ def measure(mode: str, preset: str, batches: int, steps: int, workers: int | Non
     train_set, _ = build_datasets(config, context)
     batch = config.train.batch_size
     loader = DataLoader(
-        train_set, batch_size=batch, sampler=StepSampler(batch, 0, batches + steps + 1, context),
-        num_workers=config.data.num_workers, generator=torch.Generator().manual_seed(0), drop_last=True,
+        train_set,
+        batch_size=batch,
+        sampler=StepSampler(batch, 0, batches + steps + 1, context),
+        num_workers=config.data.num_workers,
+        generator=torch.Generator().manual_seed(0),
+        drop_last=True,
     )
     start = time.perf_counter()
     iterator = iter(loader)
@@ -75,8 +79,15 @@ def measure(mode: str, preset: str, batches: int, steps: int, workers: int | Non
             trainer.train_step(audio)
             step_times.append(time.perf_counter() - start)
     batch_s, step_s = statistics.median(batch_times), statistics.median(step_times)
-    return {"config": f"{mode}:{preset}", "shape": list(first.shape), "workers": config.data.num_workers,
-            "startup_s": startup, "batch_s": batch_s, "step_s": step_s, "headroom": step_s / batch_s}
+    return {
+        "config": f"{mode}:{preset}",
+        "shape": list(first.shape),
+        "workers": config.data.num_workers,
+        "startup_s": startup,
+        "batch_s": batch_s,
+        "step_s": step_s,
+        "headroom": step_s / batch_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         mode, preset = item.strip().split(":")
         row = measure(mode, preset, args.batches, args.steps, args.workers, args.data)
         shape = "[" + ", ".join(str(v) for v in row["shape"]) + "]"
-        print(f"| {row['config']} | {shape} | {row['workers']} | {row['startup_s']:.2f} | {row['batch_s']:.4f} | "
-              f"{row['step_s']:.3f} | {row['headroom']:.1f}× |", flush=True)
+        print(
+            f"| {row['config']} | {shape} | {row['workers']} | {row['startup_s']:.2f} | {row['batch_s']:.4f} | "
+            f"{row['step_s']:.3f} | {row['headroom']:.1f}× |",
+            flush=True,
+        )
     print(f"\nload average after: {load_average()}")
     return 0
 

@@ -60,8 +60,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -293,8 +293,13 @@ def build_components(shape: tuple[int, int, int], device: torch.device, run_dir:
         estimate = model.decoder(latents)[..., :length]
     latent_grad = torch.randn(latents.shape, generator=generator).to(device)
     audio_grad = torch.randn(estimate.shape, generator=generator).to(device)
-    quantizer = ResidualVectorQuantizer(dimension=config.model.dimension, n_q=config.model.n_q,
-                                        bins=config.model.bins, q_dropout=False).to(device).train()
+    quantizer = (
+        ResidualVectorQuantizer(
+            dimension=config.model.dimension, n_q=config.model.n_q, bins=config.model.bins, q_dropout=False
+        )
+        .to(device)
+        .train()
+    )
     frame_rate = model.frame_rate
     kind = config.losses.adversarial
     weights = trainer.losses.weights()
@@ -350,7 +355,8 @@ def build_components(shape: tuple[int, int, int], device: torch.device, run_dir:
     codebook_entries = sum(b.numel() for name, b in quantizer.named_buffers() if name.endswith(".embed"))
     return [
         Component(
-            "encoder", f"{count_parameters(model.encoder):,}",
+            "encoder",
+            f"{count_parameters(model.encoder):,}",
             input_audio,
             lambda x: model.encoder(x),
             lambda x, z: z.backward(latent_grad),
@@ -364,7 +370,8 @@ def build_components(shape: tuple[int, int, int], device: torch.device, run_dir:
             in_step=False,
         ),
         Component(
-            "decoder", f"{count_parameters(model.decoder):,}",
+            "decoder",
+            f"{count_parameters(model.decoder):,}",
             leaf_latents,
             lambda z: model.decoder(z)[..., :length],
             lambda z, y: y.backward(audio_grad),
@@ -377,28 +384,42 @@ def build_components(shape: tuple[int, int, int], device: torch.device, run_dir:
             lambda x, loss: loss.backward(),
         ),
         Component(
-            "losses: L1 + mel + adv + feat", "0",
+            "losses: L1 + mel + adv + feat",
+            "0",
             leaf_estimate,
             lambda y_hat: trainer._generator_losses(audio, y_hat),
             lambda y_hat, losses: weighted_sum(losses).backward(),
         ),
         Component(
-            "L1", "0", leaf_estimate,
+            "L1",
+            "0",
+            leaf_estimate,
             lambda y_hat: weights["l1"] * torch.nn.functional.l1_loss(y_hat, audio),
-            lambda y_hat, loss: loss.backward(), in_step=False, indent=True,
+            lambda y_hat, loss: loss.backward(),
+            in_step=False,
+            indent=True,
         ),
         Component(
-            f"multi-scale mel ({len(trainer.mel_loss.mels)} scales)", "0", leaf_estimate,
+            f"multi-scale mel ({len(trainer.mel_loss.mels)} scales)",
+            "0",
+            leaf_estimate,
             lambda y_hat: weights["mel"] * trainer.mel_loss(audio, y_hat),
-            lambda y_hat, loss: loss.backward(), in_step=False, indent=True,
+            lambda y_hat, loss: loss.backward(),
+            in_step=False,
+            indent=True,
         ),
         Component(
-            "adv + feat (D on fake with input grad, D on real no-grad)", "0", leaf_estimate,
+            "adv + feat (D on fake with input grad, D on real no-grad)",
+            "0",
+            leaf_estimate,
             adversarial_and_features,
-            lambda y_hat, loss: loss.backward(), in_step=False, indent=True,
+            lambda y_hat, loss: loss.backward(),
+            in_step=False,
+            indent=True,
         ),
         Component(
-            "balancer (4 loss grads + combined backward to the estimate)", "0",
+            "balancer (4 loss grads + combined backward to the estimate)",
+            "0",
             estimate_and_losses,
             None,
             lambda inputs, _: trainer.balancer.backward(inputs[1], inputs[0]),
@@ -407,7 +428,11 @@ def build_components(shape: tuple[int, int, int], device: torch.device, run_dir:
 
 
 def measure(
-    component: Component, repeats: int, warmup: int, device: torch.device, count_flops: bool,
+    component: Component,
+    repeats: int,
+    warmup: int,
+    device: torch.device,
+    count_flops: bool,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Measurement:
     """Forward/backward times of ``component`` on ``clock`` (one per repeat) and optionally its FLOPs."""
@@ -482,23 +507,31 @@ def format_table(measurements: list[Measurement], audio_seconds: float, clock_na
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("Usage::")[1],
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("Usage::")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--shapes", default=None,
-                        help=f"comma-separated BATCHxCHANNELSxTIME (default {DEFAULT_SHAPES})")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed repeats per component (default 3; 1 with --quick)")
+    parser.add_argument(
+        "--shapes", default=None, help=f"comma-separated BATCHxCHANNELSxTIME (default {DEFAULT_SHAPES})"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats per component (default 3; 1 with --quick)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed repeats first (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's default)")
     parser.add_argument("--quick", action="store_true", help=f"small batches ({QUICK_SHAPES}) and 1 repeat")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                        help="wall (default) or cpu: process CPU time, robust to load with --threads 1")
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall (default) or cpu: process CPU time, robust to load with --threads 1",
+    )
     parser.add_argument("--no-flops", action="store_true", help="skip FLOP counting")
     parser.add_argument("--wait-load", type=float, default=None, help="wait until the 1-min load average is below this")
-    parser.add_argument("--wait-max", type=float, default=600.0,
-                        help="longest wait for --wait-load, seconds (default 600)")
+    parser.add_argument(
+        "--wait-max", type=float, default=600.0, help="longest wait for --wait-load, seconds (default 600)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
 
@@ -533,21 +566,31 @@ def main(argv: list[str] | None = None) -> int:
             measurements = [measure(c, repeats, args.warmup, device, count_flops, clock) for c in components]
             audio_seconds = shape[0] * shape[2] / 24000
             print(f"### [{shape[0]}, {shape[1]}, {shape[2]}] ({audio_seconds:g} s of audio)\n")
-            print(f"load average before: {load_before}; after: {load_average()}; threads {torch.get_num_threads()}; "
-                  f"wall time {time.perf_counter() - started:.0f} s\n")
+            print(
+                f"load average before: {load_before}; after: {load_average()}; threads {torch.get_num_threads()}; "
+                f"wall time {time.perf_counter() - started:.0f} s\n"
+            )
             print(format_table(measurements, audio_seconds, args.clock))
             print()
-            report.append({
-                "shape": list(shape),
-                "load_before": load_before,
-                "load_after": load_average(),
-                "threads": torch.get_num_threads(),
-                "components": [
-                    {"name": m.name, "parameters": m.parameters, "forward_s": m.forward_s, "backward_s": m.backward_s,
-                     "forward_gflop": m.forward_gflop, "total_gflop": m.total_gflop}
-                    for m in measurements
-                ],
-            })
+            report.append(
+                {
+                    "shape": list(shape),
+                    "load_before": load_before,
+                    "load_after": load_average(),
+                    "threads": torch.get_num_threads(),
+                    "components": [
+                        {
+                            "name": m.name,
+                            "parameters": m.parameters,
+                            "forward_s": m.forward_s,
+                            "backward_s": m.backward_s,
+                            "forward_gflop": m.forward_gflop,
+                            "total_gflop": m.total_gflop,
+                        }
+                        for m in measurements
+                    ],
+                }
+            )
             del components, measurements
     if args.json is not None:
         payload = {"machine": machine_line(device), "clock": args.clock, "repeats": repeats, "results": report}

@@ -76,7 +76,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import (  # noqa: E402
-    CLOCKS, flop_counter, get_clock, load_average, machine_line, set_threads, synchronize, wait_for_quiet,
+    CLOCKS,
+    flop_counter,
+    get_clock,
+    load_average,
+    machine_line,
+    set_threads,
+    synchronize,
+    wait_for_quiet,
 )
 
 from audioenc.config import build_config  # noqa: E402
@@ -219,8 +226,16 @@ def plain_step(trainer: Trainer, audio: torch.Tensor) -> tuple[float, float]:
 
 
 def measure_config(
-    channel_mode: str, preset: str, overrides: list[str], device: torch.device, repeats: int, warmup: int,
-    count_flops: bool, run_dir: Path, clock_name: str = "wall", adversarial_warmup: bool = False,
+    channel_mode: str,
+    preset: str,
+    overrides: list[str],
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+    count_flops: bool,
+    run_dir: Path,
+    clock_name: str = "wall",
+    adversarial_warmup: bool = False,
 ) -> dict:
     """Times (and FLOPs) of one configuration's step.
 
@@ -279,7 +294,8 @@ def format_table(rows: list[dict], clock_name: str = "wall", cpu_column: bool = 
     unit = "s" if clock_name == "wall" else "CPU s"
     lines = [
         "| config | batch [B, C, T] | s/step wall | s/step CPU | "
-        + f"phase sum ({unit}) | ratio | " + " | ".join(f"{p} ({unit})" for p in PHASES)
+        + f"phase sum ({unit}) | ratio | "
+        + " | ".join(f"{p} ({unit})" for p in PHASES)
         + f" | audio s/s ({clock_name}) | channel-s/s ({clock_name}) | GFLOP/step |",
         "| --- | --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in PHASES) + " | ---: | ---: | ---: |",
     ]
@@ -315,7 +331,9 @@ def parse_configs(text: str) -> list[tuple[str, str, bool]]:
     for item in text.split(","):
         parts = item.strip().split(":")
         if (
-            len(parts) not in (2, 3) or parts[0] not in ("1ch", "32ch") or parts[1] not in ("paper", "small")
+            len(parts) not in (2, 3)
+            or parts[0] not in ("1ch", "32ch")
+            or parts[1] not in ("paper", "small")
             or (len(parts) == 3 and parts[2] != "warmup")
         ):
             raise ValueError(
@@ -327,29 +345,38 @@ def parse_configs(text: str) -> list[tuple[str, str, bool]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("Usage::")[1],
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("Usage::")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--configs", default=DEFAULT_CONFIGS,
-                        help=f"comma-separated MODE:PRESET[:warmup] (default {DEFAULT_CONFIGS})")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed plain + phased steps for the paper preset (default 3)")
+    parser.add_argument(
+        "--configs", default=DEFAULT_CONFIGS, help=f"comma-separated MODE:PRESET[:warmup] (default {DEFAULT_CONFIGS})"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed plain + phased steps for the paper preset (default 3)"
+    )
     parser.add_argument("--repeats-small", type=int, default=10, help="the same for the small preset (default 10)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed plain + phased steps first (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="train.precision (bf16: autocast)")
-    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                        help="clock of the phases: wall (default) or cpu (process CPU time; robust to load "
-                             "with --threads 1)")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="train.precision (bf16: autocast)"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="clock of the phases: wall (default) or cpu (process CPU time; robust to load with --threads 1)",
+    )
     parser.add_argument("--no-flops", action="store_true", help="skip counting one step's FLOPs")
     parser.add_argument("--wait-load", type=float, default=None, help="wait until the 1-min load average is below this")
-    parser.add_argument("--wait-max", type=float, default=600.0,
-                        help="longest wait for --wait-load, seconds (default 600)")
+    parser.add_argument(
+        "--wait-max", type=float, default=600.0, help="longest wait for --wait-load, seconds (default 600)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
-    parser.add_argument("overrides", nargs="*",
-                        help="extra dotted key=value config overrides (e.g. optim.grad_clip=1.0)")
+    parser.add_argument(
+        "overrides", nargs="*", help="extra dotted key=value config overrides (e.g. optim.grad_clip=1.0)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -380,19 +407,32 @@ def main(argv: list[str] | None = None) -> int:
 
     print(machine_line(device))
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"precision {args.precision}; medians of {args.repeats} (paper) / {args.repeats_small} (small) steps after "
-          f"{args.warmup} warm-up; phases on the {args.clock} clock\n")
+    print(
+        f"precision {args.precision}; medians of {args.repeats} (paper) / {args.repeats_small} (small) steps after "
+        f"{args.warmup} warm-up; phases on the {args.clock} clock\n"
+    )
     load_before = load_average()
     rows = []
     with tempfile.TemporaryDirectory() as run_dir:
         for mode, preset, adversarial_warmup in configs:
             repeats = args.repeats if preset == "paper" else args.repeats_small
-            row = measure_config(mode, preset, overrides, device, repeats, args.warmup,
-                                 not args.no_flops and device.type == "cpu", Path(run_dir), args.clock,
-                                 adversarial_warmup)
+            row = measure_config(
+                mode,
+                preset,
+                overrides,
+                device,
+                repeats,
+                args.warmup,
+                not args.no_flops and device.type == "cpu",
+                Path(run_dir),
+                args.clock,
+                adversarial_warmup,
+            )
             row["load_after"] = load_average()
-            print(f"{row['config']}: {row['times'].plain_median:.3f} s/step (load average now {row['load_after']})",
-                  file=sys.stderr)
+            print(
+                f"{row['config']}: {row['times'].plain_median:.3f} s/step (load average now {row['load_after']})",
+                file=sys.stderr,
+            )
             rows.append(row)
     print(f"load average before: {load_before}; after: {load_average()}; threads {torch.get_num_threads()}\n")
     print(format_table(rows, args.clock, cpu_column=device.type == "cpu"))
@@ -400,13 +440,30 @@ def main(argv: list[str] | None = None) -> int:
     print(format_shares(rows))
     if args.json is not None:
         payload = [
-            {"config": r["config"], "shape": r["shape"], "plain_s": r["times"].plain_s,
-             "plain_cpu_s": r["times"].plain_cpu_s, "phases_s": r["times"].phases_s, "phase_clock": args.clock,
-             "gflop": r["gflop"], "load_after": r["load_after"]}
+            {
+                "config": r["config"],
+                "shape": r["shape"],
+                "plain_s": r["times"].plain_s,
+                "plain_cpu_s": r["times"].plain_cpu_s,
+                "phases_s": r["times"].phases_s,
+                "phase_clock": args.clock,
+                "gflop": r["gflop"],
+                "load_after": r["load_after"],
+            }
             for r in rows
         ]
-        args.json.write_text(json.dumps({"machine": machine_line(device), "load_before": load_before,
-                                         "threads": torch.get_num_threads(), "results": payload}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine_line(device),
+                    "load_before": load_before,
+                    "threads": torch.get_num_threads(),
+                    "results": payload,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -42,7 +42,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import audiocraft_reference  # noqa: E402
 from bench_model import (  # noqa: E402
-    flop_counter, load_average, machine_line, parse_shapes, set_threads, synchronize, wait_for_quiet,
+    flop_counter,
+    load_average,
+    machine_line,
+    parse_shapes,
+    set_threads,
+    synchronize,
+    wait_for_quiet,
 )
 
 from audioenc.config import build_config  # noqa: E402
@@ -81,8 +87,11 @@ def build_sides(shape, precision: str, compile_step: bool, reference, device: to
     batch, channels, length = shape
     mode = "1ch" if channels == 1 else "32ch"
     overrides = [
-        f"model.channels={channels}", f"train.batch_size={batch}", f"data.segment_seconds={length / 24000}",
-        f"train.precision={precision}", f"train.device={device.type}",
+        f"model.channels={channels}",
+        f"train.batch_size={batch}",
+        f"data.segment_seconds={length / 24000}",
+        f"train.precision={precision}",
+        f"train.device={device.type}",
     ] + (["train.compile=true"] if compile_step else [])
     config = build_config(mode, "paper", overrides)
     torch.manual_seed(0)
@@ -109,7 +118,9 @@ def build_sides(shape, precision: str, compile_step: bool, reference, device: to
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--audiocraft", default=None, help="audiocraft checkout (or AUDIOCRAFT_PATH)")
-    parser.add_argument("--audiocraft-deps", default=None, help="folder with einops/flashy/torchaudio (or AUDIOCRAFT_DEPS)")
+    parser.add_argument(
+        "--audiocraft-deps", default=None, help="folder with einops/flashy/torchaudio (or AUDIOCRAFT_DEPS)"
+    )
     parser.add_argument("--shapes", default="32x1x24000,4x32x24000")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per side (median)")
     parser.add_argument("--warmup", type=int, default=1)
@@ -136,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     peaks = {}
     if device.type == "cpu":
         peaks = {"fp32": measure_peak_gflops(torch.float32), "bf16": measure_peak_gflops(torch.bfloat16)}
-        print(f"measured peak (2048³ matrix product): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+        print(
+            f"measured peak (2048³ matrix product): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s"
+        )
     # Each side against the peak of the precision it computes in (audiocraft: fp32).
     side_peak = {"audioenc": peaks.get(args.precision), "audiocraft": peaks.get("fp32")}
 
@@ -159,12 +172,22 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_flops and device.type == "cpu" and not args.compile:
                 gflop = {name: counted_gflop(step, audio) for name, step in sides.items()}
         audio_seconds = shape[0] * shape[2] / config.model.sample_rate
-        row = {"shape": list(shape), "precision": args.precision, "compile": args.compile,
-               "threads": torch.get_num_threads(), "load_before": load_before, "load_after": load_average()}
+        row = {
+            "shape": list(shape),
+            "precision": args.precision,
+            "compile": args.compile,
+            "threads": torch.get_num_threads(),
+            "load_before": load_before,
+            "load_after": load_average(),
+        }
         for name, values in times.items():
             median = statistics.median(values)
-            row[name] = {"s_per_step": median, "all_s": values, "audio_s_per_s": audio_seconds / median,
-                         "gflop": gflop.get(name)}
+            row[name] = {
+                "s_per_step": median,
+                "all_s": values,
+                "audio_s_per_s": audio_seconds / median,
+                "gflop": gflop.get(name),
+            }
             if gflop.get(name) and side_peak[name]:
                 row[name]["fraction_of_peak"] = gflop[name] / median / side_peak[name]
         if "audiocraft" in row:
@@ -179,9 +202,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_row(row: dict) -> None:
     shape = "[" + ", ".join(str(v) for v in row["shape"]) + "]"
-    print(f"\n{shape}  audioenc {row['precision']}{' compiled' if row['compile'] else ''}; "
-          f"threads {row['threads']}; load {row['load_before']} -> {row['load_after']}")
-    print("| side | s/step (median) | steps timed | audio s/s | GFLOP/step | fraction of peak | throughput vs audiocraft |")
+    print(
+        f"\n{shape}  audioenc {row['precision']}{' compiled' if row['compile'] else ''}; "
+        f"threads {row['threads']}; load {row['load_before']} -> {row['load_after']}"
+    )
+    print(
+        "| side | s/step (median) | steps timed | audio s/s | GFLOP/step | fraction of peak | throughput "
+        "vs audiocraft |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in ("audioenc", "audiocraft"):
         if name not in row:
@@ -189,9 +217,15 @@ def print_row(row: dict) -> None:
         side = row[name]
         gflop = f"{side['gflop']:,.0f}" if side.get("gflop") else "—"
         fraction = f"{side['fraction_of_peak']:.0%}" if "fraction_of_peak" in side else "—"
-        ratio = f"{row['speedup']:.2f}×" if name == "audioenc" and "speedup" in row else ("1.00×" if name == "audiocraft" else "—")
-        print(f"| {name} | {side['s_per_step']:.3f} | {len(side['all_s'])} | {side['audio_s_per_s']:.3f} | "
-              f"{gflop} | {fraction} | {ratio} |")
+        ratio = (
+            f"{row['speedup']:.2f}×"
+            if name == "audioenc" and "speedup" in row
+            else ("1.00×" if name == "audiocraft" else "—")
+        )
+        print(
+            f"| {name} | {side['s_per_step']:.3f} | {len(side['all_s'])} | {side['audio_s_per_s']:.3f} | "
+            f"{gflop} | {fraction} | {ratio} |"
+        )
 
 
 if __name__ == "__main__":

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from audioenc.models.files import load_codec
 from audioenc.config import Config
+from audioenc.core.distributed import DistributedContext
 from audioenc.metrics.reconstruction import identification_accuracy, pairwise_distances, validation_mel
 from audioenc.models.codec import CodecModel
+from audioenc.models.files import load_codec
 from audioenc.training.data import build_datasets
-from audioenc.core.distributed import DistributedContext
 
 
 def median_pair_distance(features: torch.Tensor) -> float:
@@ -62,8 +62,10 @@ def main() -> None:
     identified = identification_accuracy(reference_mel, reconstruction_mel).float().mean()
     print(f"mel_identified: {float(identified):.4f} (chance {1 / len(audio):.4f})")
     latents = output.latents
-    print(f"latents: spread across segments {float(latents.std(0).mean()):.4f}, "
-          f"magnitude {float(latents.abs().mean()):.4f}")
+    print(
+        f"latents: spread across segments {float(latents.std(0).mean()):.4f}, "
+        f"magnitude {float(latents.abs().mean()):.4f}"
+    )
     print("input RMS per segment: ", " ".join(f"{v:.3f}" for v in audio.pow(2).mean((1, 2)).sqrt().tolist()))
     print("output RMS per segment:", " ".join(f"{v:.3f}" for v in output.audio.pow(2).mean((1, 2)).sqrt().tolist()))
 

@@ -99,13 +99,18 @@ LOSS_NAMES = {"l1": "l1", "mel": "msspec", "adv": "adv_msstftd", "feat": "feat_m
 # ----------------------------------------------------------------------------- the configuration
 
 
-def conformance_sides(modules, args, run_dir: Path, quantizer: str, relative_feat: bool = False,
-                      threshold: float = 0.0) -> Sides:
+def conformance_sides(
+    modules, args, run_dir: Path, quantizer: str, relative_feat: bool = False, threshold: float = 0.0
+) -> Sides:
     """Both sides in float64 at ``args``' preset, with audiocraft's settings on audioenc's side."""
     overrides = [
-        "model.normalize=false", "train.adversarial_warmup_steps=0", "model.q_dropout=false",
-        f"model.quantizer={quantizer}", f"losses.relative_feature_matching={str(relative_feat).lower()}",
-        "train.device=cpu", f"train.seed={args.seed}",
+        "model.normalize=false",
+        "train.adversarial_warmup_steps=0",
+        "model.q_dropout=false",
+        f"model.quantizer={quantizer}",
+        f"losses.relative_feature_matching={str(relative_feat).lower()}",
+        "train.device=cpu",
+        f"train.seed={args.seed}",
     ]
     if args.batch:
         overrides.append(f"train.batch_size={args.batch}")
@@ -197,10 +202,11 @@ def weights_row(name: str, weight_pairs, grad_pairs, optimizer) -> Row:
         ratio = adam_first_step_ratio(weight_pairs, grad_pairs, optimizer)
         if ratio is not None and ratio <= 1.0:
             row.explained = True
-            row.note = (f"gradient rounding through Adam's first step (|Δw| ≤ lr·ε/(|g|+ε)²·|Δg| entrywise, "
-                        f"largest ratio {ratio:.2g})")
+            row.note = (
+                f"gradient rounding through Adam's first step (|Δw| ≤ lr·ε/(|g|+ε)²·|Δg| entrywise, "
+                f"largest ratio {ratio:.2g})"
+            )
     return row
-
 
 
 def exact_filterbanks(trainer: Trainer) -> float:
@@ -208,8 +214,9 @@ def exact_filterbanks(trainer: Trainer) -> float:
     largest relative change (the float32 rounding)."""
     worst = 0.0
     for mel in trainer.mel_loss.mels:
-        bank = torch.from_numpy(np.array(mel_filterbank(mel.sample_rate, mel.n_fft, mel.n_mels, 0.0,
-                                                        mel.sample_rate / 2)))
+        bank = torch.from_numpy(
+            np.array(mel_filterbank(mel.sample_rate, mel.n_fft, mel.n_mels, 0.0, mel.sample_rate / 2))
+        )
         if not torch.equal(bank.float().double(), mel.filterbank.double()):
             raise RuntimeError("audioenc's filterbank is not the librosa one this check expects")
         worst = max(worst, _pair_diff(mel.filterbank, bank)[1])
@@ -286,9 +293,12 @@ def audiocraft_step(sides: Sides, audio: torch.Tensor) -> dict:
     return {
         "reconstruction": y_pred.detach().clone(),
         "codes": qres.codes.detach().clone() if qres.penalty is not None else None,
-        "losses": {"d_loss": d_loss.item(), "g_loss": g_loss.item(),
-                   **{k: v.item() for k, v in balanced_losses.items()},
-                   "penalty": qres.penalty.item() if qres.penalty is not None else 0.0},
+        "losses": {
+            "d_loss": d_loss.item(),
+            "g_loss": g_loss.item(),
+            **{k: v.item() for k, v in balanced_losses.items()},
+            "penalty": qres.penalty.item() if qres.penalty is not None else 0.0,
+        },
         "codec_grads": codec_grads,
     }
 
@@ -321,42 +331,76 @@ def compare_step(sides: Sides, ours: dict, theirs: dict) -> list[Row]:
         rows.append(Row("RVQ commitment penalty", *diff([(ours["losses"]["commitment"], theirs["losses"]["penalty"])])))
     lo, lt = ours["losses"], theirs["losses"]
     rows.append(Row("discriminator hinge loss", *diff([(lo["d_loss"], lt["d_loss"])])))
-    labels = {"l1": "L1 loss", "mel": "multi-scale mel loss", "adv": "adversarial (generator hinge) loss",
-              "feat": "feature-matching loss"}
+    labels = {
+        "l1": "L1 loss",
+        "mel": "multi-scale mel loss",
+        "adv": "adversarial (generator hinge) loss",
+        "feat": "feature-matching loss",
+    }
     for key, label in labels.items():
         rows.append(Row(label, *diff([(lo[key], lt[LOSS_NAMES[key]])])))
     rows.append(Row("balancer effective loss", *diff([(lo["effective_loss"], lt["g_loss"])])))
 
     disc = sides.disc_map.pairs.values()
     rows.append(Row("discriminator gradients", *diff((a.grad, b.grad) for a, b in disc)))
-    rows.append(weights_row("discriminator weights after Adam", ((a.detach(), b.detach()) for a, b in disc),
-                            ((a.grad, b.grad) for a, b in disc), sides.trainer.optimizer_disc))
+    rows.append(
+        weights_row(
+            "discriminator weights after Adam",
+            ((a.detach(), b.detach()) for a, b in disc),
+            ((a.grad, b.grad) for a, b in disc),
+            sides.trainer.optimizer_disc,
+        )
+    )
 
     # Balancer EMA: audioenc keeps ema_sum / ema_count; flashy's averager keeps total / fix per key.
-    closure = dict(zip(sides.reference.balancer.averager.__code__.co_freevars,
-                       (c.cell_contents for c in sides.reference.balancer.averager.__closure__)))
+    closure = dict(
+        zip(
+            sides.reference.balancer.averager.__code__.co_freevars,
+            (c.cell_contents for c in sides.reference.balancer.averager.__closure__),
+        )
+    )
     total, fix = closure["total"], closure["fix"]
     balancer = sides.trainer.balancer
-    rows.append(Row("balancer EMA sums (per loss)",
-                    *diff((balancer._ema_sum[k], total[LOSS_NAMES[k]]) for k in LOSS_NAMES)))
+    rows.append(
+        Row("balancer EMA sums (per loss)", *diff((balancer._ema_sum[k], total[LOSS_NAMES[k]]) for k in LOSS_NAMES))
+    )
     rows.append(Row("balancer EMA count", *diff((balancer._ema_count, fix[LOSS_NAMES[k]]) for k in LOSS_NAMES)))
-    rows.append(Row("balancer averaged norms",
-                    *diff((balancer._ema_sum[k] / balancer._ema_count, total[LOSS_NAMES[k]] / fix[LOSS_NAMES[k]])
-                          for k in LOSS_NAMES)))
+    rows.append(
+        Row(
+            "balancer averaged norms",
+            *diff(
+                (balancer._ema_sum[k] / balancer._ema_count, total[LOSS_NAMES[k]] / fix[LOSS_NAMES[k]])
+                for k in LOSS_NAMES
+            ),
+        )
+    )
 
-    rows.append(Row("balanced gradient at the codec output",
-                    *diff([(sides.ours_output_grads[-1], sides.theirs_output_grads[-1])])))
-    rows.append(Row("codec gradients (after the backward)",
-                    *diff((ours["codec_grads"][k], theirs["codec_grads"][k]) for k in sides.codec_map.pairs)))
-    rows.append(weights_row("codec weights after Adam",
-                            ((a.detach(), b.detach()) for a, b in sides.codec_map.pairs.values()),
-                            ((ours["codec_grads"][k], theirs["codec_grads"][k]) for k in sides.codec_map.pairs),
-                            sides.trainer.optimizer))
+    rows.append(
+        Row(
+            "balanced gradient at the codec output",
+            *diff([(sides.ours_output_grads[-1], sides.theirs_output_grads[-1])]),
+        )
+    )
+    rows.append(
+        Row(
+            "codec gradients (after the backward)",
+            *diff((ours["codec_grads"][k], theirs["codec_grads"][k]) for k in sides.codec_map.pairs),
+        )
+    )
+    rows.append(
+        weights_row(
+            "codec weights after Adam",
+            ((a.detach(), b.detach()) for a, b in sides.codec_map.pairs.values()),
+            ((ours["codec_grads"][k], theirs["codec_grads"][k]) for k in sides.codec_map.pairs),
+            sides.trainer.optimizer,
+        )
+    )
     if sides.trainer.model.quantizer.discrete:
         books = list(zip(sides.trainer.model.quantizer.layers, sides.codec.quantizer.vq.layers))
         for buffer in ("embed", "embed_avg", "cluster_size"):
-            rows.append(Row(f"codebooks: {buffer}", *diff((getattr(a, buffer), getattr(b._codebook, buffer))
-                                                            for a, b in books)))
+            rows.append(
+                Row(f"codebooks: {buffer}", *diff((getattr(a, buffer), getattr(b._codebook, buffer)) for a, b in books))
+            )
     return rows
 
 
@@ -389,8 +433,14 @@ def run_equality(modules, args, quantizer: str, run_dir: Path) -> dict:
         if not row.equal and all(r.passes for r in rows):  # only when every step's own check passed
             row.explained, row.note = True, next(r.note for r in rows if r.explained)
         worst.append(row)
-    return {"sides": sides, "first": per_step[0], "worst": worst, "per_step": per_step,
-            "float32_filterbank_rel": float32_bank, "filterbanks": filterbank_rows(sides)}
+    return {
+        "sides": sides,
+        "first": per_step[0],
+        "worst": worst,
+        "per_step": per_step,
+        "float32_filterbank_rel": float32_bank,
+        "filterbanks": filterbank_rows(sides),
+    }
 
 
 def fmt_losses(values: dict) -> str:
@@ -412,8 +462,14 @@ def run_deliberate(modules, args, run_dir: Path) -> list[Row]:
     step = {r.quantity: r for r in compare_step(sides, audioenc_step(sides, audio), audiocraft_step(sides, audio))}
     cause = "EnCodec Eq. 3 (relative); audiocraft never applies its feat_scale"
     for name in ("feature-matching loss", "L1 loss", "codec weights after Adam"):
-        rows.append(Row(f"relative feature matching on: {name}", step[name].abs_diff, step[name].rel_diff,
-                        cause if step[name].rel_diff > TOLERANCE else ""))
+        rows.append(
+            Row(
+                f"relative feature matching on: {name}",
+                step[name].abs_diff,
+                step[name].rel_diff,
+                cause if step[name].rel_diff > TOLERANCE else "",
+            )
+        )
 
     # 2. Dead-code expiry at threshold 2: audioenc expires after the EMA update and writes embed,
     #    embed_avg and cluster_size; audiocraft replaces rows of `embed` before its EMA update, which
@@ -431,12 +487,21 @@ def run_deliberate(modules, args, run_dir: Path) -> list[Row]:
     replaced = [a.cluster_size == 2.0 for a, _ in books]  # audioenc sets a replaced row's count to the threshold
     differing = sum(int((a.embed != b._codebook.embed).any(1).sum()) for a, b in books)
     n_replaced = sum(int(mask.sum()) for mask in replaced)
-    rows.append(Row("expiry at threshold 2: codebook rows that differ", float(differing),
-                    math.inf if differing else 0.0,
-                    f"{differing} rows of {sum(len(m) for m in replaced)} differ, {n_replaced} were expired by "
-                    "audioenc; audiocraft's replacement is overwritten by its own EMA update (encodec#61)"))
-    rows.append(Row("expiry at threshold 2: all other codebook rows",
-                    *diff((a.embed[~mask], b._codebook.embed[~mask]) for (a, b), mask in zip(books, replaced))))
+    rows.append(
+        Row(
+            "expiry at threshold 2: codebook rows that differ",
+            float(differing),
+            math.inf if differing else 0.0,
+            f"{differing} rows of {sum(len(m) for m in replaced)} differ, {n_replaced} were expired by "
+            "audioenc; audiocraft's replacement is overwritten by its own EMA update (encodec#61)",
+        )
+    )
+    rows.append(
+        Row(
+            "expiry at threshold 2: all other codebook rows",
+            *diff((a.embed[~mask], b._codebook.embed[~mask]) for (a, b), mask in zip(books, replaced)),
+        )
+    )
     for name in ("multi-scale mel loss", "codec weights after Adam"):
         rows.append(Row(f"expiry at threshold 2: {name}", step[name].abs_diff, step[name].rel_diff))
 
@@ -452,16 +517,30 @@ def run_deliberate(modules, args, run_dir: Path) -> list[Row]:
     theirs = audiocraft_step(sides, audio)
     step = {r.quantity: r for r in compare_step(sides, ours, theirs)}
     cause = "k-means init: audioenc embed_avg = means*counts, audiocraft = means"
-    for name in ("RVQ codes (entries that differ)", "multi-scale mel loss", "codec weights after Adam",
-                 "codebooks: cluster_size", "codebooks: embed_avg", "codebooks: embed"):
-        rows.append(Row(f"own k-means on each side: {name}", step[name].abs_diff, step[name].rel_diff,
-                        cause if step[name].rel_diff > TOLERANCE else ""))
+    for name in (
+        "RVQ codes (entries that differ)",
+        "multi-scale mel loss",
+        "codec weights after Adam",
+        "codebooks: cluster_size",
+        "codebooks: embed_avg",
+        "codebooks: embed",
+    ):
+        rows.append(
+            Row(
+                f"own k-means on each side: {name}",
+                step[name].abs_diff,
+                step[name].rel_diff,
+                cause if step[name].rel_diff > TOLERANCE else "",
+            )
+        )
     books = list(zip(sides.trainer.model.quantizer.layers, sides.codec.quantizer.vq.layers))
     empty = sum(int((a.cluster_size == 0).sum()) for a, _ in books)
     ours_max = max(a.embed.abs().max().item() for a, _ in books)
     theirs_max = max(b._codebook.embed.abs().max().item() for _, b in books)
-    rows[-1].note += (f"; largest |entry| audioenc {ours_max:.3g}, audiocraft {theirs_max:.3g} "
-                      f"({empty} codes got no vector in k-means nor in this step)")
+    rows[-1].note += (
+        f"; largest |entry| audioenc {ours_max:.3g}, audiocraft {theirs_max:.3g} "
+        f"({empty} codes got no vector in k-means nor in this step)"
+    )
 
     # 4. audioenc's mel filterbank as shipped: float64 librosa values stored as a float32 buffer.
     sides = conformance_sides(modules, args, run_dir / "bank", "none")
@@ -498,8 +577,12 @@ def format_table(rows: list[Row], title: str, deliberate: bool = False) -> str:
 
 def per_step_line(per_step: list[list[Row]]) -> str:
     """Max rel diff per step of the quantities that would show a divergence."""
-    names = ("codec weights after Adam", "discriminator weights after Adam", "balancer EMA sums (per loss)",
-             "codec gradients (after the backward)")
+    names = (
+        "codec weights after Adam",
+        "discriminator weights after Adam",
+        "balancer EMA sums (per loss)",
+        "codec gradients (after the backward)",
+    )
     parts = []
     for index, rows in enumerate(per_step):
         by_name = {r.quantity: r for r in rows}
@@ -524,9 +607,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown runs {sorted(unknown)}")
 
     torch.set_default_dtype(torch.float64)  # before anything of either side is built
-    loaded = load_or_explain(args, "This check compares audioenc's training step with audiocraft's own code and",
-                             ".venv/bin/python benchmarks/check_conformance_audiocraft.py --audiocraft /tmp/audiocraft "
-                             "--audiocraft-deps /tmp/audiocraft-deps")
+    loaded = load_or_explain(
+        args,
+        "This check compares audioenc's training step with audiocraft's own code and",
+        ".venv/bin/python benchmarks/check_conformance_audiocraft.py --audiocraft /tmp/audiocraft "
+        "--audiocraft-deps /tmp/audiocraft-deps",
+    )
     if loaded is None:
         return 2
     modules, root, commit = loaded
@@ -538,8 +624,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(machine_line(torch.device("cpu")))
     print(f"audiocraft: {root} (commit {commit}); float64 throughout; tolerance {TOLERANCE:g} relative")
-    report: dict = {"machine": machine_line(torch.device("cpu")), "audiocraft_commit": commit, "args": vars(args) | {
-        "json": str(args.json) if args.json else None}}
+    report: dict = {
+        "machine": machine_line(torch.device("cpu")),
+        "audiocraft_commit": commit,
+        "args": vars(args) | {"json": str(args.json) if args.json else None},
+    }
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for quantizer, run in (("none", "continuous"), ("rvq", "rvq")):
@@ -549,31 +638,48 @@ def main(argv: list[str] | None = None) -> int:
             sides = result["sides"]
             config = sides.config
             if run == runs[0]:
-                print(f"\nparameters mapped one-to-one: codec {len(sides.codec_map.pairs)} tensors, "
-                      f"{sides.codec_map.numel:,} values; discriminator {len(sides.disc_map.pairs)} tensors, "
-                      f"{sides.disc_map.numel:,} values")
+                print(
+                    f"\nparameters mapped one-to-one: codec {len(sides.codec_map.pairs)} tensors, "
+                    f"{sides.codec_map.numel:,} values; discriminator {len(sides.disc_map.pairs)} tensors, "
+                    f"{sides.disc_map.numel:,} values"
+                )
                 print(format_table(result["filterbanks"], "mel filterbanks", deliberate=True))
-                print(f"(audioenc stores them as float32: largest relative rounding {result['float32_filterbank_rel']:.2g}; "
-                      "replaced by the float64 values in the equality runs)")
-            shape = f"[{config.train.batch_size}, {config.model.channels}, {round(config.data.segment_seconds * config.model.sample_rate)}]"
-            what = (f"{args.preset} preset, {args.mode}, batch {shape}, "
-                    f"{'RVQ ' + str(config.model.n_q) + 'x' + str(config.model.bins) + ', dropout off, expiry off' if quantizer == 'rvq' else 'continuous codec'}")
+                print(
+                    "(audioenc stores them as float32: largest relative rounding "
+                    f"{result['float32_filterbank_rel']:.2g}; "
+                    "replaced by the float64 values in the equality runs)"
+                )
+            samples = round(config.data.segment_seconds * config.model.sample_rate)
+            shape = f"[{config.train.batch_size}, {config.model.channels}, {samples}]"
+            codec = (
+                f"RVQ {config.model.n_q}x{config.model.bins}, dropout off, expiry off"
+                if quantizer == "rvq"
+                else "continuous codec"
+            )
+            what = f"{args.preset} preset, {args.mode}, batch {shape}, {codec}"
             print(format_table(result["first"], f"{run}: step 1 ({what})"))
             if args.steps > 1:
                 print(format_table(result["worst"], f"{run}: largest difference over {args.steps} consecutive steps"))
                 print(per_step_line(result["per_step"]))
             failed |= not all(row.passes for row in result["worst"])
-            report[run] = {"config": what, "step1": [vars(r) for r in result["first"]],
-                           "worst": [vars(r) for r in result["worst"]],
-                           "per_step": [[vars(r) for r in rows] for rows in result["per_step"]]}
+            report[run] = {
+                "config": what,
+                "step1": [vars(r) for r in result["first"]],
+                "worst": [vars(r) for r in result["worst"]],
+                "per_step": [[vars(r) for r in rows] for rows in result["per_step"]],
+            }
         if "deliberate" in runs:
             rows = run_deliberate(modules, args, Path(tmp) / "deliberate")
             print(format_table(rows, "settings where audioenc differs on purpose (one step each)", deliberate=True))
             report["deliberate"] = [vars(r) for r in rows]
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
-    print("\nverdict:", "every compared quantity equal to float64 rounding" if not failed
-          else "some quantity differs beyond float64 rounding (see DIFFERS above)")
+    print(
+        "\nverdict:",
+        "every compared quantity equal to float64 rounding"
+        if not failed
+        else "some quantity differs beyond float64 rounding (see DIFFERS above)",
+    )
     return 1 if failed else 0
 
 

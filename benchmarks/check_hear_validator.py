@@ -91,8 +91,10 @@ def main() -> int:
     args = parser.parse_args()
     if importlib.util.find_spec("hearvalidator") is None:
         if not args.install:
-            print(f"hearvalidator is not installed: pip install --no-deps {VALIDATOR} (or pass --install)",
-                  file=sys.stderr)
+            print(
+                f"hearvalidator is not installed: pip install --no-deps {VALIDATOR} (or pass --install)",
+                file=sys.stderr,
+            )
             return 2
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", VALIDATOR], check=True)
     print(f"TensorFlow: {'installed' if importlib.util.find_spec('tensorflow') else 'absent; stand-in ' + str(STUB)}")
@@ -106,8 +108,10 @@ def main() -> int:
         for module, model_path in checks:
             passed, output, seconds = run_validator(module, model_path, args.device)
             failed += not passed
-            print(f"\nhear-validator {module} --model {model_path} --device {args.device}: "
-                  f"{'PASS' if passed else 'FAIL'} ({seconds:.1f} s)")
+            print(
+                f"\nhear-validator {module} --model {model_path} --device {args.device}: "
+                f"{'PASS' if passed else 'FAIL'} ({seconds:.1f} s)"
+            )
             for line in _summary(output) if passed else output.splitlines()[-25:]:
                 print(f"  {line}")
     return 1 if failed else 0

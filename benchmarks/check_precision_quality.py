@@ -42,8 +42,7 @@ def run_variant(name: str, overrides: list[str], root: Path) -> dict:
     train(config, root / name, resume=False, progress=False)
     seconds = time.perf_counter() - start
     rows = [json.loads(line) for line in (root / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return {"variant": name, "seconds": seconds, "rows": rows,
-            "warmup_steps": config.train.adversarial_warmup_steps}
+    return {"variant": name, "seconds": seconds, "rows": rows, "warmup_steps": config.train.adversarial_warmup_steps}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         ok = abs(warm_ratio - 1) <= args.tolerance and abs(best_ratio - 1) <= args.tolerance
         if not ok:
             failed.append(name)
-        print(f"| {name} | {result['seconds']:.1f} | {warm:.4f} | {warm_ratio:.3f} | {top:.4f} | {best_ratio:.3f} | "
-              f"{'yes' if ok else 'NO'} (±{args.tolerance:.0%}) |")
+        print(
+            f"| {name} | {result['seconds']:.1f} | {warm:.4f} | {warm_ratio:.3f} | {top:.4f} | {best_ratio:.3f} | "
+            f"{'yes' if ok else 'NO'} (±{args.tolerance:.0%}) |"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 1 if failed else 0

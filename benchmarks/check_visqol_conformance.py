@@ -42,8 +42,11 @@ def main() -> int:
     audio_dir = args.testdata / "conformance_testdata_subset"
     speech_dir = args.testdata / "clean_speech"
     if not audio_dir.is_dir() or not speech_dir.is_dir():
-        print(f"{args.testdata}: no conformance_testdata_subset/ and clean_speech/; give a google/visqol "
-              "checkout's testdata folder", file=sys.stderr)
+        print(
+            f"{args.testdata}: no conformance_testdata_subset/ and clean_speech/; give a google/visqol "
+            "checkout's testdata folder",
+            file=sys.stderr,
+        )
         return 2
     from visqol import VisqolApi
 
@@ -58,16 +61,20 @@ def main() -> int:
         measured = api.measure(str(audio_dir / f"{reference}.wav"), str(audio_dir / f"{degraded}.wav")).moslqo
         ours = _ours(score, "visqol_audio", audio_dir / f"{reference}.wav", audio_dir / f"{degraded}.wav")
         worst = max(worst, abs(measured - expected))
-        print(f"{'audio':7} {degraded:36} {expected:9.6f} {measured:9.6f} {measured - expected:+9.6f} {ours:9.6f} "
-              f"{time.perf_counter() - start:5.1f}")
+        print(
+            f"{'audio':7} {degraded:36} {expected:9.6f} {measured:9.6f} {measured - expected:+9.6f} {ours:9.6f} "
+            f"{time.perf_counter() - start:5.1f}"
+        )
     speech = VisqolApi()
     speech.create(mode="speech")
     for reference, degraded, expected in SPEECH_MODE_V333:
         start = time.perf_counter()
         measured = speech.measure(str(speech_dir / f"{reference}.wav"), str(speech_dir / f"{degraded}.wav")).moslqo
         ours = _ours(score, "visqol_speech", speech_dir / f"{reference}.wav", speech_dir / f"{degraded}.wav")
-        print(f"{'speech':7} {degraded:36} {expected:9.6f} {measured:9.6f} {measured - expected:+9.6f} {ours:9.6f} "
-              f"{time.perf_counter() - start:5.1f}")
+        print(
+            f"{'speech':7} {degraded:36} {expected:9.6f} {measured:9.6f} {measured - expected:+9.6f} {ours:9.6f} "
+            f"{time.perf_counter() - start:5.1f}"
+        )
     print(f"largest audio-mode difference from the reference: {worst:.2e}")
     return 0
 

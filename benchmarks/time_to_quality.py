@@ -63,19 +63,23 @@ from bench_model import load_average, machine_line  # noqa: E402
 
 from audioenc.audio.manifest import require_usable, scan  # noqa: E402
 from audioenc.config import build_config  # noqa: E402
+from audioenc.core.distributed import DistributedContext, resolve_device  # noqa: E402
 from audioenc.errors import UserError  # noqa: E402
 from audioenc.metrics.file_evaluation import EvalSettings, evaluate_files  # noqa: E402
 from audioenc.metrics.file_evaluation import format_summary as format_file_summary  # noqa: E402
 from audioenc.metrics.reconstruction import evaluate_codec  # noqa: E402
 from audioenc.metrics.systems import System, identity  # noqa: E402
 from audioenc.training.data import build_datasets  # noqa: E402
-from audioenc.core.distributed import DistributedContext, resolve_device  # noqa: E402
 from audioenc.training.loop import StepSampler  # noqa: E402
 from audioenc.training.trainer import Trainer  # noqa: E402
 
 # audioenc settings that make its step compute what audiocraft's run_step computes.
-AUDIOCRAFT_SETTINGS = ("model.normalize=false", "train.adversarial_warmup_steps=0",
-                       "losses.relative_feature_matching=false", "model.q_dropout=false")
+AUDIOCRAFT_SETTINGS = (
+    "model.normalize=false",
+    "train.adversarial_warmup_steps=0",
+    "losses.relative_feature_matching=false",
+    "model.q_dropout=false",
+)
 VARIANTS: dict[str, tuple[str, ...]] = {
     "audioenc": (),
     "audioenc-bf16": ("train.precision=bf16",),
@@ -131,8 +135,14 @@ def data(config, steps: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     context = DistributedContext()
     train_set, valid_set = build_datasets(config, context)
     batch = config.train.batch_size
-    loader = DataLoader(train_set, batch_size=batch, sampler=StepSampler(batch, 0, steps, context), num_workers=0,
-                        generator=torch.Generator().manual_seed(config.train.seed), drop_last=True)
+    loader = DataLoader(
+        train_set,
+        batch_size=batch,
+        sampler=StepSampler(batch, 0, steps, context),
+        num_workers=0,
+        generator=torch.Generator().manual_seed(config.train.seed),
+        drop_last=True,
+    )
     return list(loader), list(DataLoader(valid_set, batch_size=batch, shuffle=False, num_workers=0))
 
 
@@ -153,17 +163,26 @@ def build(modules, args, run_dir: Path) -> tuple[list[Side], object]:
         if name == "audioenc-as-audiocraft":
             trainer = pair.trainer
         else:
-            trainer = Trainer(build_config(args.mode, args.preset, [*VARIANTS[name], *overrides]),
-                              run_dir / name, args.device)
-            if not (same_weights(trainer.model, pair.trainer.model)
-                    and same_weights(trainer.discriminator, pair.trainer.discriminator)):
+            trainer = Trainer(
+                build_config(args.mode, args.preset, [*VARIANTS[name], *overrides]), run_dir / name, args.device
+            )
+            if not (
+                same_weights(trainer.model, pair.trainer.model)
+                and same_weights(trainer.discriminator, pair.trainer.discriminator)
+            ):
                 raise RuntimeError(f"{name}: initial weights differ from the others' (same seed expected)")
         sides.append(audioenc_side(name, trainer))
     return sides, conformant
 
 
-def race(sides: list[Side], batches: list[torch.Tensor], valid: list[torch.Tensor], sample_rate: int,
-         eval_every: int, device: torch.device) -> None:
+def race(
+    sides: list[Side],
+    batches: list[torch.Tensor],
+    valid: list[torch.Tensor],
+    sample_rate: int,
+    eval_every: int,
+    device: torch.device,
+) -> None:
     """Interleaved steps (the first side rotating), evaluations at step 0, every ``eval_every``, the end."""
     for side in sides:
         side.evaluate(valid, sample_rate, 0)
@@ -176,9 +195,13 @@ def race(sides: list[Side], batches: list[torch.Tensor], valid: list[torch.Tenso
             side.seconds += time.perf_counter() - start
         if step % eval_every == 0 or step == len(batches):
             rows = [side.evaluate(valid, sample_rate, step) for side in sides]
-            print(f"step {step}: " + "; ".join(
-                f"{s.name} mel {r['mel_distance']:.4f} ({r['seconds']:.0f} s)" for s, r in zip(sides, rows)),
-                flush=True)
+            print(
+                f"step {step}: "
+                + "; ".join(
+                    f"{s.name} mel {r['mel_distance']:.4f} ({r['seconds']:.0f} s)" for s, r in zip(sides, rows)
+                ),
+                flush=True,
+            )
 
 
 def reach(curve: list[dict], target: float) -> dict | None:
@@ -194,14 +217,24 @@ def summarise(sides: list[Side]) -> dict:
         final = side.curve[-1]
         hit = reach(side.curve, target)
         back = reach(reference.curve, final["mel_distance"])
-        at_equal_steps = [ours["mel_distance"] / theirs["mel_distance"]
-                          for ours, theirs in zip(side.curve[1:], reference.curve[1:])]
+        at_equal_steps = [
+            ours["mel_distance"] / theirs["mel_distance"] for ours, theirs in zip(side.curve[1:], reference.curve[1:])
+        ]
         summary["sides"][side.name] = {
-            "final": final, "seconds": side.seconds, "seconds_per_step": side.seconds / max(final["step"], 1),
+            "final": final,
+            "seconds": side.seconds,
+            "seconds_per_step": side.seconds / max(final["step"], 1),
             "skipped_steps": side.skipped,
-            "reaches_audiocraft_final": None if hit is None else {
-                "step": hit["step"], "seconds": hit["seconds"], "fraction_of_audiocraft": hit["seconds"] / reference.seconds},
-            "audiocraft_reaches_this_final": None if back is None else {"step": back["step"], "seconds": back["seconds"]},
+            "reaches_audiocraft_final": None
+            if hit is None
+            else {
+                "step": hit["step"],
+                "seconds": hit["seconds"],
+                "fraction_of_audiocraft": hit["seconds"] / reference.seconds,
+            },
+            "audiocraft_reaches_this_final": None
+            if back is None
+            else {"step": back["step"], "seconds": back["seconds"]},
             "mel_ratio_to_audiocraft_at_equal_steps": at_equal_steps,
         }
     return summary
@@ -209,8 +242,10 @@ def summarise(sides: list[Side]) -> dict:
 
 def format_curves(sides: list[Side]) -> str:
     names = [s.name for s in sides]
-    lines = ["| step | " + " | ".join(f"{n} mel (s)" for n in names) + " |",
-             "| ---: | " + " | ".join("---:" for _ in names) + " |"]
+    lines = [
+        "| step | " + " | ".join(f"{n} mel (s)" for n in names) + " |",
+        "| ---: | " + " | ".join("---:" for _ in names) + " |",
+    ]
     for index, row in enumerate(sides[0].curve):
         cells = [f"{s.curve[index]['mel_distance']:.4f} ({s.curve[index]['seconds']:.0f})" for s in sides]
         lines.append(f"| {row['step']} | " + " | ".join(cells) + " |")
@@ -240,16 +275,21 @@ def format_summary(summary: dict, steps: int, eval_every: int) -> str:
         back_text = "—" if name == "audiocraft" else ("not within the run" if back is None else str(back["step"]))
         lines.append(
             f"| {name} | {final['mel_distance']:.4f} | {final['stft_distance']:.4f} | {final['si_snr']:.2f} | "
-            f"{info['seconds']:.1f} | {info['seconds_per_step']:.3f} | {reached} | {fraction} | {goal} | {ratio_text} | {back_text} |")
+            f"{info['seconds']:.1f} | {info['seconds_per_step']:.3f} | {reached} | {fraction} | {goal} | "
+            f"{ratio_text} | {back_text} |"
+        )
     lines.append(f"\n(time to a value: the first evaluation at or below it; evaluations every {eval_every} steps)")
     return "\n".join(lines)
 
 
-def on_real_audio(sides: list[Side], folder: Path, content: str, sample_rate: int, channels: int,
-                  out: Path | None) -> str:
+def on_real_audio(
+    sides: list[Side], folder: Path, content: str, sample_rate: int, channels: int, out: Path | None
+) -> str:
     """Every side's final model on the real recordings in ``folder`` (whole files, up to 10 s each),
     with ``audioenc eval``'s measures and bootstrap intervals; returns the table."""
-    manifest = scan(folder, write_cache=False)  # what `audioenc eval` reads: every usable file, the rest refused with a reason
+    manifest = scan(
+        folder, write_cache=False
+    )  # what `audioenc eval` reads: every usable file, the rest refused with a reason
     files = [Path(manifest.root) / entry.path for entry in require_usable(manifest)]
 
     def reconstructor(model: nn.Module):
@@ -259,15 +299,18 @@ def on_real_audio(sides: list[Side], folder: Path, content: str, sample_rate: in
             device = next(model.parameters()).device
             x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).unsqueeze(0).to(device)
             return model(x).audio[0].double().cpu().numpy()
+
         return reconstruct
 
     systems = [identity(), *(System(side.name, None, reconstructor(side.model), "codec") for side in sides)]
-    evaluation = evaluate_files(files, systems, sample_rate, channels, EvalSettings(content=content, resamples=1000),
-                                progress=False)
+    evaluation = evaluate_files(
+        files, systems, sample_rate, channels, EvalSettings(content=content, resamples=1000), progress=False
+    )
     if out is not None:
         evaluation.write(out / f"real_{folder.name}")
-    return (f"real recordings: {folder} ({len(files)} files, content {content})\n"
-            + format_file_summary(evaluation.summary(1000), evaluation.measures))
+    return f"real recordings: {folder} ({len(files)} files, content {content})\n" + format_file_summary(
+        evaluation.summary(1000), evaluation.measures
+    )
 
 
 def plot(sides: list[Side], path: Path) -> None:
@@ -305,21 +348,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"audioenc sides, among {list(VARIANTS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
-    parser.add_argument("--device", default="cpu", help="where every side trains: cpu, cuda, cuda:N (the step's "
-                                                         "losses are read back each step, so the timing is synchronous)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where every side trains: cpu, cuda, cuda:N (the step's "
+        "losses are read back each step, so the timing is synchronous)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for time_to_quality.{json,md,png}")
-    parser.add_argument("--real", action="append", default=[], metavar="DIR:CONTENT",
-                        help="after training, evaluate every side on the recordings in DIR (content speech, music "
-                             "or general: picks the perceptual measures); repeatable")
+    parser.add_argument(
+        "--real",
+        action="append",
+        default=[],
+        metavar="DIR:CONTENT",
+        help="after training, evaluate every side on the recordings in DIR (content speech, music "
+        "or general: picks the perceptual measures); repeatable",
+    )
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every side")
     args = parser.parse_args(argv)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if unknown := [v for v in args.variants if v not in VARIANTS]:
         parser.error(f"unknown variants {unknown}; choose among {list(VARIANTS)}")
 
-    loaded = load_or_explain(args, "This comparison trains audiocraft's own step beside audioenc's and",
-                             ".venv/bin/python benchmarks/time_to_quality.py --audiocraft /tmp/audiocraft "
-                             "--audiocraft-deps /tmp/audiocraft-deps --out /tmp/ttq")
+    loaded = load_or_explain(
+        args,
+        "This comparison trains audiocraft's own step beside audioenc's and",
+        ".venv/bin/python benchmarks/time_to_quality.py --audiocraft /tmp/audiocraft "
+        "--audiocraft-deps /tmp/audiocraft-deps --out /tmp/ttq",
+    )
     if loaded is None:
         return 2
     modules, root, commit = loaded
@@ -339,8 +394,11 @@ def main(argv: list[str] | None = None) -> int:
         sides, config = build(modules, args, Path(tmp))
         batches, valid = data(config, args.steps)
         shape = list(batches[0].shape)
-        print(f"{args.preset} preset, {args.mode}, batch {shape}, {args.steps} steps, lr {config.optim.lr}, "
-              f"{len(valid)} validation batches ({sum(len(b) for b in valid)} segments)", flush=True)
+        print(
+            f"{args.preset} preset, {args.mode}, batch {shape}, {args.steps} steps, lr {config.optim.lr}, "
+            f"{len(valid)} validation batches ({sum(len(b) for b in valid)} segments)",
+            flush=True,
+        )
         started = time.perf_counter()
         race(sides, batches, valid, config.model.sample_rate, args.eval_every, args.device)
         total = time.perf_counter() - started
@@ -351,8 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     real_tables = []
     for item in args.real:
         folder, _, content = item.rpartition(":")
-        real_tables.append(on_real_audio(sides, Path(folder), content, config.model.sample_rate,
-                                         config.model.channels, args.out))
+        real_tables.append(
+            on_real_audio(sides, Path(folder), content, config.model.sample_rate, config.model.channels, args.out)
+        )
     print(f"load average after: {load_average()}; whole race {total:.0f} s")
     summary = summarise(sides)
     curves, table = format_curves(sides), format_summary(summary, args.steps, args.eval_every)
@@ -361,9 +420,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        report = {"machine": machine_line(args.device), "audiocraft_commit": commit,
-                  "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                  "batch_shape": shape, "summary": summary, "curves": {s.name: s.curve for s in sides}}
+        report = {
+            "machine": machine_line(args.device),
+            "audiocraft_commit": commit,
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "batch_shape": shape,
+            "summary": summary,
+            "curves": {s.name: s.curve for s in sides},
+        }
         (args.out / "time_to_quality.json").write_text(json.dumps(report, indent=2))
         (args.out / "time_to_quality.md").write_text("\n\n".join([curves, table, *real_tables]) + "\n")
         plot(sides, args.out / "time_to_quality.png")

@@ -22,8 +22,11 @@ def test_channel_modes_are_the_seed_numbers():
 
 
 def test_overrides_are_parsed_by_type():
-    config = build_config("1ch", "small", ["optim.lr=1e-4", "model.ratios=4,4,2", "model.causal=false",
-                                           "data.root=none", "optim.betas=0.8,0.99"])
+    config = build_config(
+        "1ch",
+        "small",
+        ["optim.lr=1e-4", "model.ratios=4,4,2", "model.causal=false", "data.root=none", "optim.betas=0.8,0.99"],
+    )
     assert config.optim.lr == 1e-4
     assert config.model.ratios == (4, 4, 2)
     assert config.model.causal is False
@@ -54,6 +57,6 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_the_perceptual_measure_names_are_those_of_the_perceptual_module():
-    assert PERCEPTUAL_MEASURES == tuple(MEASURES)
+    assert tuple(MEASURES) == PERCEPTUAL_MEASURES
     with pytest.raises(ValueError, match="train.perceptual_measures: unknown mos; choose from visqol_audio"):
         build_config("1ch", overrides=["train.perceptual_measures=stoi,mos"])

@@ -41,12 +41,13 @@ import torch
 import audioenc
 from audioenc.config import ModelConfig
 from audioenc.models.codec import CodecModel
-from audioenc.timing.weak import CRNNConfig, WeakCRNN, save_weak_encoder
 from audioenc.models.files import export_model
+from audioenc.timing.weak import CRNNConfig, WeakCRNN, save_weak_encoder
 
 if importlib.util.find_spec("hearvalidator") is None:
-    raise ImportError("the HEAR validator is not installed: pip install --no-deps hearvalidator==2021.0.2 "
-                      "(make setup does it)")
+    raise ImportError(
+        "the HEAR validator is not installed: pip install --no-deps hearvalidator==2021.0.2 (make setup does it)"
+    )
 
 STUB = Path(__file__).parent / "hear_stub"
 REAL_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None

@@ -14,11 +14,10 @@ import torch
 from audioenc.cli import main
 from audioenc.config import build_config
 from audioenc.story import codec_line, format_distance, run_story, untrained_distance
-from audioenc.training.trainer import Trainer
-
-from tests.hostile.test_cli_inputs import assert_one_line_error
 from audioenc.timing.demo import DemoConfig
 from audioenc.timing.workflow import WorkflowSettings
+from audioenc.training.trainer import Trainer
+from tests.hostile.test_cli_inputs import assert_one_line_error
 
 TINY_CODEC = (
     "model.n_filters=2",
@@ -68,8 +67,11 @@ def test_untrained_distance_is_the_epoch_zero_row_only(tmp_path):
 
 def _hashes(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` with its sha256: what "nothing was written" compares."""
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 @pytest.fixture
@@ -86,8 +88,14 @@ def earlier_story(tmp_path) -> Path:
 def test_rerun_with_another_seed_is_refused_before_anything_is_written(earlier_story, capsys):
     before = _hashes(earlier_story)
     assert main(["demo", "--out", str(earlier_story), "--seed", "1", "--no-progress"]) == 2
-    assert_one_line_error(capsys, "demo", f"--out {earlier_story}", "train.seed: checkpoint 0, now 1",
-                          "rerun with that story's --seed", "choose a new --out")
+    assert_one_line_error(
+        capsys,
+        "demo",
+        f"--out {earlier_story}",
+        "train.seed: checkpoint 0, now 1",
+        "rerun with that story's --seed",
+        "choose a new --out",
+    )
     assert _hashes(earlier_story) == before  # the short demo was not redone with seed 1
 
 
@@ -96,8 +104,14 @@ def test_damaged_codec_checkpoint_is_refused_before_anything_is_written(earlier_
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     before = _hashes(earlier_story)
     assert main(["demo", "--out", str(earlier_story), "--no-progress"]) == 2
-    assert_one_line_error(capsys, "demo", f"--out {earlier_story}", str(checkpoint), "cannot be continued",
-                          f"delete {earlier_story / 'codec'}")
+    assert_one_line_error(
+        capsys,
+        "demo",
+        f"--out {earlier_story}",
+        str(checkpoint),
+        "cannot be continued",
+        f"delete {earlier_story / 'codec'}",
+    )
     assert _hashes(earlier_story) == before
 
 
@@ -125,8 +139,14 @@ def test_checkpoint_that_is_a_folder_is_refused_before_anything_is_written(earli
 @pytest.mark.slow
 def test_the_whole_story_at_tiny_sizes_writes_what_it_names(tmp_path, capsys):
     out = tmp_path / "story"
-    headline = run_story(out, seed=0, progress=False, demo_config=DemoConfig(train_clips=12, eval_clips=6, steps=30),
-                         codec_overrides=TINY_CODEC, workflow_settings=WorkflowSettings.fast())
+    headline = run_story(
+        out,
+        seed=0,
+        progress=False,
+        demo_config=DemoConfig(train_clips=12, eval_clips=6, steps=30),
+        codec_overrides=TINY_CODEC,
+        workflow_settings=WorkflowSettings.fast(),
+    )
     printed = capsys.readouterr().out
     assert json.loads((out / "story.json").read_text()) == json.loads(json.dumps(headline, default=str))
     codec = headline["codec"]

@@ -27,18 +27,37 @@ import sys
 import tempfile
 from pathlib import Path
 
-MUSIC = ["strauss48_stereo", "steely48_stereo", "sopr48_stereo", "ravel48_stereo", "moonlight48_stereo",
-         "harpsichord48_stereo", "guitar48_stereo", "glock48_stereo", "contrabassoon48_stereo", "castanets48_stereo"]
-ALSA_SPOKEN = ["Front_Center", "Front_Left", "Front_Right", "Rear_Center", "Rear_Left", "Rear_Right",
-               "Side_Left", "Side_Right"]
+MUSIC = [
+    "strauss48_stereo",
+    "steely48_stereo",
+    "sopr48_stereo",
+    "ravel48_stereo",
+    "moonlight48_stereo",
+    "harpsichord48_stereo",
+    "guitar48_stereo",
+    "glock48_stereo",
+    "contrabassoon48_stereo",
+    "castanets48_stereo",
+]
+ALSA_SPOKEN = [
+    "Front_Center",
+    "Front_Left",
+    "Front_Right",
+    "Rear_Center",
+    "Rear_Left",
+    "Rear_Right",
+    "Side_Left",
+    "Side_Right",
+]
 
 
 def visqol_file(source: Path, relative: str) -> bytes:
     """A file of a google/visqol checkout (a folder with testdata/) or bare git directory."""
     if (source / relative).is_file():
         return (source / relative).read_bytes()
-    return subprocess.run(["git", f"--git-dir={source}", "show", f"HEAD:{relative}"], check=True,
-                          capture_output=True).stdout
+    return subprocess.run(
+        ["git", f"--git-dir={source}", "show", f"HEAD:{relative}"], check=True, capture_output=True
+    ).stdout
 
 
 def main() -> int:
@@ -51,7 +70,9 @@ def main() -> int:
     music.mkdir(parents=True, exist_ok=True)
     speech.mkdir(parents=True, exist_ok=True)
     for name in MUSIC:
-        (music / f"{name}.wav").write_bytes(visqol_file(args.visqol, f"testdata/conformance_testdata_subset/{name}.wav"))
+        (music / f"{name}.wav").write_bytes(
+            visqol_file(args.visqol, f"testdata/conformance_testdata_subset/{name}.wav")
+        )
     (speech / "CA01_01.wav").write_bytes(visqol_file(args.visqol, "testdata/clean_speech/CA01_01.wav"))
     if args.alsa_deb:
         with tempfile.TemporaryDirectory() as unpacked:
@@ -59,8 +80,10 @@ def main() -> int:
             for name in ALSA_SPOKEN:
                 source = Path(unpacked) / "usr/share/sounds/alsa" / f"{name}.wav"
                 (speech / f"alsa_{name}.wav").write_bytes(source.read_bytes())
-    print(f"{len(list(music.glob('*.wav')))} music files in {music}, {len(list(speech.glob('*.wav')))} speech files "
-          f"in {speech}")
+    print(
+        f"{len(list(music.glob('*.wav')))} music files in {music}, {len(list(speech.glob('*.wav')))} speech files "
+        f"in {speech}"
+    )
     return 0
 
 

@@ -152,15 +152,20 @@ def build(kits_dir: Path, out: Path, seed: int = 0) -> dict:
                 counts[label] += 1
         (out / "metadata" / f"{split}_strong.tsv").write_text("\n".join(strong) + "\n")
         (out / "metadata" / f"{split}_weak.tsv").write_text("\n".join(weak) + "\n")
-        summary["splits"][split] = {"clips": CLIPS[split], "events": counts,
-                                    "samples": {label: len(found) for label, found in samples.items()}}
+        summary["splits"][split] = {
+            "clips": CLIPS[split],
+            "events": counts,
+            "samples": {label: len(found) for label, found in samples.items()},
+        }
     (out / "corpus.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "desed.yaml").write_text(
         "# DESED_task-style data config: weakly labelled training clips, strongly labelled validation and test.\n"
         "data:\n"
         f"  weak_folder: {out / 'audio' / 'train'}\n  weak_tsv: {out / 'metadata' / 'train_weak.tsv'}\n"
-        f"  synth_val_folder: {out / 'audio' / 'validation'}\n  synth_val_tsv: {out / 'metadata' / 'validation_strong.tsv'}\n"
-        f"  test_folder: {out / 'audio' / 'test'}\n  test_tsv: {out / 'metadata' / 'test_strong.tsv'}\n")
+        f"  synth_val_folder: {out / 'audio' / 'validation'}\n  synth_val_tsv: "
+        f"{out / 'metadata' / 'validation_strong.tsv'}\n"
+        f"  test_folder: {out / 'audio' / 'test'}\n  test_tsv: {out / 'metadata' / 'test_strong.tsv'}\n"
+    )
     return summary
 
 

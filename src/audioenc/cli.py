@@ -15,8 +15,20 @@ import typing
 
 from audioenc.errors import UserError
 
-COMMANDS = ("info", "scan", "synth", "train", "eval", "report", "encode", "decode", "demo", "workflow", "export",
-            "import-hf")
+COMMANDS = (
+    "info",
+    "scan",
+    "synth",
+    "train",
+    "eval",
+    "report",
+    "encode",
+    "decode",
+    "demo",
+    "workflow",
+    "export",
+    "import-hf",
+)
 """Command names; ``import-hf`` lives in ``audioenc.commands.import_hf`` (module names take ``_``)."""
 
 

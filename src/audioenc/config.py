@@ -122,7 +122,8 @@ class TrainConfig:
     max_nonfinite_steps: int = bounded(10, minimum=1, integer=True)
     best_metric: str = "mel_distance"  # a reconstruction metric, lower is better
     device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16 (autocast; CPU with AVX512-BF16/AMX, or GPU; layers checked first, training/precision.py)
+    # fp32 | bf16 (autocast; CPU with AVX512-BF16/AMX, or GPU; layers checked first, training/precision.py)
+    precision: str = "fp32"
     compile: bool = False  # torch.compile the training step's codec and discriminator calls (first steps compile)
     logger: str = "tensorboard"  # tensorboard | wandb | none
     # Validation also scores these perceptual measures (audioenc.metrics.perceptual; the evaluation
@@ -205,8 +206,9 @@ SIZE_PRESETS: dict[str, dict[str, Any]] = {
 SMALL_BATCH = {"1ch": 8, "32ch": 2}
 
 
-def build_config(channel_mode: str, preset: str = "paper", overrides: Iterable[str] = (),
-                 config_file: str | Path | None = None) -> Config:
+def build_config(
+    channel_mode: str, preset: str = "paper", overrides: Iterable[str] = (), config_file: str | Path | None = None
+) -> Config:
     """Resolve channel mode and size preset, then the settings file ``config_file`` (JSON or YAML), then the
     ``key=value`` ``overrides`` into one validated :class:`Config` (module docstring: the layers)."""
     if channel_mode not in CHANNEL_MODES:
@@ -248,8 +250,9 @@ def validate(config: Config) -> Config:
     _check_discriminator(config.discriminator)
     unknown = [name for name in config.train.perceptual_measures if name not in PERCEPTUAL_MEASURES]
     if unknown:
-        raise UserError(f"train.perceptual_measures: unknown {', '.join(unknown)}; "
-                        f"choose from {', '.join(PERCEPTUAL_MEASURES)}.")
+        raise UserError(
+            f"train.perceptual_measures: unknown {', '.join(unknown)}; choose from {', '.join(PERCEPTUAL_MEASURES)}."
+        )
     return config
 
 
@@ -259,6 +262,7 @@ def _check_discriminator(disc: DiscriminatorConfig) -> None:
         raise UserError("discriminator.n_ffts, hop_lengths and win_lengths must have the same length.")
     for n_fft, win_length in zip(disc.n_ffts, disc.win_lengths):
         if win_length > n_fft:
-            raise UserError(f"discriminator.win_lengths: a window of {win_length} is longer than its n_fft {n_fft}; "
-                            "give each scale a win_length <= its n_fft.")
-
+            raise UserError(
+                f"discriminator.win_lengths: a window of {win_length} is longer than its n_fft {n_fft}; "
+                "give each scale a win_length <= its n_fft."
+            )

@@ -68,11 +68,11 @@ from torch import nn
 
 from audioenc.audio.io import resample
 from audioenc.codec_io import DEFAULT_CHUNK_FRAMES, StreamingEncoder
-from audioenc.models.files import load_codec
 from audioenc.config import ModelConfig
 from audioenc.errors import UserError
 from audioenc.models.codec import CodecModel
 from audioenc.models.conv import StreamableLSTM
+from audioenc.models.files import load_codec
 from audioenc.validation import check_number
 
 HEAR_SAMPLE_RATES = (16000, 22050, 44100, 48000)
@@ -149,9 +149,15 @@ class HEARModule(nn.Module):
             self.model_sample_rate = int(self.sample_rate)
         given = self.model_sample_rate if rate is None else rate
         low, high = PLAUSIBLE_SAMPLE_RATES
-        check_number("sample_rate", _as_index(given), minimum=low, maximum=high, integer=True,
-                     hint=f"Give the HEAR input rate in Hz (HEAR accepts {', '.join(map(str, HEAR_SAMPLE_RATES))}), "
-                          f"or None for the encoder's own {self.model_sample_rate} Hz.")
+        check_number(
+            "sample_rate",
+            _as_index(given),
+            minimum=low,
+            maximum=high,
+            integer=True,
+            hint=f"Give the HEAR input rate in Hz (HEAR accepts {', '.join(map(str, HEAR_SAMPLE_RATES))}), "
+            f"or None for the encoder's own {self.model_sample_rate} Hz.",
+        )
         self.sample_rate = int(given)
         return self
 
@@ -233,13 +239,20 @@ class CodecHEAR(HEARModule):
 
     kind = "codec"
 
-    def __init__(self, codec: CodecModel, config: ModelConfig, batch_size: int = 16,
-                 chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> None:
+    def __init__(
+        self, codec: CodecModel, config: ModelConfig, batch_size: int = 16, chunk_frames: int = DEFAULT_CHUNK_FRAMES
+    ) -> None:
         super().__init__()
-        check_number("batch_size", _as_index(batch_size), minimum=1, integer=True,
-                     hint="Give how many sounds to encode at once.")
-        check_number("chunk_frames", _as_index(chunk_frames), minimum=1, integer=True,
-                     hint="Give how many frames a causal codec encodes per streaming chunk.")
+        check_number(
+            "batch_size", _as_index(batch_size), minimum=1, integer=True, hint="Give how many sounds to encode at once."
+        )
+        check_number(
+            "chunk_frames",
+            _as_index(chunk_frames),
+            minimum=1,
+            integer=True,
+            hint="Give how many frames a causal codec encodes per streaming chunk.",
+        )
         self.codec = codec.eval()
         self.config = config
         self.batch_size = int(batch_size)
@@ -273,7 +286,6 @@ class CodecHEAR(HEARModule):
             parts.append(stream.encode_chunk(sounds[..., position:], final=True))
             outputs.append(torch.cat(parts, dim=-1).transpose(1, 2))
         return torch.cat(outputs, dim=0)
-
 
     def split_top(self) -> TopSplit:
         """The layers from the encoder's last LSTM on (LSTM, ELU, final conv), or the final ELU +
@@ -416,11 +428,15 @@ def _check_audio(audio: torch.Tensor, model: nn.Module) -> None:
             f"HEAR audio must be a tensor [n_sounds, n_samples] of mono audio at {model.sample_rate} Hz; got {shape}."
         )
     if audio.is_complex():
-        raise UserError(f"HEAR audio is complex ({audio.dtype}); the encoders take real samples: pass the real "
-                        "signal (e.g. audio.real if the imaginary part is zero).")
+        raise UserError(
+            f"HEAR audio is complex ({audio.dtype}); the encoders take real samples: pass the real "
+            "signal (e.g. audio.real if the imaginary part is zero)."
+        )
     if not audio.is_floating_point():
-        raise UserError(f"HEAR audio is {audio.dtype}; the encoders take float samples in [-1, 1]: convert it "
-                        "(e.g. int16 PCM: audio.float() / 32768).")
+        raise UserError(
+            f"HEAR audio is {audio.dtype}; the encoders take float samples in [-1, 1]: convert it "
+            "(e.g. int16 PCM: audio.float() / 32768)."
+        )
     if not torch.isfinite(audio).all():
         raise UserError("HEAR audio contains NaN or Inf samples.")
 
@@ -439,8 +455,10 @@ def _check_embeddings(embeddings: torch.Tensor, audio: torch.Tensor) -> None:
     if broken.any():
         sounds = broken.nonzero().flatten().tolist()
         peak = float(audio[sounds].abs().max())
-        raise UserError(f"the encoder gave NaN/Inf embeddings for sound(s) {sounds[:5]} (peak sample {peak:.3g}); "
-                        "HEAR audio is expected in [-1, 1]: scale it down.")
+        raise UserError(
+            f"the encoder gave NaN/Inf embeddings for sound(s) {sounds[:5]} (peak sample {peak:.3g}); "
+            "HEAR audio is expected in [-1, 1]: scale it down."
+        )
 
 
 def get_timestamp_embeddings(audio: torch.Tensor, model: HEARModule) -> tuple[torch.Tensor, torch.Tensor]:
@@ -478,6 +496,15 @@ def get_scene_embeddings(audio: torch.Tensor, model: HEARModule) -> torch.Tensor
 
 
 __all__ = [
-    "CodecHEAR", "DEFAULT_HEAR_SAMPLE_RATE", "HEAR_SAMPLE_RATES", "HEARModule", "LOADERS", "Loader", "TopSplit",
-    "get_scene_embeddings", "get_timestamp_embeddings", "load_model", "register_loader",
+    "CodecHEAR",
+    "DEFAULT_HEAR_SAMPLE_RATE",
+    "HEAR_SAMPLE_RATES",
+    "HEARModule",
+    "LOADERS",
+    "Loader",
+    "TopSplit",
+    "get_scene_embeddings",
+    "get_timestamp_embeddings",
+    "load_model",
+    "register_loader",
 ]

@@ -104,15 +104,32 @@ class ListeningReport:
     left_out: dict[str, str]
 
 
-def write_report(model_path: str | Path, files: Sequence[Path], out_dir: str | Path, *, systems=None,
-                 evaluation=None, max_files: int = 4, max_seconds: float = 5.0) -> Path:
+def write_report(
+    model_path: str | Path,
+    files: Sequence[Path],
+    out_dir: str | Path,
+    *,
+    systems=None,
+    evaluation=None,
+    max_files: int = 4,
+    max_seconds: float = 5.0,
+) -> Path:
     """Write ``out_dir/report.html`` (:func:`write_listening_report`) and return its path."""
-    return write_listening_report(model_path, files, out_dir, systems=systems, evaluation=evaluation,
-                                  max_files=max_files, max_seconds=max_seconds).page
+    return write_listening_report(
+        model_path, files, out_dir, systems=systems, evaluation=evaluation, max_files=max_files, max_seconds=max_seconds
+    ).page
 
 
-def write_listening_report(model_path: str | Path, files: Sequence[Path], out_dir: str | Path, *, systems=None,
-                           evaluation=None, max_files: int = 4, max_seconds: float = 5.0) -> ListeningReport:
+def write_listening_report(
+    model_path: str | Path,
+    files: Sequence[Path],
+    out_dir: str | Path,
+    *,
+    systems=None,
+    evaluation=None,
+    max_files: int = 4,
+    max_seconds: float = 5.0,
+) -> ListeningReport:
     """Write ``out_dir/report.html`` for the codec at ``model_path`` on the first ``max_files`` usable files.
 
     Args:
@@ -130,9 +147,14 @@ def write_listening_report(model_path: str | Path, files: Sequence[Path], out_di
         systems = codec_systems(model)
     clips, left_out = _usable_clips(files, config.sample_rate, config.channels, max_files, max_seconds)
     if evaluation is None:
-        evaluation = evaluate_files([path for path, _ in clips], systems, config.sample_rate, config.channels,
-                                    EvalSettings(perceptual=False, max_seconds=max_seconds, resamples=200),
-                                    progress=False)
+        evaluation = evaluate_files(
+            [path for path, _ in clips],
+            systems,
+            config.sample_rate,
+            config.channels,
+            EvalSettings(perceptual=False, max_seconds=max_seconds, resamples=200),
+            progress=False,
+        )
     codec_rows = [system for system in systems if system.kind == "codec"]
     played = [codec_rows[0], codec_rows[-1]] if len(codec_rows) > 1 else codec_rows
     sections = []
@@ -148,8 +170,9 @@ def write_listening_report(model_path: str | Path, files: Sequence[Path], out_di
     return ListeningReport(target, left_out)
 
 
-def _usable_clips(files: Sequence[Path], sample_rate: int, channels: int, max_files: int,
-                  max_seconds: float) -> tuple[list[tuple[Path, Clip]], dict[str, str]]:
+def _usable_clips(
+    files: Sequence[Path], sample_rate: int, channels: int, max_files: int, max_seconds: float
+) -> tuple[list[tuple[Path, Clip]], dict[str, str]]:
     """The first ``max_files`` files the evaluation can score, read as it reads them, and why the
     files tried before them could not be (a short or unreadable file must not end the report)."""
     clips, left_out = [], {}
@@ -166,9 +189,16 @@ def _usable_clips(files: Sequence[Path], sample_rate: int, channels: int, max_fi
     return clips, left_out
 
 
-def report_with_references(model_path: str | Path, files: Sequence[Path], out_dir: str | Path, *,
-                           max_files: int = 3, max_seconds: float = 3.0, perceptual: bool = True,
-                           device: str = "cpu") -> tuple[Path, object]:
+def report_with_references(
+    model_path: str | Path,
+    files: Sequence[Path],
+    out_dir: str | Path,
+    *,
+    max_files: int = 3,
+    max_seconds: float = 3.0,
+    perceptual: bool = True,
+    device: str = "cpu",
+) -> tuple[Path, object]:
     """``audioenc eval`` on ``max_files`` files with every reference system, its results written to
     ``out_dir`` (``per_file.csv``, ``evaluation.json``) and shown in ``out_dir/report.html``.
 
@@ -177,17 +207,24 @@ def report_with_references(model_path: str | Path, files: Sequence[Path], out_di
     model, config = load_codec(model_path)
     shown = list(files)[:max_files]
     systems = evaluation_systems(model, config, device=device)
-    evaluation = evaluate_files(shown, systems, config.sample_rate, config.channels,
-                                EvalSettings(perceptual=perceptual, max_seconds=max_seconds, resamples=200),
-                                progress=False)
+    evaluation = evaluate_files(
+        shown,
+        systems,
+        config.sample_rate,
+        config.channels,
+        EvalSettings(perceptual=perceptual, max_seconds=max_seconds, resamples=200),
+        progress=False,
+    )
     evaluation.write(out_dir, 200, extra={"model": str(model_path), "max_seconds": max_seconds})
-    page = write_report(model_path, shown, out_dir, systems=systems, evaluation=evaluation,
-                        max_files=max_files, max_seconds=max_seconds)
+    page = write_report(
+        model_path, shown, out_dir, systems=systems, evaluation=evaluation, max_files=max_files, max_seconds=max_seconds
+    )
     return page, evaluation
 
 
-def _page(model_path: str, sections: list[str], evaluation, config, curve: str | None,
-          left_out: dict[str, str] | None = None) -> str:
+def _page(
+    model_path: str, sections: list[str], evaluation, config, curve: str | None, left_out: dict[str, str] | None = None
+) -> str:
     summary = evaluation.summary(200)
     table = _summary_table(summary, evaluation.measures)
     skipped = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in evaluation.skipped.items())
@@ -196,21 +233,27 @@ def _page(model_path: str, sections: list[str], evaluation, config, curve: str |
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>audioenc listening report: {html.escape(model_path)}</title><style>{_STYLE}</style>",
-        _SELF_CHECK, "</head><body>",
+        _SELF_CHECK,
+        "</head><body>",
         f"<h1>Listening report</h1><p>Model: <code>{html.escape(model_path)}</code> · "
         f"{config.channels} channel(s) at {config.sample_rate} Hz · players carry channel 1</p>",
-        "<h2>Clips</h2>", *sections,
+        "<h2>Clips</h2>",
+        *sections,
         f"<h3>Files left out</h3><ul>{left}</ul>" if left else "",
         "<h2>Metrics</h2><p>Means over files with 95 % bootstrap intervals. SI-SDR in dB (higher is better); "
         "mel and STFT distances as DAC defines them (lower is better); ViSQOL MOS-LQO (higher is better).</p>",
         f"<p>Channels scored: {html.escape(evaluation.scored_channels())}</p>",
-        table, f"<ul>{skipped}</ul>" if skipped else "",
+        table,
+        f"<ul>{skipped}</ul>" if skipped else "",
         f"<pre>{html.escape(format_summary(summary, evaluation.measures))}</pre>",
     ]
     if curve:
         parts += ["<h2>Training</h2>", curve]
-    parts += ["<h2>Model configuration</h2>", f"<pre>{html.escape(json.dumps(asdict(config), indent=2))}</pre>",
-              "<h2>Page self-check</h2><pre id='self-check'>running…</pre></body></html>"]
+    parts += [
+        "<h2>Model configuration</h2>",
+        f"<pre>{html.escape(json.dumps(asdict(config), indent=2))}</pre>",
+        "<h2>Page self-check</h2><pre id='self-check'>running…</pre></body></html>",
+    ]
     return "\n".join(parts)
 
 
@@ -237,8 +280,10 @@ def _clip_section(name: str, outputs: list[tuple[str, np.ndarray]], sample_rate:
         )
     spatial = ""
     if outputs[0][1].shape[0] > 1:
-        spatial = (f"<figure><figcaption>per channel: level and coherence with the original</figcaption>"
-                   f"<img alt='per-channel level and coherence' src='{_channels_uri(outputs, sample_rate)}'></figure>")
+        spatial = (
+            f"<figure><figcaption>per channel: level and coherence with the original</figcaption>"
+            f"<img alt='per-channel level and coherence' src='{_channels_uri(outputs, sample_rate)}'></figure>"
+        )
     return f"<h3>{html.escape(name)}</h3><div class='clip'>{''.join(figures)}{spatial}</div>"
 
 
@@ -270,11 +315,19 @@ def _spectrogram_uri(channel: np.ndarray, sample_rate: int) -> str:
     import librosa
 
     plt = _pyplot()
-    mel = librosa.feature.melspectrogram(y=channel.astype(np.float32), sr=sample_rate, n_fft=1024, hop_length=256,
-                                         n_mels=80)
+    mel = librosa.feature.melspectrogram(
+        y=channel.astype(np.float32), sr=sample_rate, n_fft=1024, hop_length=256, n_mels=80
+    )
     figure, axis = plt.subplots(figsize=(4.8, 2.4))
-    axis.imshow(10 * np.log10(mel + 1e-10), origin="lower", aspect="auto", cmap="magma", vmin=-100, vmax=20,
-                extent=(0, len(channel) / sample_rate, 0, 80))
+    axis.imshow(
+        10 * np.log10(mel + 1e-10),
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=-100,
+        vmax=20,
+        extent=(0, len(channel) / sample_rate, 0, 80),
+    )
     axis.set_xlabel("s")
     axis.set_ylabel("mel band")
     figure.tight_layout()
@@ -292,8 +345,10 @@ def _channels_uri(outputs: list[tuple[str, np.ndarray]], sample_rate: int) -> st
         rms = np.sqrt(np.mean(audio**2, axis=1)) + 1e-12
         levels.plot(channels, 20 * np.log10(rms), marker=".", label=label)
         if label != "original":
-            values = [float(np.mean(coherence(a, b, fs=sample_rate, nperseg=1024)[1]))
-                      for a, b in zip(original, audio, strict=True)]
+            values = [
+                float(np.mean(coherence(a, b, fs=sample_rate, nperseg=1024)[1]))
+                for a, b in zip(original, audio, strict=True)
+            ]
             coherences.plot(channels, values, marker=".", label=label)
     levels.set_ylabel("RMS dBFS")
     levels.legend(fontsize=6)
@@ -337,8 +392,13 @@ class BrowserCheck:
     @property
     def ok(self) -> bool:
         result = self.result
-        return (result.get("players", 0) > 0 and result["loaded"] == result["players"] and not result["errors"]
-                and not result["media_errors"] and result["images_broken"] == 0)
+        return (
+            result.get("players", 0) > 0
+            and result["loaded"] == result["players"]
+            and not result["errors"]
+            and not result["media_errors"]
+            and result["images_broken"] == 0
+        )
 
 
 def find_chromium() -> str | None:
@@ -363,19 +423,36 @@ def check_in_browser(page: str | Path, screenshot: str | Path | None = None, tim
     with tempfile.TemporaryDirectory() as profile:
         # No background networking: on a closed network Chromium would otherwise try (and fail) to
         # reach its update and sync hosts at every start.
-        common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--mute-audio",
-                  f"--user-data-dir={profile}", "--virtual-time-budget=10000"]
-        dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                             timeout=timeout).stdout
-        subprocess.run([*common, "--window-size=1280,2000", f"--screenshot={screenshot.resolve()}", page.as_uri()],
-                       capture_output=True, timeout=timeout)
+        common = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--mute-audio",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+        ]
+        dom = subprocess.run(
+            [*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=timeout
+        ).stdout
+        subprocess.run(
+            [*common, "--window-size=1280,2000", f"--screenshot={screenshot.resolve()}", page.as_uri()],
+            capture_output=True,
+            timeout=timeout,
+        )
     start = dom.find('id="self-check">')
     if start < 0:
         raise UserError(f"{page}: Chromium returned no page (is it a report.html?)")
-    text = html.unescape(dom[start + len('id="self-check">'): dom.find("</pre>", start)])
+    text = html.unescape(dom[start + len('id="self-check">') : dom.find("</pre>", start)])
     try:
         result = json.loads(text)
     except json.JSONDecodeError:
-        raise UserError(f"{page}: the page's self-check did not finish in the browser (it says {text[:80]!r})") from None
+        raise UserError(
+            f"{page}: the page's self-check did not finish in the browser (it says {text[:80]!r})"
+        ) from None
     return BrowserCheck(result, screenshot)

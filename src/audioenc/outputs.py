@@ -50,8 +50,10 @@ def check_output(path: str | os.PathLike, what: str, *, overwrite: bool = False,
     if not overwrite and occupied(path):
         held = "already holds files" if path.is_dir() else "already exists"
         them = "them" if path.is_dir() else "it"
-        raise UserError(f"{what} {path} {held}; pass --overwrite to replace {them}, or choose another "
-                        f"{'folder' if folder else 'name'}.")
+        raise UserError(
+            f"{what} {path} {held}; pass --overwrite to replace {them}, or choose another "
+            f"{'folder' if folder else 'name'}."
+        )
     return path
 
 
@@ -61,14 +63,17 @@ def _check_writable_parent(path: Path, what: str) -> None:
     while not ancestor.exists() and not ancestor.is_symlink() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise UserError(f"{what} {path} cannot be written: {ancestor} is a file, not a folder; "
-                        "choose a path inside a folder.")
+        raise UserError(
+            f"{what} {path} cannot be written: {ancestor} is a file, not a folder; choose a path inside a folder."
+        )
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {path} cannot be written: no permission to write in {ancestor}; "
-                        "choose a folder you can write to.")
+        raise UserError(
+            f"{what} {path} cannot be written: no permission to write in {ancestor}; choose a folder you can write to."
+        )
     if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {path} cannot be written: no permission to write in it; "
-                        "choose a folder you can write to.")
+        raise UserError(
+            f"{what} {path} cannot be written: no permission to write in it; choose a folder you can write to."
+        )
 
 
 @contextlib.contextmanager

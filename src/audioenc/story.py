@@ -64,8 +64,10 @@ def untrained_distance(metrics_path: Path) -> float | None:
 
 def codec_line(codec: dict) -> str:
     """The closing line on the codec: untrained -> best validation mel distance, and its steps."""
-    return (f"codec: validation mel distance {format_distance(codec['valid_mel_distance_untrained'])} (untrained) -> "
-            f"{format_distance(codec['valid_mel_distance_best'])} (best) after {codec['steps']} steps")
+    return (
+        f"codec: validation mel distance {format_distance(codec['valid_mel_distance_untrained'])} (untrained) -> "
+        f"{format_distance(codec['valid_mel_distance_best'])} (best) after {codec['steps']} steps"
+    )
 
 
 def resumable_codec(out: Path, config: Config) -> bool:
@@ -78,8 +80,10 @@ def resumable_codec(out: Path, config: Config) -> bool:
     """
     for part in STORY_PARTS:
         if (Path(out) / part).exists() and not (Path(out) / part).is_dir():
-            raise UserError(f"--out {out}: {Path(out) / part} is a file where the story writes its {part} "
-                            "folder; move it away or choose a new --out.")
+            raise UserError(
+                f"--out {out}: {Path(out) / part} is a file where the story writes its {part} "
+                "folder; move it away or choose a new --out."
+            )
     last = Path(out) / "codec" / "checkpoint_last.pt"
     if not last.exists():
         return False
@@ -88,17 +92,28 @@ def resumable_codec(out: Path, config: Config) -> bool:
         state = require_training_state(load_training_state(last), last)
         check_compatible(state["config"], config, last)
     except (UserError, OSError):
-        raise UserError(f"--out {out}: the story's codec checkpoint {last} cannot be continued (damaged, "
-                        f"or made with another model configuration); {fresh}.") from None
+        raise UserError(
+            f"--out {out}: the story's codec checkpoint {last} cannot be continued (damaged, "
+            f"or made with another model configuration); {fresh}."
+        ) from None
     changes = training_changes(state["config"], config)
     if changes:
-        raise UserError(f"--out {out} holds a story whose codec was trained with other settings "
-                        f"({describe_changes(changes)}): rerun with that story's --seed to continue it, or {fresh}.")
+        raise UserError(
+            f"--out {out} holds a story whose codec was trained with other settings "
+            f"({describe_changes(changes)}): rerun with that story's --seed to continue it, or {fresh}."
+        )
     return True
 
 
-def run_story(out: Path, seed: int = 0, progress: bool = True, *, demo_config: DemoConfig | None = None,
-              codec_overrides: Sequence[str] = (), workflow_settings: WorkflowSettings | None = None) -> dict:
+def run_story(
+    out: Path,
+    seed: int = 0,
+    progress: bool = True,
+    *,
+    demo_config: DemoConfig | None = None,
+    codec_overrides: Sequence[str] = (),
+    workflow_settings: WorkflowSettings | None = None,
+) -> dict:
     """Run the three parts into ``out``; returns the headline numbers (also in ``out/story.json``).
 
     The sizes default to what `make demo` runs; ``demo_config``, ``codec_overrides`` (``key=value``
@@ -152,6 +167,8 @@ def run_story(out: Path, seed: int = 0, progress: bool = True, *, demo_config: D
     print(f"listening report (open in a browser): {listening}")
     print(f"report: {out / 'workflow' / 'report.md'}")
     print(f"plots:  {out / 'demo'}, {out / 'workflow'}")
-    print(f"time:   demo {timings['demo_seconds']:.0f} s, codec {timings['codec_seconds']:.0f} s, "
-          f"workflow {timings['workflow_seconds']:.0f} s")
+    print(
+        f"time:   demo {timings['demo_seconds']:.0f} s, codec {timings['codec_seconds']:.0f} s, "
+        f"workflow {timings['workflow_seconds']:.0f} s"
+    )
     return headline

@@ -43,8 +43,10 @@ def read_text(path: str | Path, what: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise UserError(f"{what} {path} is not UTF-8 text (byte {error.start}: {data[error.start:error.start + 1]!r}); "
-                        "save it as UTF-8 and try again.") from None
+        raise UserError(
+            f"{what} {path} is not UTF-8 text (byte {error.start}: {data[error.start : error.start + 1]!r}); "
+            "save it as UTF-8 and try again."
+        ) from None
 
 
 def _binary_kind(data: bytes) -> str | None:
@@ -61,8 +63,10 @@ def read_json(path: str | Path, what: str, hint: str = "") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise UserError(f"{what} {path}: not JSON (line {error.lineno}, column {error.colno}: {error.msg})."
-                        f"{' ' + hint if hint else ''}") from None
+        raise UserError(
+            f"{what} {path}: not JSON (line {error.lineno}, column {error.colno}: {error.msg})."
+            f"{' ' + hint if hint else ''}"
+        ) from None
 
 
 def read_yaml(path: str | Path, what: str, hint: str = "") -> Any:

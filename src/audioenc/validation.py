@@ -67,9 +67,17 @@ def _plain(limit: float) -> str:
     return str(int(limit)) if float(limit).is_integer() else f"{limit:g}"
 
 
-def check_number(name: str, value: Any, *, minimum: float | None = None, above: float | None = None,
-                 maximum: float | None = None, integer: bool = False, below: float | None = None,
-                 hint: str = "") -> Any:
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+    integer: bool = False,
+    below: float | None = None,
+    hint: str = "",
+) -> Any:
     """``value`` unchanged when it is a finite number in range, else a :class:`UserError` naming ``name``.
 
     Example: ``check_number("--max-files", -1, minimum=1)`` raises
@@ -87,8 +95,14 @@ def _check(name: str, value: Any, bounds: Bounds, hint: str = "") -> None:
         raise UserError(f"{name} must be {bounds.describe()}; got {value!r}.{' ' + hint if hint else ''}")
 
 
-def number(*, minimum: float | None = None, above: float | None = None, maximum: float | None = None,
-           integer: bool = False, below: float | None = None) -> Callable[[str], float | int]:
+def number(
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+    integer: bool = False,
+    below: float | None = None,
+) -> Callable[[str], float | int]:
     """An argparse ``type=`` that parses a number and applies :class:`Bounds` (argparse reports the error)."""
     bounds = Bounds(minimum=minimum, above=above, maximum=maximum, integer=integer, below=below)
 
@@ -105,8 +119,15 @@ def number(*, minimum: float | None = None, above: float | None = None, maximum:
     return parse
 
 
-def bounded(default: Any, *, minimum: float | None = None, above: float | None = None,
-            maximum: float | None = None, integer: bool = False, below: float | None = None) -> Any:
+def bounded(
+    default: Any,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+    integer: bool = False,
+    below: float | None = None,
+) -> Any:
     """A dataclass field with a default and an allowed range that :func:`check_fields` enforces."""
     bounds = Bounds(minimum=minimum, above=above, maximum=maximum, integer=integer, below=below)
     if isinstance(default, (list, dict, set)):

@@ -52,7 +52,9 @@ def test_readme_lists_every_exercise_in_track_order():
     positions = [readme.find(f"`{name}/`") for name in EXERCISES]
     assert all(position >= 0 for position in positions), f"README misses an exercise: {dict(zip(EXERCISES, positions))}"
     assert positions == sorted(positions), "README must list the exercises in the track's order"
-    assert sorted(path.name for path in EXERCISES_DIR.iterdir() if path.is_dir() and path.name[:2].isdigit()) == list(EXERCISES)
+    assert sorted(path.name for path in EXERCISES_DIR.iterdir() if path.is_dir() and path.name[:2].isdigit()) == list(
+        EXERCISES
+    )
 
 
 @pytest.mark.parametrize("exercise", EXERCISES)
@@ -92,27 +94,27 @@ def test_untouched_starter_fails_with_a_helpful_message(exercise):
 # replaces the earlier one), and a fragment the check's FAIL message must contain.
 MISTAKES = {
     "01_what_pooling_hides": (
-        '''
+        """
 def clip_scores(frame_scores):
     scores = np.asarray(frame_scores, dtype=np.float64)
     # mistake: linear softmax taken as the mean of the squares
     return {"mean": float(scores.mean()), "max": float(scores.max()), "linear_softmax": float((scores**2).mean())}
-''',
+""",
         "linear_softmax clip score",
     ),
     "02_frame_view": (
-        '''
+        """
 def event_span_around_peak(frame_scores, frame_rate, threshold=0.5):
     # mistake: first to last active frame of the whole clip, so the glitch becomes the onset
     active = np.flatnonzero(np.asarray(frame_scores) > threshold)
     if active.size == 0:
         return None
     return active[0] / frame_rate, (active[-1] + 1) / frame_rate
-''',
+""",
         "onset of the span",
     ),
     "03_boundaries_on_positives": (
-        '''
+        """
 def positive_boundary_errors(frame_scores, truth, frame_rate, threshold=0.5):
     # mistake: negatives kept, with a zero error when nothing is detected
     onset, offset = [], []
@@ -129,11 +131,11 @@ def positive_boundary_errors(frame_scores, truth, frame_rate, threshold=0.5):
             onset.append(abs(span[0] - event[0]))
             offset.append(abs(span[1] - event[1]))
     return np.array(onset), np.array(offset)
-''',
+""",
         "one error per positive clip",
     ),
     "04_frozen_probe_vs_scratch": (
-        '''
+        """
 def paired_bootstrap_ci(frozen, scratch, *, n_resamples=2000, confidence=0.95, seed=0):
     # mistake: the two systems resampled independently (unpaired)
     frozen = np.asarray(frozen, dtype=np.float64)
@@ -146,11 +148,11 @@ def paired_bootstrap_ci(frozen, scratch, *, n_resamples=2000, confidence=0.95, s
     means = frozen[first].mean(axis=1) - scratch[second].mean(axis=1)
     low, high = np.percentile(means, [50 * (1 - confidence), 50 * (1 + confidence)])
     return float(frozen.mean() - scratch.mean()), float(low), float(high)
-''',
+""",
         "normal approximation of the paired difference",
     ),
     "05_adapt_or_not": (
-        '''
+        """
 def choose_path(frozen_clip, frozen_boundary, scratch_clip, scratch_boundary, *,
                 clip_margin=0.02, boundary_margin=0.05):
     # mistake: adapt whenever the boundaries are behind, before asking the clip question
@@ -162,7 +164,7 @@ def choose_path(frozen_clip, frozen_boundary, scratch_clip, scratch_boundary, *,
     if clip_gap < -clip_margin:
         return "scratch", gaps
     return "frozen", gaps
-''',
+""",
         "path for 'behind on clips (and boundaries)'",
     ),
 }

@@ -54,8 +54,9 @@ def test_mono_reaches_every_channel_and_draws_per_item(tmp_path):
     """Channel c of a 32-channel file holds the constant (c + 1) / 64; an item's median tells its channel."""
     levels = (np.arange(32) + 1) / 64
     _write(tmp_path / "em32.wav", np.repeat(levels[:, None], 12_000, axis=1), 24_000, subtype="PCM_24")
-    dataset = SegmentDataset(tmp_path, segment_seconds=0.05, channel_mode="mono", channels=1, seed=3,
-                             items_per_epoch=400)
+    dataset = SegmentDataset(
+        tmp_path, segment_seconds=0.05, channel_mode="mono", channels=1, seed=3, items_per_epoch=400
+    )
     seen = []
     for index in range(len(dataset)):
         value = float(dataset[index].median())
@@ -185,8 +186,10 @@ def test_split_by_file_is_disjoint_complete_and_stable(tmp_path):
     grown = split_manifest(scan(tmp_path), seed=0)
     held_out = {e.path for e in grown.valid.entries} | {e.path for e in grown.test.entries}
     assert len(held_out) == 2 and held_out <= names[1] | names[2] | {"f10.wav"}
-    assert split_manifest(manifest, seed=1).valid.entries != splits.valid.entries or \
-        split_manifest(manifest, seed=1).test.entries != splits.test.entries  # the seed matters
+    assert (
+        split_manifest(manifest, seed=1).valid.entries != splits.valid.entries
+        or split_manifest(manifest, seed=1).test.entries != splits.test.entries
+    )  # the seed matters
 
 
 def test_split_by_recording_keeps_chunks_together(tmp_path):
@@ -218,8 +221,9 @@ def test_split_by_scene_class_holds_out_named_classes(tmp_path):
 def test_build_datasets_gives_three_disjoint_datasets(mixed_rates):
     for index in range(7):
         _write(mixed_rates / f"extra{index}.wav", _noise(10 + index, 2, 24_000), 24_000)
-    data = build_datasets(mixed_rates, segment_seconds=0.5, channel_mode="all", channels=2, seed=0,
-                          valid_segments=4, test_segments=3)
+    data = build_datasets(
+        mixed_rates, segment_seconds=0.5, channel_mode="all", channels=2, seed=0, valid_segments=4, test_segments=3
+    )
     assert data.train[0].shape == (2, 12_000)
     assert len(data.valid) == 4 and len(data.test) == 3
     valid_files = {segment.path for segment in data.valid.segments}

@@ -50,13 +50,17 @@ def _recipe(root: Path) -> Path:
     audio, meta = data / "audio", data / "metadata"
     for index in (1, 2, 3):
         _wav(audio / "train" / "synthetic" / f"s{index}.wav", 16000, frequency=300.0 * index)
-    _tsv(meta / "train" / "synthetic.tsv", STRONG, [
-        "s1.wav\t0.100\t0.500\tdog",
-        "s2.wav\t0.200\t0.600\tcat",
-        "s3.wav\t0.300\t0.900\tdog",
-        "ghost.wav\t0.100\t0.300\tdog",  # line 5: no such audio file
-        "s3.wav\tabc\t0.500\tcat",  # line 6: malformed onset
-    ])
+    _tsv(
+        meta / "train" / "synthetic.tsv",
+        STRONG,
+        [
+            "s1.wav\t0.100\t0.500\tdog",
+            "s2.wav\t0.200\t0.600\tcat",
+            "s3.wav\t0.300\t0.900\tdog",
+            "ghost.wav\t0.100\t0.300\tdog",  # line 5: no such audio file
+            "s3.wav\tabc\t0.500\tcat",  # line 6: malformed onset
+        ],
+    )
     _wav(audio / "train" / "weak" / "w1.wav", 44100, channels=2)
     _wav(audio / "train" / "weak" / "w2.wav", 44100, channels=2, frequency=880.0)
     _tsv(meta / "train" / "weak.tsv", WEAK, ["w1.wav\tdog,cat", "w2.wav\t"])
@@ -66,8 +70,11 @@ def _recipe(root: Path) -> Path:
     for index in (1, 2, 3):
         _wav(audio / "eval" / f"t{index}.wav", 44100, channels=2)
     _truncate(audio / "eval" / "t3.wav", 44100)  # a quarter of its data left
-    _tsv(meta / "eval" / "public.tsv", STRONG, ["t1.wav\t0.100\t0.400\tdog", "t2.wav\t0.500\t0.900\tcat",
-                                               "t3.wav\t0.100\t0.200\tdog"])
+    _tsv(
+        meta / "eval" / "public.tsv",
+        STRONG,
+        ["t1.wav\t0.100\t0.400\tdog", "t2.wav\t0.500\t0.900\tcat", "t3.wav\t0.100\t0.200\tdog"],
+    )
     config = root / "recipes" / "task4" / "confs" / "default.yaml"
     config.parent.mkdir(parents=True)
     config.write_text(f"""\
@@ -132,8 +139,13 @@ def test_read_desed_config_gives_the_three_splits(recipe):
 def test_load_workflow_data_reads_a_desed_config(recipe):
     data = load_workflow_data(recipe, log=lambda line: None)
     assert data.classes == ("cat", "dog")
-    assert data.splits["train"].files == ["synthetic/s1.wav", "synthetic/s2.wav", "synthetic/s3.wav", "weak/w1.wav",
-                                          "weak/w2.wav"]
+    assert data.splits["train"].files == [
+        "synthetic/s1.wav",
+        "synthetic/s2.wav",
+        "synthetic/s3.wav",
+        "weak/w1.wav",
+        "weak/w2.wav",
+    ]
     assert data.splits["validation"].files == ["v1.wav", "v2.wav"]
     assert data.splits["test"].files == ["t1.wav", "t2.wav"]  # the truncated t3.wav left out
     for name in ("train", "validation", "test"):
@@ -143,10 +155,13 @@ def test_load_workflow_data_reads_a_desed_config(recipe):
     # Every dropped item is listed with its file.
     truncated = [issue for issue in data.issues if issue.file.endswith("t3.wav")]
     assert len(truncated) == 1 and "truncated" in truncated[0].message and truncated[0].action == "dropped"
-    assert any(issue.file.endswith("synthetic.tsv") and issue.line == 5 and "ghost.wav" in issue.message
-               for issue in data.issues)
-    assert any(issue.file.endswith("synthetic.tsv") and issue.line == 6 and "s3.wav" in issue.message
-               for issue in data.issues)
+    assert any(
+        issue.file.endswith("synthetic.tsv") and issue.line == 5 and "ghost.wav" in issue.message
+        for issue in data.issues
+    )
+    assert any(
+        issue.file.endswith("synthetic.tsv") and issue.line == 6 and "s3.wav" in issue.message for issue in data.issues
+    )
     assert any(note.startswith(f"DESED data config {recipe}: train: synth") for note in data.notes)
 
 
@@ -166,8 +181,10 @@ def test_a_clip_cut_right_after_its_header_is_reported(tmp_path, monkeypatch):
 def test_a_config_without_a_training_subset_is_a_clear_error(tmp_path):
     _recipe(tmp_path)
     config = tmp_path / "recipes" / "task4" / "confs" / "val_only.yaml"
-    config.write_text(f"data:\n  synth_val_folder: {DATA}/audio/validation/\n"
-                      f"  synth_val_tsv: {DATA}/metadata/validation/validation.tsv\n")
+    config.write_text(
+        f"data:\n  synth_val_folder: {DATA}/audio/validation/\n"
+        f"  synth_val_tsv: {DATA}/metadata/validation/validation.tsv\n"
+    )
     with pytest.raises(ValueError, match="no training subset") as error:
         read_desed_config(config)
     assert "synth_folder/synth_tsv" in str(error.value) and "weak_folder/weak_tsv" in str(error.value)
@@ -192,9 +209,11 @@ def test_missing_and_half_configured_subsets_are_issues(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "recipes")
     config = tmp_path / "recipes" / "task4" / "confs" / "partial.yaml"
     # Only the data section (no `data:` key), one subset missing on disk, one without its TSV.
-    config.write_text(f"weak_folder: {DATA}/audio/train/weak/\nweak_tsv: {DATA}/metadata/train/weak.tsv\n"
-                      f"strong_folder: {DATA}/audio/train/strong/\nstrong_tsv: {DATA}/metadata/train/strong.tsv\n"
-                      f"test_folder: {DATA}/audio/eval/\n")
+    config.write_text(
+        f"weak_folder: {DATA}/audio/train/weak/\nweak_tsv: {DATA}/metadata/train/weak.tsv\n"
+        f"strong_folder: {DATA}/audio/train/strong/\nstrong_tsv: {DATA}/metadata/train/strong.tsv\n"
+        f"test_folder: {DATA}/audio/eval/\n"
+    )
     result = read_desed_config(config)
     assert sorted(result.splits) == ["train"] and result.splits["train"].files == ["w1.wav", "w2.wav"]
     messages = [issue.message for issue in result.issues]
@@ -210,9 +229,11 @@ def test_the_44k_folder_stands_in_and_the_recipe_root_resolves(tmp_path, monkeyp
     (data / "audio" / "train" / "synthetic").rename(data / "audio" / "train" / "synthetic_44k")
     config = tmp_path / "recipes" / "task4" / "confs" / "k44.yaml"
     # Paths relative to the recipe's root (the config folder's parent): "../data" from tmp/recipes/task4.
-    config.write_text("data:\n  synth_folder: ../../data/dcase/dataset/audio/train/synthetic/\n"
-                      "  synth_folder_44k: ../../data/dcase/dataset/audio/train/synthetic_44k/\n"
-                      "  synth_tsv: ../../data/dcase/dataset/metadata/train/synthetic.tsv\n")
+    config.write_text(
+        "data:\n  synth_folder: ../../data/dcase/dataset/audio/train/synthetic/\n"
+        "  synth_folder_44k: ../../data/dcase/dataset/audio/train/synthetic_44k/\n"
+        "  synth_tsv: ../../data/dcase/dataset/metadata/train/synthetic.tsv\n"
+    )
     result = read_desed_config(config)
     train = result.splits["train"]
     assert train.files == ["s1.wav", "s2.wav", "s3.wav"]
@@ -230,7 +251,11 @@ def test_merge_splits_keys_files_under_the_common_parent(tmp_path):
     part_a = read_event_split(tmp_path / "corpus" / "a", strong_tsv=strong_a)
     both_strong = merge_splits("train", [part_a, read_event_split(tmp_path / "corpus" / "b", strong_tsv=strong_b)])
     assert both_strong.files == ["a/a1.wav", "a/a2.wav", "b/b1.wav"]
-    assert both_strong.strong == {"a/a1.wav": [Event(0.1, 0.2, "dog")], "a/a2.wav": [], "b/b1.wav": [Event(0.3, 0.4, "cat")]}
+    assert both_strong.strong == {
+        "a/a1.wav": [Event(0.1, 0.2, "dog")],
+        "a/a2.wav": [],
+        "b/b1.wav": [Event(0.3, 0.4, "cat")],
+    }
     assert both_strong.classes == ("cat", "dog") and both_strong.audio_dir == (tmp_path / "corpus").resolve()
     one_weak = merge_splits("train", [part_a, read_event_split(tmp_path / "corpus" / "b", weak_tsv=weak_b)])
     assert one_weak.strong is None and one_weak.classes == ("bird", "dog")

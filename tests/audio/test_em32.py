@@ -37,8 +37,11 @@ def test_published_values_and_radius():
     positions = capsule_positions(center=(1.0, 2.0, 1.5))
     assert np.allclose(positions[0], [1.0 + 0.042 * np.sin(np.radians(69)), 2.0, 1.5 + 0.042 * np.cos(np.radians(69))])
     theta, phi = np.radians(159), np.radians(89)
-    expected = [1.0 + 0.042 * np.sin(theta) * np.cos(phi), 2.0 + 0.042 * np.sin(theta) * np.sin(phi),
-                1.5 + 0.042 * np.cos(theta)]
+    expected = [
+        1.0 + 0.042 * np.sin(theta) * np.cos(phi),
+        2.0 + 0.042 * np.sin(theta) * np.sin(phi),
+        1.5 + 0.042 * np.cos(theta),
+    ]
     assert np.allclose(positions[15], expected)
     assert np.allclose(np.linalg.norm(positions - [1.0, 2.0, 1.5], axis=1), 0.042)
 

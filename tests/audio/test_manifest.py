@@ -28,8 +28,12 @@ def make_good_files(root: Path) -> list[str]:
     sf.write(root / "mono16k.wav", 0.1 * rng.standard_normal(16_000), 16_000, subtype="PCM_16")
     sf.write(root / "stereo44k.flac", 0.1 * rng.standard_normal((44_100, 2)), 44_100, subtype="PCM_24")
     (root / "sub").mkdir()
-    sf.write(root / "sub" / "quad48k.wav", (0.1 * rng.standard_normal((24_000, 4))).astype(np.float32), 48_000,
-             subtype="FLOAT")
+    sf.write(
+        root / "sub" / "quad48k.wav",
+        (0.1 * rng.standard_normal((24_000, 4))).astype(np.float32),
+        48_000,
+        subtype="FLOAT",
+    )
     return ["mono16k.wav", "stereo44k.flac", "sub/quad48k.wav"]
 
 

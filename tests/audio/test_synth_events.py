@@ -96,9 +96,14 @@ def test_energy_inside_labelled_events_exceeds_the_background(corpus):
 
 def test_fixed_events_land_where_asked():
     rng = np.random.default_rng(0)
-    clip = synthesize_clip(rng, duration=5.0, events=((1.0, 1.3, "tone"), (3.0, 3.1, "click")), snr_range_db=(12.0, 12.0))
+    clip = synthesize_clip(
+        rng, duration=5.0, events=((1.0, 1.3, "tone"), (3.0, 3.1, "click")), snr_range_db=(12.0, 12.0)
+    )
     assert len(clip.audio) == 5 * SAMPLE_RATE
-    assert [(event.onset, event.offset, event.label) for event in clip.events] == [(1.0, 1.3, "tone"), (3.0, 3.1, "click")]
+    assert [(event.onset, event.offset, event.label) for event in clip.events] == [
+        (1.0, 1.3, "tone"),
+        (3.0, 3.1, "click"),
+    ]
     quiet = _power(clip.audio, 0.0, 0.9)
     # 12 dB SNR: power inside ~ (1 + 10^1.2) ~ 17x the background.
     assert _power(clip.audio, 1.0, 1.3) > 8 * quiet and _power(clip.audio, 3.0, 3.1) > 8 * quiet

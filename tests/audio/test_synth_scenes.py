@@ -12,13 +12,13 @@ from audioenc.audio.em32 import SPEED_OF_SOUND_M_S, capsule_directions, capsule_
 from audioenc.audio.manifest import scan
 from audioenc.audio.synth_scenes import (
     COMPLETE_MARKER,
+    SOURCE_KINDS,
     BackgroundSpec,
     RoomSpec,
     SceneSpec,
     SourceSpec,
     default_eigenscape_corpus,
     diffuse_background,
-    SOURCE_KINDS,
     render_scene,
     source_signal,
     synthesize_eigenscape_corpus,
@@ -65,7 +65,9 @@ def test_corpus_format_and_labels(tmp_path):
     assert np.all(audio.std(axis=0) > 0)  # every capsule carries signal
     manifest = scan(out)
     assert [(e.path, e.scene_class, e.channels) for e in manifest.usable] == [
-        ("Beach-01.wav", "Beach", 32), ("BusyStreet-01.wav", "BusyStreet", 32)]
+        ("Beach-01.wav", "Beach", 32),
+        ("BusyStreet-01.wav", "BusyStreet", 32),
+    ]
 
 
 def test_complete_corpus_is_reused_and_incomplete_one_regenerated(tmp_path):
@@ -124,8 +126,14 @@ def test_arrival_order_across_capsules_matches_the_source_direction(azimuth, col
     impulse = np.zeros(9_600)
     impulse[100] = 1.0
     source_position = tuple(np.asarray(room.array_center_m) + 3.0 * unit_vector(colatitude, azimuth))
-    spec = SceneSpec("test", 9_600, room, (SourceSpec("click", impulse, source_position, source_position),),
-                     background=None, peak=None)
+    spec = SceneSpec(
+        "test",
+        9_600,
+        room,
+        (SourceSpec("click", impulse, source_position, source_position),),
+        background=None,
+        peak=None,
+    )
     audio = render_scene(spec)
     measured = np.array([_arrival_samples(channel) for channel in audio])
     distances = np.linalg.norm(capsule_positions(room.array_center_m) - np.asarray(source_position), axis=1)
@@ -160,8 +168,10 @@ def test_diffuse_background_has_the_diffuse_field_coherence():
 def test_synth_command_writes_the_corpus(tmp_path, capsys):
     from audioenc.cli import main
 
-    assert main(["synth", "eigenscape-like", str(tmp_path / "out"), "--scenes", "1", "--seconds", "0.1",
-                 "--seed", "2"]) == 0
+    assert (
+        main(["synth", "eigenscape-like", str(tmp_path / "out"), "--scenes", "1", "--seconds", "0.1", "--seed", "2"])
+        == 0
+    )
     assert "1 scenes x 0.1 s" in capsys.readouterr().out
     expected = synthesize_eigenscape_corpus(tmp_path / "direct", scenes=1, seconds=0.1, seed=2)
     assert (tmp_path / "out" / "Beach-01.wav").read_bytes() == (expected / "Beach-01.wav").read_bytes()

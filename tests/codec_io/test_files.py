@@ -104,8 +104,9 @@ def test_memory_does_not_grow_with_the_file_length(tmp_path):
         del source
         gc.collect()
         tracemalloc.start()
-        result = encode_file(tmp_path / f"in{seconds}.wav", tmp_path / f"enc{seconds}.safetensors", model, config,
-                             chunk_frames=75)
+        result = encode_file(
+            tmp_path / f"in{seconds}.wav", tmp_path / f"enc{seconds}.safetensors", model, config, chunk_frames=75
+        )
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         stats[seconds] = (result, peak)

@@ -91,8 +91,9 @@ def test_reflect_padding_streams_exactly_with_long_enough_chunks():
     audio = noise(1, 1, 37 * HOP + 5)
     with torch.no_grad():
         reference, scale = model.encode(audio)
-    torch.testing.assert_close(stream_encode(StreamingEncoder(model, scale=scale), audio, 8), reference, rtol=0,
-                               atol=ATOL)
+    torch.testing.assert_close(
+        stream_encode(StreamingEncoder(model, scale=scale), audio, 8), reference, rtol=0, atol=ATOL
+    )
     with pytest.raises(ValueError, match="first chunk is only"):
         stream_encode(StreamingEncoder(model, scale=scale), audio, 2)  # the last conv's 6-frame reflection needs > 6
 
@@ -103,10 +104,12 @@ def test_non_causal_model_needs_one_chunk(tmp_path):
     with torch.no_grad():
         reference, scale = model.encode(audio)
         decoded = model.decode(reference, scale)
-    torch.testing.assert_close(StreamingEncoder(model, scale=scale).encode_chunk(audio, final=True), reference,
-                               rtol=0, atol=0)
-    torch.testing.assert_close(StreamingDecoder(model, scale=scale).decode_chunk(reference, final=True), decoded,
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        StreamingEncoder(model, scale=scale).encode_chunk(audio, final=True), reference, rtol=0, atol=0
+    )
+    torch.testing.assert_close(
+        StreamingDecoder(model, scale=scale).decode_chunk(reference, final=True), decoded, rtol=0, atol=0
+    )
     with pytest.raises(ValueError, match="not causal"):
         StreamingEncoder(model, scale=scale).encode_chunk(audio[..., : 4 * HOP])
     with pytest.raises(ValueError, match="non-causal decoder"):

@@ -42,8 +42,20 @@ def _wav(path, channels: int, rate: int, seconds: float, seed: int = 0) -> np.nd
 def test_encode_then_decode_round_trip(tmp_path, capsys):
     model, model_path = _export(tmp_path)
     source = _wav(tmp_path / "in.wav", 1, 16000, 1.3)
-    assert main(["encode", str(tmp_path / "in.wav"), str(tmp_path / "z.safetensors"), "--model", model_path,
-                 "--chunk-seconds", "0.2"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(tmp_path / "in.wav"),
+                str(tmp_path / "z.safetensors"),
+                "--model",
+                model_path,
+                "--chunk-seconds",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "latents [1, 16, 98]" in out  # ceil(31200 / 320) frames
     resampled = soxr.resample(source.T, 16000, 24000, quality="HQ").T
@@ -61,8 +73,20 @@ def test_encode_then_decode_round_trip(tmp_path, capsys):
     assert rate == 24000 and audio.shape == (31200, 1)
     np.testing.assert_allclose(audio.T, expected, rtol=0, atol=1e-6)
 
-    assert main(["decode", str(tmp_path / "z.safetensors"), str(tmp_path / "src.wav"), "--model", model_path,
-                 "--source-rate", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                str(tmp_path / "z.safetensors"),
+                str(tmp_path / "src.wav"),
+                "--model",
+                model_path,
+                "--source-rate",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     info = sf.info(str(tmp_path / "src.wav"))
     assert (info.samplerate, info.frames) == (16000, source.shape[1])
 
@@ -71,12 +95,27 @@ def test_rvq_bandwidth_to_npz(tmp_path, capsys):
     _, model_path = _export(tmp_path, quantizer="rvq")
     _wav(tmp_path / "in.wav", 1, 24000, 0.5)
     # 3 bits per code at 75 Hz = 0.225 kbps per codebook: 0.5 kbps fits 2 codebooks.
-    assert main(["encode", str(tmp_path / "in.wav"), str(tmp_path / "c.npz"), "--model", model_path,
-                 "--bandwidth", "0.5"]) == 0
+    assert (
+        main(["encode", str(tmp_path / "in.wav"), str(tmp_path / "c.npz"), "--model", model_path, "--bandwidth", "0.5"])
+        == 0
+    )
     assert "codes [1, 2, 38] (0.45 kbps)" in capsys.readouterr().out
     assert np.load(tmp_path / "c.npz")["codes"].shape == (1, 2, 38)
-    assert main(["decode", str(tmp_path / "c.npz"), str(tmp_path / "o.flac"), "--model", model_path,
-                 "--subtype", "PCM_16", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                str(tmp_path / "c.npz"),
+                str(tmp_path / "o.flac"),
+                "--model",
+                model_path,
+                "--subtype",
+                "PCM_16",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert sf.info(str(tmp_path / "o.flac")).frames == 12000
 
 
@@ -84,7 +123,10 @@ def test_rvq_bandwidth_to_npz(tmp_path, capsys):
     "argv, message",
     [
         (["encode", "{dir}/stereo.wav", "{dir}/x.safetensors"], "2 channel(s) but the model encodes 1"),
-        (["encode", "{dir}/mono.wav", "{dir}/x.safetensors", "--bandwidth", "6"], "--bandwidth is for models with codes"),
+        (
+            ["encode", "{dir}/mono.wav", "{dir}/x.safetensors", "--bandwidth", "6"],
+            "--bandwidth is for models with codes",
+        ),
         (["encode", "{dir}/mono.wav", "{dir}/x.mp4"], "must end in .safetensors or .npz"),
         (["encode", "{dir}/absent.wav", "{dir}/x.npz"], "cannot read as audio"),
         (["decode", "{dir}/mono.wav", "{dir}/x.wav"], "must end in .safetensors or .npz"),

@@ -61,14 +61,28 @@ def _one_line_error(capsys, command):
 def test_eval_prints_the_table_and_writes_its_files(tiny_model, tmp_path, capsys):
     data = _write_clips(tmp_path / "data")
     out = tmp_path / "out"
-    rc = main(["eval", str(tiny_model), "--data", str(data), "--no-perceptual", "--out", str(out),
-               "--references", "input,mulaw", "--no-progress", "--resamples", "100"])
+    rc = main(
+        [
+            "eval",
+            str(tiny_model),
+            "--data",
+            str(data),
+            "--no-perceptual",
+            "--out",
+            str(out),
+            "--references",
+            "input,mulaw",
+            "--no-progress",
+            "--resamples",
+            "100",
+        ]
+    )
     stdout = capsys.readouterr().out
     assert rc == 0
     lines = stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("system"))
     assert lines[header].split()[:5] == ["system", "kbps", "si_sdr", "mel_distance", "stft_distance"]
-    systems = [line.split()[0] for line in lines[header + 1: header + 4]]
+    systems = [line.split()[0] for line in lines[header + 1 : header + 4]]
     assert systems == ["input", "codec", "mulaw-8k"]
     assert "not computed: visqol_audio" in stdout and "--no-perceptual" in stdout
     assert (out / "per_file.csv").is_file() and (out / "evaluation.json").is_file()
@@ -86,8 +100,27 @@ def test_eval_prints_the_table_and_writes_its_files(tiny_model, tmp_path, capsys
 def test_eval_max_files_and_no_references(tiny_model, tmp_path, capsys):
     data = _write_clips(tmp_path / "data")
     out = tmp_path / "out"
-    assert main(["eval", str(tiny_model), "--data", str(data), "--no-perceptual", "--out", str(out),
-                 "--references", "none", "--max-files", "1", "--no-progress", "--resamples", "50"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_model),
+                "--data",
+                str(data),
+                "--no-perceptual",
+                "--out",
+                str(out),
+                "--references",
+                "none",
+                "--max-files",
+                "1",
+                "--no-progress",
+                "--resamples",
+                "50",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     document = json.loads((out / "evaluation.json").read_text())
     assert [row["system"] for row in document["rows"]] == ["codec"]
@@ -95,8 +128,21 @@ def test_eval_max_files_and_no_references(tiny_model, tmp_path, capsys):
 
 def test_eval_unknown_reference_is_one_line(tiny_model, tmp_path, capsys):
     data = _write_clips(tmp_path / "data", seconds=(0.5,))
-    assert main(["eval", str(tiny_model), "--data", str(data), "--no-perceptual", "--references", "input,bogus",
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_model),
+                "--data",
+                str(data),
+                "--no-perceptual",
+                "--references",
+                "input,bogus",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     line = _one_line_error(capsys, "eval")
     assert "--references" in line and "bogus" in line
 
@@ -111,8 +157,26 @@ def test_eval_report_needs_out(tiny_model, tmp_path, capsys):
 def test_eval_report_flag_writes_the_page(tiny_model, tmp_path, capsys):
     data = _write_clips(tmp_path / "data", seconds=(0.6,))
     out = tmp_path / "out"
-    assert main(["eval", str(tiny_model), "--data", str(data), "--no-perceptual", "--out", str(out),
-                 "--references", "input", "--report", "--no-progress", "--resamples", "50"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_model),
+                "--data",
+                str(data),
+                "--no-perceptual",
+                "--out",
+                str(out),
+                "--references",
+                "input",
+                "--report",
+                "--no-progress",
+                "--resamples",
+                "50",
+            ]
+        )
+        == 0
+    )
     assert "listening report:" in capsys.readouterr().out
     page = (out / "report.html").read_text()
     players = _audio_sources(page)
@@ -131,7 +195,7 @@ def _audio_sources(page: str) -> list[str]:
 def _decode_wav(uri: str) -> tuple[np.ndarray, int]:
     prefix = "data:audio/wav;base64,"
     assert uri.startswith(prefix), uri[:40]
-    audio, rate = sf.read(io.BytesIO(base64.b64decode(uri[len(prefix):], validate=True)), dtype="float64")
+    audio, rate = sf.read(io.BytesIO(base64.b64decode(uri[len(prefix) :], validate=True)), dtype="float64")
     return audio, rate
 
 
@@ -139,16 +203,16 @@ def _check_self_contained(page: str) -> None:
     assert "http://" not in page and "https://" not in page
     sources = re.findall(r"\b(?:src|href)\s*=\s*['\"]([^'\"]*)['\"]", page)
     assert sources, "no embedded resources at all"
-    assert all(source.startswith("data:") for source in sources), [s[:40] for s in sources if
-                                                                   not s.startswith("data:")]
+    assert all(source.startswith("data:") for source in sources), [s[:40] for s in sources if not s.startswith("data:")]
     assert "<link" not in page.lower() and "@import" not in page and "url(" not in page
 
 
 def test_report_writes_a_self_contained_page(tiny_model, tmp_path, capsys):
     data = _write_clips(tmp_path / "data")
     out = tmp_path / "report"
-    assert main(["report", str(tiny_model), "--data", str(data), "--out", str(out), "--files", "1",
-                 "--seconds", "1"]) == 0
+    assert (
+        main(["report", str(tiny_model), "--data", str(data), "--out", str(out), "--files", "1", "--seconds", "1"]) == 0
+    )
     assert "listening report:" in capsys.readouterr().out
     page = (out / "report.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
@@ -184,8 +248,10 @@ def _chromium() -> str:
     from audioenc.listening_report import find_chromium
 
     browser = find_chromium()
-    assert browser is not None, ("headless Chromium is needed for this test: on Debian/Ubuntu "
-                                 "`apt-get install chromium` (it must be on PATH as chromium)")
+    assert browser is not None, (
+        "headless Chromium is needed for this test: on Debian/Ubuntu "
+        "`apt-get install chromium` (it must be on PATH as chromium)"
+    )
     return browser
 
 
@@ -196,8 +262,9 @@ def test_report_check_in_headless_chromium(tiny_model, tmp_path, capsys):
     _chromium()
     data = _write_clips(tmp_path / "data")
     out = tmp_path / "report"
-    rc = main(["report", str(tiny_model), "--data", str(data), "--out", str(out), "--files", "1",
-               "--seconds", "1", "--check"])
+    rc = main(
+        ["report", str(tiny_model), "--data", str(data), "--out", str(out), "--files", "1", "--seconds", "1", "--check"]
+    )
     stdout = capsys.readouterr().out
     assert rc == 0, stdout
     assert "browser check: 2/2 players loaded, 0 error(s)" in stdout
@@ -222,9 +289,12 @@ def test_browser_check_fails_on_a_missing_audio_file(tmp_path):
 
     _chromium()
     page = tmp_path / "broken.html"
-    page.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'>" + _SELF_CHECK + "</head><body>"
-                    "<audio controls preload='metadata' src='no_such_file.wav'></audio>"
-                    "<pre id='self-check'>running…</pre></body></html>", encoding="utf-8")
+    page.write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>" + _SELF_CHECK + "</head><body>"
+        "<audio controls preload='metadata' src='no_such_file.wav'></audio>"
+        "<pre id='self-check'>running…</pre></body></html>",
+        encoding="utf-8",
+    )
     check = check_in_browser(page, tmp_path / "broken.png")
     result = check.result
     assert not check.ok, result

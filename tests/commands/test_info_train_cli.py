@@ -40,10 +40,25 @@ def test_channel_mode_is_exactly_one(argv, capsys):
 
 
 def test_train_flags_map_to_config():
-    args = build_parser().parse_args([
-        "train", "--32ch", "--preset", "small", "--epochs", "3", "--batch-size", "2", "--quantizer", "rvq",
-        "--segment-seconds", "0.25", "--logger", "none", "optim.lr=1e-3",
-    ])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--32ch",
+            "--preset",
+            "small",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "2",
+            "--quantizer",
+            "rvq",
+            "--segment-seconds",
+            "0.25",
+            "--logger",
+            "none",
+            "optim.lr=1e-3",
+        ]
+    )
     config = config_from_args(args)
     assert (config.model.channels, config.data.channel_mode) == (32, "all")
     assert (config.train.epochs, config.train.batch_size, config.model.quantizer) == (3, 2, "rvq")

@@ -68,8 +68,9 @@ def test_a_file_that_is_no_settings_file_is_one_error(tmp_path):
 def test_precedence_preset_then_file_then_flags_then_overrides(tmp_path):
     path = tmp_path / "layer.json"
     path.write_text(json.dumps({"optim": {"lr": 2e-4}, "train": {"epochs": 5, "batch_size": 3, "seed": 4}}))
-    config = config_for("--1ch", "--preset", "small", "--config", str(path), "--epochs", "7", "--batch-size", "6",
-                        "train.batch_size=9")
+    config = config_for(
+        "--1ch", "--preset", "small", "--config", str(path), "--epochs", "7", "--batch-size", "6", "train.batch_size=9"
+    )
     assert config.model.n_filters == 8  # the preset, untouched by the file
     assert config.optim.lr == 2e-4 and config.train.seed == 4  # the file over the preset (lr 1e-3) and defaults
     assert config.train.epochs == 7  # --epochs over the file

@@ -53,5 +53,3 @@ def test_weighted_median_equals_median_of_repeated_values():
         else:
             expected = np.median(repeated)
             assert result[row] == expected or (math.isinf(expected) and math.isinf(result[row]))
-
-

@@ -26,8 +26,9 @@ def test_each_framing_gives_its_frame_count(samples):
 
 def test_centre_framing_is_torch_stft_magnitude_through_the_slaney_bank():
     audio = torch.randn(3, 4000, dtype=torch.float64)
-    mel = MelSpectrogram(n_fft=256, hop_length=64, n_mels=40, scale="slaney", framing="centre", power=1,
-                         window_dtype=torch.float64)
+    mel = MelSpectrogram(
+        n_fft=256, hop_length=64, n_mels=40, scale="slaney", framing="centre", power=1, window_dtype=torch.float64
+    )
     spec = torch.stft(audio, 256, 64, window=torch.hann_window(256, dtype=torch.float64), return_complex=True).abs()
     bank = torch.from_numpy(librosa.filters.mel(sr=24000, n_fft=256, n_mels=40)).double()
     assert torch.equal(mel(audio), bank @ spec)
@@ -48,13 +49,16 @@ def test_log_and_leading_dimensions():
     torch.testing.assert_close(MelSpectrogram(log="ln", floor_level=1e-10)(audio), torch.log(1e-10 + linear))
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"framing": "interval", "n_fft": 1024, "hop_length": 241}, "must be even"),
-    ({"framing": "middle"}, "choose reflect, interval or centre"),
-    ({"power": 3}, "choose 1"),
-    ({"log": "log2"}, "choose log10, ln"),
-    ({"f_max": 13000.0}, "f_max <= sample_rate / 2"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"framing": "interval", "n_fft": 1024, "hop_length": 241}, "must be even"),
+        ({"framing": "middle"}, "choose reflect, interval or centre"),
+        ({"power": 3}, "choose 1"),
+        ({"log": "log2"}, "choose log10, ln"),
+        ({"f_max": 13000.0}, "f_max <= sample_rate / 2"),
+    ],
+)
 def test_refused_settings(settings, message):
     with pytest.raises(ValueError, match=message):
         MelSpectrogram(**settings)

@@ -32,19 +32,40 @@ class Toy(Settings):
     sizes: Sizes = field(default_factory=Sizes)
 
 
-@pytest.mark.parametrize(("value", "annotation", "expected"), [
-    ("8", int, 8), ("1e3", int, 1000), (4.0, int, 4), ("0.25", float, 0.25), (3, float, 3.0),
-    ("yes", bool, True), ("off", bool, False), ("1,2", tuple[int, ...], (1, 2)), ([1, 2], tuple[int, int], (1, 2)),
-    ("none", int | None, None), (None, str | None, None), ("x", str | None, "x"), ("5", int | None, 5),
-])
+@pytest.mark.parametrize(
+    ("value", "annotation", "expected"),
+    [
+        ("8", int, 8),
+        ("1e3", int, 1000),
+        (4.0, int, 4),
+        ("0.25", float, 0.25),
+        (3, float, 3.0),
+        ("yes", bool, True),
+        ("off", bool, False),
+        ("1,2", tuple[int, ...], (1, 2)),
+        ([1, 2], tuple[int, int], (1, 2)),
+        ("none", int | None, None),
+        (None, str | None, None),
+        ("x", str | None, "x"),
+        ("5", int | None, 5),
+    ],
+)
 def test_coerce_parses_text_and_file_values_by_type(value, annotation, expected):
     parsed = coerce(value, annotation)
     assert parsed == expected and type(parsed) is type(expected)
 
 
-@pytest.mark.parametrize(("value", "annotation"), [
-    ("2.5", int), (True, int), ("many", float), ("maybe", bool), (3, str), ("1,2,3", tuple[int, int]),
-])
+@pytest.mark.parametrize(
+    ("value", "annotation"),
+    [
+        ("2.5", int),
+        (True, int),
+        ("many", float),
+        ("maybe", bool),
+        (3, str),
+        ("1,2,3", tuple[int, int]),
+    ],
+)
 def test_coerce_refuses_what_is_not_of_the_type(value, annotation):
     with pytest.raises((TypeError, ValueError)):
         coerce(value, annotation)
@@ -61,8 +82,11 @@ def test_values_return_a_new_instance_and_leave_the_original_alone():
 def test_errors_name_the_schema_and_list_the_valid_keys():
     with pytest.raises(KeyError, match="Unknown toy section bogus; valid sections: sizes."):
         Toy().with_value("bogus.width", 1)
-    with pytest.raises(KeyError, match="Unknown toy key sizes.height; use one of the valid keys: sizes.width, "
-                                       "sizes.rate, sizes.shape, sizes.name, sizes.on."):
+    with pytest.raises(
+        KeyError,
+        match="Unknown toy key sizes.height; use one of the valid keys: sizes.width, "
+        "sizes.rate, sizes.shape, sizes.name, sizes.on.",
+    ):
         Toy().with_value("sizes.height", 1)
     with pytest.raises(ValueError, match=r"Bad value 'wide' for sizes.width \(expected int\)"):
         Toy().with_value("sizes.width", "wide")

@@ -15,8 +15,8 @@ import torch
 
 from audioenc.audio.formats import STRONG_COLUMNS, read_event_split, read_strong_tsv
 from audioenc.cli import build_parser, main, parse_arguments
-from audioenc.errors import UserError
 from audioenc.core.distributed import resolve_device
+from audioenc.errors import UserError
 
 
 def assert_one_line_error(capsys, command: str, *needles: str) -> str:
@@ -56,8 +56,19 @@ def tiny_model(tmp_path):
 def test_data_that_is_not_a_folder(command, kind, tmp_path, a_file, tiny_model, capsys):
     data = a_file if kind == "file" else tmp_path / "no_such_folder"
     if command == "train":
-        argv = ["train", "--1ch", "--preset", "small", "--data", str(data), "--run-dir", str(tmp_path / "run"),
-                "--no-progress", "--logger", "none"]
+        argv = [
+            "train",
+            "--1ch",
+            "--preset",
+            "small",
+            "--data",
+            str(data),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--logger",
+            "none",
+        ]
     else:
         argv = ["eval", str(tiny_model), "--data", str(data), "--device", "cpu"]
     assert main(argv) == 2
@@ -65,12 +76,15 @@ def test_data_that_is_not_a_folder(command, kind, tmp_path, a_file, tiny_model, 
     assert ("is a file" in line) if kind == "file" else ("does not exist" in line)
 
 
-@pytest.mark.parametrize("name, needle", [
-    ("tpu", "not a device torch knows"),
-    ("banana", "not a device torch knows"),
-    ("cuda", "sees none"),
-    ("cuda:3", "sees none"),
-])
+@pytest.mark.parametrize(
+    "name, needle",
+    [
+        ("tpu", "not a device torch knows"),
+        ("banana", "not a device torch knows"),
+        ("cuda", "sees none"),
+        ("cuda:3", "sees none"),
+    ],
+)
 def test_device_names_are_checked(name, needle, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match=needle):
@@ -90,15 +104,25 @@ def test_every_command_refuses_a_device_it_cannot_use(command, device, tmp_path,
     audio = tmp_path / "in.wav"
     sf.write(audio, np.zeros(2400, dtype=np.float32), 24000)
     argv = {
-        "train": ["train", "--1ch", "--preset", "small", "--run-dir", str(tmp_path / "run"), "--no-progress",
-                  "--logger", "none"],
+        "train": [
+            "train",
+            "--1ch",
+            "--preset",
+            "small",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--logger",
+            "none",
+        ],
         "eval": ["eval", str(tiny_model), "--data", str(tmp_path)],
         "encode": ["encode", str(audio), str(tmp_path / "out.safetensors"), "--model", str(tiny_model)],
         "decode": ["decode", str(tmp_path / "in.safetensors"), str(tmp_path / "out.wav"), "--model", str(tiny_model)],
     }[command]
     if command == "decode":  # a valid container, so that the device is what fails
-        assert main(["encode", str(audio), str(tmp_path / "in.safetensors"), "--model", str(tiny_model),
-                     "--quiet"]) == 0
+        assert (
+            main(["encode", str(audio), str(tmp_path / "in.safetensors"), "--model", str(tiny_model), "--quiet"]) == 0
+        )
         capsys.readouterr()
     assert main([*argv, "--device", device]) == 2
     assert_one_line_error(capsys, command, f"--device {device}")
@@ -127,8 +151,21 @@ def test_unknown_override_key_is_one_line(capsys):
 
 def test_overrides_may_come_after_options():
     parser = build_parser()
-    args = parse_arguments(parser, ["train", "--1ch", "--preset", "small", "model.n_filters=16", "--resume",
-                                    "optim.lr=1e-4", "--epochs", "2", "train.seed=3"])
+    args = parse_arguments(
+        parser,
+        [
+            "train",
+            "--1ch",
+            "--preset",
+            "small",
+            "model.n_filters=16",
+            "--resume",
+            "optim.lr=1e-4",
+            "--epochs",
+            "2",
+            "train.seed=3",
+        ],
+    )
     assert args.resume and args.epochs == 2
     assert args.overrides == ["model.n_filters=16", "optim.lr=1e-4", "train.seed=3"]
 

@@ -151,7 +151,9 @@ CODE_CASES = {
     "code-5000": (lambda t, m: (_set(t, 5000), m), ["'codes' holds 5000", "codebook range"]),
     "codes-float-typed": (lambda t, m: (t.astype(np.float32), m), ["'codes' has dtype float32", "integer"]),
     "codes-more-codebooks-than-model": (
-        lambda t, m: (np.concatenate([t, t[:, :1]], axis=1), {**m, "n_q": "5"}), ["5 codebooks", "only 4"]),
+        lambda t, m: (np.concatenate([t, t[:, :1]], axis=1), {**m, "n_q": "5"}),
+        ["5 codebooks", "only 4"],
+    ),
     "codes-n_q-abc": (lambda t, m: (t, {**m, "n_q": "abc"}), ["'n_q'", "'abc', not an integer"]),
     "codes-n_q-disagrees-with-tensor": (lambda t, m: (t, {**m, "n_q": "3"}), ["'n_q' is 3", "4 codebooks"]),
     "codes-n_q-zero": (lambda t, m: (t, {**m, "n_q": "0"}), ["'n_q' is 0"]),
@@ -174,6 +176,7 @@ def _latent(value):
     def tamper(tensor, metadata):
         tensor[0, 3, 7] = value
         return tensor, metadata
+
     return tamper
 
 
@@ -191,8 +194,10 @@ LATENT_CASES = {
     "scale-negative": (lambda t, m: (t, {**m, "scale": "-0.5"}), ["'scale' is -0.5", "positive"]),
     "scale-zero": (lambda t, m: (t, {**m, "scale": "0"}), ["'scale' is 0.0"]),
     "scale-1e30": (lambda t, m: (t, {**m, "scale": "1e30"}), ["'scale' is 1e+30"]),
-    "scale-missing-normalising-codec": (lambda t, m: (t, {k: v for k, v in m.items() if k != "scale"}),
-                                        ["'scale' is missing"]),
+    "scale-missing-normalising-codec": (
+        lambda t, m: (t, {k: v for k, v in m.items() if k != "scale"}),
+        ["'scale' is missing"],
+    ),
 }
 
 
@@ -352,10 +357,16 @@ MODEL_CASES = {
     "json-not-json": ("json", lambda text: text[: len(text) // 2], ["not valid JSON"]),
     "json-without-model": ("json", lambda text: json.dumps({"other": {}}), ['no "model" section']),
     "json-model-not-a-table": ("json", lambda text: json.dumps({"model": [1, 2]}), ['no "model" section']),
-    "json-model-bad-value": ("json", lambda text: json.dumps({"model": {"dimension": "wide"}}),
-                             ["model config is unusable", "model.dimension"]),
-    "json-other-dimension": ("json", lambda text: text.replace('"dimension": 16', '"dimension": 8'),
-                             ["do not fit the configuration in model_best.json"]),
+    "json-model-bad-value": (
+        "json",
+        lambda text: json.dumps({"model": {"dimension": "wide"}}),
+        ["model config is unusable", "model.dimension"],
+    ),
+    "json-other-dimension": (
+        "json",
+        lambda text: text.replace('"dimension": 16', '"dimension": 8'),
+        ["do not fit the configuration in model_best.json"],
+    ),
 }
 
 
@@ -382,8 +393,11 @@ def test_damaged_models_are_refused(built, tmp_path, capsys, case, command):
     else:
         out = tmp_path / "out.safetensors"
         argv = ["encode", str(root / "in.wav"), str(out)]
-    rc = main([*argv, "--model", str(model), "--allow-other-weights"] if command == "decode"
-              else [*argv, "--model", str(model)])
+    rc = main(
+        [*argv, "--model", str(model), "--allow-other-weights"]
+        if command == "decode"
+        else [*argv, "--model", str(model)]
+    )
     assert_refused(rc, capsys, command, out, named, *needles)
 
 
@@ -463,8 +477,8 @@ def test_audio_beyond_the_level_limit_is_not_encoded(built, tmp_path, capsys):
 
 @pytest.mark.parametrize("case", ["nan-weight", "truncated", "config-without-model"])
 def test_damaged_checkpoints_are_refused(built, tmp_path, capsys, case):
-    from audioenc.models.files import load_codec
     from audioenc.config import Config
+    from audioenc.models.files import load_codec
     from audioenc.training.checkpoint import save_training_state
 
     model, config = load_codec(built["models"]["latents"])
@@ -479,8 +493,11 @@ def test_damaged_checkpoints_are_refused(built, tmp_path, capsys, case):
     save_training_state(checkpoint, state)
     if case == "truncated":
         checkpoint.write_bytes(checkpoint.read_bytes()[:-300])
-    needles = {"nan-weight": [f"weight {key!r}", "NaN/Inf"], "truncated": ["could not be read"],
-               "config-without-model": ["no 'model' section"]}[case]
+    needles = {
+        "nan-weight": [f"weight {key!r}", "NaN/Inf"],
+        "truncated": ["could not be read"],
+        "config-without-model": ["no 'model' section"],
+    }[case]
     out = tmp_path / "out.wav"
     source = built["containers"]["latents", ".npz"]
     rc = main(["decode", str(source), str(out), "--model", str(checkpoint)])

@@ -37,8 +37,11 @@ def _tree_hashes(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` -> sha256 of its bytes (an absent folder: {})."""
     if not folder.exists():
         return {}
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _stdout_lines(capsys) -> list[str]:
@@ -104,12 +107,15 @@ def test_hear_loud_audio_into_a_codec_that_does_not_normalise_is_refused(raw_cod
         hear.get_scene_embeddings(_sounds() * 1e38, model)
 
 
-@pytest.mark.parametrize("make, needle", [
-    (lambda x: torch.complex(x, x), "complex"),
-    (lambda x: torch.complex(x, torch.zeros_like(x)), "complex"),
-    (lambda x: (x * 32767).to(torch.int16), "torch.int16.*audio.float"),
-    (lambda x: x > 0, "torch.bool"),
-])
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda x: torch.complex(x, x), "complex"),
+        (lambda x: torch.complex(x, torch.zeros_like(x)), "complex"),
+        (lambda x: (x * 32767).to(torch.int16), "torch.int16.*audio.float"),
+        (lambda x: x > 0, "torch.bool"),
+    ],
+)
 def test_hear_audio_that_is_not_real_float_is_refused(hear_model, make, needle):
     with pytest.raises(UserError, match=needle):
         hear.get_scene_embeddings(make(_sounds()), hear_model)
@@ -128,8 +134,10 @@ def test_hear_plausible_rates_of_any_integer_type_and_a_one_sample_sound(tiny_mo
     assert embeddings.shape == (1, 1, model.timestamp_embedding_size) and torch.isfinite(embeddings).all()
 
 
-@pytest.mark.parametrize("option, value", [("batch_size", 2.5), ("batch_size", True), ("batch_size", 0),
-                                           ("chunk_frames", "4"), ("chunk_frames", -1)])
+@pytest.mark.parametrize(
+    "option, value",
+    [("batch_size", 2.5), ("batch_size", True), ("batch_size", 0), ("chunk_frames", "4"), ("chunk_frames", -1)],
+)
 def test_hear_codec_options_that_are_not_counts_are_refused(tiny_model, option, value):  # noqa: F811
     with pytest.raises(UserError, match=rf"{option} must be an integer >= 1; got {value!r}\."):
         hear.load_model(str(tiny_model), **{option: value})
@@ -213,8 +221,13 @@ def test_report_on_one_sample_files_only_is_one_line_and_changes_nothing(tiny_mo
 
 
 @pytest.mark.parametrize("command, option", [("eval", "--max-seconds"), ("report", "--seconds")])
-def test_seconds_shorter_than_the_measures_need_are_one_line(command, option, tiny_model, tmp_path,  # noqa: F811
-                                                             capsys):
+def test_seconds_shorter_than_the_measures_need_are_one_line(
+    command,
+    option,
+    tiny_model,  # noqa: F811 (the fixture imported above)
+    tmp_path,
+    capsys,
+):
     data = _data(tmp_path, good=_tone(0.5))
     out = tmp_path / "out"
     before = _earlier_results(out)
@@ -231,8 +244,12 @@ def _cancelling(channels: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("channels", [2, 32])
-def test_eval_leaves_out_channels_that_cancel_in_the_mono_downmix(channels, tiny_model, tmp_path,  # noqa: F811
-                                                                  capsys):
+def test_eval_leaves_out_channels_that_cancel_in_the_mono_downmix(
+    channels,
+    tiny_model,  # noqa: F811 (the fixture imported above)
+    tmp_path,
+    capsys,
+):
     independent = np.stack([_tone(0.5, 440, seed=1), _tone(0.5, 700, seed=2)], axis=1)
     data = _data(tmp_path, anti=_cancelling(channels), mono=_tone(0.5), stereo=independent)
     out = tmp_path / "out"
@@ -268,4 +285,3 @@ def test_a_downmix_that_only_partly_cancels_is_scored_and_said(tiny_model, tmp_p
     lines = _stdout_lines(capsys)
     assert "channels scored: mono downmix of 2 channels (1 file)" in lines
     assert not any(line.startswith("file left out:") for line in lines)
-

@@ -34,8 +34,11 @@ REEXPORT = "re-export with `audioenc export RUN --format onnx OUT`"
 
 def tree_hashes(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under ``folder`` (relative names)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ---------------------------------------------------------------------------------------------- ONNX
@@ -55,11 +58,28 @@ def onnx_setup(tmp_path_factory):
     model.eval()
     export_model(root / "run", "model_best", model, config)
     export_onnx(model, config, root / "onnx")
-    sf.write(str(root / "in.wav"), (0.3 * np.random.default_rng(0).standard_normal(1200)).astype(np.float32), 24000,
-             subtype="FLOAT")
+    sf.write(
+        str(root / "in.wav"),
+        (0.3 * np.random.default_rng(0).standard_normal(1200)).astype(np.float32),
+        24000,
+        subtype="FLOAT",
+    )
     weights = str(root / "run" / "model_best.safetensors")
-    assert main(["encode", str(root / "in.wav"), str(root / "torch.safetensors"), "--model", weights, "--quiet",
-                 "--chunk-seconds", "0.02"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(root / "in.wav"),
+                str(root / "torch.safetensors"),
+                "--model",
+                weights,
+                "--quiet",
+                "--chunk-seconds",
+                "0.02",
+            ]
+        )
+        == 0
+    )
     return root, weights
 
 
@@ -92,8 +112,22 @@ def _run(onnx_setup, tmp_path, command: str, folder: Path) -> tuple[int, Path]:
     root, weights = onnx_setup
     source = root / "in.wav" if command == "encode" else root / "torch.safetensors"
     out = tmp_path / ("out.safetensors" if command == "encode" else "out.wav")
-    code = main([command, str(source), str(out), "--model", weights, "--quiet", "--chunk-seconds", "0.02",
-                 "--backend", "onnxruntime", "--onnx", str(folder)])
+    code = main(
+        [
+            command,
+            str(source),
+            str(out),
+            "--model",
+            weights,
+            "--quiet",
+            "--chunk-seconds",
+            "0.02",
+            "--backend",
+            "onnxruntime",
+            "--onnx",
+            str(folder),
+        ]
+    )
     return code, out
 
 
@@ -110,12 +144,13 @@ def _assert_refused(onnx_setup, tmp_path, capsys, folder: Path, *needles: str) -
 
 def test_a_fresh_export_records_graph_hashes_and_encodes_like_torch(onnx_setup, tmp_path, capsys):
     sidecar = json.loads((onnx_setup[0] / "onnx" / SIDECAR).read_text())
-    for name, entry in sidecar["graphs"].items():
+    for entry in sidecar["graphs"].values():
         assert entry["sha256"] == hashlib.sha256((onnx_setup[0] / "onnx" / entry["file"]).read_bytes()).hexdigest()
     code, out = _run(onnx_setup, tmp_path, "encode", onnx_setup[0] / "onnx")
     assert code == 0 and capsys.readouterr().err == ""
-    np.testing.assert_array_equal(load_file(str(out))["codes"],
-                                  load_file(str(onnx_setup[0] / "torch.safetensors"))["codes"])
+    np.testing.assert_array_equal(
+        load_file(str(out))["codes"], load_file(str(onnx_setup[0] / "torch.safetensors"))["codes"]
+    )
 
 
 @pytest.mark.parametrize("graph", ["encoder_step", "decoder_step"])
@@ -142,21 +177,37 @@ def test_damaged_or_missing_graph_is_refused(onnx_setup, tmp_path, capsys, damag
     _assert_refused(onnx_setup, tmp_path, capsys, folder, "decoder.onnx", REEXPORT)
 
 
-@pytest.mark.parametrize("edit, needles", [
-    (lambda s: s["graphs"]["encoder_step"]["inputs"][1].__setitem__("shape", ["batch", 1, 99]), ("state_in_0",)),
-    (lambda s: s["graphs"]["decoder_step"]["inputs"][1].__setitem__("dtype", "int64"), ("state_in_0",)),
-    (lambda s: s["graphs"]["encoder_step"]["inputs"][1].__setitem__("shape", ["batch", -1, 6]), ("state_in_0",)),
-    (lambda s: s.__setitem__("hop_length", 16), ("hop_length=16",)),
-    (lambda s: s.__setitem__("n_q", 2), ("n_q=2",)),
-    (lambda s: s["model_config"].__setitem__("bins", 32), ("model_config",)),
-    (lambda s: s.__setitem__("model_weights_sha256", "0" * 64), ("another model",)),
-    (lambda s: s["graphs"]["encoder"].__setitem__("file", "../onnx/encoder.onnx"), ("encoder.onnx",)),
-    (lambda s: s["graphs"]["encoder"].pop("sha256"), ("sha256",)),
-    (lambda s: s.__setitem__("graphs", []), ("graphs",)),
-    (lambda s: s["graphs"].pop("decoder"), ("graphs",)),
-    (lambda s: s.__setitem__("streaming", False), ("streaming",)),
-], ids=["state-shape", "state-dtype", "state-negative", "hop", "n_q", "model-config", "weights-hash", "file-path",
-        "one-hash-removed", "graphs-list", "no-decoder", "streaming-flag"])
+@pytest.mark.parametrize(
+    "edit, needles",
+    [
+        (lambda s: s["graphs"]["encoder_step"]["inputs"][1].__setitem__("shape", ["batch", 1, 99]), ("state_in_0",)),
+        (lambda s: s["graphs"]["decoder_step"]["inputs"][1].__setitem__("dtype", "int64"), ("state_in_0",)),
+        (lambda s: s["graphs"]["encoder_step"]["inputs"][1].__setitem__("shape", ["batch", -1, 6]), ("state_in_0",)),
+        (lambda s: s.__setitem__("hop_length", 16), ("hop_length=16",)),
+        (lambda s: s.__setitem__("n_q", 2), ("n_q=2",)),
+        (lambda s: s["model_config"].__setitem__("bins", 32), ("model_config",)),
+        (lambda s: s.__setitem__("model_weights_sha256", "0" * 64), ("another model",)),
+        (lambda s: s["graphs"]["encoder"].__setitem__("file", "../onnx/encoder.onnx"), ("encoder.onnx",)),
+        (lambda s: s["graphs"]["encoder"].pop("sha256"), ("sha256",)),
+        (lambda s: s.__setitem__("graphs", []), ("graphs",)),
+        (lambda s: s["graphs"].pop("decoder"), ("graphs",)),
+        (lambda s: s.__setitem__("streaming", False), ("streaming",)),
+    ],
+    ids=[
+        "state-shape",
+        "state-dtype",
+        "state-negative",
+        "hop",
+        "n_q",
+        "model-config",
+        "weights-hash",
+        "file-path",
+        "one-hash-removed",
+        "graphs-list",
+        "no-decoder",
+        "streaming-flag",
+    ],
+)
 def test_edited_sidecar_is_refused(onnx_setup, tmp_path, capsys, edit, needles):
     """Each field the runtime trusts (state shapes and dtypes, graph files, the model it claims to be) is
     checked; before, a state shape gave an ONNX Runtime traceback and the model's numbers had no effect."""
@@ -173,8 +224,9 @@ def test_export_without_graph_hashes_loads_with_a_warning(onnx_setup, tmp_path, 
     assert code == 0
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "warning" in lines[0] and "cannot be checked" in lines[0] and REEXPORT in lines[0]
-    np.testing.assert_array_equal(load_file(str(out))["codes"],
-                                  load_file(str(onnx_setup[0] / "torch.safetensors"))["codes"])
+    np.testing.assert_array_equal(
+        load_file(str(out))["codes"], load_file(str(onnx_setup[0] / "torch.safetensors"))["codes"]
+    )
     # ... but its graphs are still checked against the inputs the sidecar declares and parsed as ONNX.
     (folder / "encoder_step.onnx").write_bytes((folder / "encoder_step.onnx").read_bytes()[:3000])
     out.unlink()
@@ -186,8 +238,9 @@ def test_export_without_graph_hashes_loads_with_a_warning(onnx_setup, tmp_path, 
 
 @pytest.mark.parametrize("kind", ["missing", "file", "run-folder"])
 def test_onnx_folder_that_is_not_an_export(onnx_setup, tmp_path, capsys, kind):
-    folder = {"missing": tmp_path / "nowhere", "file": onnx_setup[0] / "in.wav",
-              "run-folder": onnx_setup[0] / "run"}[kind]
+    folder = {"missing": tmp_path / "nowhere", "file": onnx_setup[0] / "in.wav", "run-folder": onnx_setup[0] / "run"}[
+        kind
+    ]
     needle = {"missing": "does not exist", "file": "is a file", "run-folder": "not an ONNX export"}[kind]
     _assert_refused(onnx_setup, tmp_path, capsys, folder, str(folder), needle)
 
@@ -212,21 +265,37 @@ def _import_refused(tmp_path, capsys, folder: Path, *needles: str) -> None:
     assert not (tmp_path / "run").exists() and tree_hashes(folder) == before
 
 
-@pytest.mark.parametrize("change, needle", [
-    ({"target_bandwidths": []}, "target_bandwidths must be a non-empty list"),
-    ({"target_bandwidths": [float("nan")]}, "target_bandwidths[0] must be a finite number > 0; got nan"),
-    ({"target_bandwidths": [30.0, float("inf")]}, "target_bandwidths[1]"),
-    ({"target_bandwidths": [0.0]}, "target_bandwidths[0]"),
-    ({"target_bandwidths": [1e9]}, "codebooks"),
-    ({"sampling_rate": 0}, "sampling_rate must be an integer >= 1"),
-    ({"upsampling_ratios": [4, 0]}, "upsampling_ratios[1]"),
-    ({"codebook_size": 1}, "codebook_size must be an integer >= 2"),
-    ({"codebook_size": -1024}, "codebook_size"),
-    ({"chunk_length_s": float("nan")}, "chunk_length_s"),
-    ({"chunk_length_s": 1.0, "overlap": float("nan")}, "overlap"),
-    ({"hidden_size": 10 ** 7, "codebook_dim": 10 ** 7}, "a config.json of another model"),
-], ids=["bw-empty", "bw-nan", "bw-inf", "bw-zero", "bw-huge", "rate-0", "ratio-0", "bins-1", "bins-neg",
-        "chunk-nan", "overlap-nan", "hidden-huge"])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"target_bandwidths": []}, "target_bandwidths must be a non-empty list"),
+        ({"target_bandwidths": [float("nan")]}, "target_bandwidths[0] must be a finite number > 0; got nan"),
+        ({"target_bandwidths": [30.0, float("inf")]}, "target_bandwidths[1]"),
+        ({"target_bandwidths": [0.0]}, "target_bandwidths[0]"),
+        ({"target_bandwidths": [1e9]}, "codebooks"),
+        ({"sampling_rate": 0}, "sampling_rate must be an integer >= 1"),
+        ({"upsampling_ratios": [4, 0]}, "upsampling_ratios[1]"),
+        ({"codebook_size": 1}, "codebook_size must be an integer >= 2"),
+        ({"codebook_size": -1024}, "codebook_size"),
+        ({"chunk_length_s": float("nan")}, "chunk_length_s"),
+        ({"chunk_length_s": 1.0, "overlap": float("nan")}, "overlap"),
+        ({"hidden_size": 10**7, "codebook_dim": 10**7}, "a config.json of another model"),
+    ],
+    ids=[
+        "bw-empty",
+        "bw-nan",
+        "bw-inf",
+        "bw-zero",
+        "bw-huge",
+        "rate-0",
+        "ratio-0",
+        "bins-1",
+        "bins-neg",
+        "chunk-nan",
+        "overlap-nan",
+        "hidden-huge",
+    ],
+)
 def test_import_refuses_bad_numbers_in_config_json(hf_folder, tmp_path, capsys, change, needle):
     """Every number the importer computes with is checked before the bandwidth arithmetic and before the
     network is built (before: tracebacks for [], NaN, 0; an endless build for 1e9 kbps)."""

@@ -35,8 +35,11 @@ def run_cli(argv: list[str]) -> int:
 
 def folder_hashes(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` with the SHA-256 of its bytes (what "left unchanged" means here)."""
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 @pytest.fixture
@@ -52,8 +55,7 @@ def _tiny_model(folder: Path, *overrides: str) -> Path:
     from audioenc.models.codec import CodecModel
     from audioenc.models.files import export_model
 
-    config = build_config("1ch", "small", ["model.n_filters=2", "model.dimension=8", "model.lstm=0",
-                                           *overrides]).model
+    config = build_config("1ch", "small", ["model.n_filters=2", "model.dimension=8", "model.lstm=0", *overrides]).model
     return export_model(folder / "model", "model_best", CodecModel.from_config(config), config)
 
 
@@ -94,8 +96,11 @@ OPTION_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("words", "option", "value"), OPTION_CASES,
-                         ids=[f"{words[0]}{option}={value}" for words, option, value in OPTION_CASES])
+@pytest.mark.parametrize(
+    ("words", "option", "value"),
+    OPTION_CASES,
+    ids=[f"{words[0]}{option}={value}" for words, option, value in OPTION_CASES],
+)
 def test_a_numeric_option_out_of_range_is_refused_before_any_work(words, option, value, workspace, capsys):
     argv = [word.format(ws=workspace) for word in words] + [option, value]
     before = folder_hashes(workspace)
@@ -125,8 +130,20 @@ def test_every_numeric_option_of_every_command_has_a_range():
 def test_a_bandwidth_the_model_cannot_give_is_one_line(workspace, capsys):
     model = _tiny_model(workspace, "model.quantizer=rvq", "model.n_q=2", "model.bins=4")
     before = folder_hashes(workspace)
-    assert run_cli(["encode", str(workspace / "in.wav"), str(workspace / "out" / "x.safetensors"),
-                    "--model", str(model), "--bandwidth", "1000"]) == 2
+    assert (
+        run_cli(
+            [
+                "encode",
+                str(workspace / "in.wav"),
+                str(workspace / "out" / "x.safetensors"),
+                "--model",
+                str(model),
+                "--bandwidth",
+                "1000",
+            ]
+        )
+        == 2
+    )
     assert_one_line_error(capsys, "encode", "--bandwidth 1000", "choose a bandwidth")
     assert folder_hashes(workspace) == before
 
@@ -134,23 +151,36 @@ def test_a_bandwidth_the_model_cannot_give_is_one_line(workspace, capsys):
 # ------------------------------------------------------------------ the train config
 
 
-@pytest.mark.parametrize(("override", "needle"), [
-    ("optim.lr=nan", "optim.lr must be a finite number > 0; got nan"),
-    ("optim.lr=-1e-3", "optim.lr must be a finite number > 0"),
-    ("optim.betas=0.5,1", "optim.betas must be a finite number >= 0 and < 1; got 1.0"),
-    ("model.n_filters=0", "model.n_filters must be an integer >= 1; got 0"),
-    ("model.bins=1", "model.bins must be an integer >= 2"),
-    ("losses.balancer_ema_decay=1", "losses.balancer_ema_decay must be a finite number >= 0 and < 1"),
-    ("losses.mel=inf", "losses.mel must be a finite number >= 0; got inf"),
-    ("data.segment_seconds=inf", "data.segment_seconds must be a finite number > 0"),
-    ("train.seed=-1", "train.seed must be an integer >= 0"),
-    ("train.log_every=0", "train.log_every must be an integer >= 1"),
-    ("discriminator.win_lengths=512,256,4096", "win_lengths: a window of 4096 is longer than its n_fft"),
-])
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("optim.lr=nan", "optim.lr must be a finite number > 0; got nan"),
+        ("optim.lr=-1e-3", "optim.lr must be a finite number > 0"),
+        ("optim.betas=0.5,1", "optim.betas must be a finite number >= 0 and < 1; got 1.0"),
+        ("model.n_filters=0", "model.n_filters must be an integer >= 1; got 0"),
+        ("model.bins=1", "model.bins must be an integer >= 2"),
+        ("losses.balancer_ema_decay=1", "losses.balancer_ema_decay must be a finite number >= 0 and < 1"),
+        ("losses.mel=inf", "losses.mel must be a finite number >= 0; got inf"),
+        ("data.segment_seconds=inf", "data.segment_seconds must be a finite number > 0"),
+        ("train.seed=-1", "train.seed must be an integer >= 0"),
+        ("train.log_every=0", "train.log_every must be an integer >= 1"),
+        ("discriminator.win_lengths=512,256,4096", "win_lengths: a window of 4096 is longer than its n_fft"),
+    ],
+)
 def test_a_train_config_number_out_of_range_is_refused_before_the_run_folder(override, needle, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = ["train", "--1ch", "--preset", "small", "--run-dir", str(run_dir), "--no-progress", "--logger", "none",
-            override]
+    argv = [
+        "train",
+        "--1ch",
+        "--preset",
+        "small",
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+        "--logger",
+        "none",
+        override,
+    ]
     assert run_cli(argv) == 2
     assert_one_line_error(capsys, "train", needle)
     assert not run_dir.exists()
@@ -194,26 +224,29 @@ def test_the_key_lists_are_not_empty():
 # ------------------------------------------------------------------ the workflow settings
 
 
-@pytest.mark.parametrize(("override", "needle"), [
-    ("crnn.rnn_hidden=0", "crnn.rnn_hidden must be an integer >= 1; got 0"),
-    ("features.n_mels=0", "features.n_mels must be an integer >= 1; got 0"),
-    ("features.n_mels=48", "features.n_mels=48 is not divisible"),
-    ("features.f_max=20000", "features.f_max=20000 lies above Nyquist"),
-    ("features.hop_length=241", "features.n_fft - features.hop_length must be even"),
-    ("crnn.freq_pool=4", "crnn.freq_pool and crnn.time_pool need one value per block"),
-    ("crnn.dropout=1", "crnn.dropout must be a finite number >= 0 and < 1"),
-    ("probe.context_frames=4", "probe.context_frames must be odd"),
-    ("postprocess.median_seconds=nan", "postprocess.median_seconds must be a finite number >= 0; got nan"),
-    ("postprocess.fixed_threshold=1", "postprocess.fixed_threshold must be a finite number > 0 and < 1"),
-    ("evaluation.onset_collar=nan", "evaluation.onset_collar must be a finite number >= 0; got nan"),
-    ("evaluation.pooling_ap_margin=2", "evaluation.pooling_ap_margin must be a finite number >= 0 and <= 1"),
-    ("weak.learning_rate=-1", "weak.learning_rate must be a finite number > 0; got -1.0"),
-    ("weak.patience=0", "none (unset) works too"),
-    ("run.plot_clips=-1", "run.plot_clips must be an integer >= 1; got -1"),
-    ("run.max_clips=10,0,5", "run.max_clips must be an integer >= 1; got 0"),
-    ("rule.gain_margin=-0.1", "rule.gain_margin must be a finite number >= 0 and <= 1"),
-    ("scorer.pool_fit_steps=0", "scorer.pool_fit_steps must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("crnn.rnn_hidden=0", "crnn.rnn_hidden must be an integer >= 1; got 0"),
+        ("features.n_mels=0", "features.n_mels must be an integer >= 1; got 0"),
+        ("features.n_mels=48", "features.n_mels=48 is not divisible"),
+        ("features.f_max=20000", "features.f_max=20000 lies above Nyquist"),
+        ("features.hop_length=241", "features.n_fft - features.hop_length must be even"),
+        ("crnn.freq_pool=4", "crnn.freq_pool and crnn.time_pool need one value per block"),
+        ("crnn.dropout=1", "crnn.dropout must be a finite number >= 0 and < 1"),
+        ("probe.context_frames=4", "probe.context_frames must be odd"),
+        ("postprocess.median_seconds=nan", "postprocess.median_seconds must be a finite number >= 0; got nan"),
+        ("postprocess.fixed_threshold=1", "postprocess.fixed_threshold must be a finite number > 0 and < 1"),
+        ("evaluation.onset_collar=nan", "evaluation.onset_collar must be a finite number >= 0; got nan"),
+        ("evaluation.pooling_ap_margin=2", "evaluation.pooling_ap_margin must be a finite number >= 0 and <= 1"),
+        ("weak.learning_rate=-1", "weak.learning_rate must be a finite number > 0; got -1.0"),
+        ("weak.patience=0", "none (unset) works too"),
+        ("run.plot_clips=-1", "run.plot_clips must be an integer >= 1; got -1"),
+        ("run.max_clips=10,0,5", "run.max_clips must be an integer >= 1; got 0"),
+        ("rule.gain_margin=-0.1", "rule.gain_margin must be a finite number >= 0 and <= 1"),
+        ("scorer.pool_fit_steps=0", "scorer.pool_fit_steps must be an integer >= 1"),
+    ],
+)
 def test_a_workflow_setting_out_of_range_is_refused_before_the_run_folder(override, needle, tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(["workflow", "--fast", "--out", str(out), override]) == 2
@@ -249,12 +282,23 @@ def test_saved_settings_and_configs_are_strict_json(tmp_path):
 # ------------------------------------------------------------------ messages
 
 
-@pytest.mark.parametrize(("argv", "command", "needle"), [
-    (["info", "--1ch", "data.bogus=1"], "info", "Unknown config key data.bogus; use one of the valid keys: data.root"),
-    (["info", "--1ch", "bogus.key=1"], "info", "Unknown config section bogus; valid sections: model"),
-    (["workflow", "--fast", "weak.bogus=1"], "workflow", "Unknown workflow settings key weak.bogus; use one of the valid keys"),
-    (["workflow", "--fast", "bogus.key=1"], "workflow", "Unknown workflow settings section bogus; valid sections"),
-])
+@pytest.mark.parametrize(
+    ("argv", "command", "needle"),
+    [
+        (
+            ["info", "--1ch", "data.bogus=1"],
+            "info",
+            "Unknown config key data.bogus; use one of the valid keys: data.root",
+        ),
+        (["info", "--1ch", "bogus.key=1"], "info", "Unknown config section bogus; valid sections: model"),
+        (
+            ["workflow", "--fast", "weak.bogus=1"],
+            "workflow",
+            "Unknown workflow settings key weak.bogus; use one of the valid keys",
+        ),
+        (["workflow", "--fast", "bogus.key=1"], "workflow", "Unknown workflow settings section bogus; valid sections"),
+    ],
+)
 def test_unknown_keys_are_named_without_stray_quotes(argv, command, needle, tmp_path, capsys):
     assert run_cli([*argv, *(["--out", str(tmp_path / "run")] if command == "workflow" else [])]) == 2
     line = assert_one_line_error(capsys, command, needle)
@@ -276,8 +320,19 @@ def hugging_face_folder(tmp_path):
 def test_init_from_a_hugging_face_folder_says_to_import_it(target, hugging_face_folder, tmp_path, capsys):
     source = hugging_face_folder if target == "folder" else hugging_face_folder / "model.safetensors"
     run_dir = tmp_path / "run"
-    argv = ["train", "--1ch", "--preset", "small", "--init-from", str(source), "--run-dir", str(run_dir),
-            "--no-progress", "--logger", "none"]
+    argv = [
+        "train",
+        "--1ch",
+        "--preset",
+        "small",
+        "--init-from",
+        str(source),
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+        "--logger",
+        "none",
+    ]
     assert run_cli(argv) == 2
     assert_one_line_error(capsys, "train", str(source), f"audioenc import-hf {hugging_face_folder} RUN")
     assert not run_dir.exists()
@@ -285,17 +340,30 @@ def test_init_from_a_hugging_face_folder_says_to_import_it(target, hugging_face_
 
 def test_encode_with_a_hugging_face_folder_says_to_import_it(hugging_face_folder, workspace, capsys):
     before = folder_hashes(workspace)
-    assert run_cli(["encode", str(workspace / "in.wav"), str(workspace / "out" / "x.safetensors"),
-                    "--model", str(hugging_face_folder)]) == 2
+    assert (
+        run_cli(
+            [
+                "encode",
+                str(workspace / "in.wav"),
+                str(workspace / "out" / "x.safetensors"),
+                "--model",
+                str(hugging_face_folder),
+            ]
+        )
+        == 2
+    )
     assert_one_line_error(capsys, "encode", "import-hf")
     assert folder_hashes(workspace) == before
 
 
-@pytest.mark.parametrize(("argv", "command", "needle"), [
-    (["info", "--1ch", "model.n_q=abc"], "info", "model.n_q (expected int): expected an integer such as 8"),
-    (["info", "--1ch", "optim.lr=fast"], "info", "optim.lr (expected float): expected a number such as 0.5"),
-    (["workflow", "--fast", "--seed", "4294967296"], "workflow", "<= 4294967295; got '4294967296'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "command", "needle"),
+    [
+        (["info", "--1ch", "model.n_q=abc"], "info", "model.n_q (expected int): expected an integer such as 8"),
+        (["info", "--1ch", "optim.lr=fast"], "info", "optim.lr (expected float): expected a number such as 0.5"),
+        (["workflow", "--fast", "--seed", "4294967296"], "workflow", "<= 4294967295; got '4294967296'"),
+    ],
+)
 def test_a_value_that_is_no_number_says_what_to_give(argv, command, needle, tmp_path, capsys):
     assert run_cli([*argv, *(["--out", str(tmp_path / "run")] if command == "workflow" else [])]) == 2
     assert_one_line_error(capsys, command, needle)

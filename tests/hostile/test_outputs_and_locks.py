@@ -35,8 +35,11 @@ EVAL_FAST = ["--no-perceptual", "--references", "input", "--no-progress", "--res
 
 def digest(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` (hidden ones too) with its sha256: what "nothing changed" compares."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -78,8 +81,9 @@ def test_encode_and_decode_refuse_an_existing_out_unless_overwrite(tiny_model, c
     assert main(["decode", str(encoded), str(decoded), "--model", str(tiny_model)]) == 2
     assert_one_line_error(capsys, "decode", str(decoded), "already exists", "--overwrite")
     assert digest(tmp_path / "w") == before
-    assert main(["encode", str(clips / "a.wav"), str(encoded), "--model", str(tiny_model), "--overwrite",
-                 "--quiet"]) == 0
+    assert (
+        main(["encode", str(clips / "a.wav"), str(encoded), "--model", str(tiny_model), "--overwrite", "--quiet"]) == 0
+    )
     assert main(["decode", str(encoded), str(decoded), "--model", str(tiny_model), "--overwrite", "--quiet"]) == 0
     assert sf.info(str(decoded)).frames > 0 and encoded.read_bytes() != b"earlier codes"
 
@@ -99,8 +103,9 @@ def test_eval_refuses_earlier_results_and_overwrite_replaces_them(tiny_model, cl
 
 
 @pytest.mark.parametrize("case", ["parent is a file", "out is a file"])
-def test_eval_out_that_cannot_be_written_is_refused_before_any_work(tiny_model, clips, tmp_path, capsys,
-                                                                  monkeypatch, case):
+def test_eval_out_that_cannot_be_written_is_refused_before_any_work(
+    tiny_model, clips, tmp_path, capsys, monkeypatch, case
+):
     import audioenc.models.files
 
     def no_work(*args, **kwargs):
@@ -225,8 +230,10 @@ def test_ctrl_c_during_eval_leaves_nothing(tiny_model, clips, tmp_path, capsys, 
         monkeypatch.setattr(audioenc.listening_report, "write_report", ctrl_c)
     parent = tmp_path / "results"
     parent.mkdir()
-    assert main(["eval", str(tiny_model), "--data", str(clips), "--out", str(parent / "eval"), "--report",
-                 *EVAL_FAST]) == 130
+    assert (
+        main(["eval", str(tiny_model), "--data", str(clips), "--out", str(parent / "eval"), "--report", *EVAL_FAST])
+        == 130
+    )
     assert_interrupted(capsys, "eval")
     assert list(parent.iterdir()) == []
 
@@ -239,8 +246,14 @@ def train_process(run_dir: Path, data: Path, *extra: str) -> subprocess.Popen:
 
     source = Path(audioenc.__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(source), str(REPO)])}
-    return subprocess.Popen([sys.executable, "-m", "audioenc", *train_argv(run_dir, data, *extra)], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "audioenc", *train_argv(run_dir, data, *extra)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_holder(process: subprocess.Popen, run_dir: Path, timeout: float = 120.0) -> None:

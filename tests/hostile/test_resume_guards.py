@@ -21,8 +21,19 @@ from tests.training.conftest import TINY_OVERRIDES, make_audio_folder
 
 
 def train_argv(run_dir, data, *extra: str) -> list[str]:
-    return ["train", "--1ch", "--preset", "small", "--no-progress", "--run-dir", str(run_dir),
-            "--data", str(data), *TINY_OVERRIDES, *extra]
+    return [
+        "train",
+        "--1ch",
+        "--preset",
+        "small",
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
+        "--data",
+        str(data),
+        *TINY_OVERRIDES,
+        *extra,
+    ]
 
 
 def one_line_error(capsys, *needles: str) -> str:
@@ -69,13 +80,16 @@ def test_resume_with_another_model_leaves_the_run_folder_untouched(run_copy, cap
     assert snapshot(run_dir) == before  # config.json byte for byte, and nothing added
 
 
-@pytest.mark.parametrize("override, difference", [
-    ("train.batch_size=4", "train.batch_size: checkpoint 2, now 4"),
-    ("train.seed=7", "train.seed: checkpoint 0, now 7"),
-    ("data.segment_seconds=0.2", "data.segment_seconds: checkpoint 0.1, now 0.2"),
-    ("train.updates_per_epoch=5", "train.updates_per_epoch: checkpoint 3, now 5"),
-    ("optim.lr=0.0001", "optim.lr: checkpoint 0.001, now 0.0001"),
-])
+@pytest.mark.parametrize(
+    "override, difference",
+    [
+        ("train.batch_size=4", "train.batch_size: checkpoint 2, now 4"),
+        ("train.seed=7", "train.seed: checkpoint 0, now 7"),
+        ("data.segment_seconds=0.2", "data.segment_seconds: checkpoint 0.1, now 0.2"),
+        ("train.updates_per_epoch=5", "train.updates_per_epoch: checkpoint 3, now 5"),
+        ("optim.lr=0.0001", "optim.lr: checkpoint 0.001, now 0.0001"),
+    ],
+)
 def test_resume_with_changed_training_settings_is_refused(run_copy, capsys, override, difference):
     run_dir, data = run_copy
     before = snapshot(run_dir)
@@ -93,13 +107,14 @@ def test_resume_listing_every_difference(run_copy, capsys):
 
 def test_allow_changed_training_continues_and_records_the_change(run_copy, capsys):
     run_dir, data = run_copy
-    assert main(train_argv(run_dir, data, "--resume", "--allow-changed-training",
-                           "train.batch_size=4", "train.epochs=2")) == 0
+    assert (
+        main(train_argv(run_dir, data, "--resume", "--allow-changed-training", "train.batch_size=4", "train.epochs=2"))
+        == 0
+    )
     out = capsys.readouterr().out
     assert "changed training settings" in out and "train.batch_size: checkpoint 2, now 4" in out
     rows = [json.loads(line) for line in (run_dir / "changes.jsonl").read_text().splitlines()]
-    assert rows == [{"step": 3, "time": rows[0]["time"],
-                     "changes": {"train.batch_size": {"checkpoint": 2, "now": 4}}}]
+    assert rows == [{"step": 3, "time": rows[0]["time"], "changes": {"train.batch_size": {"checkpoint": 2, "now": 4}}}]
     assert json.loads((run_dir / "config.json").read_text())["train"]["batch_size"] == 4
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -111,8 +126,20 @@ def test_allow_changed_training_continues_and_records_the_change(run_copy, capsy
 
 def test_settings_that_leave_the_stream_alone_need_no_flag(run_copy, capsys):
     run_dir, data = run_copy
-    assert main(train_argv(run_dir, data, "--resume", "train.epochs=2", "train.log_every=2",
-                           "train.checkpoint_every=5", "train.max_nonfinite_steps=3")) == 0
+    assert (
+        main(
+            train_argv(
+                run_dir,
+                data,
+                "--resume",
+                "train.epochs=2",
+                "train.log_every=2",
+                "train.checkpoint_every=5",
+                "train.max_nonfinite_steps=3",
+            )
+        )
+        == 0
+    )
     assert "changed training settings" not in capsys.readouterr().out
     assert not (run_dir / "changes.jsonl").exists()
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6

@@ -47,8 +47,11 @@ def earlier_run(tmp_path) -> Path:
 
 
 def tree_hash(folder: Path) -> dict[str, str]:
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file() and path.name != ".audioenc.lock"}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != ".audioenc.lock"
+    }
 
 
 def refuse(capsys, argv: list[str], out: Path, *needles: str) -> str:
@@ -111,8 +114,9 @@ def test_desed_yaml_not_utf8_and_tsv_entry_pointing_at_a_wav(corpus, tmp_path, e
     latin.write_bytes(f"data:\n  strong_folder: {corpus}/audio/train # caf\xe9\n".encode("latin-1"))
     refuse(capsys, ["--data", str(latin)], earlier_run, str(latin), "not UTF-8")
     wav_tsv = tmp_path / "wav.yaml"
-    wav_tsv.write_text(f"data:\n  strong_folder: {corpus}/audio/train\n"
-                       f"  strong_tsv: {corpus}/audio/train/train_0000.wav\n")
+    wav_tsv.write_text(
+        f"data:\n  strong_folder: {corpus}/audio/train\n  strong_tsv: {corpus}/audio/train/train_0000.wav\n"
+    )
     refuse(capsys, ["--data", str(wav_tsv)], earlier_run, "train_0000.wav", "WAV", "not a text file")
     broken = tmp_path / "broken.yaml"
     broken.write_text("data:\n  strong_tsv: [unclosed\n")
@@ -128,13 +132,16 @@ def test_label_tsv_not_utf8(corpus, earlier_run, capsys):
 # ------------------------------------------------------------------ label rows: say which were rejected
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("extra column", "fields, expected 4"),
-    ("negative onset", "needs 0 <= onset < offset"),
-    ("onset after offset", "needs 0 <= onset < offset"),
-    ("past the end", "starts past the end"),
-    ("empty weak labels", None),
-])
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("extra column", "fields, expected 4"),
+        ("negative onset", "needs 0 <= onset < offset"),
+        ("onset after offset", "needs 0 <= onset < offset"),
+        ("past the end", "starts past the end"),
+        ("empty weak labels", None),
+    ],
+)
 def test_every_training_row_rejected_names_the_rows(case, reason, corpus, earlier_run, capsys):
     meta = corpus / "metadata"
     (corpus / "corpus.json").unlink()  # the vocabulary then comes from the (rejected) training labels
@@ -204,7 +211,7 @@ def test_short_and_overflowing_clips_are_dropped_and_listed(corpus, capsys):
 
 # ------------------------------------------------------------------ user encoder modules
 
-GOOD_MODULE = '''
+GOOD_MODULE = """
 import torch
 class Model(torch.nn.Module):
     sample_rate = 16000
@@ -218,21 +225,39 @@ def get_timestamp_embeddings(audio, model):
     return embeddings, timestamps
 def get_scene_embeddings(audio, model):
     return torch.zeros(audio.shape[0], 4)
-'''
+"""
 
 BROKEN_MODULES = {
-    "raises on import": (("import torch\n", "import torch\nraise RuntimeError('boom')\n"), "import failed (RuntimeError: boom)"),
+    "raises on import": (
+        ("import torch\n", "import torch\nraise RuntimeError('boom')\n"),
+        "import failed (RuntimeError: boom)",
+    ),
     "syntax error": (("def load_model(*args):", "def load_model(*args:"), "import failed (SyntaxError"),
-    "raises in load_model": (("    return Model()", "    raise OSError('no weights here')"), "load_model failed (OSError"),
-    "exits in load_model": (("    return Model()", "    import sys; sys.exit(3)"), "load_model failed (SystemExit: exit status 3"),
+    "raises in load_model": (
+        ("    return Model()", "    raise OSError('no weights here')"),
+        "load_model failed (OSError",
+    ),
+    "exits in load_model": (
+        ("    return Model()", "    import sys; sys.exit(3)"),
+        "load_model failed (SystemExit: exit status 3",
+    ),
     "sample_rate 0": (("sample_rate = 16000", "sample_rate = 0"), "sample_rate must be an integer >= 1"),
-    "exits while embedding": (("    return embeddings, timestamps", "    raise SystemExit(3)"),
-                              "get_timestamp_embeddings failed (SystemExit"),
-    "NaN embeddings": (("    return embeddings, timestamps", "    return embeddings * float('nan'), timestamps"),
-                       "embeddings hold"),
-    "timestamps in seconds": (("    return embeddings, timestamps", "    return embeddings, timestamps / 1000"),
-                              "timestamps are milliseconds"),
-    "no batch axis": (("    return embeddings, timestamps", "    return embeddings[0], timestamps"), "expected [1, frames, 4]"),
+    "exits while embedding": (
+        ("    return embeddings, timestamps", "    raise SystemExit(3)"),
+        "get_timestamp_embeddings failed (SystemExit",
+    ),
+    "NaN embeddings": (
+        ("    return embeddings, timestamps", "    return embeddings * float('nan'), timestamps"),
+        "embeddings hold",
+    ),
+    "timestamps in seconds": (
+        ("    return embeddings, timestamps", "    return embeddings, timestamps / 1000"),
+        "timestamps are milliseconds",
+    ),
+    "no batch axis": (
+        ("    return embeddings, timestamps", "    return embeddings[0], timestamps"),
+        "expected [1, frames, 4]",
+    ),
 }
 
 
@@ -258,8 +283,9 @@ def test_good_encoder_module_still_loads(base_corpus, tmp_path):
 def test_encoder_module_exit_status_becomes_a_message(corpus, tmp_path, earlier_run, capsys):
     module = tmp_path / "exits.py"
     module.write_text(GOOD_MODULE.replace("    return Model()", "    import sys; sys.exit(3)"))
-    refuse(capsys, ["--data", str(corpus), "--encoder", str(module)], earlier_run, str(module), "load_model",
-           "SystemExit")
+    refuse(
+        capsys, ["--data", str(corpus), "--encoder", str(module)], earlier_run, str(module), "load_model", "SystemExit"
+    )
 
 
 # ------------------------------------------------------------------ training: a non-finite loss stops it cleanly
@@ -273,8 +299,14 @@ def test_nan_learning_rate_stops_training_with_one_message():
     model = torch.nn.Linear(3, 1)
     batches = lambda epoch: [torch.ones(2, 3)]  # noqa: E731
     with pytest.raises(UserError, match="training probe: its weights became non-finite .* epoch 1"):
-        fit_clip_model(model, [{"params": list(model.parameters()), "lr": float("nan")}], batches,
-                       lambda batch: torch.sigmoid(model(batch)).mean(), FitSettings(epochs=2), name="probe")
+        fit_clip_model(
+            model,
+            [{"params": list(model.parameters()), "lr": float("nan")}],
+            batches,
+            lambda batch: torch.sigmoid(model(batch)).mean(),
+            FitSettings(epochs=2),
+            name="probe",
+        )
 
 
 def test_one_class_without_an_encoder_is_refused_before_work(corpus, earlier_run, capsys):
@@ -284,6 +316,5 @@ def test_one_class_without_an_encoder_is_refused_before_work(corpus, earlier_run
     (corpus / "corpus.json").unlink()
     for split in ("train", "validation", "test"):
         (meta / f"{split}_weak.tsv").unlink(missing_ok=True)
-        rewrite_rows(meta / f"{split}_strong.tsv",
-                     lambda line: "\t".join([*line.split("\t")[:3], "beep"]))
+        rewrite_rows(meta / f"{split}_strong.tsv", lambda line: "\t".join([*line.split("\t")[:3], "beep"]))
     refuse(capsys, ["--data", str(corpus)], earlier_run, "one event class only (beep)", "--encoder")

@@ -13,11 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub reads it 
 
 import pytest
 import torch
-
 import transformers  # noqa: E402  (the hf extra, part of the test install)
 
 from audioenc.cli import main  # noqa: E402
-from audioenc.models.files import load_codec  # noqa: E402
 from audioenc.config import Config, ModelConfig  # noqa: E402
 from audioenc.interop.hf_config import (  # noqa: E402
     encodec_config_kwargs,
@@ -26,8 +24,11 @@ from audioenc.interop.hf_config import (  # noqa: E402
 )
 from audioenc.interop.hf_keys import key_pairs, to_hf_state, uses_legacy_weight_norm  # noqa: E402
 from audioenc.models.codec import CodecModel  # noqa: E402
+from audioenc.models.files import (
+    export_model,  # noqa: E402
+    load_codec,  # noqa: E402
+)
 from audioenc.models.seanet import SEANetDecoder, SEANetEncoder, seanet_options  # noqa: E402
-from audioenc.models.files import export_model  # noqa: E402
 
 transformers.utils.logging.disable_progress_bar()
 
@@ -104,10 +105,13 @@ def assert_same_codec(model: CodecModel, hf_model, x: torch.Tensor) -> list[int]
 # ------------------------------------------------------------------------------------ export
 
 
-@pytest.mark.parametrize("architecture", [
-    dict(),  # audioenc's default: audiocraft's causal, constant padding, identity shortcuts, normalised
-    dict(causal=False, pad_mode="reflect", normalize=False, n_residual_layers=2, lstm=2),
-])
+@pytest.mark.parametrize(
+    "architecture",
+    [
+        dict(),  # audioenc's default: audiocraft's causal, constant padding, identity shortcuts, normalised
+        dict(causal=False, pad_mode="reflect", normalize=False, n_residual_layers=2, lstm=2),
+    ],
+)
 def test_export_round_trip_gives_identical_codes_and_audio(tmp_path, architecture):
     model, config = tiny_codec(**architecture)
     from audioenc.interop.hf import export_hf
@@ -147,11 +151,14 @@ def _refusal(capsys, argv):
     return err
 
 
-@pytest.mark.parametrize("overrides, words", [
-    (dict(quantizer="none"), "continuous"),
-    (dict(channels=32), "32 channels"),
-    (dict(channels=2), "stereo"),  # normalize on the channel mean in HF
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (dict(quantizer="none"), "continuous"),
+        (dict(channels=32), "32 channels"),
+        (dict(channels=2), "stereo"),  # normalize on the channel mean in HF
+    ],
+)
 def test_export_refuses_what_encodec_model_cannot_be(tmp_path, capsys, overrides, words):
     config = ModelConfig(**{**TINY, **overrides})
     model = CodecModel.from_config(config)
@@ -175,8 +182,9 @@ def test_export_refuses_a_quantizer_encodec_model_does_not_have(tmp_path, capsys
 def test_export_refuses_untrained_codebooks_and_a_used_folder(tmp_path, capsys):
     config = ModelConfig(**TINY)
     export_model(tmp_path / "run", "model_best", CodecModel.from_config(config), config)  # k-means never ran
-    assert "never initialised" in _refusal(capsys, ["export", str(tmp_path / "run"), "--format", "hf",
-                                                     str(tmp_path / "hf")])
+    assert "never initialised" in _refusal(
+        capsys, ["export", str(tmp_path / "run"), "--format", "hf", str(tmp_path / "hf")]
+    )
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("keep me")
     export_model(tmp_path / "run2", "model_best", *tiny_codec())
@@ -192,8 +200,14 @@ def random_encodec(**overrides):
     """A tiny random ``EncodecModel`` (hop 8: 3000 frames/s, 1024 bins: 30 kbps per codebook, 4 codebooks;
     1024 bins because transformers 4.53 and older count 10 bits per codebook) with codebooks around its latents."""
     torch.manual_seed(0)
-    kwargs = dict(num_filters=4, hidden_size=16, codebook_size=1024, upsampling_ratios=[4, 2],
-                  target_bandwidths=[30.0, 60.0, 120.0], normalize=True)
+    kwargs = dict(
+        num_filters=4,
+        hidden_size=16,
+        codebook_size=1024,
+        upsampling_ratios=[4, 2],
+        target_bandwidths=[30.0, 60.0, 120.0],
+        normalize=True,
+    )
     hf_model = transformers.EncodecModel(transformers.EncodecConfig(**{**kwargs, **overrides})).eval()
     with torch.no_grad():
         x = audio()
@@ -206,10 +220,13 @@ def random_encodec(**overrides):
     return hf_model
 
 
-@pytest.mark.parametrize("overrides", [
-    pytest.param(dict(use_conv_shortcut=True, pad_mode="reflect"), id="released-24khz-layout"),
-    pytest.param(dict(use_conv_shortcut=False, pad_mode="constant", use_causal_conv=False), id="audiocraft-layout"),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param(dict(use_conv_shortcut=True, pad_mode="reflect"), id="released-24khz-layout"),
+        pytest.param(dict(use_conv_shortcut=False, pad_mode="constant", use_causal_conv=False), id="audiocraft-layout"),
+    ],
+)
 def test_import_gives_identical_codes_and_audio(tmp_path, overrides):
     from audioenc.interop.hf import import_hf
 
@@ -218,10 +235,18 @@ def test_import_gives_identical_codes_and_audio(tmp_path, overrides):
     summary = import_hf(tmp_path / "hf", tmp_path / "run")
     assert "codes identical" in summary and "--init-from" in summary
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "config.json", "imported_from.json", "model_best.json", "model_best.safetensors"]
+        "config.json",
+        "imported_from.json",
+        "model_best.json",
+        "model_best.safetensors",
+    ]
     model, config = load_codec(tmp_path / "run")
     assert (config.true_skip, config.pad_mode, config.n_q, config.bins) == (
-        not overrides["use_conv_shortcut"], overrides["pad_mode"], 4, 1024)
+        not overrides["use_conv_shortcut"],
+        overrides["pad_mode"],
+        4,
+        1024,
+    )
     assert Config.load(tmp_path / "run" / "config.json").model == config
     with torch.no_grad():
         assert assert_same_codec(model, hf_model, audio()) == [1, 2, 4]
@@ -234,8 +259,9 @@ def test_import_refuses_what_audioenc_cannot_express(tmp_path, capsys):
     assert "compress=4" in _refusal(capsys, ["import-hf", str(tmp_path / "compress"), str(tmp_path / "run")])
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    assert "not a transformers EncodecModel" in _refusal(capsys, ["import-hf", str(tmp_path / "other"),
-                                                                  str(tmp_path / "run")])
+    assert "not a transformers EncodecModel" in _refusal(
+        capsys, ["import-hf", str(tmp_path / "other"), str(tmp_path / "run")]
+    )
     untrained = random_encodec(use_conv_shortcut=False)
     with torch.no_grad():
         untrained.quantizer.layers[2].codebook.embed.zero_()
@@ -254,10 +280,13 @@ def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("true_skip, encoder, decoder", [
-    (True, 7_337_792, 7_338_018),  # audioenc / audiocraft (`audioenc info --1ch --quantizer rvq`)
-    (False, 7_425_792, 7_426_018),  # transformers' defaults = the released facebook/encodec_24khz
-])
+@pytest.mark.parametrize(
+    "true_skip, encoder, decoder",
+    [
+        (True, 7_337_792, 7_338_018),  # audioenc / audiocraft (`audioenc info --1ch --quantizer rvq`)
+        (False, 7_425_792, 7_426_018),  # transformers' defaults = the released facebook/encodec_24khz
+    ],
+)
 def test_paper_parameter_counts_equal_transformers(true_skip, encoder, decoder):
     config = ModelConfig(quantizer="rvq", true_skip=true_skip)
     with torch.device("meta"):  # counting only: no memory, no initialisation
@@ -276,8 +305,13 @@ def test_key_map_covers_both_state_dicts_exactly(true_skip):
     from audioenc.quantization.rvq import ResidualVectorQuantizer
 
     options = seanet_options(config)  # (CodecModel.from_config may not pass true_skip yet)
-    model = CodecModel(SEANetEncoder(**options), SEANetDecoder(**options),
-                       ResidualVectorQuantizer(config.dimension, config.n_q, config.bins), 24000, 1)
+    model = CodecModel(
+        SEANetEncoder(**options),
+        SEANetDecoder(**options),
+        ResidualVectorQuantizer(config.dimension, config.n_q, config.bins),
+        24000,
+        1,
+    )
     hf_model = transformers.EncodecModel(transformers.EncodecConfig(**encodec_config_kwargs(config)))
     ours, theirs = model.state_dict(), hf_model.state_dict()
     mapped = to_hf_state(ours, config, legacy_weight_norm=uses_legacy_weight_norm(theirs))  # transformers <= 4.44
@@ -311,9 +345,21 @@ def test_cli_export_import_and_fine_tune(tmp_path, capsys):
 
     data = make_audio_folder(tmp_path / "data")
     training = [item for item in TINY_OVERRIDES if not item.startswith("model.")]
-    argv = ["train", "--1ch", "--preset", "small", "--no-progress", "--init-from", str(tmp_path / "back"),
-            "--run-dir", str(tmp_path / "ft"), *training, f"data.root={data}", "train.epochs=1",
-            "train.updates_per_epoch=1"]
+    argv = [
+        "train",
+        "--1ch",
+        "--preset",
+        "small",
+        "--no-progress",
+        "--init-from",
+        str(tmp_path / "back"),
+        "--run-dir",
+        str(tmp_path / "ft"),
+        *training,
+        f"data.root={data}",
+        "train.epochs=1",
+        "train.updates_per_epoch=1",
+    ]
     assert main(argv) == 0
     assert "initialised from" in capsys.readouterr().out
     record = json.loads((tmp_path / "ft" / "init_from.json").read_text())

@@ -20,13 +20,12 @@ import math
 import warnings
 
 import numpy as np
+import onnxruntime  # noqa: E402  (the onnx extra, part of the test install)
+import onnxscript  # noqa: E402,F401
 import pytest
 import soundfile as sf
 import torch
 from safetensors.numpy import load_file
-
-import onnxruntime  # noqa: E402  (the onnx extra, part of the test install)
-import onnxscript  # noqa: E402,F401
 
 from audioenc.cli import main  # noqa: E402
 from audioenc.config import ModelConfig  # noqa: E402
@@ -239,9 +238,15 @@ def test_legacy_exporter_needs_the_non_negative_padding_arithmetic(tmp_path, mon
         model, _ = _model(lstm=0)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            torch.onnx.export(model.encoder, (_audio(4 * HOP, batch=1),), str(path), dynamo=False,
-                              input_names=["audio"], output_names=["latents"],
-                              dynamic_axes={"audio": {2: "samples"}, "latents": {2: "frames"}})
+            torch.onnx.export(
+                model.encoder,
+                (_audio(4 * HOP, batch=1),),
+                str(path),
+                dynamo=False,
+                input_names=["audio"],
+                output_names=["latents"],
+                dynamic_axes={"audio": {2: "samples"}, "latents": {2: "frames"}},
+            )
         session = onnxruntime.InferenceSession(str(path))
         return [session.run(None, {"audio": _audio(n, batch=1).numpy()})[0].shape[-1] for n in LENGTHS]
 
@@ -262,11 +267,39 @@ def test_cli_onnxruntime_backend_equals_torch_backend(codec, request, tmp_path, 
     for backend in ("torch", "onnxruntime"):
         extra = ["--backend", backend] + (["--onnx", str(folder)] if backend == "onnxruntime" else [])
         out = tmp_path / f"{backend}.safetensors"
-        assert main(["encode", str(tmp_path / "in.wav"), str(out), "--model", weights, "--chunk-seconds", "0.05",
-                     "--quiet", *extra]) == 0
+        assert (
+            main(
+                [
+                    "encode",
+                    str(tmp_path / "in.wav"),
+                    str(out),
+                    "--model",
+                    weights,
+                    "--chunk-seconds",
+                    "0.05",
+                    "--quiet",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         containers[backend] = load_file(str(out))["codes"]
-        assert main(["decode", str(out), str(tmp_path / f"{backend}.wav"), "--model", weights, "--quiet",
-                     "--chunk-seconds", "0.1", *extra]) == 0
+        assert (
+            main(
+                [
+                    "decode",
+                    str(out),
+                    str(tmp_path / f"{backend}.wav"),
+                    "--model",
+                    weights,
+                    "--quiet",
+                    "--chunk-seconds",
+                    "0.1",
+                    *extra,
+                ]
+            )
+            == 0
+        )
     assert containers["torch"].shape == (1, model.quantizer.n_q, math.ceil(source.size / HOP))
     np.testing.assert_array_equal(containers["onnxruntime"], containers["torch"])
     torch_audio = sf.read(str(tmp_path / "torch.wav"), dtype="float32")[0]
@@ -274,8 +307,19 @@ def test_cli_onnxruntime_backend_equals_torch_backend(codec, request, tmp_path, 
     assert onnx_audio.shape == torch_audio.shape == source.shape
     np.testing.assert_allclose(onnx_audio, torch_audio, rtol=0, atol=ATOL)
     # Decoding the ONNX Runtime container with the torch backend works too: the same file format.
-    assert main(["decode", str(tmp_path / "onnxruntime.safetensors"), str(tmp_path / "x.wav"), "--model", weights,
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                str(tmp_path / "onnxruntime.safetensors"),
+                str(tmp_path / "x.wav"),
+                "--model",
+                weights,
+                "--quiet",
+            ]
+        )
+        == 0
+    )
 
 
 def test_cli_backend_flags_are_checked(rvq, continuous, tmp_path, capsys):

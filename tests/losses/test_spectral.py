@@ -21,6 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Empty filters detected:UserWarni
 
 # ---- independent float64 references -------------------------------------------------------------
 
+
 def np_hann(length: int) -> np.ndarray:
     """Periodic Hann window, 0.5 - 0.5 cos(2πn/N)."""
     return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)
@@ -30,7 +31,7 @@ def np_stft(x: np.ndarray, n_fft: int, hop: int, win: int, scale: float = 1.0) -
     """[frames, n_fft//2+1] complex STFT of an already padded signal, window centred in n_fft."""
     window = np.zeros(n_fft)
     offset = (n_fft - win) // 2
-    window[offset:offset + win] = np_hann(win) * scale
+    window[offset : offset + win] = np_hann(win) * scale
     frames = (len(x) - n_fft) // hop + 1
     index = hop * np.arange(frames)[:, None] + np.arange(n_fft)[None, :]
     return np.fft.rfft(x[index] * window, axis=-1)
@@ -92,6 +93,7 @@ def random_pair(shape, seed=0):
 
 # ---- MelSpectrogram ---------------------------------------------------------------------------------
 
+
 def test_mel_spectrogram_matches_numpy_reference_and_keeps_filterbank_as_buffer():
     y, _ = random_pair((2, 2, 2000))
     mel = MelSpectrogram(sample_rate=SR, n_fft=512, hop_length=128, n_mels=64)
@@ -115,6 +117,7 @@ def test_small_windows_have_empty_mel_bands_that_are_counted():
 
 
 # ---- MultiScaleMelLoss ---------------------------------------------------------------------------
+
 
 def test_scales_and_alphas():
     loss = MultiScaleMelLoss()
@@ -145,7 +148,7 @@ def test_mel_loss_matches_numpy_reference(normalized, alphas):
 def test_multichannel_mel_loss_is_the_mean_of_per_channel_losses():
     y, y_hat = random_pair((2, 3, 2500), seed=1)
     loss = MultiScaleMelLoss()
-    per_channel = [loss(y[:, c:c + 1], y_hat[:, c:c + 1]) for c in range(3)]
+    per_channel = [loss(y[:, c : c + 1], y_hat[:, c : c + 1]) for c in range(3)]
     torch.testing.assert_close(loss(y, y_hat), torch.stack(per_channel).mean(), rtol=1e-5, atol=0)
 
 
@@ -165,6 +168,7 @@ def test_mel_loss_has_gradients_and_rejects_bad_inputs():
 
 
 # ---- MultiResolutionSTFTLoss -----------------------------------------------------------------------
+
 
 def test_mrstft_matches_numpy_reference():
     y, y_hat = random_pair((2, 1, 4000), seed=2)

@@ -125,7 +125,7 @@ def test_si_sdr_of_a_delayed_signal():
         y = noise[100:-100]
         results = {}
         for shift in (1, 10, 100):
-            y_hat = noise[100 - shift: len(noise) - 100 - shift]  # y delayed by `shift` samples
+            y_hat = noise[100 - shift : len(noise) - 100 - shift]  # y delayed by `shift` samples
             a, b = y - y.mean(), y_hat - y_hat.mean()
             rho = (a @ b) / math.sqrt((a @ a) * (b @ b))
             results[shift] = si_sdr(y, y_hat)
@@ -158,8 +158,9 @@ def _mel_reference(y: np.ndarray, y_hat: np.ndarray, sample_rate: int) -> float:
     for window, n_mels in zip((32, 64, 128, 256, 512, 1024, 2048), (5, 10, 20, 40, 80, 160, 320), strict=True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            bank = librosa.filters.mel(sr=sample_rate, n_fft=window, n_mels=n_mels, htk=False, norm="slaney",
-                                       dtype=np.float64)
+            bank = librosa.filters.mel(
+                sr=sample_rate, n_fft=window, n_mels=n_mels, htk=False, norm="slaney", dtype=np.float64
+            )
         terms = []
         for a, b in zip(y, y_hat, strict=True):
             mel_a = bank @ _frames_magnitude(a, window)
@@ -199,7 +200,8 @@ def test_mel_distance_matches_independent_float64_reference(channels):
     assert mel_distance(y, y_hat, SR) == pytest.approx(expected, rel=1e-9)
     assert mel_distance(torch.from_numpy(y).float(), torch.from_numpy(y_hat).float(), SR) == pytest.approx(
         _mel_reference(y.astype(np.float32).astype(np.float64), y_hat.astype(np.float32).astype(np.float64), SR),
-        rel=1e-9)
+        rel=1e-9,
+    )
 
 
 def test_mel_distance_reference_at_another_rate():
@@ -250,7 +252,10 @@ def test_distances_order_noise_levels():
 @pytest.mark.parametrize("shapes", [((2, 4000), (2, 3999)), ((2, 4000), (1, 4000)), ((4000,), (1, 4000))])
 def test_shape_mismatch_raises(function, shapes):
     y, y_hat = np.ones(shapes[0]), np.ones(shapes[1])
-    call = {"si_sdr": lambda: si_sdr(y, y_hat), "mel": lambda: mel_distance(y, y_hat, SR),
-            "stft": lambda: stft_distance(y, y_hat)}[function]
+    call = {
+        "si_sdr": lambda: si_sdr(y, y_hat),
+        "mel": lambda: mel_distance(y, y_hat, SR),
+        "stft": lambda: stft_distance(y, y_hat),
+    }[function]
     with pytest.raises(ValueError, match="differ in shape"):
         call()

@@ -125,8 +125,18 @@ def test_write_csv_and_strict_json(mono_evaluation, tmp_path):
     with open(out / "per_file.csv", newline="") as handle:
         lines = list(csv.DictReader(handle))
     assert len(lines) == len(mono_evaluation.rows)
-    assert list(lines[0]) == ["file", "system", "kind", "kbps", "seconds", "channels", "scored",
-                              "si_sdr", "mel_distance", "stft_distance"]
+    assert list(lines[0]) == [
+        "file",
+        "system",
+        "kind",
+        "kbps",
+        "seconds",
+        "channels",
+        "scored",
+        "si_sdr",
+        "mel_distance",
+        "stft_distance",
+    ]
     for line, row in zip(lines, mono_evaluation.rows, strict=True):
         assert (line["file"], line["system"], line["kind"]) == (row["file"], row["system"], row["kind"])
         for measure in ("si_sdr", "mel_distance", "stft_distance"):
@@ -168,8 +178,9 @@ def test_max_seconds_truncates(three_files):
 def test_a_corrupt_file_is_left_out(three_files, tmp_path):
     corrupt = tmp_path / "broken.wav"
     corrupt.write_bytes(np.random.default_rng(0).bytes(5000))
-    evaluation = evaluate_files([three_files[0], corrupt, three_files[1]], [systems.identity()], SR, 1, FAST,
-                                progress=False)
+    evaluation = evaluate_files(
+        [three_files[0], corrupt, three_files[1]], [systems.identity()], SR, 1, FAST, progress=False
+    )
     assert len(evaluation.rows) == 2
     assert list(evaluation.failed_files) == [str(corrupt)]
     assert "broken.wav" in evaluation.failed_files[str(corrupt)]
@@ -232,8 +243,9 @@ def test_perceptual_general_content_scores_visqol_audio(three_files, tmp_path):
     short = tmp_path / "short.wav"
     sf.write(short, _tone(SR, 0.3, (440,), 5), SR)
     settings = EvalSettings(content="general", perceptual=True, resamples=50)
-    evaluation = evaluate_files([three_files[0], short], [systems.identity(), systems.mu_law(SR)], SR, 1,
-                                settings, progress=False)
+    evaluation = evaluate_files(
+        [three_files[0], short], [systems.identity(), systems.mu_law(SR)], SR, 1, settings, progress=False
+    )
     assert "visqol_audio" in evaluation.measures
     (identity,) = [row for row in _rows(evaluation, "input") if row["file"] == str(three_files[0])]
     (mulaw,) = [row for row in _rows(evaluation, "mulaw-8k") if row["file"] == str(three_files[0])]

@@ -123,7 +123,8 @@ def test_score_is_the_mean_over_channels_and_skips_silent_references():
     assert both == pytest.approx((single_clean + single_noisy) / 2, abs=1e-6)
     silent = np.zeros_like(x)
     assert score("pesq_wb", np.stack([silent, x]), np.stack([noisy, noisy]), 16000) == pytest.approx(
-        single_noisy, abs=1e-6)
+        single_noisy, abs=1e-6
+    )
     assert math.isnan(score("stoi", silent[None], noisy[None], 16000))
 
 

@@ -46,7 +46,7 @@ def test_coherence_matches_numpy_reference():
     def icc(x):
         win = np.hanning(n_fft + 1)[:-1]
         padded = np.pad(x, ((0, 0), (n_fft // 2, n_fft // 2)), mode="reflect")
-        frames = np.stack([padded[:, i:i + n_fft] * win for i in range(0, padded.shape[1] - n_fft + 1, hop)], -1)
+        frames = np.stack([padded[:, i : i + n_fft] * win for i in range(0, padded.shape[1] - n_fft + 1, hop)], -1)
         spec = np.fft.rfft(frames, axis=1)  # [C, bins, frames]
         out = []
         for low, high in edges:

@@ -137,8 +137,9 @@ def rvq_model():
     from audioenc.config import build_config
     from audioenc.models.codec import CodecModel
 
-    config = build_config("1ch", "small", ["model.quantizer=rvq", "model.n_filters=2", "model.dimension=8",
-                                           "model.lstm=0", "model.n_q=8"]).model
+    config = build_config(
+        "1ch", "small", ["model.quantizer=rvq", "model.n_filters=2", "model.dimension=8", "model.lstm=0", "model.n_q=8"]
+    ).model
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = CodecModel.from_config(config)
@@ -157,7 +158,10 @@ def test_codec_systems_bitrates(rvq_model):
     assert rvq_model.frame_rate == 75.0 and rvq_model.quantizer.bins == 1024
     rows = systems.codec_systems(rvq_model, "codec")
     assert [(row.name, row.kbps, row.kind) for row in rows] == [
-        ("codec@1.5kbps", 1.5, "codec"), ("codec@3kbps", 3.0, "codec"), ("codec@6kbps", 6.0, "codec")]
+        ("codec@1.5kbps", 1.5, "codec"),
+        ("codec@3kbps", 3.0, "codec"),
+        ("codec@6kbps", 6.0, "codec"),
+    ]
     # kbps = n · log2(1024) · 75 / 1000
     assert [row.kbps for row in rows] == [n * math.log2(1024) * 75 / 1000 for n in (2, 4, 8)]
     assert systems.codec_systems(rvq_model, "mine")[0].name == "mine@1.5kbps"
@@ -183,8 +187,18 @@ def test_codec_reconstruction_equals_encode_truncate_decode(rvq_model):
 def test_untrained_system_is_the_full_rate_codec():
     from audioenc.config import build_config
 
-    config = build_config("1ch", "small", ["model.quantizer=rvq", "model.n_filters=2", "model.dimension=8",
-                                           "model.lstm=0", "model.n_q=2", "model.bins=16"]).model
+    config = build_config(
+        "1ch",
+        "small",
+        [
+            "model.quantizer=rvq",
+            "model.n_filters=2",
+            "model.dimension=8",
+            "model.lstm=0",
+            "model.n_q=2",
+            "model.bins=16",
+        ],
+    ).model
     rows = systems.untrained(config)
     assert len(rows) == 1
     assert rows[0].name == "untrained@0.6kbps" and rows[0].kbps == pytest.approx(2 * 4 * 75 / 1000)

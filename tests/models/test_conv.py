@@ -105,7 +105,9 @@ def test_pad1d_and_unpad1d_errors_and_zero_padding() -> None:
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("pad_mode", ["reflect", "constant", "replicate"])
 @pytest.mark.parametrize("kernel_size,stride,dilation", [(7, 1, 1), (3, 1, 4), (4, 2, 1), (10, 5, 1), (16, 8, 1)])
-def test_conv1d_output_length_is_ceil(causal: bool, pad_mode: str, kernel_size: int, stride: int, dilation: int) -> None:
+def test_conv1d_output_length_is_ceil(
+    causal: bool, pad_mode: str, kernel_size: int, stride: int, dilation: int
+) -> None:
     torch.manual_seed(0)
     conv = StreamableConv1d(2, 3, kernel_size, stride=stride, dilation=dilation, causal=causal, pad_mode=pad_mode)
     for length in [1, 2, 3] + _random_lengths(30, 1, 5000, seed=kernel_size * 10 + stride):
@@ -127,8 +129,9 @@ def test_conv1d_causal_receptive_field_exact() -> None:
     # [(n + 1) * s - k_eff, (n + 1) * s - 1], clipped to the signal.
     torch.manual_seed(0)
     kernel_size, stride, dilation, length = 3, 2, 2, 23  # k_eff = 5
-    conv = StreamableConv1d(1, 1, kernel_size, stride=stride, dilation=dilation, causal=True,
-                            pad_mode="constant", norm="none", bias=False)
+    conv = StreamableConv1d(
+        1, 1, kernel_size, stride=stride, dilation=dilation, causal=True, pad_mode="constant", norm="none", bias=False
+    )
     with torch.no_grad():
         conv.conv.weight.copy_(torch.tensor([[[1.0, 2.0, 3.0]]]))  # every tap non-zero
     x = torch.randn(1, 1, length, requires_grad=True)

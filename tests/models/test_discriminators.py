@@ -59,7 +59,7 @@ def numpy_normalized_stft(x: np.ndarray, n_fft: int, hop: int, win: int) -> np.n
     window of `win` samples centred in n_fft, divided by sqrt(sum(w^2)); returns [frames, freq]."""
     window = np.zeros(n_fft)
     offset = (n_fft - win) // 2
-    window[offset:offset + win] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
+    window[offset : offset + win] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
     window /= np.sqrt((window**2).sum())
     frames = (len(x) - n_fft) // hop + 1
     index = hop * np.arange(frames)[:, None] + np.arange(n_fft)[None, :]

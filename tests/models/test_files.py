@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from audioenc.models.files import load_codec, model_weights_hash
 from audioenc.config import Config
+from audioenc.models.files import export_model, load_codec, model_weights_hash
 from audioenc.training.checkpoint import save_training_state
-from audioenc.models.files import export_model
 from tests.codec_io.conftest import small_config, small_model
 
 
@@ -19,8 +18,12 @@ def test_load_codec_from_export_checkpoint_and_run_folder(tmp_path):
     state = {"config": Config(model=config).to_dict(), "model": model.state_dict(), "step": 3}
     save_training_state(tmp_path / "run" / "checkpoint_last.pt", state)
     reference = model_weights_hash(model)
-    for path in (tmp_path / "export" / "model_best.safetensors", tmp_path / "run" / "checkpoint_last.pt",
-                 tmp_path / "export", tmp_path / "run"):
+    for path in (
+        tmp_path / "export" / "model_best.safetensors",
+        tmp_path / "run" / "checkpoint_last.pt",
+        tmp_path / "export",
+        tmp_path / "run",
+    ):
         loaded, loaded_config = load_codec(path)
         assert loaded_config == config
         assert not loaded.training

@@ -58,9 +58,18 @@ def _lstm(d: int, layers: int) -> int:
 
 
 def _hand_counts(
-    channels: int, dimension: int = 128, n_filters: int = 32, n_residual_layers: int = 1,
-    ratios: tuple[int, ...] = (8, 5, 4, 2), kernel: int = 7, last_kernel: int = 7, residual_kernel: int = 3,
-    compress: int = 2, lstm: int = 2, true_skip: bool = True, weight_norm: bool = True,
+    channels: int,
+    dimension: int = 128,
+    n_filters: int = 32,
+    n_residual_layers: int = 1,
+    ratios: tuple[int, ...] = (8, 5, 4, 2),
+    kernel: int = 7,
+    last_kernel: int = 7,
+    residual_kernel: int = 3,
+    compress: int = 2,
+    lstm: int = 2,
+    true_skip: bool = True,
+    weight_norm: bool = True,
 ) -> tuple[int, int]:
     wn = weight_norm
     residuals = lambda d: n_residual_layers * _residual_unit(d, residual_kernel, compress, true_skip, wn)  # noqa: E731
@@ -113,11 +122,18 @@ def test_parameter_count_matches_closed_form(config: dict, norm: str) -> None:
     torch.manual_seed(0)
     model_args = dict(config, norm=norm)
     hand_args = dict(
-        channels=config["channels"], dimension=config.get("dimension", 128), n_filters=config.get("n_filters", 32),
-        n_residual_layers=config.get("n_residual_layers", 1), ratios=config.get("ratios", (8, 5, 4, 2)),
-        kernel=config.get("kernel_size", 7), last_kernel=config.get("last_kernel_size", 7),
-        residual_kernel=config.get("residual_kernel_size", 3), compress=config.get("compress", 2),
-        lstm=config.get("lstm", 2), true_skip=config.get("true_skip", True), weight_norm=norm == "weight_norm",
+        channels=config["channels"],
+        dimension=config.get("dimension", 128),
+        n_filters=config.get("n_filters", 32),
+        n_residual_layers=config.get("n_residual_layers", 1),
+        ratios=config.get("ratios", (8, 5, 4, 2)),
+        kernel=config.get("kernel_size", 7),
+        last_kernel=config.get("last_kernel_size", 7),
+        residual_kernel=config.get("residual_kernel_size", 3),
+        compress=config.get("compress", 2),
+        lstm=config.get("lstm", 2),
+        true_skip=config.get("true_skip", True),
+        weight_norm=norm == "weight_norm",
     )
     encoder, decoder = SEANetEncoder(**model_args), SEANetDecoder(**model_args)
     assert (_count(encoder), _count(decoder)) == _hand_counts(**hand_args)
@@ -270,8 +286,9 @@ def test_structure_uses_named_blocks_and_weight_norm() -> None:
     # Strides in encoder order 2, 4, 5, 8 (reversed ratios), kernels 2 * stride.
     strided = [block[-1].conv for block in encoder.model[1:5]]
     assert [(c.stride[0], c.kernel_size[0]) for c in strided] == [(2, 4), (4, 8), (5, 10), (8, 16)]
-    assert all("parametrizations" in name for name, _ in encoder.named_parameters() if "weight" in name
-               and "lstm" not in name)
+    assert all(
+        "parametrizations" in name for name, _ in encoder.named_parameters() if "weight" in name and "lstm" not in name
+    )
 
 
 def test_final_activation_and_errors() -> None:

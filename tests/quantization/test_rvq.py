@@ -186,9 +186,7 @@ def test_ema_update_matches_float64_formula():
     N ← γN + (1−γ)c, m ← γm + (1−γ)s, Ñ = (N + ε)/(ΣN + Kε)·ΣN, e = m/Ñ (decay 0.9, ε = 0.1 so the
     smoothing is visible)."""
     decay, epsilon = 0.9, 0.1
-    rvq = ResidualVectorQuantizer(
-        dimension=2, n_q=1, bins=3, decay=decay, epsilon=epsilon, threshold_ema_dead_code=0
-    )
+    rvq = ResidualVectorQuantizer(dimension=2, n_q=1, bins=3, decay=decay, epsilon=epsilon, threshold_ema_dead_code=0)
     codebook = rvq.layers[0]
     embed = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
     cluster_size = np.array([3.0, 1.0, 0.5])
@@ -378,14 +376,18 @@ def _fixed_codebooks(rvq: ResidualVectorQuantizer) -> None:
     generator = torch.Generator().manual_seed(11)
     for layer in rvq.layers:
         layer.set_codebook_(
-            torch.randn(layer.bins, layer.dimension, generator=generator), 2.0 + torch.rand(layer.bins, generator=generator)
+            torch.randn(layer.bins, layer.dimension, generator=generator),
+            2.0 + torch.rand(layer.bins, generator=generator),
         )
 
 
 def _distributed_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     # A timeout turns a collective mismatch (a hang) into an error that fails the test.
     dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size,
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world_size,
         timeout=datetime.timedelta(seconds=60),
     )
     try:

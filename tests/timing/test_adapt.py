@@ -11,13 +11,13 @@ import torch
 from audioenc.audio.formats import read_corpus_split
 from audioenc.audio.io import read_clip
 from audioenc.config import ModelConfig
-from audioenc.models.codec import CodecModel
-from audioenc.timing.adapt import AdaptationRule, adaptation_split, check_adaptation_split, train_adapted
 from audioenc.core.bootstrap import BootstrapCI
+from audioenc.models.codec import CodecModel
+from audioenc.models.files import export_model
+from audioenc.timing.adapt import AdaptationRule, adaptation_split, check_adaptation_split, train_adapted
 from audioenc.timing.encoders import encoder_embeddings, load_encoder, parameters_fingerprint
 from audioenc.timing.evaluation import clip_targets
 from audioenc.timing.probe import ProbeConfig, train_probe
-from audioenc.models.files import export_model
 
 
 def _ci(value: float, low: float, high: float) -> BootstrapCI:
@@ -79,11 +79,27 @@ def test_adaptation_cut_reproduces_the_hear_embeddings(kind, tiny_corpus, tmp_pa
     top_before = parameters_fingerprint(split.top)
     classes = ("click", "tone")
     targets = clip_targets(train, classes, files)
-    probe, _ = train_probe(dict(frozen.frames), targets, dict(frozen.frames), targets, classes, "max",
-                           config=ProbeConfig(hidden=8, max_epochs=1, batch_size=2), seed=0)
+    probe, _ = train_probe(
+        dict(frozen.frames),
+        targets,
+        dict(frozen.frames),
+        targets,
+        classes,
+        "max",
+        config=ProbeConfig(hidden=8, max_epochs=1, batch_size=2),
+        seed=0,
+    )
     lower = {f: split.lower(read_clip(train.audio_dir / f, handle.sample_rate)) for f in files}
-    adapted, history = train_adapted(split, probe, lower, targets, lower, targets,
-                                     config=ProbeConfig(hidden=8, batch_size=2, adapt_epochs=2, learning_rate=0.05), seed=0)
+    adapted, history = train_adapted(
+        split,
+        probe,
+        lower,
+        targets,
+        lower,
+        targets,
+        config=ProbeConfig(hidden=8, batch_size=2, adapt_epochs=2, learning_rate=0.05),
+        seed=0,
+    )
     assert len(history.valid_loss) == 2 and history.best_epoch in (-1, 0, 1)
     after = parameters_fingerprint(handle.model)
     assert all(np.array_equal(before[name], after[name]) for name in before)  # the original is untouched
@@ -92,11 +108,15 @@ def test_adaptation_cut_reproduces_the_hear_embeddings(kind, tiny_corpus, tmp_pa
     changed = any(not np.array_equal(top_before[name], moved[name]) for name in top_before)
     # The frozen start competes: kept (-1) only if no epoch lowered the validation loss below it.
     assert changed == (history.best_epoch >= 0)
-    start_scores = np.stack([probe(torch.from_numpy(frozen.frames[f])[None]).clip_scores[0].detach().numpy() for f in files])
-    start_loss = torch.nn.functional.binary_cross_entropy(torch.from_numpy(start_scores).clamp(1e-6, 1 - 1e-6),
-                                                          torch.from_numpy(targets)).item()
+    start_scores = np.stack(
+        [probe(torch.from_numpy(frozen.frames[f])[None]).clip_scores[0].detach().numpy() for f in files]
+    )
+    start_loss = torch.nn.functional.binary_cross_entropy(
+        torch.from_numpy(start_scores).clamp(1e-6, 1 - 1e-6), torch.from_numpy(targets)
+    ).item()
     assert min([start_loss, *history.valid_loss]) == pytest.approx(
-        start_loss if history.best_epoch == -1 else history.valid_loss[history.best_epoch], abs=1e-6)
+        start_loss if history.best_epoch == -1 else history.valid_loss[history.best_epoch], abs=1e-6
+    )
     # Adaptation learns: on these clips (trained and validated on the same ones) two epochs beat the
     # frozen start, and both the top block(s) and the probe moved (a learning rate of 0 for either
     # would leave it where it started, and the frozen start would win).
@@ -105,5 +125,3 @@ def test_adaptation_cut_reproduces_the_hear_embeddings(kind, tiny_corpus, tmp_pa
     probe_start = parameters_fingerprint(probe)
     probe_moved = parameters_fingerprint(adapted.probe)
     assert any(not np.array_equal(probe_start[name], probe_moved[name]) for name in probe_start)
-
-

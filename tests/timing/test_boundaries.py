@@ -190,8 +190,10 @@ def test_collar_f1_at_thresholds_equals_one_call_per_threshold():
     from audioenc.timing.boundaries import collar_f1_at_thresholds
 
     rng = np.random.default_rng(3)
-    strong = {f"c{i}.wav": [Event(0.3 + 0.1 * i, 0.9 + 0.1 * i, "x")] + ([Event(1.2, 1.6, "y")] if i % 2 else [])
-              for i in range(5)}
+    strong = {
+        f"c{i}.wav": [Event(0.3 + 0.1 * i, 0.9 + 0.1 * i, "x")] + ([Event(1.2, 1.6, "y")] if i % 2 else [])
+        for i in range(5)
+    }
     scores = {name: rng.random((2, 20)) for name in strong}
     durations = {name: 2.0 for name in strong}
     thresholds = (0.2, 0.5, 0.8)

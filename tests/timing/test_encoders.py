@@ -107,5 +107,3 @@ def test_missing_encoder_is_a_clear_error(tmp_path):
     bad.write_text("def load_model():\n    return None\n")
     with pytest.raises(ValueError, match="lacks get_timestamp_embeddings"):
         load_encoder(bad)
-
-

@@ -34,7 +34,9 @@ def test_average_precision_hand_case_and_sklearn():
         if labels[repeated].sum() == 0:
             assert math.isnan(weighted[row])
         else:
-            assert weighted[row] == pytest.approx(average_precision_score(labels[repeated], scores[repeated]), abs=1e-12)
+            assert weighted[row] == pytest.approx(
+                average_precision_score(labels[repeated], scores[repeated]), abs=1e-12
+            )
     assert math.isnan(average_precision([0, 0, 0], [0.1, 0.2, 0.3]))  # no positive: undefined
 
 
@@ -47,8 +49,13 @@ def _split_with_truth() -> EventSplit:
     }
     files = sorted(strong)
     return EventSplit(
-        name="test", audio_dir=None, files=files, durations={f: 2.0 for f in files},
-        weak={f: tuple(sorted({e.label for e in strong[f]})) for f in files}, strong=strong, classes=("x", "y"),
+        name="test",
+        audio_dir=None,
+        files=files,
+        durations={f: 2.0 for f in files},
+        weak={f: tuple(sorted({e.label for e in strong[f]})) for f in files},
+        strong=strong,
+        classes=("x", "y"),
     )
 
 
@@ -60,7 +67,7 @@ def _predictions(split: EventSplit, shift: float) -> Predictions:
         for event in split.strong[f]:
             row = ("x", "y").index(event.label)
             start, stop = round((event.onset + shift) * 10), round((event.offset + shift) * 10)
-            scores[row, max(0, start):min(20, stop)] = 0.9
+            scores[row, max(0, start) : min(20, stop)] = 0.9
         frame_scores[f] = scores
         clip_scores[f] = scores.max(axis=1)
     return Predictions(frame_scores, clip_scores, 10.0, ("x", "y"))
@@ -73,8 +80,9 @@ def test_evaluator_point_values_match_the_boundary_module():
     result = evaluator.evaluate(late, with_psds=False)
     reference_f1 = collar_f1(late.frame_scores, split.strong, ("x", "y"), 10.0, durations=split.durations)
     assert result.point["collar_f1"] == pytest.approx(reference_f1.f1)
-    summary = summarize_boundaries(boundary_errors(late.frame_scores, split.strong, ("x", "y"), 10.0,
-                                                   durations=split.durations))
+    summary = summarize_boundaries(
+        boundary_errors(late.frame_scores, split.strong, ("x", "y"), 10.0, durations=split.durations)
+    )
     assert result.point["onset_within"] == pytest.approx(summary.onset_within)
     assert result.point["median_abs_onset"] == pytest.approx(summary.median_abs_onset_error)
     assert result.point["clip_map"] == pytest.approx(1.0)  # clip maxima rank every positive first

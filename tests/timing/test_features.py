@@ -41,7 +41,10 @@ def test_log_mel_equals_float64_numpy_reference():
     padded[side : side + len(audio)] = audio
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(config.n_fft) / config.n_fft)  # periodic Hann
     spectra = np.stack(
-        [np.abs(np.fft.rfft(padded[i * config.hop_length : i * config.hop_length + config.n_fft] * window)) ** 2 for i in range(frames)],
+        [
+            np.abs(np.fft.rfft(padded[i * config.hop_length : i * config.hop_length + config.n_fft] * window)) ** 2
+            for i in range(frames)
+        ],
         axis=1,
     )
     mel = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.f_min)

@@ -48,9 +48,14 @@ def _scripted(curve: list[float], snapshots: list[float]):
 def test_the_best_epoch_is_restored_not_the_last():
     model = _Scalar()
     snapshots: list[float] = []
-    history = fit_clip_model(model, [{"params": [model.weight], "lr": 0.1}], lambda epoch: [None],
-                             lambda batch: model.weight.sum(), FitSettings(epochs=5),
-                             validate=_scripted([0.9, 0.4, 0.6, 0.5, 0.45], snapshots))
+    history = fit_clip_model(
+        model,
+        [{"params": [model.weight], "lr": 0.1}],
+        lambda epoch: [None],
+        lambda batch: model.weight.sum(),
+        FitSettings(epochs=5),
+        validate=_scripted([0.9, 0.4, 0.6, 0.5, 0.45], snapshots),
+    )
     assert history.best_epoch == 1 and history.valid_loss == [0.9, 0.4, 0.6, 0.5, 0.45]
     assert float(model.weight.detach()) == snapshots[1] != snapshots[-1]  # the weights of epoch 1, not of the last
     assert not model.training
@@ -60,17 +65,27 @@ def test_the_best_epoch_is_restored_not_the_last():
 def test_the_start_competes_when_asked():
     model = _Scalar()
     snapshots: list[float] = []
-    history = fit_clip_model(model, [{"params": [model.weight], "lr": 0.1}], lambda epoch: [None],
-                             lambda batch: model.weight.sum(), FitSettings(epochs=3, include_start=True),
-                             validate=_scripted([0.2, 0.3, 0.25, 0.21], snapshots))
+    history = fit_clip_model(
+        model,
+        [{"params": [model.weight], "lr": 0.1}],
+        lambda epoch: [None],
+        lambda batch: model.weight.sum(),
+        FitSettings(epochs=3, include_start=True),
+        validate=_scripted([0.2, 0.3, 0.25, 0.21], snapshots),
+    )
     assert history.best_epoch == -1 and float(model.weight.detach()) == 0.0 == snapshots[0]
     assert history.valid_loss == [0.3, 0.25, 0.21]  # the start is not an epoch
 
 
 def test_without_validation_the_last_state_is_kept():
     model = _Scalar()
-    history = fit_clip_model(model, [{"params": [model.weight], "lr": 0.1}], lambda epoch: [None, None],
-                             lambda batch: model.weight.sum(), FitSettings(epochs=2))
+    history = fit_clip_model(
+        model,
+        [{"params": [model.weight], "lr": 0.1}],
+        lambda epoch: [None, None],
+        lambda batch: model.weight.sum(),
+        FitSettings(epochs=2),
+    )
     assert history.best_epoch == -1 and history.valid_loss == []
     assert float(model.weight.detach()) == pytest.approx(-0.4, abs=1e-6)  # four Adam steps of ~lr on a slope of 1
 
@@ -85,8 +100,13 @@ def test_cosine_schedule_follows_its_formula():
         positions.append(float(model.weight.detach()))
         return model.weight.sum()
 
-    fit_clip_model(model, [{"params": [model.weight], "lr": lr}], lambda epoch: [None, None], loss,
-                   FitSettings(epochs=4, final_lr_factor=floor, total_steps=steps))
+    fit_clip_model(
+        model,
+        [{"params": [model.weight], "lr": lr}],
+        lambda epoch: [None, None],
+        loss,
+        FitSettings(epochs=4, final_lr_factor=floor, total_steps=steps),
+    )
     positions.append(float(model.weight.detach()))
     taken = -np.diff(positions)
     expected = [lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * s / steps))) for s in range(steps)]
@@ -148,8 +168,14 @@ def test_frame_statistics_and_padding():
 def _fit_scripted(curve: list[float], settings: FitSettings) -> tuple[_Scalar, list[float], object]:
     model = _Scalar()
     snapshots: list[float] = []
-    history = fit_clip_model(model, [{"params": [model.weight], "lr": 0.1}], lambda epoch: [None],
-                             lambda batch: model.weight.sum(), settings, validate=_scripted(curve, snapshots))
+    history = fit_clip_model(
+        model,
+        [{"params": [model.weight], "lr": 0.1}],
+        lambda epoch: [None],
+        lambda batch: model.weight.sum(),
+        settings,
+        validate=_scripted(curve, snapshots),
+    )
     return model, snapshots, history
 
 
@@ -187,9 +213,19 @@ def test_a_budget_of_zero_seconds_stops_after_the_first_epoch():
     assert history.still_improving  # cut short by the budget at its best epoch
     # Without validation the budget still applies; patience needs validation and is ignored.
     model = _Scalar()
-    unvalidated = fit_clip_model(model, [{"params": [model.weight], "lr": 0.1}], lambda epoch: [None],
-                                 lambda batch: model.weight.sum(), FitSettings(epochs=3, budget_seconds=0.0))
+    unvalidated = fit_clip_model(
+        model,
+        [{"params": [model.weight], "lr": 0.1}],
+        lambda epoch: [None],
+        lambda batch: model.weight.sum(),
+        FitSettings(epochs=3, budget_seconds=0.0),
+    )
     assert unvalidated.stopped == "budget" and len(unvalidated.train_loss) == 1
-    patient = fit_clip_model(model, [{"params": [model.weight], "lr": 0.1}], lambda epoch: [None],
-                             lambda batch: model.weight.sum(), FitSettings(epochs=3, patience=1))
+    patient = fit_clip_model(
+        model,
+        [{"params": [model.weight], "lr": 0.1}],
+        lambda epoch: [None],
+        lambda batch: model.weight.sum(),
+        FitSettings(epochs=3, patience=1),
+    )
     assert patient.stopped == "max_epochs" and len(patient.train_loss) == 3 and not patient.still_improving

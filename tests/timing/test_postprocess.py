@@ -84,33 +84,47 @@ def test_window_frames_rounds_to_the_nearest_odd_count():
 
 
 def test_decode_events_takes_runs_strictly_above_the_threshold():
-    scores = np.array([
-        [0.1, 0.6, 0.6, 0.5, 0.7, 0.7],  # frame 3 equals the threshold: inactive
-        [0.9, 0.2, 0.2, 0.2, 0.2, 0.2],  # a run starting at frame 0
-    ])
-    events = decode_events({"a.wav": scores, "b.wav": np.full((2, 6), 0.1)}, ("x", "y"), RATE, 0.5,
-                           durations={"a.wav": 0.55, "b.wav": 0.6})
+    scores = np.array(
+        [
+            [0.1, 0.6, 0.6, 0.5, 0.7, 0.7],  # frame 3 equals the threshold: inactive
+            [0.9, 0.2, 0.2, 0.2, 0.2, 0.2],  # a run starting at frame 0
+        ]
+    )
+    events = decode_events(
+        {"a.wav": scores, "b.wav": np.full((2, 6), 0.1)}, ("x", "y"), RATE, 0.5, durations={"a.wav": 0.55, "b.wav": 0.6}
+    )
     # Hand: x frames 1-2 -> [0.1, 0.3), frames 4-5 -> [0.4, 0.6) cropped to the 0.55 s clip; y frame 0.
     assert events["a.wav"] == [Event(0.0, 0.1, "y"), Event(0.1, 0.3, "x"), Event(0.4, 0.55, "x")]
     assert events["b.wav"] == []
     without_durations = decode_events({"a.wav": scores}, ("x", "y"), RATE, 0.5)
     assert Event(0.4, 0.6, "x") in without_durations["a.wav"]  # the end of the frames
     assert decode_events({"a.wav": scores}, ("x", "y"), RATE, 0.4)["a.wav"] == [
-        Event(0.0, 0.1, "y"), Event(0.1, 0.6, "x")]  # at 0.4 the 0.5 frame joins the runs
+        Event(0.0, 0.1, "y"),
+        Event(0.1, 0.6, "x"),
+    ]  # at 0.4 the 0.5 frame joins the runs
 
 
 # =========================================================================== choosing on validation
 
 
-def _split(strong: dict[str, list[Event]] | None, files: list[str], duration: float = 3.0,
-           classes: tuple[str, ...] = ("x",)) -> EventSplit:
+def _split(
+    strong: dict[str, list[Event]] | None, files: list[str], duration: float = 3.0, classes: tuple[str, ...] = ("x",)
+) -> EventSplit:
     weak = {f: tuple(sorted({e.label for e in strong[f]})) if strong is not None else ("x",) for f in files}
-    return EventSplit(name="validation", audio_dir=None, files=files, durations={f: duration for f in files},
-                      weak=weak, strong=strong, classes=classes)
+    return EventSplit(
+        name="validation",
+        audio_dir=None,
+        files=files,
+        durations={f: duration for f in files},
+        weak=weak,
+        strong=strong,
+        classes=classes,
+    )
 
 
-def _scores_from(events: dict[str, list[tuple[int, int]]], inside: float, outside: float,
-                 frames: int = 30) -> dict[str, np.ndarray]:
+def _scores_from(
+    events: dict[str, list[tuple[int, int]]], inside: float, outside: float, frames: int = 30
+) -> dict[str, np.ndarray]:
     """One-class scores: ``inside`` on frames ``[start, stop)`` of each run, ``outside`` elsewhere."""
     result = {}
     for name, runs in events.items():
@@ -133,8 +147,9 @@ def test_the_threshold_that_detects_the_events_is_chosen():
     # 0.35 inside the events, 0.1 outside: 0.3 finds every event exactly (F1 1), 0.5 finds none (F1 0).
     predictions = _predictions(_scores_from(RUNS, 0.35, 0.1))
     split = _split(TRUTH, sorted(TRUTH))
-    choice = choose_postprocessing(predictions, split, ("x",), PostprocessSettings(median_seconds=(0.0,),
-                                                                                    thresholds=(0.3, 0.5)))
+    choice = choose_postprocessing(
+        predictions, split, ("x",), PostprocessSettings(median_seconds=(0.0,), thresholds=(0.3, 0.5))
+    )
     assert choice.threshold == 0.3 and choice.window_frames == 1 and choice.window_seconds == 0.0
     assert choice.validation_f1 == pytest.approx(1.0)
     assert choice.basis.startswith("chosen on validation") and "2 (median window, threshold)" in choice.basis
@@ -151,28 +166,40 @@ def test_a_median_window_wins_on_flickering_scores():
     scores["c.wav"][0, 20] = 0.9
     predictions = _predictions(scores)
     split = _split(TRUTH, sorted(TRUTH))
-    choice = choose_postprocessing(predictions, split, ("x",), PostprocessSettings(median_seconds=(0.0, 0.3),
-                                                                                    thresholds=(0.5,)))
+    choice = choose_postprocessing(
+        predictions, split, ("x",), PostprocessSettings(median_seconds=(0.0, 0.3), thresholds=(0.5,))
+    )
     assert (choice.window_seconds, choice.window_frames, choice.threshold) == (0.3, 3, 0.5)
     assert choice.validation_f1 == pytest.approx(1.0)
     unfiltered = collar_f1(scores, TRUTH, ("x",), RATE, durations=split.durations, threshold=0.5)
-    filtered = collar_f1({f: scipy_median(s, size=(1, 3), mode="nearest") for f, s in scores.items()}, TRUTH, ("x",),
-                         RATE, durations=split.durations, threshold=0.5)
+    filtered = collar_f1(
+        {f: scipy_median(s, size=(1, 3), mode="nearest") for f, s in scores.items()},
+        TRUTH,
+        ("x",),
+        RATE,
+        durations=split.durations,
+        threshold=0.5,
+    )
     assert unfiltered.f1 < 1.0 and filtered.f1 == pytest.approx(choice.validation_f1)
 
 
 def test_ties_go_to_the_smaller_window_then_the_threshold_nearest_one_half():
     # Clean scores: every (window, threshold) pair scores F1 1.
     predictions = _predictions(_scores_from(RUNS, 0.9, 0.05))
-    choice = choose_postprocessing(predictions, _split(TRUTH, sorted(TRUTH)), ("x",),
-                                   PostprocessSettings(median_seconds=(0.5, 0.0, 0.3), thresholds=(0.2, 0.45, 0.7)))
+    choice = choose_postprocessing(
+        predictions,
+        _split(TRUTH, sorted(TRUTH)),
+        ("x",),
+        PostprocessSettings(median_seconds=(0.5, 0.0, 0.3), thresholds=(0.2, 0.45, 0.7)),
+    )
     assert choice.validation_f1 == pytest.approx(1.0)
     assert (choice.window_frames, choice.threshold) == (1, 0.45)
 
 
 def test_the_fixed_values_without_strong_labels_or_when_nothing_scores():
-    settings = PostprocessSettings(median_seconds=(0.0, 0.3), thresholds=(0.3, 0.5), fixed_median_seconds=0.2,
-                                   fixed_threshold=0.4)
+    settings = PostprocessSettings(
+        median_seconds=(0.0, 0.3), thresholds=(0.3, 0.5), fixed_median_seconds=0.2, fixed_threshold=0.4
+    )
     predictions = _predictions(_scores_from(RUNS, 0.35, 0.1))
     weak_only = choose_postprocessing(predictions, _split(None, sorted(TRUTH)), ("x",), settings)
     assert (weak_only.window_seconds, weak_only.window_frames, weak_only.threshold) == (0.2, 3, 0.4)
@@ -199,8 +226,13 @@ def test_apply_filters_the_frames_and_attaches_the_threshold():
         for row in range(2):
             np.testing.assert_array_equal(applied.frame_scores[name][row], _numpy_median(scores[row], 5))
         np.testing.assert_array_equal(applied.clip_scores[name], clip[name])
-    assert PostProcessing(0.5, 5, 0.3, "test").to_json() == {"median_seconds": 0.5, "median_frames": 5, "threshold": 0.3, "basis": "test",
-                                                             "validation_collar_f1": None}
+    assert PostProcessing(0.5, 5, 0.3, "test").to_json() == {
+        "median_seconds": 0.5,
+        "median_frames": 5,
+        "threshold": 0.3,
+        "basis": "test",
+        "validation_collar_f1": None,
+    }
 
 
 # =========================================================================== onset-only F1
@@ -242,14 +274,23 @@ def test_onset_only_f1_matches_sed_eval_directly():
     truth["empty.wav"], detected["empty.wav"] = [], [Event(0.1, 0.4, "x")]  # a false positive on a negative clip
 
     for collar in (0.2, 0.05):
-        metrics = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(classes), t_collar=collar,
-                                                         percentage_of_length=0.5, evaluate_onset=True,
-                                                         evaluate_offset=False)
+        metrics = sed_eval.sound_event.EventBasedMetrics(
+            event_label_list=list(classes),
+            t_collar=collar,
+            percentage_of_length=0.5,
+            evaluate_onset=True,
+            evaluate_offset=False,
+        )
         for name in truth:
             reference = dcase_util.containers.MetaDataContainer(
-                [{"filename": name, "onset": e.onset, "offset": e.offset, "event_label": e.label} for e in truth[name]])
+                [{"filename": name, "onset": e.onset, "offset": e.offset, "event_label": e.label} for e in truth[name]]
+            )
             estimated = dcase_util.containers.MetaDataContainer(
-                [{"filename": name, "onset": e.onset, "offset": e.offset, "event_label": e.label} for e in detected[name]])
+                [
+                    {"filename": name, "onset": e.onset, "offset": e.offset, "event_label": e.label}
+                    for e in detected[name]
+                ]
+            )
             metrics.evaluate(reference_event_list=reference, estimated_event_list=estimated)
         expected = metrics.results_overall_metrics()["f_measure"]["f_measure"]
         assert 0 < expected < 1

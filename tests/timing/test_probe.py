@@ -23,9 +23,16 @@ def test_frozen_encoder_unchanged_after_probing(tiny_corpus, saved_crnn):
     train_frames = encoder_embeddings(handle, train.audio_dir, train.files)
     valid_frames = encoder_embeddings(handle, valid.audio_dir, valid.files)
     assert train_frames.frame_rate == pytest.approx(25.0) and train_frames.identity_map
-    probe, history = train_probe(train_frames.frames, clip_targets(train, classes), valid_frames.frames,
-                                 clip_targets(valid, classes), classes, "linear_softmax",
-                                 config=ProbeConfig(hidden=8, max_epochs=3, batch_size=4), seed=0)
+    probe, history = train_probe(
+        train_frames.frames,
+        clip_targets(train, classes),
+        valid_frames.frames,
+        clip_targets(valid, classes),
+        classes,
+        "linear_softmax",
+        config=ProbeConfig(hidden=8, max_epochs=3, batch_size=4),
+        seed=0,
+    )
     after = parameters_fingerprint(handle.model)
     assert before.keys() == after.keys()
     assert all(np.array_equal(before[name], after[name]) for name in before)
@@ -34,8 +41,6 @@ def test_frozen_encoder_unchanged_after_probing(tiny_corpus, saved_crnn):
     torch.manual_seed(0)
     start = ProbeHead(handle.embedding_size, classes, "linear_softmax", hidden=8)
     assert not torch.equal(start.hidden.weight, probe.hidden.weight)
-
-
 
 
 def test_a_context_probe_scores_a_clip_the_same_alone_and_padded():

@@ -24,8 +24,8 @@ import time
 
 import pytest
 
-from audioenc.training.checkpoint import save_training_state
 from audioenc.models.files import load_training_state
+from audioenc.training.checkpoint import save_training_state
 from audioenc.training.run import train
 
 from .conftest import TINY_OVERRIDES
@@ -107,7 +107,7 @@ def test_summary_table_lists_each_epoch_once(make_config, tmp_path, monkeypatch,
     train(config, run_dir, resume=True, progress=False)
     table = capsys.readouterr().out.splitlines()
     header = next(index for index, line in enumerate(table) if line.split()[:2] == ["epoch", "step"])
-    epochs = [line.split()[0] for line in table[header + 1:] if line.split() and line.split()[0].isdigit()]
+    epochs = [line.split()[0] for line in table[header + 1 :] if line.split() and line.split()[0].isdigit()]
     assert epochs == ["0", "1"]
 
 
@@ -165,9 +165,21 @@ EPOCHS, UPDATES = 3, 4
 
 
 def command(run_dir, data, *extra: str) -> list[str]:
-    return ["train", "--1ch", "--preset", "small", "--no-progress", "--run-dir", str(run_dir),
-            *TINY_OVERRIDES, f"data.root={data}", f"train.epochs={EPOCHS}", f"train.updates_per_epoch={UPDATES}",
-            "train.checkpoint_every=2", *extra]
+    return [
+        "train",
+        "--1ch",
+        "--preset",
+        "small",
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
+        *TINY_OVERRIDES,
+        f"data.root={data}",
+        f"train.epochs={EPOCHS}",
+        f"train.updates_per_epoch={UPDATES}",
+        "train.checkpoint_every=2",
+        *extra,
+    ]
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -195,8 +207,13 @@ def test_sigkill_anywhere_then_resume_equals_the_uninterrupted_run(tiny_data, tm
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     reference = tmp_path / "reference"
-    done = subprocess.run([sys.executable, "-m", "audioenc", *command(reference, tiny_data)],
-                          check=False, capture_output=True, env=environment(), timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "audioenc", *command(reference, tiny_data)],
+        check=False,
+        capture_output=True,
+        env=environment(),
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
 
     run_dir = tmp_path / "run"
@@ -217,8 +234,12 @@ def test_sigkill_anywhere_then_resume_equals_the_uninterrupted_run(tiny_data, tm
     # 5. From outside, the moment the next checkpoint appears on disk.
     last = run_dir / "checkpoint_last.pt"
     seen = last.stat().st_mtime_ns
-    process = subprocess.Popen([sys.executable, "-m", "audioenc", *command(run_dir, tiny_data, "--resume")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "audioenc", *command(run_dir, tiny_data, "--resume")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environment(),
+    )
     deadline = time.monotonic() + 300
     while process.poll() is None and last.stat().st_mtime_ns == seen and time.monotonic() < deadline:
         time.sleep(0.001)
@@ -226,8 +247,13 @@ def test_sigkill_anywhere_then_resume_equals_the_uninterrupted_run(tiny_data, tm
     process.wait(timeout=60)
     check_consistent(run_dir)
     # 6. Resume to the end.
-    final = subprocess.run([sys.executable, "-m", "audioenc", *command(run_dir, tiny_data, "--resume")],
-                           check=False, capture_output=True, env=environment(), timeout=300)
+    final = subprocess.run(
+        [sys.executable, "-m", "audioenc", *command(run_dir, tiny_data, "--resume")],
+        check=False,
+        capture_output=True,
+        env=environment(),
+        timeout=300,
+    )
     assert final.returncode == 0, final.stderr.decode()[-3000:]
     assert check_consistent(run_dir) == EPOCHS * UPDATES
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -55,8 +55,9 @@ def _plain_step(model, discriminator, config, audio):
     fake_logits, fake_features = discriminator(y_hat)
     with torch.no_grad():
         _, real_features = discriminator(audio)
-    mel = MultiScaleMelLoss(sample_rate=config.model.sample_rate, alphas=False, normalized=True,
-                            chunk_signals=10**6).double()
+    mel = MultiScaleMelLoss(
+        sample_rate=config.model.sample_rate, alphas=False, normalized=True, chunk_signals=10**6
+    ).double()
     feat_per_scale = []
     for real_scale, fake_scale in zip(real_features, fake_features):
         terms = [(f - r).abs().mean() / r.abs().mean() for r, f in zip(real_scale, fake_scale)]
@@ -95,8 +96,9 @@ def test_trainer_step_equals_the_plain_step_in_float64(make_config, tmp_path, mo
 
     generator = torch.Generator().manual_seed(1)
     length = round(config.data.segment_seconds * config.model.sample_rate)
-    audio = 0.1 * torch.randn(config.train.batch_size, config.model.channels, length, generator=generator,
-                              dtype=torch.float64)
+    audio = 0.1 * torch.randn(
+        config.train.batch_size, config.model.channels, length, generator=generator, dtype=torch.float64
+    )
 
     result = trainer.train_step(audio)
     expected, model_grads, d_grads, d_params = _plain_step(model, discriminator, config, audio)

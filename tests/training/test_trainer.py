@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
-import signal
 import textwrap
 import time
 from pathlib import Path
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from audioenc.training.checkpoint import save_training_state
-from audioenc.models.files import load_training_state
-from audioenc.training.data import build_datasets
 from audioenc.core.distributed import DistributedContext
+from audioenc.models.files import load_training_state
+from audioenc.training.checkpoint import save_training_state
+from audioenc.training.data import build_datasets
 from audioenc.training.run import train
 from audioenc.training.trainer import NonFiniteLossError, Trainer
 
@@ -91,14 +91,14 @@ def test_resume_reproduces_the_uninterrupted_run(make_config, tmp_path):
     full = train(config, tmp_path / "full", progress=False)
     full_losses = full["last_train_losses"]
     # Interrupted after 3 steps (checkpoint_every=2 -> saved at 2; stop at 3 via a shorter run).
-    short = make_config("model.quantizer=rvq", "train.epochs=1", "train.updates_per_epoch=5",
-                        "train.checkpoint_every=3")
+    short = make_config(
+        "model.quantizer=rvq", "train.epochs=1", "train.updates_per_epoch=5", "train.checkpoint_every=3"
+    )
     run_dir = tmp_path / "resumed"
     train_set, valid_set = build_datasets(short, DistributedContext())
     trainer = Trainer(short, run_dir, torch.device("cpu"))
     # The same samples as steps 0-2 of the full run; a private generator keeps the global RNG untouched.
-    loader = torch.utils.data.DataLoader(train_set, batch_size=2, sampler=range(0, 6),
-                                         generator=torch.Generator())
+    loader = torch.utils.data.DataLoader(train_set, batch_size=2, sampler=range(0, 6), generator=torch.Generator())
     for audio in loader:
         trainer.train_step(audio)
     trainer.save("last")
@@ -153,8 +153,7 @@ def test_multichannel_run_reports_spatial_errors(tmp_path):
     from .conftest import TINY_OVERRIDES, make_audio_folder
 
     data = make_audio_folder(tmp_path / "stereo", channels=2)
-    config = build_config("32ch", "small", [*TINY_OVERRIDES, "model.channels=2", f"data.root={data}",
-                                            "train.epochs=1"])
+    config = build_config("32ch", "small", [*TINY_OVERRIDES, "model.channels=2", f"data.root={data}", "train.epochs=1"])
     train(config, tmp_path / "run", progress=False)
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["ild_error_db"] > 0 and 0 < row["coherence_error"] <= 2
@@ -215,8 +214,15 @@ def test_nonfinite_losses_are_skipped_then_stop(make_config, tmp_path):
 
 def test_run_folder_contents_and_best_by_mel(make_config, tmp_path):
     summary = train(make_config(), tmp_path, progress=False)
-    for name in ("config.json", "checkpoint_last.pt", "checkpoint_best.pt", "model_best.safetensors",
-                 "model_best.json", "metrics.jsonl", "summary.json"):
+    for name in (
+        "config.json",
+        "checkpoint_last.pt",
+        "checkpoint_best.pt",
+        "model_best.safetensors",
+        "model_best.json",
+        "metrics.jsonl",
+        "summary.json",
+    ):
         assert (tmp_path / name).exists(), name
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [0, 1, 2]  # epoch 0: the untrained baseline
@@ -252,9 +258,23 @@ def test_torchrun_two_ranks_gloo_end_with_identical_weights(tiny_data, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
         # --standalone: the rendezvous takes a free port, so parallel test runs do not collide.
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-        "-m", "audioenc", "train", "--1ch", "--preset", "small", "--run-dir", str(tmp_path / "ddp"),
-        "--no-progress", *TINY_OVERRIDES, "train.epochs=1", f"data.root={tiny_data}",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        "-m",
+        "audioenc",
+        "train",
+        "--1ch",
+        "--preset",
+        "small",
+        "--run-dir",
+        str(tmp_path / "ddp"),
+        "--no-progress",
+        *TINY_OVERRIDES,
+        "train.epochs=1",
+        f"data.root={tiny_data}",
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -343,17 +363,40 @@ def test_sigterm_saves_last_and_exits_cleanly(tiny_data, tmp_path, target):
     from .conftest import TINY_OVERRIDES
 
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "audioenc", "train", "--1ch", "--preset", "small", "--run-dir", str(run_dir),
-               "--no-progress", *TINY_OVERRIDES, "train.epochs=1000", "train.checkpoint_every=100000",
-               f"data.root={tiny_data}", "data.num_workers=1"]
+    command = [
+        sys.executable,
+        "-m",
+        "audioenc",
+        "train",
+        "--1ch",
+        "--preset",
+        "small",
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+        *TINY_OVERRIDES,
+        "train.epochs=1000",
+        "train.checkpoint_every=100000",
+        f"data.root={tiny_data}",
+        "data.num_workers=1",
+    ]
     log = tmp_path / "stderr.txt"  # a file, not a pipe: a pipe nobody reads while polling can fill and block the run
     with open(log, "wb") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     metrics = run_dir / "metrics.jsonl"
     # Epoch 0 (baseline) and epoch 1 done: training is under way, however loaded the machine is.
-    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 2, process, log,
-                "two validation rows in metrics.jsonl")
+    _wait_until(
+        lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 2,
+        process,
+        log,
+        "two validation rows in metrics.jsonl",
+    )
     if target == "group":
         os.killpg(process.pid, signal.SIGTERM)
     else:

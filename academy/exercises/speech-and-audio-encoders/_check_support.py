@@ -64,17 +64,27 @@ def expect_close(got: object, expected: float, what: str, hint: str, *, toleranc
     """Check ``|got - expected| <= tolerance`` (infinities must match exactly); return ``got``."""
     value = as_float(got, what, hint)
     same_infinity = math.isinf(expected) and value == expected
-    expect(same_infinity or abs(value - expected) <= tolerance, what, f"{expected:.6g} (± {tolerance:g})", f"{value:.6g}", hint)
+    expect(
+        same_infinity or abs(value - expected) <= tolerance,
+        what,
+        f"{expected:.6g} (± {tolerance:g})",
+        f"{value:.6g}",
+        hint,
+    )
     return value
 
 
-def expect_array_close(got: object, expected: Sequence[float], what: str, hint: str, *, tolerance: float = 1e-9) -> None:
+def expect_array_close(
+    got: object, expected: Sequence[float], what: str, hint: str, *, tolerance: float = 1e-9
+) -> None:
     """Element-wise :func:`expect_close` for a 1-D sequence, after checking its length."""
     try:
         values = [float(item) for item in got]  # type: ignore[union-attr]
     except (TypeError, ValueError):
         raise CheckFailed(what, f"{len(expected)} numbers", repr(got), hint) from None
-    expect(len(values) == len(expected), what, f"{len(expected)} values", f"{len(values)} values: {_short(values)}", hint)
+    expect(
+        len(values) == len(expected), what, f"{len(expected)} values", f"{len(values)} values: {_short(values)}", hint
+    )
     for got_value, expected_value in zip(values, expected):
         same_infinity = math.isinf(expected_value) and got_value == expected_value
         if not (same_infinity or abs(got_value - expected_value) <= tolerance):
@@ -100,7 +110,9 @@ def load_module(path: Path) -> ModuleType:
 def _origin(error: BaseException, learner_file: Path) -> str:
     """`` at file, line N, in function`` of the deepest frame inside the learner's file; when the
     error arose in the check (using a result of the wrong kind), says so instead."""
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename).resolve() == learner_file]
+    frames = [
+        frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename).resolve() == learner_file
+    ]
     if not frames:
         return " while the check used your result (is its type the one the docstring asks for?)"
     frame = frames[-1]
@@ -109,7 +121,9 @@ def _origin(error: BaseException, learner_file: Path) -> str:
 
 def _function_name(error: BaseException, learner_file: Path) -> str:
     """Name of the learner's function that raised ``error`` (``your code`` if not found)."""
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename).resolve() == learner_file]
+    frames = [
+        frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename).resolve() == learner_file
+    ]
     return f"{frames[-1].name}()" if frames else "your code"
 
 
@@ -165,7 +179,10 @@ def run_checks(check_file: str, title: str, checks: Sequence[Check], *, on_succe
             message = str(error) or "the function still raises NotImplementedError"
             shown_before = function in reported_todos
             reported_todos.add(function)
-            print(f"  TODO   {name}\n         not done yet: {function}" + (" (hint above)" if shown_before else f": {message}"))
+            print(
+                f"  TODO   {name}\n         not done yet: {function}"
+                + (" (hint above)" if shown_before else f": {message}")
+            )
         except CheckFailed as failure:
             print(f"  FAIL   {name}\n         checked:  {failure.what}\n         expected: {failure.expected}")
             print(f"         got:      {failure.got}\n         hint:     {failure.hint}")

@@ -136,19 +136,24 @@ def usable_entries(
     if manifest.rejected:
         LOGGER.warning(
             "%d file(s) under %s rejected at scan time and left out: %s",
-            len(manifest.rejected), manifest.root,
+            len(manifest.rejected),
+            manifest.root,
             "; ".join(f"{entry.path} ({entry.error})" for entry in manifest.rejected),
         )
     if short:
         LOGGER.warning(
             "%d file(s) under %s shorter than min_seconds=%.2f s skipped: %s",
-            len(short), manifest.root, min_seconds,
+            len(short),
+            manifest.root,
+            min_seconds,
             ", ".join(f"{entry.path} ({entry.duration_seconds:.2f} s)" for entry in short),
         )
     if wrong:
         LOGGER.warning(
             "%d file(s) under %s without the %d channels channel_mode='all' needs skipped: %s",
-            len(wrong), manifest.root, channels,
+            len(wrong),
+            manifest.root,
+            channels,
             ", ".join(f"{entry.path} ({entry.channels} ch)" for entry in wrong),
         )
     return require_usable(
@@ -170,8 +175,9 @@ def _max_start(entry: FileEntry, num_samples: int, sample_rate: int) -> int:
     return max(0, entry.frames - input_frames_for(num_samples, entry.sample_rate, sample_rate))
 
 
-def _read(manifest: Manifest, entry: FileEntry, segment: Segment, num_samples: int, sample_rate: int,
-          channel_mode: str) -> torch.Tensor:
+def _read(
+    manifest: Manifest, entry: FileEntry, segment: Segment, num_samples: int, sample_rate: int, channel_mode: str
+) -> torch.Tensor:
     audio = read_segment(
         manifest.absolute(entry),
         segment.start_frame,
@@ -320,9 +326,11 @@ class SegmentDataset(Dataset):
         dropped = self._failures_by_file[segment.path] >= self.max_failures_per_file
         LOGGER.warning(
             "read failed, drawing another segment (failure %d of this dataset): %s%s",
-            self.read_failures, error,
-            f"; {segment.path} failed {self._failures_by_file[segment.path]} times and is dropped "
-            "in this process" if dropped else "",
+            self.read_failures,
+            error,
+            f"; {segment.path} failed {self._failures_by_file[segment.path]} times and is dropped in this process"
+            if dropped
+            else "",
         )
         if dropped:
             position = next(i for i, entry in enumerate(self.entries) if entry.path == segment.path)
@@ -332,8 +340,14 @@ class SegmentDataset(Dataset):
         for attempt in range(self.max_attempts):
             segment = self.draw(index, attempt)
             try:
-                return _read(self.manifest, self._by_path[segment.path], segment, self.num_samples,
-                             self.sample_rate, self.channel_mode)
+                return _read(
+                    self.manifest,
+                    self._by_path[segment.path],
+                    segment,
+                    self.num_samples,
+                    self.sample_rate,
+                    self.channel_mode,
+                )
             except AudioReadError as error:
                 self._record_failure(segment, error)
         raise AudioReadError(
@@ -419,9 +433,14 @@ class FixedSegmentDataset(Dataset):
 
     def _load_or_choose(self, num_segments: int, min_seconds: float | None) -> tuple[Segment, ...]:
         settings = {
-            "name": self.name, "seed": self.seed, "num_segments": num_segments,
-            "segment_seconds": self.segment_seconds, "sample_rate": self.sample_rate,
-            "channel_mode": self.channel_mode, "channels": self.channels, "min_seconds": min_seconds,
+            "name": self.name,
+            "seed": self.seed,
+            "num_segments": num_segments,
+            "segment_seconds": self.segment_seconds,
+            "sample_rate": self.sample_rate,
+            "channel_mode": self.channel_mode,
+            "channels": self.channels,
+            "min_seconds": min_seconds,
         }
         key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         key = f"{self.name}-{key}"
@@ -433,7 +452,9 @@ class FixedSegmentDataset(Dataset):
             LOGGER.warning(
                 "fixed %s segments stored in %s were chosen from other files (added, removed or "
                 "changed since); choosing them again from seed %d",
-                self.name, self.manifest.cache_path, self.seed,
+                self.name,
+                self.manifest.cache_path,
+                self.seed,
             )
         segments = self._choose(num_segments)
         self.manifest.store_fixed_segments(
@@ -448,17 +469,28 @@ class FixedSegmentDataset(Dataset):
         for offset in range(len(self.segments)):
             segment = self.segments[(index + offset) % len(self.segments)]
             try:
-                return _read(self.manifest, self._by_path[segment.path], segment, self.num_samples,
-                             self.sample_rate, self.channel_mode)
+                return _read(
+                    self.manifest,
+                    self._by_path[segment.path],
+                    segment,
+                    self.num_samples,
+                    self.sample_rate,
+                    self.channel_mode,
+                )
             except AudioReadError as error:
                 self.read_failures += 1
                 LOGGER.error(
                     "fixed %s segment %d failed to read (%s); using the next fixed segment instead "
                     "(%d substitutions so far in this process)",
-                    self.name, (index + offset) % len(self.segments), error, self.read_failures,
+                    self.name,
+                    (index + offset) % len(self.segments),
+                    error,
+                    self.read_failures,
                 )
-        raise AudioReadError(f"none of the {len(self.segments)} fixed {self.name} segments under "
-                             f"{self.manifest.root} can be read; run `audioenc scan` on it")
+        raise AudioReadError(
+            f"none of the {len(self.segments)} fixed {self.name} segments under "
+            f"{self.manifest.root} can be read; run `audioenc scan` on it"
+        )
 
 
 # --------------------------------------------------------------------------- splits
@@ -587,15 +619,29 @@ def build_datasets(
     """
     manifest = _as_manifest(manifest_or_root)
     entries = usable_entries(
-        manifest, segment_seconds=segment_seconds, channel_mode=channel_mode, channels=channels,
+        manifest,
+        segment_seconds=segment_seconds,
+        channel_mode=channel_mode,
+        channels=channels,
         min_seconds=min_seconds,
     )
     splits = split_manifest(
-        manifest.subset(entries), by=split_by, valid_fraction=valid_fraction, test_fraction=test_fraction,
-        seed=seed, valid_groups=valid_groups, test_groups=test_groups,
+        manifest.subset(entries),
+        by=split_by,
+        valid_fraction=valid_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        valid_groups=valid_groups,
+        test_groups=test_groups,
     )
-    common = dict(segment_seconds=segment_seconds, sample_rate=sample_rate, channel_mode=channel_mode,
-                  channels=channels, seed=seed, min_seconds=min_seconds)
+    common = dict(
+        segment_seconds=segment_seconds,
+        sample_rate=sample_rate,
+        channel_mode=channel_mode,
+        channels=channels,
+        seed=seed,
+        min_seconds=min_seconds,
+    )
     train = SegmentDataset(splits.train, items_per_epoch=items_per_epoch, rank=rank, **common)
     valid = FixedSegmentDataset(splits.valid, valid_segments, name="valid", **common) if splits.valid.entries else None
     test = FixedSegmentDataset(splits.test, test_segments, name="test", **common) if splits.test.entries else None

@@ -76,8 +76,15 @@ def read_desed_config(path: str | Path, classes: tuple[str, ...] | None = None) 
                 continue
             folder, tsv = pair
             strong = _is_strong(tsv)
-            parts.append(read_event_split(folder, name=f"{split}:{subset}", classes=classes,
-                                          strong_tsv=tsv if strong else None, weak_tsv=None if strong else tsv))
+            parts.append(
+                read_event_split(
+                    folder,
+                    name=f"{split}:{subset}",
+                    classes=classes,
+                    strong_tsv=tsv if strong else None,
+                    weak_tsv=None if strong else tsv,
+                )
+            )
             result.notes.append(f"{split}: {subset} ({folder}, {'strong' if strong else 'weak'} labels from {tsv})")
         if parts:
             merged = parts[0] if len(parts) == 1 else merge_splits(split, parts)
@@ -86,8 +93,10 @@ def read_desed_config(path: str | Path, classes: tuple[str, ...] | None = None) 
             if classes is None and split == "train":
                 classes = merged.classes
     if "train" not in result.splits:
-        raise UserError(f"{path}: no training subset with both a folder and a TSV (keys "
-                         f"{', '.join(f'{s}_folder/{s}_tsv' for s in TRAIN_SUBSETS)})")
+        raise UserError(
+            f"{path}: no training subset with both a folder and a TSV (keys "
+            f"{', '.join(f'{s}_folder/{s}_tsv' for s in TRAIN_SUBSETS)})"
+        )
     return result
 
 
@@ -107,8 +116,16 @@ def merge_splits(name: str, parts: list[EventSplit]) -> EventSplit:
         issues += part.issues
     every_strong = all(part.strong is not None for part in parts)
     classes = tuple(sorted({name for part in parts for name in part.classes}))
-    return EventSplit(name=name, audio_dir=root, files=sorted(files), durations=durations, weak=weak,
-                      strong=strong if every_strong else None, classes=classes, issues=issues)
+    return EventSplit(
+        name=name,
+        audio_dir=root,
+        files=sorted(files),
+        durations=durations,
+        weak=weak,
+        strong=strong if every_strong else None,
+        classes=classes,
+        issues=issues,
+    )
 
 
 def _subset_paths(config: Path, section: dict[str, Any], subset: str, result: DesedSplits) -> tuple[Path, Path] | None:
@@ -118,16 +135,23 @@ def _subset_paths(config: Path, section: dict[str, Any], subset: str, result: De
     if not folder_value and not tsv_value:
         return None
     if not folder_value or not tsv_value:
-        result.issues.append(Issue(str(config), None, f"{subset}: needs both {subset}_folder and {subset}_tsv; "
-                                   "subset left out", "dropped"))
+        result.issues.append(
+            Issue(
+                str(config), None, f"{subset}: needs both {subset}_folder and {subset}_tsv; subset left out", "dropped"
+            )
+        )
         return None
-    folder, tsv = _resolve(config, section, f"{subset}_folder", folder_value), _resolve(config, section, f"{subset}_tsv", tsv_value)
+    folder, tsv = (
+        _resolve(config, section, f"{subset}_folder", folder_value),
+        _resolve(config, section, f"{subset}_tsv", tsv_value),
+    )
     if not folder.is_dir() and section.get(f"{subset}_folder_44k"):
         folder = _resolve(config, section, f"{subset}_folder_44k", section[f"{subset}_folder_44k"])
     missing = [str(item) for item in (folder, tsv) if not item.exists()]
     if missing:
-        result.issues.append(Issue(str(config), None, f"{subset}: {', '.join(missing)} does not exist; subset left out",
-                                   "dropped"))
+        result.issues.append(
+            Issue(str(config), None, f"{subset}: {', '.join(missing)} does not exist; subset left out", "dropped")
+        )
         return None
     return folder, tsv
 

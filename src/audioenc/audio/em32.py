@@ -31,14 +31,38 @@ SPEED_OF_SOUND_M_S = 343.0
 
 EM32_CAPSULE_ANGLES_DEG: tuple[tuple[float, float], ...] = (
     # (colatitude θ, azimuth φ) in degrees, capsules 1..32; mh acoustics em32 release notes v17.0.
-    (69.0, 0.0), (90.0, 32.0), (111.0, 0.0), (90.0, 328.0),
-    (32.0, 0.0), (55.0, 45.0), (90.0, 69.0), (125.0, 45.0),
-    (148.0, 0.0), (125.0, 315.0), (90.0, 291.0), (55.0, 315.0),
-    (21.0, 91.0), (58.0, 90.0), (121.0, 90.0), (159.0, 89.0),
-    (69.0, 180.0), (90.0, 212.0), (111.0, 180.0), (90.0, 148.0),
-    (32.0, 180.0), (55.0, 225.0), (90.0, 249.0), (125.0, 225.0),
-    (148.0, 180.0), (125.0, 135.0), (90.0, 111.0), (55.0, 135.0),
-    (21.0, 269.0), (58.0, 270.0), (122.0, 270.0), (159.0, 271.0),
+    (69.0, 0.0),
+    (90.0, 32.0),
+    (111.0, 0.0),
+    (90.0, 328.0),
+    (32.0, 0.0),
+    (55.0, 45.0),
+    (90.0, 69.0),
+    (125.0, 45.0),
+    (148.0, 0.0),
+    (125.0, 315.0),
+    (90.0, 291.0),
+    (55.0, 315.0),
+    (21.0, 91.0),
+    (58.0, 90.0),
+    (121.0, 90.0),
+    (159.0, 89.0),
+    (69.0, 180.0),
+    (90.0, 212.0),
+    (111.0, 180.0),
+    (90.0, 148.0),
+    (32.0, 180.0),
+    (55.0, 225.0),
+    (90.0, 249.0),
+    (125.0, 225.0),
+    (148.0, 180.0),
+    (125.0, 135.0),
+    (90.0, 111.0),
+    (55.0, 135.0),
+    (21.0, 269.0),
+    (58.0, 270.0),
+    (122.0, 270.0),
+    (159.0, 271.0),
 )
 """The 32 published capsule angles (θ colatitude, φ azimuth), degrees, in channel order."""
 
@@ -59,14 +83,16 @@ def capsule_directions() -> np.ndarray:
     return unit_vector(angles[:, 0], angles[:, 1])
 
 
-def capsule_positions(center: tuple[float, float, float] = (0.0, 0.0, 0.0),
-                      radius: float = EM32_RADIUS_M) -> np.ndarray:
+def capsule_positions(
+    center: tuple[float, float, float] = (0.0, 0.0, 0.0), radius: float = EM32_RADIUS_M
+) -> np.ndarray:
     """Capsule positions ``[32, 3]`` in metres for an array centred at ``center``."""
     return np.asarray(center, dtype=np.float64)[None, :] + radius * capsule_directions()
 
 
-def plane_wave_delays(direction: np.ndarray, radius: float = EM32_RADIUS_M,
-                      speed_of_sound: float = SPEED_OF_SOUND_M_S) -> np.ndarray:
+def plane_wave_delays(
+    direction: np.ndarray, radius: float = EM32_RADIUS_M, speed_of_sound: float = SPEED_OF_SOUND_M_S
+) -> np.ndarray:
     """Free-field arrival times ``[32]`` (s) of a plane wave from unit ``direction``, relative to the centre.
 
     ``τ_m = -radius * (n_m · u) / c``; negative = earlier than at the centre.

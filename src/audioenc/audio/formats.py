@@ -243,7 +243,9 @@ def read_strong_tsv(
             issues.append(Issue(str(path), number, f"{where}: empty filename in row {fields!r}"))
             continue
         if known is not None and filename not in known:
-            issues.append(Issue(str(path), number, f"{where}: labels for {filename!r}, which is not in the audio folder"))
+            issues.append(
+                Issue(str(path), number, f"{where}: labels for {filename!r}, which is not in the audio folder")
+            )
             continue
         if not onset_text and not offset_text and not label:
             events.setdefault(filename, [])  # a clip declared without events
@@ -252,7 +254,11 @@ def read_strong_tsv(
             onset, offset = float(onset_text), float(offset_text)
         except ValueError:
             issues.append(
-                Issue(str(path), number, f"{where}: onset {onset_text!r} / offset {offset_text!r} of {filename!r} are not numbers")
+                Issue(
+                    str(path),
+                    number,
+                    f"{where}: onset {onset_text!r} / offset {offset_text!r} of {filename!r} are not numbers",
+                )
             )
             continue
         if not (math.isfinite(onset) and math.isfinite(offset)) or onset < 0 or offset <= onset:
@@ -261,15 +267,25 @@ def read_strong_tsv(
             )
             continue
         if not label:
-            issues.append(Issue(str(path), number, f"{where}: empty event_label for {filename!r} at {onset}-{offset} s"))
+            issues.append(
+                Issue(str(path), number, f"{where}: empty event_label for {filename!r} at {onset}-{offset} s")
+            )
             continue
         if "," in label:
-            issues.append(Issue(str(path), number, f"{where}: event_label {label!r} of {filename!r} holds a comma, "
-                                "which separates classes in weak labels; rename the class (e.g. with _)"))
+            issues.append(
+                Issue(
+                    str(path),
+                    number,
+                    f"{where}: event_label {label!r} of {filename!r} holds a comma, "
+                    "which separates classes in weak labels; rename the class (e.g. with _)",
+                )
+            )
             continue
         if class_set is not None and label not in class_set:
             issues.append(
-                Issue(str(path), number, f"{where}: unknown class {label!r} in {filename!r}; known: {sorted(class_set)}")
+                Issue(
+                    str(path), number, f"{where}: unknown class {label!r} in {filename!r}; known: {sorted(class_set)}"
+                )
             )
             continue
         if known is not None:
@@ -367,7 +383,9 @@ def read_weak_tsv(
             issues.append(Issue(str(path), number, f"{where}: empty filename in row {fields!r}"))
             continue
         if known is not None and filename not in known:
-            issues.append(Issue(str(path), number, f"{where}: labels for {filename!r}, which is not in the audio folder"))
+            issues.append(
+                Issue(str(path), number, f"{where}: labels for {filename!r}, which is not in the audio folder")
+            )
             continue
         row_labels = set()
         for label in (part.strip() for part in fields[columns["event_labels"]].split(",")):
@@ -375,7 +393,11 @@ def read_weak_tsv(
                 continue
             if class_set is not None and label not in class_set:
                 issues.append(
-                    Issue(str(path), number, f"{where}: unknown class {label!r} for {filename!r}; known: {sorted(class_set)}")
+                    Issue(
+                        str(path),
+                        number,
+                        f"{where}: unknown class {label!r} for {filename!r}; known: {sorted(class_set)}",
+                    )
                 )
                 continue
             row_labels.add(label)
@@ -412,7 +434,9 @@ def read_durations_tsv(path: str | Path) -> tuple[dict[str, float], list[Issue]]
         except ValueError:
             value = float("nan")
         if not filename or not math.isfinite(value) or value <= 0:
-            issues.append(Issue(str(path), number, f"{path}:{number}: need a filename and a positive duration, got {fields!r}"))
+            issues.append(
+                Issue(str(path), number, f"{path}:{number}: need a filename and a positive duration, got {fields!r}")
+            )
             continue
         durations[filename] = value
     return durations, issues
@@ -515,8 +539,15 @@ def read_event_split(
         if any(issue.action == "error" for issue in strong_issues):
             # The whole file was rejected (empty, wrong header): the split has no strong labels,
             # not strong labels that say "no events anywhere" (which would turn boundary metrics off silently).
-            issues.append(Issue(str(strong_tsv), None, f"split {name!r}: the strong TSV was rejected whole; the split "
-                                "is treated as having no strong labels (no boundary metrics) until it is fixed", "error"))
+            issues.append(
+                Issue(
+                    str(strong_tsv),
+                    None,
+                    f"split {name!r}: the strong TSV was rejected whole; the split "
+                    "is treated as having no strong labels (no boundary metrics) until it is fixed",
+                    "error",
+                )
+            )
         else:
             strong = {filename: parsed.get(filename, []) for filename in durations}
     weak_rows: dict[str, tuple[str, ...]] = {}
@@ -546,7 +577,11 @@ def read_event_split(
     if unlabelled:
         shown = ", ".join(unlabelled[:5]) + (f" and {len(unlabelled) - 5} more" if len(unlabelled) > 5 else "")
         issues.append(
-            Issue(str(weak_tsv), None, f"split {name!r}: {len(unlabelled)} audio file(s) without any label left out: {shown}")
+            Issue(
+                str(weak_tsv),
+                None,
+                f"split {name!r}: {len(unlabelled)} audio file(s) without any label left out: {shown}",
+            )
         )
     files = sorted(weak)
     if classes is None:
@@ -571,8 +606,10 @@ def corpus_classes(path: Path) -> tuple[str, ...]:
     content = read_json(path, "corpus description")
     classes = content.get("classes") if isinstance(content, dict) else None
     if not isinstance(classes, list) or not classes or not all(isinstance(name, str) and name for name in classes):
-        raise UserError(f"corpus description {path}: needs \"classes\": a non-empty list of label names; "
-                        f"got {classes!r}. Fix or remove the file (without it the training labels give the classes).")
+        raise UserError(
+            f'corpus description {path}: needs "classes": a non-empty list of label names; '
+            f"got {classes!r}. Fix or remove the file (without it the training labels give the classes)."
+        )
     return tuple(classes)
 
 

@@ -199,8 +199,10 @@ def read_clip(path: str | os.PathLike, sample_rate: int, *, mono: bool = True) -
     if info.frames == 0:
         raise AudioReadError(f"{path}: the file has no samples")
     if info.truncation():
-        raise AudioReadError(f"{path}: truncated: the header declares more sample data than the file holds "
-                             f"({info.truncation()}); re-export or re-download it")
+        raise AudioReadError(
+            f"{path}: truncated: the header declares more sample data than the file holds "
+            f"({info.truncation()}); re-export or re-download it"
+        )
     audio = read_frames(path, 0, info.frames)  # [channels, time]; refuses a file shorter than its header
     if mono:
         # Averaged over a [time, channels] copy, the layout libsndfile delivers (same float sums).

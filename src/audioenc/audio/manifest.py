@@ -77,10 +77,43 @@ SCENES_TSV = "scenes.tsv"
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
     {
-        ".wav", ".wave", ".bwf", ".rf64", ".w64", ".flac", ".ogg", ".oga", ".opus", ".mp3",
-        ".aif", ".aiff", ".aifc", ".caf", ".au", ".snd", ".nist", ".sph", ".voc", ".ircam",
-        ".sf", ".mat", ".mat4", ".mat5", ".pvf", ".xi", ".htk", ".sds", ".avr", ".sd2",
-        ".paf", ".fap", ".svx", ".8svx", ".wve", ".mpc", ".mpc2k",
+        ".wav",
+        ".wave",
+        ".bwf",
+        ".rf64",
+        ".w64",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".mp3",
+        ".aif",
+        ".aiff",
+        ".aifc",
+        ".caf",
+        ".au",
+        ".snd",
+        ".nist",
+        ".sph",
+        ".voc",
+        ".ircam",
+        ".sf",
+        ".mat",
+        ".mat4",
+        ".mat5",
+        ".pvf",
+        ".xi",
+        ".htk",
+        ".sds",
+        ".avr",
+        ".sd2",
+        ".paf",
+        ".fap",
+        ".svx",
+        ".8svx",
+        ".wve",
+        ".mpc",
+        ".mpc2k",
     }
 )
 """File extensions (lower case) of the formats libsndfile reads; other files are ignored."""
@@ -396,8 +429,10 @@ def scan(root: str | os.PathLike, *, use_cache: bool = True, write_cache: bool =
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
-        raise NotADirectoryError(f"{root}: not a directory: the audio folder {what}; give the folder that "
-                                 "holds the audio files (for example --data DIR)")
+        raise NotADirectoryError(
+            f"{root}: not a directory: the audio folder {what}; give the folder that "
+            "holds the audio files (for example --data DIR)"
+        )
     cache_path = _cache_location(root)
     cached = _read_cache(cache_path) if use_cache else None
     previous: dict[str, dict] = {}

@@ -303,7 +303,9 @@ def make_background(rng: np.random.Generator, kind: str, samples: int) -> np.nda
 # --------------------------------------------------------------------------- clips
 
 
-def _draw_events(rng: np.random.Generator, duration: float, count: int, classes: tuple[str, ...]) -> list[tuple[float, float, str]]:
+def _draw_events(
+    rng: np.random.Generator, duration: float, count: int, classes: tuple[str, ...]
+) -> list[tuple[float, float, str]]:
     """Draw up to ``count`` (onset, offset, label) on a 1 ms grid; same-class events keep a
     100 ms gap (they must not touch), other classes may overlap."""
     events: list[tuple[float, float, str]] = []

@@ -55,7 +55,14 @@ SCENE_SAMPLE_RATE = 48_000
 """Sample rate of the scenes in Hz (EigenScape's)."""
 
 SCENE_CLASSES: tuple[str, ...] = (
-    "Beach", "BusyStreet", "Park", "PedestrianZone", "QuietStreet", "ShoppingCentre", "TrainStation", "Woodland",
+    "Beach",
+    "BusyStreet",
+    "Park",
+    "PedestrianZone",
+    "QuietStreet",
+    "ShoppingCentre",
+    "TrainStation",
+    "Woodland",
 )
 """The eight EigenScape scene classes; scene ``i`` of a corpus has class ``SCENE_CLASSES[i % 8]``."""
 
@@ -316,8 +323,9 @@ def _room_impulse_responses(room: RoomSpec, positions: Sequence[Sequence[float]]
     return rirs
 
 
-def render_sources(room: RoomSpec, sources: Sequence[SourceSpec], num_samples: int,
-                   sample_rate: int = SCENE_SAMPLE_RATE) -> np.ndarray:
+def render_sources(
+    room: RoomSpec, sources: Sequence[SourceSpec], num_samples: int, sample_rate: int = SCENE_SAMPLE_RATE
+) -> np.ndarray:
     """The 32 capsule signals ``[32, num_samples]`` of point sources in a room.
 
     A static source is one convolution with its RIRs; a moving one is overlap-added from
@@ -345,8 +353,7 @@ def render_sources(room: RoomSpec, sources: Sequence[SourceSpec], num_samples: i
         start, end = np.asarray(source.start_m), np.asarray(source.end_m)
         fraction = np.clip(centres / max(1, num_samples - 1), 0.0, 1.0)[:, None]
         positions = start[None, :] + fraction * (end - start)[None, :]
-        active = [k for k, centre in enumerate(centres)
-                  if np.any(sound[max(0, centre - hop) : centre + hop])]
+        active = [k for k, centre in enumerate(centres) if np.any(sound[max(0, centre - hop) : centre + hop])]
         if not active:
             continue
         rirs = _room_impulse_responses(room, positions[active], sample_rate)
@@ -361,8 +368,9 @@ def render_sources(room: RoomSpec, sources: Sequence[SourceSpec], num_samples: i
     return out
 
 
-def diffuse_background(spec: BackgroundSpec, num_samples: int, sample_rate: int,
-                       rng: np.random.Generator) -> np.ndarray:
+def diffuse_background(
+    spec: BackgroundSpec, num_samples: int, sample_rate: int, rng: np.random.Generator
+) -> np.ndarray:
     """A spatially diffuse noise field at the 32 capsules, ``[32, num_samples]``.
 
     Per STFT bin (1024-point Hann, hop 512): ``X(f, t) = g(f) m(t) A(f) Z(f, t)`` with ``Z``
@@ -379,8 +387,10 @@ def diffuse_background(spec: BackgroundSpec, num_samples: int, sample_rate: int,
     eigenvalues, eigenvectors = np.linalg.eigh(coherence)
     mixing = (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None, :]).astype(np.complex64)
     frames = num_samples // hop + 3
-    noise = (rng.standard_normal((len(frequencies), NUM_CAPSULES, frames))
-             + 1j * rng.standard_normal((len(frequencies), NUM_CAPSULES, frames))).astype(np.complex64)
+    noise = (
+        rng.standard_normal((len(frequencies), NUM_CAPSULES, frames))
+        + 1j * rng.standard_normal((len(frequencies), NUM_CAPSULES, frames))
+    ).astype(np.complex64)
     field_stft = np.matmul(mixing, noise)  # [F, 32, frames]
     octaves = np.log2(np.maximum(frequencies, 20.0) / 1000.0)
     gain_db = spec.slope_db_per_octave * octaves
@@ -432,22 +442,62 @@ _HALL = dict(absorption=(0.3, 0.3, 0.3, 0.3, 0.2, 0.4), max_order=4)
 _RECIPES: dict[str, dict] = {
     # room, (min, max) sources, source-kind weights (noise_burst, tone, chirp, speech, click),
     # background, probability that a source moves.
-    "Beach": dict(room=(_OUTDOOR, (50.0, 50.0, 25.0)), count=(3, 4), kinds=(4, 0, 2, 1, 0), moving=0.2,
-                  background=BackgroundSpec(-4.0, (200.0, 2000.0), 6.0, 6000.0, 0.12, 0.7, 0.03)),
-    "BusyStreet": dict(room=(_STREET, (60.0, 16.0, 20.0)), count=(4, 6), kinds=(4, 2, 0, 2, 1), moving=0.6,
-                       background=BackgroundSpec(-6.0, (50.0, 400.0), 8.0, 4000.0, 0.3, 0.3, 0.05)),
-    "Park": dict(room=(_OUTDOOR, (50.0, 50.0, 25.0)), count=(3, 5), kinds=(1, 0, 4, 2, 0), moving=0.3,
-                 background=BackgroundSpec(-3.0, (300.0, 3000.0), 0.0, 8000.0, 0.05, 0.3, 0.008)),
-    "PedestrianZone": dict(room=(_STREET, (50.0, 14.0, 18.0)), count=(4, 6), kinds=(1, 1, 1, 5, 1), moving=0.5,
-                           background=BackgroundSpec(-3.0, (300.0, 3000.0), 6.0, 8000.0, 0.2, 0.3, 0.02)),
-    "QuietStreet": dict(room=(_STREET, (50.0, 14.0, 15.0)), count=(3, 4), kinds=(3, 0, 2, 1, 1), moving=0.5,
-                        background=BackgroundSpec(-6.0, (50.0, 300.0), 4.0, 3000.0, 0.05, 0.2, 0.005)),
-    "ShoppingCentre": dict(room=(_HALL, (30.0, 20.0, 8.0)), count=(4, 6), kinds=(0, 2, 0, 6, 1), moving=0.4,
-                           background=BackgroundSpec(-3.0, (300.0, 3000.0), 10.0, 6000.0, 0.25, 0.3, 0.03)),
-    "TrainStation": dict(room=(_HALL, (40.0, 25.0, 12.0)), count=(4, 6), kinds=(3, 3, 0, 3, 1), moving=0.4,
-                         background=BackgroundSpec(-6.0, (40.0, 200.0), 10.0, 5000.0, 0.1, 0.4, 0.04)),
-    "Woodland": dict(room=(_OUTDOOR, (50.0, 50.0, 25.0)), count=(3, 5), kinds=(2, 0, 5, 0, 0), moving=0.1,
-                     background=BackgroundSpec(-5.0, (100.0, 1000.0), 4.0, 5000.0, 0.15, 0.8, 0.01)),
+    "Beach": dict(
+        room=(_OUTDOOR, (50.0, 50.0, 25.0)),
+        count=(3, 4),
+        kinds=(4, 0, 2, 1, 0),
+        moving=0.2,
+        background=BackgroundSpec(-4.0, (200.0, 2000.0), 6.0, 6000.0, 0.12, 0.7, 0.03),
+    ),
+    "BusyStreet": dict(
+        room=(_STREET, (60.0, 16.0, 20.0)),
+        count=(4, 6),
+        kinds=(4, 2, 0, 2, 1),
+        moving=0.6,
+        background=BackgroundSpec(-6.0, (50.0, 400.0), 8.0, 4000.0, 0.3, 0.3, 0.05),
+    ),
+    "Park": dict(
+        room=(_OUTDOOR, (50.0, 50.0, 25.0)),
+        count=(3, 5),
+        kinds=(1, 0, 4, 2, 0),
+        moving=0.3,
+        background=BackgroundSpec(-3.0, (300.0, 3000.0), 0.0, 8000.0, 0.05, 0.3, 0.008),
+    ),
+    "PedestrianZone": dict(
+        room=(_STREET, (50.0, 14.0, 18.0)),
+        count=(4, 6),
+        kinds=(1, 1, 1, 5, 1),
+        moving=0.5,
+        background=BackgroundSpec(-3.0, (300.0, 3000.0), 6.0, 8000.0, 0.2, 0.3, 0.02),
+    ),
+    "QuietStreet": dict(
+        room=(_STREET, (50.0, 14.0, 15.0)),
+        count=(3, 4),
+        kinds=(3, 0, 2, 1, 1),
+        moving=0.5,
+        background=BackgroundSpec(-6.0, (50.0, 300.0), 4.0, 3000.0, 0.05, 0.2, 0.005),
+    ),
+    "ShoppingCentre": dict(
+        room=(_HALL, (30.0, 20.0, 8.0)),
+        count=(4, 6),
+        kinds=(0, 2, 0, 6, 1),
+        moving=0.4,
+        background=BackgroundSpec(-3.0, (300.0, 3000.0), 10.0, 6000.0, 0.25, 0.3, 0.03),
+    ),
+    "TrainStation": dict(
+        room=(_HALL, (40.0, 25.0, 12.0)),
+        count=(4, 6),
+        kinds=(3, 3, 0, 3, 1),
+        moving=0.4,
+        background=BackgroundSpec(-6.0, (40.0, 200.0), 10.0, 5000.0, 0.1, 0.4, 0.04),
+    ),
+    "Woodland": dict(
+        room=(_OUTDOOR, (50.0, 50.0, 25.0)),
+        count=(3, 5),
+        kinds=(2, 0, 5, 0, 0),
+        moving=0.1,
+        background=BackgroundSpec(-5.0, (100.0, 1000.0), 4.0, 5000.0, 0.15, 0.8, 0.01),
+    ),
 }
 
 
@@ -464,8 +514,9 @@ def _random_position(rng: np.random.Generator, room: RoomSpec, margin: float = 0
     return tuple(float(value) for value in np.clip(centre + np.array([1.5, 0.0, 0.0]), margin, upper))
 
 
-def random_scene(scene_class: str, seconds: float, rng: np.random.Generator,
-                 sample_rate: int = SCENE_SAMPLE_RATE) -> SceneSpec:
+def random_scene(
+    scene_class: str, seconds: float, rng: np.random.Generator, sample_rate: int = SCENE_SAMPLE_RATE
+) -> SceneSpec:
     """Draw a scene of ``scene_class`` (one of :data:`SCENE_CLASSES`) from ``rng``."""
     if scene_class not in _RECIPES:
         raise ValueError(f"scene_class={scene_class!r}: choose one of {SCENE_CLASSES}")
@@ -493,8 +544,9 @@ def random_scene(scene_class: str, seconds: float, rng: np.random.Generator,
     return SceneSpec(scene_class, num_samples, room, tuple(sources), recipe["background"], sample_rate)
 
 
-def synthesize_scene(index: int, seconds: float, seed: int,
-                     sample_rate: int = SCENE_SAMPLE_RATE) -> tuple[np.ndarray, SceneSpec]:
+def synthesize_scene(
+    index: int, seconds: float, seed: int, sample_rate: int = SCENE_SAMPLE_RATE
+) -> tuple[np.ndarray, SceneSpec]:
     """Scene ``index`` of the corpus for ``seed``: ``([32, T] float64 audio, its spec)``."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
     spec = random_scene(SCENE_CLASSES[index % len(SCENE_CLASSES)], seconds, rng, sample_rate)
@@ -514,8 +566,11 @@ def _direction_of(point: Sequence[float], centre: Sequence[float]) -> tuple[floa
 
 def _clear_previous(out_dir: Path) -> None:
     """Remove an incomplete corpus; refuse to touch a directory that holds anything else."""
-    foreign = [path.name for path in out_dir.iterdir()
-               if not (path.name.startswith(".") or path.name in _CORPUS_FILES or _SCENE_FILE.match(path.name))]
+    foreign = [
+        path.name
+        for path in out_dir.iterdir()
+        if not (path.name.startswith(".") or path.name in _CORPUS_FILES or _SCENE_FILE.match(path.name))
+    ]
     if foreign:
         raise FileExistsError(
             f"{out_dir} holds files that are not part of an eigenscape-like corpus ({', '.join(sorted(foreign)[:5])}); "
@@ -561,9 +616,15 @@ def synthesize_eigenscape_corpus(
     if seconds <= 0:
         raise ValueError(f"seconds={seconds}: must be > 0")
     out_dir = Path(out_dir).expanduser()
-    parameters = {"generator_version": GENERATOR_VERSION, "scenes": int(scenes), "seconds": float(seconds),
-                  "seed": int(seed), "sample_rate": SCENE_SAMPLE_RATE, "channels": NUM_CAPSULES,
-                  "subtype": "PCM_24"}
+    parameters = {
+        "generator_version": GENERATOR_VERSION,
+        "scenes": int(scenes),
+        "seconds": float(seconds),
+        "seed": int(seed),
+        "sample_rate": SCENE_SAMPLE_RATE,
+        "channels": NUM_CAPSULES,
+        "subtype": "PCM_24",
+    }
     marker = out_dir / COMPLETE_MARKER
     if marker.exists():
         try:
@@ -591,23 +652,50 @@ def synthesize_eigenscape_corpus(
         for number, source in enumerate(spec.sources):
             start = _direction_of(source.start_m, spec.room.array_center_m)
             end = _direction_of(source.end_m, spec.room.array_center_m)
-            source_rows.append((name, number, source.kind, f"{source.onset_s:.3f}", f"{source.offset_s:.3f}",
-                                *(f"{value:.2f}" for value in start + end)))
+            source_rows.append(
+                (
+                    name,
+                    number,
+                    source.kind,
+                    f"{source.onset_s:.3f}",
+                    f"{source.offset_s:.3f}",
+                    *(f"{value:.2f}" for value in start + end),
+                )
+            )
     with (out_dir / "scenes.tsv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(("filename", "scene_class", "recording", "seconds"))
         writer.writerows(scene_rows)
     with (out_dir / "sources.tsv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(("filename", "source", "kind", "onset", "offset", "azimuth_deg", "colatitude_deg",
-                         "distance_m", "end_azimuth_deg", "end_colatitude_deg", "end_distance_m"))
+        writer.writerow(
+            (
+                "filename",
+                "source",
+                "kind",
+                "onset",
+                "offset",
+                "azimuth_deg",
+                "colatitude_deg",
+                "distance_m",
+                "end_azimuth_deg",
+                "end_colatitude_deg",
+                "end_distance_m",
+            )
+        )
         writer.writerows(source_rows)
-    description = dict(parameters, classes=list(SCENE_CLASSES), radius_m=EM32_RADIUS_M,
-                       files=[row[0] for row in scene_rows])
+    description = dict(
+        parameters, classes=list(SCENE_CLASSES), radius_m=EM32_RADIUS_M, files=[row[0] for row in scene_rows]
+    )
     (out_dir / "corpus.json").write_text(json.dumps(description, indent=1) + "\n")
     marker.write_text(json.dumps(parameters))
-    LOGGER.info("eigenscape-like corpus: %d scenes x %.1f s written to %s in %.1f s",
-                scenes, seconds, out_dir, time.perf_counter() - started)
+    LOGGER.info(
+        "eigenscape-like corpus: %d scenes x %.1f s written to %s in %.1f s",
+        scenes,
+        seconds,
+        out_dir,
+        time.perf_counter() - started,
+    )
     return out_dir
 
 

@@ -75,7 +75,9 @@ class _ContainerWriter:
         nbytes = math.prod(self.shape) * self.dtype.itemsize
         header = {
             self.header.tensor_name: {
-                "dtype": _SAFETENSORS_DTYPES[self.dtype], "shape": list(self.shape), "data_offsets": [0, nbytes],
+                "dtype": _SAFETENSORS_DTYPES[self.dtype],
+                "shape": list(self.shape),
+                "data_offsets": [0, nbytes],
             },
             "__metadata__": self.header.to_strings(),
         }
@@ -226,14 +228,14 @@ class EncodedReader:
         try:
             self._entry = self._zip.open(name)
             version = np.lib.format.read_magic(self._entry)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran_order, dtype = read_header(self._entry)
             self._data_start = self._entry.tell()
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as error:
             raise UserError(
-                f"{self.path}: the {name} entry cannot be read ({one_line(error)}); the file is damaged. "
-                + _REENCODE
+                f"{self.path}: the {name} entry cannot be read ({one_line(error)}); the file is damaged. " + _REENCODE
             ) from error
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self._check_shape()
@@ -252,8 +254,10 @@ class EncodedReader:
                 with self._zip.open(name) as entry:
                     self._whole = np.lib.format.read_array(entry, allow_pickle=False)
             except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as error:
-                raise UserError(f"{self.path}: the {name} entry cannot be read ({one_line(error)}); the file is "
-                                f"damaged. {_REENCODE}") from error
+                raise UserError(
+                    f"{self.path}: the {name} entry cannot be read ({one_line(error)}); the file is "
+                    f"damaged. {_REENCODE}"
+                ) from error
 
     def _check_shape(self) -> None:
         name = self.header.tensor_name
@@ -263,13 +267,13 @@ class EncodedReader:
                 f"([1, rows, {self.header.num_frames}]: one item, num_frames frames); the file is damaged. {_REENCODE}"
             )
         if self.shape[1] < 1:
-            raise UserError(f"{self.path}: tensor {name!r} has no rows (shape {list(self.shape)}); the file is "
-                            f"damaged. {_REENCODE}")
+            raise UserError(
+                f"{self.path}: tensor {name!r} has no rows (shape {list(self.shape)}); the file is damaged. {_REENCODE}"
+            )
 
     def _check_dtype(self) -> None:
         kind = self.header.kind
-        ok = (np.issubdtype(self.dtype, np.floating) if kind == "latents"
-              else np.issubdtype(self.dtype, np.integer))
+        ok = np.issubdtype(self.dtype, np.floating) if kind == "latents" else np.issubdtype(self.dtype, np.integer)
         if not ok or self.dtype.itemsize > 8:
             raise UserError(
                 f"{self.path}: tensor {kind!r} has dtype {self.dtype}; {_EXPECTED_DTYPE[kind]}. {_REENCODE}"
@@ -297,9 +301,7 @@ class EncodedReader:
         if self._whole is not None:
             return np.asarray(self._whole[0, :, start:stop])
         if start != self._position:
-            raise UserError(
-                f"{self.path}: .npz frames are read in order; asked for {start}, next is {self._position}."
-            )
+            raise UserError(f"{self.path}: .npz frames are read in order; asked for {start}, next is {self._position}.")
         rows = self.shape[1]
         count = (stop - start) * rows
         data = self._entry.read(count * self.dtype.itemsize)  # the last read checks the entry's CRC-32
@@ -330,8 +332,17 @@ class EncodedReader:
 
 
 _SAFETENSORS_READ_DTYPES = {
-    "F16": np.float16, "F32": np.float32, "F64": np.float64, "I8": np.int8, "I16": np.int16, "I32": np.int32,
-    "I64": np.int64, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32, "U64": np.uint64,
+    "F16": np.float16,
+    "F32": np.float32,
+    "F64": np.float64,
+    "I8": np.int8,
+    "I16": np.int16,
+    "I32": np.int32,
+    "I64": np.int64,
+    "U8": np.uint8,
+    "U16": np.uint16,
+    "U32": np.uint32,
+    "U64": np.uint64,
 }
 """safetensors dtypes this reader accepts (others, e.g. BF16 or BOOL, numpy cannot hold or are never
 latents or codes)."""

@@ -48,8 +48,14 @@ class InferenceEngine(Protocol):
     objects with the interface of :class:`StreamingEncoder` / :class:`StreamingDecoder`
     (``encode_chunk`` / ``decode_chunk``, ``n_q``, ``frames_out``, ``peak_chunk_samples``, ``state_numel``)."""
 
-    def streaming_encoder(self, model: CodecModel, n_q: int | None, *, scale: float,
-                          latent_check: Callable[[torch.Tensor, int], None] | None) -> StreamingEncoder: ...
+    def streaming_encoder(
+        self,
+        model: CodecModel,
+        n_q: int | None,
+        *,
+        scale: float,
+        latent_check: Callable[[torch.Tensor, int], None] | None,
+    ) -> StreamingEncoder: ...
 
     def streaming_decoder(self, model: CodecModel, *, scale: float) -> StreamingDecoder: ...
 
@@ -59,8 +65,14 @@ class TorchEngine:
 
     name = "torch"
 
-    def streaming_encoder(self, model: CodecModel, n_q: int | None, *, scale: float,
-                          latent_check: Callable[[torch.Tensor, int], None] | None) -> StreamingEncoder:
+    def streaming_encoder(
+        self,
+        model: CodecModel,
+        n_q: int | None,
+        *,
+        scale: float,
+        latent_check: Callable[[torch.Tensor, int], None] | None,
+    ) -> StreamingEncoder:
         return StreamingEncoder(model, n_q, scale=scale, latent_check=latent_check)
 
     def streaming_decoder(self, model: CodecModel, *, scale: float) -> StreamingDecoder:
@@ -89,7 +101,8 @@ def check_audio_output(path: str | os.PathLike, subtype: str = "FLOAT") -> str:
         said = f"unknown audio suffix {path.suffix!r}" if path.suffix else "no suffix"
         raise UserError(
             f"{path}: {said}; the suffix picks the audio format: "
-            + ", ".join(f".{name.lower()}" for name in formats) + " (.wav or .flac are the usual ones)."
+            + ", ".join(f".{name.lower()}" for name in formats)
+            + " (.wav or .flac are the usual ones)."
         )
     subtypes = sf.available_subtypes(fmt)
     if not isinstance(subtype, str) or subtype.upper() not in subtypes or not sf.check_format(fmt, subtype.upper()):
@@ -99,7 +112,6 @@ def check_audio_output(path: str | os.PathLike, subtype: str = "FLOAT") -> str:
             + (" or write a .wav for FLOAT." if "FLOAT" not in subtypes else ".")
         )
     return fmt
-
 
 
 @dataclass
@@ -169,8 +181,10 @@ def encode_file(
         raise AudioReadError(f"{input_path}: cannot read as audio: {error}") from error
     truncated = read_info(input_path).truncation()  # libsndfile reads a cut file silently short
     if truncated:
-        raise AudioReadError(f"{input_path}: truncated: the header declares more sample data than the file holds "
-                             f"({truncated}); `audioenc scan` flags such files; re-export or re-download it")
+        raise AudioReadError(
+            f"{input_path}: truncated: the header declares more sample data than the file holds "
+            f"({truncated}); `audioenc scan` flags such files; re-export or re-download it"
+        )
     if info.channels != model.channels:
         raise UserError(
             f"{input_path} has {info.channels} channel(s) but the model encodes {model.channels}. "
@@ -190,9 +204,14 @@ def encode_file(
 
     def model_rate_blocks() -> Iterator[np.ndarray]:
         return _exact_length(
-            _resampled_blocks(_read_blocks(input_path, block_frames, info.channels), int(info.samplerate),
-                              model.sample_rate, info.channels),
-            num_samples, info.channels,
+            _resampled_blocks(
+                _read_blocks(input_path, block_frames, info.channels),
+                int(info.samplerate),
+                model.sample_rate,
+                info.channels,
+            ),
+            num_samples,
+            info.channels,
         )
 
     # A normalising codec needs the whole signal's level before its first chunk: one extra pass.
@@ -210,13 +229,22 @@ def encode_file(
     quantized = model.quantizer.discrete
     header = EncodedHeader(
         kind=model.quantizer.encoded_kind,
-        sample_rate=model.sample_rate, num_samples=num_samples, num_frames=num_frames, hop_length=hop,
-        frame_rate=model.frame_rate, channels=model.channels, source_sample_rate=int(info.samplerate),
-        source_frames=int(info.frames), source_name=input_path.name, n_q=stream.n_q or 0,
+        sample_rate=model.sample_rate,
+        num_samples=num_samples,
+        num_frames=num_frames,
+        hop_length=hop,
+        frame_rate=model.frame_rate,
+        channels=model.channels,
+        source_sample_rate=int(info.samplerate),
+        source_frames=int(info.frames),
+        source_name=input_path.name,
+        n_q=stream.n_q or 0,
         bandwidth_kbps=model.quantizer.bandwidth_for(stream.n_q, model.frame_rate) if quantized else 0.0,
-        streaming="causal-state" if causal else "one-shot", chunk_frames=chunk_samples // hop,
+        streaming="causal-state" if causal else "one-shot",
+        chunk_frames=chunk_samples // hop,
         model_config=json.dumps(dataclasses.asdict(config), sort_keys=True),
-        model_config_sha256=model_config_hash(config), model_weights_sha256=model_weights_hash(model),
+        model_config_sha256=model_config_hash(config),
+        model_weights_sha256=model_weights_hash(model),
         scale=scale,
     )
     if quantized:
@@ -370,16 +398,18 @@ def decode_file(
 
         blocks: Iterator[np.ndarray] = decoded_blocks()
         if to_source_rate:
-            blocks = _exact_length(_resampled_blocks(blocks, header.sample_rate, rate, header.channels),
-                                   out_frames, header.channels)
+            blocks = _exact_length(
+                _resampled_blocks(blocks, header.sample_rate, rate, header.channels), out_frames, header.channels
+            )
         tmp = temporary_beside(output_path, keep_suffix=True)
         clipped = 0
         written = 0
         try:
             integer = not subtype.upper().startswith(("FLOAT", "DOUBLE"))
             try:
-                out = sf.SoundFile(str(tmp), "w", samplerate=rate, channels=header.channels, subtype=subtype,
-                                   format=audio_format)
+                out = sf.SoundFile(
+                    str(tmp), "w", samplerate=rate, channels=header.channels, subtype=subtype, format=audio_format
+                )
             except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
                 raise UserError(
                     f"{output_path}: libsndfile cannot write {audio_format} with {header.channels} channel(s) at "

@@ -90,8 +90,10 @@ class EncodedHeader:
         range, and consistent with the others. Never trusts the file: anything else is a
         :class:`UserError` naming the file and the field."""
         if not isinstance(values, dict):
-            raise UserError(f"{where}: the metadata is {type(values).__name__}, not a key/value table; the file is "
-                            f"damaged. {_REENCODE}")
+            raise UserError(
+                f"{where}: the metadata is {type(values).__name__}, not a key/value table; the file is "
+                f"damaged. {_REENCODE}"
+            )
         if values.get("format") != FORMAT_VERSION:
             raise UserError(
                 f"{where}: not an audioenc encoded file (format {_show(values.get('format'))}, expected "
@@ -114,49 +116,69 @@ class EncodedHeader:
         if not isinstance(saved_config, dict):
             raise _field_error(where, "model_config", f"is {_show(header.model_config)}, not a JSON object")
         if "scale" not in values and saved_config.get("normalize", False):
-            raise UserError(f"{where}: metadata key 'scale' is missing for a normalising codec; the file is damaged. "
-                            + _REENCODE)
+            raise UserError(
+                f"{where}: metadata key 'scale' is missing for a normalising codec; the file is damaged. " + _REENCODE
+            )
         header._check(where)
         return header
 
     def _check(self, where: str) -> None:
         """Ranges and consistency of the fields, with the file and the field named."""
-        for name in ("sample_rate", "source_sample_rate", "hop_length", "channels", "num_samples", "num_frames",
-                     "source_frames", "chunk_frames"):
+        for name in (
+            "sample_rate",
+            "source_sample_rate",
+            "hop_length",
+            "channels",
+            "num_samples",
+            "num_frames",
+            "source_frames",
+            "chunk_frames",
+        ):
             value = getattr(self, name)
             if value < 1:
                 raise _field_error(where, name, f"is {value}; it must be a positive integer")
         for name in ("sample_rate", "source_sample_rate"):
             if getattr(self, name) > _MAX_SAMPLE_RATE:  # libsndfile stores rates as a C int
-                raise _field_error(where, name, f"is {getattr(self, name)} Hz, beyond any audio file's rate "
-                                                f"({_MAX_SAMPLE_RATE})")
+                raise _field_error(
+                    where, name, f"is {getattr(self, name)} Hz, beyond any audio file's rate ({_MAX_SAMPLE_RATE})"
+                )
         hop, frames = self.hop_length, self.num_frames
         if -(-self.num_samples // hop) != frames:
             raise _field_error(
-                where, "num_samples",
+                where,
+                "num_samples",
                 f"is {self.num_samples}, but num_frames {frames} × hop_length {hop} means "
                 f"{(frames - 1) * hop + 1}..{frames * hop} samples",
             )
         expected = resampled_length(self.source_frames, self.source_sample_rate, self.sample_rate)
         if expected != self.num_samples:
             raise _field_error(
-                where, "source_frames",
+                where,
+                "source_frames",
                 f"is {self.source_frames} at source_sample_rate {self.source_sample_rate} Hz, which is "
                 f"{expected} samples at sample_rate {self.sample_rate} Hz, not num_samples {self.num_samples}",
             )
         if not math.isclose(self.frame_rate, self.sample_rate / hop, rel_tol=1e-9):
-            raise _field_error(where, "frame_rate", f"is {self.frame_rate!r}, not sample_rate / hop_length = "
-                                                    f"{self.sample_rate / hop!r}")
+            raise _field_error(
+                where,
+                "frame_rate",
+                f"is {self.frame_rate!r}, not sample_rate / hop_length = {self.sample_rate / hop!r}",
+            )
         # The encoder stores RMS + LEVEL_FLOOR (or 1.0), never below the floor nor above LEVEL_LIMIT
         # (it refuses louder input). NaN/Inf fail at parsing.
         if not CodecModel.LEVEL_FLOOR <= self.scale <= LEVEL_LIMIT:
-            raise _field_error(where, "scale", f"is {self.scale!r}; a signal level is a positive number from "
-                                               f"{CodecModel.LEVEL_FLOOR:g} to {LEVEL_LIMIT:g}")
+            raise _field_error(
+                where,
+                "scale",
+                f"is {self.scale!r}; a signal level is a positive number from "
+                f"{CodecModel.LEVEL_FLOOR:g} to {LEVEL_LIMIT:g}",
+            )
         if self.bandwidth_kbps < 0:
             raise _field_error(where, "bandwidth_kbps", f"is {self.bandwidth_kbps!r}; it must be >= 0")
         if (self.kind == "codes") != (self.n_q >= 1) or self.n_q < 0:
-            raise _field_error(where, "n_q", f"is {self.n_q} for {self.kind}; codes need n_q >= 1 codebooks, "
-                                             "latents n_q = 0")
+            raise _field_error(
+                where, "n_q", f"is {self.n_q} for {self.kind}; codes need n_q >= 1 codebooks, latents n_q = 0"
+            )
         if self.streaming not in ("causal-state", "one-shot"):
             raise _field_error(where, "streaming", f"is {_show(self.streaming)}, not 'causal-state' or 'one-shot'")
 

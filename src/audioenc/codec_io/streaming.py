@@ -64,9 +64,14 @@ class StreamingEncoder:
             NaN/Inf or absurd latents there); None (default): no check.
     """
 
-    def __init__(self, model: CodecModel, n_q: int | None = None, latents_only: bool = False,
-                 scale: torch.Tensor | float | None = None,
-                 latent_check: Callable[[torch.Tensor, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: CodecModel,
+        n_q: int | None = None,
+        latents_only: bool = False,
+        scale: torch.Tensor | float | None = None,
+        latent_check: Callable[[torch.Tensor, int], None] | None = None,
+    ) -> None:
         name = type(self).__name__
         if (not model.quantizer.discrete or latents_only) and n_q is not None:
             raise UserError(f"{name}: n_q selects codebooks; it is meaningless when continuous latents are returned.")

@@ -36,8 +36,9 @@ SCAN_FRAMES = 4096
 """Frames per block when :func:`decode_file` checks every value of the file before decoding."""
 
 
-def _check_values(where: str, kind: str, block: np.ndarray, first_frame: int, bins: int | None,
-                  encoding: bool = False) -> None:
+def _check_values(
+    where: str, kind: str, block: np.ndarray, first_frame: int, bins: int | None, encoding: bool = False
+) -> None:
     """Refuse codes outside ``[0, bins)``, and NaN/Inf or ``|x| > LATENT_LIMIT`` latents, in ``block``
     ``[rows, f]`` (frames from ``first_frame``), naming the first bad value's row and frame."""
     if kind == "codes":
@@ -55,8 +56,11 @@ def _check_values(where: str, kind: str, block: np.ndarray, first_frame: int, bi
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
         value = float(block[row, col])
-        problem = (f"{value}" if not math.isfinite(value)
-                   else f"{value:.3g}, beyond ±{LATENT_LIMIT:g} (no encoder output for real audio comes near)")
+        problem = (
+            f"{value}"
+            if not math.isfinite(value)
+            else f"{value:.3g}, beyond ±{LATENT_LIMIT:g} (no encoder output for real audio comes near)"
+        )
         if encoding:
             raise UserError(
                 f"{where}: the encoder produced latent {problem} at dimension {row}, frame {first_frame + col}: the "
@@ -69,8 +73,9 @@ def _check_values(where: str, kind: str, block: np.ndarray, first_frame: int, bi
         )
 
 
-def check_model_matches(header: EncodedHeader, model: CodecModel, config: ModelConfig, where: str,
-                        allow_other_weights: bool = False) -> None:
+def check_model_matches(
+    header: EncodedHeader, model: CodecModel, config: ModelConfig, where: str, allow_other_weights: bool = False
+) -> None:
     """Raise ``ValueError`` when ``model`` is not the model that wrote ``header``.
 
     A different configuration is always an error (the frames would not even fit; keys the file's
@@ -86,7 +91,8 @@ def check_model_matches(header: EncodedHeader, model: CodecModel, config: ModelC
     ]
     if differences:
         raise UserError(
-            f"{where} was encoded by a model with another configuration (" + "; ".join(differences)
+            f"{where} was encoded by a model with another configuration ("
+            + "; ".join(differences)
             + "). Decode it with the model that encoded it."
         )
     if not allow_other_weights and header.model_weights_sha256 != model_weights_hash(model):
@@ -102,8 +108,11 @@ def _check_fits_model(reader: EncodedReader, model: CodecModel) -> None:
     configuration :func:`check_model_matches` found equal to the file's): a difference means the
     header contradicts its own configuration, i.e. a damaged file."""
     header, where = reader.header, str(reader.path)
-    for name, value in (("sample_rate", model.sample_rate), ("hop_length", model.hop_length),
-                        ("channels", model.channels)):
+    for name, value in (
+        ("sample_rate", model.sample_rate),
+        ("hop_length", model.hop_length),
+        ("channels", model.channels),
+    ):
         if getattr(header, name) != value:
             raise _field_error(where, name, f"is {getattr(header, name)}, but the model that wrote it has {value}")
     if not math.isclose(header.frame_rate, model.frame_rate, rel_tol=1e-9):

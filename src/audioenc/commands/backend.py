@@ -22,11 +22,19 @@ if TYPE_CHECKING:  # the CLI imports every command at start-up: no torch here
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                        help="what computes the frames: torch (default) or onnxruntime (CPU; needs audioenc[onnx])")
-    parser.add_argument("--onnx", metavar="DIR", default=None,
-                        help="with --backend onnxruntime: the `audioenc export --format onnx` folder of --model "
-                             "(default: export to a temporary folder first)")
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="what computes the frames: torch (default) or onnxruntime (CPU; needs audioenc[onnx])",
+    )
+    parser.add_argument(
+        "--onnx",
+        metavar="DIR",
+        default=None,
+        help="with --backend onnxruntime: the `audioenc export --format onnx` folder of --model "
+        "(default: export to a temporary folder first)",
+    )
 
 
 def check_backend_arguments(args: argparse.Namespace) -> None:
@@ -35,7 +43,9 @@ def check_backend_arguments(args: argparse.Namespace) -> None:
         raise UserError("--onnx is for --backend onnxruntime; add --backend onnxruntime or drop --onnx.")
     if args.backend == "onnxruntime":
         if args.device != "cpu":
-            raise UserError(f"--backend onnxruntime runs on the CPU; drop --device {args.device} (or use --backend torch).")
+            raise UserError(
+                f"--backend onnxruntime runs on the CPU; drop --device {args.device} (or use --backend torch)."
+            )
         # imported when the command runs, not at start-up: `audioenc --help` stays fast
         from audioenc.interop.onnx import require_onnx
 

@@ -24,21 +24,34 @@ from audioenc.validation import number
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "decode", help="decode latents/codes back to audio",
-        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        "decode",
+        help="decode latents/codes back to audio",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", metavar="IN", help="encoded file (.safetensors or .npz) from `audioenc encode`")
     parser.add_argument("output", metavar="OUT", help="audio file to write (.wav, .flac, ...)")
-    parser.add_argument("--model", required=True,
-                        help="the model that encoded IN: model_best.safetensors, checkpoint_*.pt or a run folder")
-    parser.add_argument("--source-rate", action="store_true",
-                        help="resample to the source file's sample rate and length (default: the model's 24 kHz)")
-    parser.add_argument("--subtype", default="FLOAT",
-                        help="sample encoding: FLOAT (default, never clips), PCM_16, PCM_24, ...")
-    parser.add_argument("--chunk-seconds", type=number(above=0), default=2.0,
-                        help="frames decoded per step, in seconds (default 2)")
-    parser.add_argument("--allow-other-weights", action="store_true",
-                        help="decode with a model of the same configuration but other weights")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="the model that encoded IN: model_best.safetensors, checkpoint_*.pt or a run folder",
+    )
+    parser.add_argument(
+        "--source-rate",
+        action="store_true",
+        help="resample to the source file's sample rate and length (default: the model's 24 kHz)",
+    )
+    parser.add_argument(
+        "--subtype", default="FLOAT", help="sample encoding: FLOAT (default, never clips), PCM_16, PCM_24, ..."
+    )
+    parser.add_argument(
+        "--chunk-seconds", type=number(above=0), default=2.0, help="frames decoded per step, in seconds (default 2)"
+    )
+    parser.add_argument(
+        "--allow-other-weights",
+        action="store_true",
+        help="decode with a model of the same configuration but other weights",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
     add_backend_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (default: refuse)")
@@ -59,12 +72,24 @@ def run(args: argparse.Namespace) -> int:
     model, config = load_codec(args.model)
     chunk_frames = chunk_frames_for(args.chunk_seconds, model.frame_rate)
     with engine_for(args, model, config) as engine:
-        result = decode_file(args.input, args.output, model, config, chunk_frames=chunk_frames,
-                             to_source_rate=args.source_rate, subtype=args.subtype,
-                             allow_other_weights=args.allow_other_weights, device=args.device, engine=engine)
+        result = decode_file(
+            args.input,
+            args.output,
+            model,
+            config,
+            chunk_frames=chunk_frames,
+            to_source_rate=args.source_rate,
+            subtype=args.subtype,
+            allow_other_weights=args.allow_other_weights,
+            device=args.device,
+            engine=engine,
+        )
     if result.clipped_samples:
-        print(f"audioenc decode: warning: {result.clipped_samples} sample(s) beyond ±1.0 were clipped for "
-              f"{args.subtype}; use --subtype FLOAT to keep them.", file=sys.stderr)
+        print(
+            f"audioenc decode: warning: {result.clipped_samples} sample(s) beyond ±1.0 were clipped for "
+            f"{args.subtype}; use --subtype FLOAT to keep them.",
+            file=sys.stderr,
+        )
     if not args.quiet:
         print(f"{result.path}: {result.frames} frames x {result.channels} channel(s) at {result.sample_rate} Hz")
     return 0

@@ -28,8 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--short", action="store_true", help="run the short encoder demo only")
     parser.add_argument("--out", default=None, help="run folder (default: runs/story, or runs/demo with --short)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while the codec trains")
-    parser.add_argument("--seed", type=number(minimum=0, maximum=MAX_SEED, integer=True), default=0,
-                        help="seed for the clips and the frame scorer (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=number(minimum=0, maximum=MAX_SEED, integer=True),
+        default=0,
+        help="seed for the clips and the frame scorer (default 0)",
+    )
     parser.set_defaults(func=run)
 
 

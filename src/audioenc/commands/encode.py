@@ -22,17 +22,30 @@ from audioenc.validation import number
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "encode", help="encode an audio file to latents/codes (.safetensors or .npz)",
-        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        "encode",
+        help="encode an audio file to latents/codes (.safetensors or .npz)",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", metavar="IN", help="audio file (wav, flac, ...)")
     parser.add_argument("output", metavar="OUT", help="encoded file: .safetensors or .npz")
-    parser.add_argument("--model", required=True,
-                        help="model_best.safetensors (+ .json), checkpoint_*.pt, or a run folder of `audioenc train`")
-    parser.add_argument("--bandwidth", type=number(above=0), default=None,
-                        help="RVQ models: target kbps (uses the most codebooks that fit; default: all codebooks)")
-    parser.add_argument("--chunk-seconds", type=number(above=0), default=2.0,
-                        help="streaming chunk length in seconds, rounded up to whole frames (default 2)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="model_best.safetensors (+ .json), checkpoint_*.pt, or a run folder of `audioenc train`",
+    )
+    parser.add_argument(
+        "--bandwidth",
+        type=number(above=0),
+        default=None,
+        help="RVQ models: target kbps (uses the most codebooks that fit; default: all codebooks)",
+    )
+    parser.add_argument(
+        "--chunk-seconds",
+        type=number(above=0),
+        default=2.0,
+        help="streaming chunk length in seconds, rounded up to whole frames (default 2)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
     add_backend_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (default: refuse)")
@@ -66,17 +79,33 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--bandwidth is for models with codes; this model has continuous latents.")
         n_q = codebooks_for(model, args.bandwidth)
     if not model.encoder.causal and not args.quiet:
-        print("audioenc encode: the model is not causal; encoding the whole file in one pass "
-              "(memory grows with the file's length).", file=sys.stderr)
+        print(
+            "audioenc encode: the model is not causal; encoding the whole file in one pass "
+            "(memory grows with the file's length).",
+            file=sys.stderr,
+        )
     with engine_for(args, model, config) as engine:
-        result = encode_file(args.input, args.output, model, config, chunk_frames=chunk_frames, n_q=n_q,
-                             device=args.device, engine=engine)
+        result = encode_file(
+            args.input,
+            args.output,
+            model,
+            config,
+            chunk_frames=chunk_frames,
+            n_q=n_q,
+            device=args.device,
+            engine=engine,
+        )
     header = result.header
     if not args.quiet:
-        what = (f"codes [1, {header.n_q}, {header.num_frames}] ({header.bandwidth_kbps:g} kbps)"
-                if header.kind == "codes" else f"latents [1, {config.dimension}, {header.num_frames}]")
+        what = (
+            f"codes [1, {header.n_q}, {header.num_frames}] ({header.bandwidth_kbps:g} kbps)"
+            if header.kind == "codes"
+            else f"latents [1, {config.dimension}, {header.num_frames}]"
+        )
         level = f", level {20 * math.log10(header.scale):.1f} dBFS RMS (stored)" if model.normalize else ""
-        print(f"{result.path}: {what}, {header.num_samples / header.sample_rate:.3f} s at "
-              f"{header.sample_rate} Hz (source {header.source_sample_rate} Hz), {result.chunks} chunk(s), "
-              f"{header.streaming}{level}")
+        print(
+            f"{result.path}: {what}, {header.num_samples / header.sample_rate:.3f} s at "
+            f"{header.sample_rate} Hz (source {header.source_sample_rate} Hz), {result.chunks} chunk(s), "
+            f"{header.streaming}{level}"
+        )
     return 0

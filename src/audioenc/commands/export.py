@@ -27,14 +27,19 @@ FORMATS = {"hf": ("audioenc.interop.hf", "export_hf"), "onnx": ("audioenc.intero
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "export", help="write a trained codec for another framework (hf: transformers EncodecModel; onnx)",
-        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        "export",
+        help="write a trained codec for another framework (hf: transformers EncodecModel; onnx)",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", metavar="RUN", help="run folder, model_best.safetensors or checkpoint_*.pt")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="hf or onnx")
     parser.add_argument("output", metavar="OUT", help="where to write the export")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing OUT folder once the new export is complete (default: refuse)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT folder once the new export is complete (default: refuse)",
+    )
     parser.set_defaults(func=run)
 
 

@@ -19,8 +19,10 @@ import argparse
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "import-hf", help="turn a local transformers EncodecModel folder into an audioenc run folder",
-        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        "import-hf",
+        help="turn a local transformers EncodecModel folder into an audioenc run folder",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("source", metavar="DIR", help="local EncodecModel folder (config.json + weights)")
     parser.add_argument("run_dir", metavar="RUN", help="new run folder to write")

@@ -10,10 +10,16 @@ from audioenc.quantization.registry import QUANTIZER_NAMES
 def add_channel_mode(parser: argparse.ArgumentParser) -> None:
     """``--1ch`` / ``--32ch``: exactly one is required: it sets the batch and what one sample is."""
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--1ch", dest="channel_mode", action="store_const", const="1ch",
-                       help="mono: batch 32, one random channel per sample")
-    group.add_argument("--32ch", dest="channel_mode", action="store_const", const="32ch",
-                       help="32 channels: batch 4, all channels")
+    group.add_argument(
+        "--1ch",
+        dest="channel_mode",
+        action="store_const",
+        const="1ch",
+        help="mono: batch 32, one random channel per sample",
+    )
+    group.add_argument(
+        "--32ch", dest="channel_mode", action="store_const", const="32ch", help="32 channels: batch 4, all channels"
+    )
 
 
 def register(subparsers) -> None:

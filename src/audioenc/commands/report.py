@@ -16,18 +16,22 @@ from audioenc.validation import number
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "report", help="HTML listening report: originals vs reconstructions, spectrograms, metrics",
-        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        "report",
+        help="HTML listening report: originals vs reconstructions, spectrograms, metrics",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", metavar="MODEL", help="a run folder, model_best.safetensors or checkpoint_*.pt")
     parser.add_argument("--data", required=True, help="audio folder to take the clips from")
     parser.add_argument("--out", default=None, help="folder for report.html (default: MODEL's run folder)")
     parser.add_argument("--files", type=number(minimum=1, integer=True), default=4, help="clips shown (default 4)")
     parser.add_argument("--seconds", type=number(above=0), default=5.0, help="seconds of each clip (default 5)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace a report.html (and report.png) already in the output folder")
-    parser.add_argument("--check", action="store_true",
-                        help="check the page in headless Chromium and save report.png beside it")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a report.html (and report.png) already in the output folder"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="check the page in headless Chromium and save report.png beside it"
+    )
     parser.set_defaults(func=run)
 
 
@@ -55,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"listening report: {page}")
     if args.check:
         check = check_in_browser(page)
-        print(f"browser check: {check.result['loaded']}/{check.result['players']} players loaded, "
-              f"{len(check.result['errors'])} error(s); screenshot {check.screenshot}")
+        print(
+            f"browser check: {check.result['loaded']}/{check.result['players']} players loaded, "
+            f"{len(check.result['errors'])} error(s); screenshot {check.screenshot}"
+        )
         if not check.ok:
             print(f"audioenc report: the page did not pass its browser check: {check.result}", file=sys.stderr)
             return 1

@@ -26,10 +26,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("directory", metavar="DIR", help="directory to scan recursively")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 if any file is rejected")
-    parser.add_argument("--channels", type=number(minimum=1, integer=True), default=None,
-                        help="reject files that do not have exactly this many channels (e.g. 32)")
-    parser.add_argument("--min-seconds", type=number(minimum=0), default=0.0,
-                        help="reject files shorter than this many seconds (default: 0)")
+    parser.add_argument(
+        "--channels",
+        type=number(minimum=1, integer=True),
+        default=None,
+        help="reject files that do not have exactly this many channels (e.g. 32)",
+    )
+    parser.add_argument(
+        "--min-seconds",
+        type=number(minimum=0),
+        default=0.0,
+        help="reject files shorter than this many seconds (default: 0)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="probe every file again, ignoring the cache")
     parser.set_defaults(func=run)
 
@@ -57,11 +65,15 @@ def run(args: argparse.Namespace) -> int:
     except NoUsableAudioError as error:
         print(f"audioenc scan: error: {error}", file=sys.stderr)
         return 2
-    summary = (f"{len(manifest.usable)} usable, {len(rejected)} rejected "
-               f"({manifest.total_seconds / 3600:.3f} h usable) under {manifest.root}")
+    summary = (
+        f"{len(manifest.usable)} usable, {len(rejected)} rejected "
+        f"({manifest.total_seconds / 3600:.3f} h usable) under {manifest.root}"
+    )
     if rejected and args.strict:
-        print(f"audioenc scan: error (--strict): {summary}; fix or remove the rejected files listed above",
-              file=sys.stderr)
+        print(
+            f"audioenc scan: error (--strict): {summary}; fix or remove the rejected files listed above",
+            file=sys.stderr,
+        )
         return 1
     if rejected:
         print(f"warning: {summary}; rejected files are left out of training", file=sys.stderr)

@@ -30,20 +30,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="32-ch 48 kHz 24-bit em32 room scenes (8 EigenScape-like classes)",
     )
     scenes.add_argument("out", metavar="OUT", help="output directory (empty, new, or an earlier corpus)")
-    scenes.add_argument("--scenes", type=number(minimum=1, integer=True), default=8,
-                        help="number of scenes (default 8, one per class)")
-    scenes.add_argument("--seconds", type=number(above=0), default=10.0,
-                        help="length of each scene in seconds (default 10)")
-    scenes.add_argument("--seed", type=number(minimum=0, maximum=MAX_SEED, integer=True), default=0,
-                        help="seed (default 0)")
+    scenes.add_argument(
+        "--scenes", type=number(minimum=1, integer=True), default=8, help="number of scenes (default 8, one per class)"
+    )
+    scenes.add_argument(
+        "--seconds", type=number(above=0), default=10.0, help="length of each scene in seconds (default 10)"
+    )
+    scenes.add_argument(
+        "--seed", type=number(minimum=0, maximum=MAX_SEED, integer=True), default=0, help="seed (default 0)"
+    )
     scenes.set_defaults(func=run_scenes)
 
     events = corpora.add_parser("events", help="24 kHz weak/strong-labelled event clips with DESED-style TSVs")
     events.add_argument("out", metavar="OUT", help="output directory")
-    events.add_argument("--clips", type=number(minimum=3, integer=True), default=None,
-                        help="total number of clips, split 60/20/20 (default: the corpus default)")
-    events.add_argument("--seed", type=number(minimum=0, maximum=MAX_SEED, integer=True), default=0,
-                        help="seed (default 0)")
+    events.add_argument(
+        "--clips",
+        type=number(minimum=3, integer=True),
+        default=None,
+        help="total number of clips, split 60/20/20 (default: the corpus default)",
+    )
+    events.add_argument(
+        "--seed", type=number(minimum=0, maximum=MAX_SEED, integer=True), default=0, help="seed (default 0)"
+    )
     events.set_defaults(func=run_events)
 
 

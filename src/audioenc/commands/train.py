@@ -11,7 +11,6 @@ from audioenc.commands.info import add_channel_mode
 from audioenc.quantization.registry import QUANTIZER_NAMES
 from audioenc.validation import number
 
-
 SETTINGS_ORDER = (
     "Train a codec into --run-dir. Settings, each layer overriding the last: the defaults (EnCodec's numbers), "
     "then --1ch/--32ch and --preset, then --config FILE, then the flags (--epochs, --batch-size, ...), then "
@@ -20,8 +19,9 @@ SETTINGS_ORDER = (
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train a codec (continuous baseline or RVQ)",
-                                   description=SETTINGS_ORDER)
+    parser = subparsers.add_parser(
+        "train", help="train a codec (continuous baseline or RVQ)", description=SETTINGS_ORDER
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -32,28 +32,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", default=None, help="run folder (default: runs/train-<mode>-<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint_last.pt")
     parser.add_argument(
-        "--allow-changed-training", action="store_true",
+        "--allow-changed-training",
+        action="store_true",
         help="with --resume: accept training settings that differ from the checkpoint's (batch size, segment "
-             "length, seed, data, schedule, losses, optimiser); the change is printed and recorded in "
-             "RUN_DIR/changes.jsonl. Without it such a resume is refused.",
+        "length, seed, data, schedule, losses, optimiser); the change is printed and recorded in "
+        "RUN_DIR/changes.jsonl. Without it such a resume is refused.",
     )
     parser.add_argument(
-        "--init-from", metavar="MODEL",
+        "--init-from",
+        metavar="MODEL",
         help="start a new run from a codec's weights (a run folder, model_best.safetensors, checkpoint_*.pt, or a "
-             "folder of `audioenc import-hf`): its model settings replace the preset's and --config's (model.* "
-             "overrides still apply), the discriminator and optimisers start fresh. Not with --resume.",
+        "folder of `audioenc import-hf`): its model settings replace the preset's and --config's (model.* "
+        "overrides still apply), the discriminator and optimisers start fresh. Not with --resume.",
     )
     parser.add_argument("--preset", default="paper", help="paper (default: EnCodec's numbers) or small (CPU)")
-    parser.add_argument("--config", metavar="FILE",
-                        help="settings file, JSON or YAML (.yaml/.yml): any subset of the sections, e.g. "
-                             '{"optim": {"lr": 1e-4}}; a run\'s config.json reproduces that run\'s settings')
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings file, JSON or YAML (.yaml/.yml): any subset of the sections, e.g. "
+        '{"optim": {"lr": 1e-4}}; a run\'s config.json reproduces that run\'s settings',
+    )
     parser.add_argument("--epochs", type=number(minimum=1, integer=True))
     parser.add_argument("--updates-per-epoch", type=number(minimum=1, integer=True))
-    parser.add_argument("--batch-size", type=number(minimum=1, integer=True),
-                        help="global batch size (split across ranks)")
+    parser.add_argument(
+        "--batch-size", type=number(minimum=1, integer=True), help="global batch size (split across ranks)"
+    )
     parser.add_argument("--segment-seconds", type=number(above=0))
-    parser.add_argument("--quantizer", choices=QUANTIZER_NAMES,
-                        help="none: continuous latents (default); rvq: residual VQ; fsq: finite scalar quantization")
+    parser.add_argument(
+        "--quantizer",
+        choices=QUANTIZER_NAMES,
+        help="none: continuous latents (default); rvq: residual VQ; fsq: finite scalar quantization",
+    )
     parser.add_argument("--logger", choices=("tensorboard", "wandb", "none"))
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 …")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -110,16 +119,24 @@ def run(args: argparse.Namespace) -> int:
     init_from = None
     if args.init_from is not None:
         # imported when the command runs, not at start-up: `audioenc --help` stays fast
-        from audioenc.models.files import load_codec
         from audioenc.errors import UserError
+        from audioenc.models.files import load_codec
 
         if args.resume:
-            raise UserError("--init-from starts a new run from a codec's weights and --resume continues a run's own "
-                            "checkpoint: use one of them.")
+            raise UserError(
+                "--init-from starts a new run from a codec's weights and --resume continues a run's own "
+                "checkpoint: use one of them."
+            )
         codec, model_config = load_codec(args.init_from)
         config = adopt_model(config, model_config, args, args.init_from)
         init_from = (str(args.init_from), codec)
     run_dir = Path(args.run_dir or f"runs/train-{args.channel_mode}-{args.preset}")
-    summary = train(config, run_dir, resume=args.resume, progress=not args.no_progress,
-                    allow_changed_training=args.allow_changed_training, init_from=init_from)
+    summary = train(
+        config,
+        run_dir,
+        resume=args.resume,
+        progress=not args.no_progress,
+        allow_changed_training=args.allow_changed_training,
+        init_from=init_from,
+    )
     return 130 if summary.get("stopped_by_signal") else 0

@@ -31,28 +31,48 @@ def register(subparsers) -> None:
         "workflow",
         help="the lab workflow: pooling, frame view, weak labels, boundaries, frozen probe, adaptation, note",
         description="Run the seven steps of the timing-aware lab workflow into --out; ends with report.md and "
-                    "report.json. Settings: defaults, then --config FILE, then SECTION.KEY=VALUE overrides; the "
-                    "resolved settings are written to OUT/settings.json.",
+        "report.json. Settings: defaults, then --config FILE, then SECTION.KEY=VALUE overrides; the "
+        "resolved settings are written to OUT/settings.json.",
     )
     parser.add_argument("--data", help=DATA_HELP)
     parser.add_argument("--encoder", help=ENCODER_HELP)
     parser.add_argument("--encoder-weights", help="weights file passed to a HEAR module's load_model")
     parser.add_argument("--out", default="runs/workflow", help="run folder (default: runs/workflow)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier workflow run in --out (without it a non-empty --out is refused)")
-    parser.add_argument("--seed", type=number(minimum=0, maximum=MAX_SEED, integer=True), default=0,
-                        help="seed of every model, batch order and bootstrap (default 0)")
-    parser.add_argument("--fast", action="store_true", help="tiny models and few epochs: checks the plumbing in "
-                        "well under a minute; the numbers mean nothing")
-    parser.add_argument("--workers", type=number(minimum=1, integer=True),
-                        help="processes training CRNNs at once (default 2; = run.workers)")
-    parser.add_argument("--config", metavar="FILE",
-                        help="settings file, JSON or YAML (.yaml/.yml): any subset of the sections, e.g. "
-                        '{"weak": {"max_epochs": 60}} (a run\'s settings.json works too)')
-    parser.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
-                        help="settings overrides, e.g. weak.patience=8 probe.kind=conv postprocess.thresholds=0.3,0.5 "
-                             "(`audioenc workflow bogus.key=1` lists the sections; sections are in "
-                             "audioenc.timing.workflow.settings)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier workflow run in --out (without it a non-empty --out is refused)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=number(minimum=0, maximum=MAX_SEED, integer=True),
+        default=0,
+        help="seed of every model, batch order and bootstrap (default 0)",
+    )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="tiny models and few epochs: checks the plumbing in well under a minute; the numbers mean nothing",
+    )
+    parser.add_argument(
+        "--workers",
+        type=number(minimum=1, integer=True),
+        help="processes training CRNNs at once (default 2; = run.workers)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings file, JSON or YAML (.yaml/.yml): any subset of the sections, e.g. "
+        '{"weak": {"max_epochs": 60}} (a run\'s settings.json works too)',
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="SECTION.KEY=VALUE",
+        help="settings overrides, e.g. weak.patience=8 probe.kind=conv postprocess.thresholds=0.3,0.5 "
+        "(`audioenc workflow bogus.key=1` lists the sections; sections are in "
+        "audioenc.timing.workflow.settings)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -65,6 +85,14 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None:
         overrides.insert(0, f"run.workers={args.workers}")
     settings = resolve_settings(fast=args.fast, config_file=args.config, overrides=overrides)
-    run_workflow(args.data, args.encoder, args.out, args.seed, fast=args.fast, settings=settings,
-                 encoder_weights=args.encoder_weights, overwrite=args.overwrite)
+    run_workflow(
+        args.data,
+        args.encoder,
+        args.out,
+        args.seed,
+        fast=args.fast,
+        settings=settings,
+        encoder_weights=args.encoder_weights,
+        overwrite=args.overwrite,
+    )
     return 0

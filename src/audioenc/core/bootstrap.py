@@ -39,7 +39,10 @@ class BootstrapCI:
 
     def as_dict(self) -> dict:
         """Plain-JSON form (non-finite numbers become None)."""
-        return {key: (None if isinstance(item, float) and not math.isfinite(item) else item) for key, item in asdict(self).items()}
+        return {
+            key: (None if isinstance(item, float) and not math.isfinite(item) else item)
+            for key, item in asdict(self).items()
+        }
 
 
 def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
@@ -80,8 +83,14 @@ def _percentile_sorted(values: np.ndarray, q: float) -> float:
     return float(values[low] + (values[high] - values[low]) * fraction)
 
 
-def bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n: int, *, resamples: int = 1000,
-              confidence: float = 0.95, seed: int = 0) -> tuple[BootstrapCI, np.ndarray]:
+def bootstrap(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[BootstrapCI, np.ndarray]:
     """Percentile bootstrap of ``statistic`` over ``n`` clips.
 
     Args:
@@ -120,4 +129,11 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return result
 
 
-__all__ = ["BootstrapCI", "bootstrap", "counts_from_indices", "percentile_interval", "resample_indices", "weighted_median"]
+__all__ = [
+    "BootstrapCI",
+    "bootstrap",
+    "counts_from_indices",
+    "percentile_interval",
+    "resample_indices",
+    "weighted_median",
+]

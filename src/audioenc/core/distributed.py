@@ -57,8 +57,10 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             raise UserError(f"--device {name} asks for a GPU but torch sees none; use --device cpu.")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"--device {name}: torch sees {torch.cuda.device_count()} GPU(s); "
-                            f"use cuda:0 … cuda:{torch.cuda.device_count() - 1}.")
+            raise UserError(
+                f"--device {name}: torch sees {torch.cuda.device_count()} GPU(s); "
+                f"use cuda:0 … cuda:{torch.cuda.device_count() - 1}."
+            )
     elif device.type == "mps":
         if not torch.backends.mps.is_available():
             raise UserError(f"--device {name}: MPS is not available on this machine; use --device cpu.")

@@ -61,8 +61,14 @@ def mel_filterbank(
         warnings.filterwarnings("ignore", message=".*[Ee]mpty filters.*", category=UserWarning)
         if scale == "htk":
             bank = librosa.filters.mel(
-                sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max,
-                htk=True, norm=None, dtype=np.float64,
+                sr=sample_rate,
+                n_fft=n_fft,
+                n_mels=n_mels,
+                fmin=f_min,
+                fmax=f_max,
+                htk=True,
+                norm=None,
+                dtype=np.float64,
             )
         else:
             bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max)
@@ -143,12 +149,25 @@ class MelSpectrogram(nn.Module):
         if self.framing == "centre":
             self._check_length(x.shape[-1], self.n_fft // 2)
             return torch.stft(
-                x, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length, window=window,
-                center=True, pad_mode="reflect", return_complex=True,
+                x,
+                n_fft=self.n_fft,
+                hop_length=self.hop_length,
+                win_length=self.win_length,
+                window=window,
+                center=True,
+                pad_mode="reflect",
+                return_complex=True,
             )
         return torch.stft(
-            self._pad(x), n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-            window=window, center=False, normalized=False, onesided=True, return_complex=True,
+            self._pad(x),
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=window,
+            center=False,
+            normalized=False,
+            onesided=True,
+            return_complex=True,
         )
 
     def mel_power(self, x: torch.Tensor, nonempty_only: bool = False) -> torch.Tensor:
@@ -194,8 +213,15 @@ class MelSpectrogram(nn.Module):
 
 
 def _check_settings(
-    sample_rate: int, n_fft: int, hop_length: int, win_length: int, f_min: float, f_max: float,
-    framing: str, power: int, log: str | None,
+    sample_rate: int,
+    n_fft: int,
+    hop_length: int,
+    win_length: int,
+    f_min: float,
+    f_max: float,
+    framing: str,
+    power: int,
+    log: str | None,
 ) -> None:
     """Refuse settings the framing or the filterbank cannot honour, naming the values."""
     if not (0 < win_length <= n_fft) or not (0 < hop_length <= n_fft):

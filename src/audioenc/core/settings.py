@@ -73,7 +73,8 @@ class Settings:
             parsed = coerce(value, hints[key])
         except (TypeError, ValueError) as error:
             raise UserError(
-                f"Bad value {value!r} for {dotted_key} (expected {_type_name(hints[key])}): {error}") from None
+                f"Bad value {value!r} for {dotted_key} (expected {_type_name(hints[key])}): {error}"
+            ) from None
         return dataclasses.replace(self, **{section_name: dataclasses.replace(section, **{key: parsed})})
 
     def with_mapping(self: S, content: Any, where: str) -> S:
@@ -165,9 +166,9 @@ def coerce(value: Any, annotation: Any) -> Any:
 
 def _coerce_union(value: Any, args: tuple[Any, ...]) -> Any:
     """The first member type of the union that parses ``value``; None for a ``none`` of an optional field."""
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-        if type(None) in args:
-            return None
+    unset = value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))
+    if unset and type(None) in args:
+        return None
     errors = []
     for arg in args:
         if arg is type(None):

@@ -71,8 +71,10 @@ def _write_folder(path: Path, write, check) -> Any:
 
 def _require_exact(agreement: Agreement, what: str) -> Agreement:
     if not agreement.exact:
-        raise RuntimeError(f"{what} is not the same codec ({agreement.describe()}); nothing was written. "
-                           "This is a bug in audioenc.interop: please report it with the model's config.")
+        raise RuntimeError(
+            f"{what} is not the same codec ({agreement.describe()}); nothing was written. "
+            "This is a bug in audioenc.interop: please report it with the model's config."
+        )
     return agreement
 
 
@@ -83,12 +85,16 @@ def to_encodec_model(model: CodecModel, config: ModelConfig, where: str = "this 
     """An ``EncodecModel`` (eval mode) with ``model``'s weights; ``UserError`` when it cannot be exact."""
     check_exportable(config, where)
     if not model.quantizer.initialized:
-        raise UserError(f"{where}: its codebooks were never initialised (no training step): an EncodecModel of "
-                        "it would return the zero code for everything. Export a trained run.")
+        raise UserError(
+            f"{where}: its codebooks were never initialised (no training step): an EncodecModel of "
+            "it would return the zero code for everything. Export a trained run."
+        )
     refuse_zero_codebooks(model.state_dict(), config.n_q, where, "Export a trained run.")
     transformers = require_transformers()
     hf_config = transformers.EncodecConfig(**encodec_config_kwargs(config))
-    if hf_config.num_quantizers != config.n_q:  # transformers <= 4.53 (at least; 4.57 is fixed) count 10 bits per codebook
+    if (
+        hf_config.num_quantizers != config.n_q
+    ):  # transformers <= 4.53 (at least; 4.57 is fixed) count 10 bits per codebook
         raise UserError(
             f"{where}: transformers {transformers.__version__} would build {hf_config.num_quantizers} codebooks "
             f"instead of {config.n_q} (its EncodecConfig.num_quantizers assumes 1024-entry codebooks; this codec "
@@ -128,16 +134,19 @@ def export_hf(model: CodecModel, config: ModelConfig, out: str | os.PathLike) ->
         return _require_exact(compare(model, reloaded), f"The export in {out}")
 
     agreement = _write_folder(out, write, check)
-    return (f"wrote {out}: transformers EncodecModel + EncodecFeatureExtractor ({config.channels} ch, "
-            f"{config.sample_rate} Hz, target_bandwidths {bandwidths} kbps). Checked after loading it back: "
-            f"{agreement.describe()}.")
+    return (
+        f"wrote {out}: transformers EncodecModel + EncodecFeatureExtractor ({config.channels} ch, "
+        f"{config.sample_rate} Hz, target_bandwidths {bandwidths} kbps). Checked after loading it back: "
+        f"{agreement.describe()}."
+    )
 
 
 def model_card(hf_model: Any, weights_sha256: str) -> str:
     """The export folder's ``README.md``: what it is, how to call it, its bandwidths, its pitfalls."""
     config = hf_model.config
-    rows = "\n".join(f"| {bw:g} | {hf_model.quantizer.get_num_quantizers_for_bandwidth(bw)} |"
-                     for bw in config.target_bandwidths)
+    rows = "\n".join(
+        f"| {bw:g} | {hf_model.quantizer.get_num_quantizers_for_bandwidth(bw)} |" for bw in config.target_bandwidths
+    )
     return f"""# audioenc codec as a transformers EncodecModel
 
 Exported by `audioenc export --format hf` (audioenc weights SHA-256 `{weights_sha256}`).
@@ -182,8 +191,10 @@ def refuse_zero_codebooks(state: dict[str, Any], n_q: int, where: str, advice: s
     the same meaningless code. One rule for export and import, so that an export is never refused on import."""
     empty = [i for i in range(n_q) if not bool(state[f"quantizer.layers.{i}.embed"].any())]
     if empty:
-        raise UserError(f"{where}: codebook(s) {empty[:5]} are all zeros (untrained codebooks?); their codes "
-                        f"would mean nothing. {advice}")
+        raise UserError(
+            f"{where}: codebook(s) {empty[:5]} are all zeros (untrained codebooks?); their codes "
+            f"would mean nothing. {advice}"
+        )
 
 
 def from_encodec_model(hf_model: Any, where: str) -> tuple[CodecModel, ModelConfig, list[str]]:
@@ -196,8 +207,12 @@ def from_encodec_model(hf_model: Any, where: str) -> tuple[CodecModel, ModelConf
     return model.eval(), config, notes
 
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 """The weights files ``EncodecModel.from_pretrained`` looks for, in its order of preference."""
 
 
@@ -215,9 +230,11 @@ def _refuse_config_beyond_weights(hf_config: Any, directory: Path, weights: Path
     least = hf_config.num_quantizers * hf_config.codebook_size * dim + 2 * hf_config.num_lstm_layers * 8 * dim * dim
     stored = sum(path.stat().st_size for pattern in ("*.safetensors", "*.bin") for path in directory.glob(pattern))
     if 2 * least > stored:
-        raise UserError(f"{weights}: the weights could not be loaded: the weights files hold {stored:,} bytes, but "
-                        f"{directory / 'config.json'} describes at least {least:,} weights (a cut download, or a "
-                        "config.json of another model); download the model folder again.")
+        raise UserError(
+            f"{weights}: the weights could not be loaded: the weights files hold {stored:,} bytes, but "
+            f"{directory / 'config.json'} describes at least {least:,} weights (a cut download, or a "
+            "config.json of another model); download the model folder again."
+        )
 
 
 def import_hf(directory: str | os.PathLike, run_dir: str | os.PathLike) -> str:
@@ -231,13 +248,17 @@ def import_hf(directory: str | os.PathLike, run_dir: str | os.PathLike) -> str:
     """
     directory, run_dir = Path(directory), Path(run_dir)
     if not directory.is_dir():
-        raise FileNotFoundError(f"No model folder at {directory}: point DIR at a local EncodecModel snapshot "
-                                "(config.json + model.safetensors).")
+        raise FileNotFoundError(
+            f"No model folder at {directory}: point DIR at a local EncodecModel snapshot "
+            "(config.json + model.safetensors)."
+        )
     meta = _read_json(directory / "config.json") if (directory / "config.json").is_file() else None
     if meta is None or meta.get("model_type") != "encodec":
         found = "no config.json" if meta is None else f"model_type {meta.get('model_type')!r}"
-        raise UserError(f"{directory}: not a transformers EncodecModel folder ({found}); download one, e.g. "
-                        "facebook/encodec_24khz, or export one with `audioenc export RUN --format hf OUT`.")
+        raise UserError(
+            f"{directory}: not a transformers EncodecModel folder ({found}); download one, e.g. "
+            "facebook/encodec_24khz, or export one with `audioenc export RUN --format hf OUT`."
+        )
     _check_new_folder(run_dir)
     transformers = require_transformers()
     from safetensors import SafetensorError
@@ -245,8 +266,10 @@ def import_hf(directory: str | os.PathLike, run_dir: str | os.PathLike) -> str:
     try:
         hf_config = transformers.EncodecConfig.from_pretrained(directory)
     except Exception as error:  # noqa: BLE001 -- OSError, ValueError, huggingface_hub's strict-field errors …
-        raise UserError(f"{directory / 'config.json'}: not a valid EncodecConfig ({' '.join(str(error).split())[:300]}); "
-                        "download or export the model folder again.") from None
+        raise UserError(
+            f"{directory / 'config.json'}: not a valid EncodecConfig ({' '.join(str(error).split())[:300]}); "
+            "download or export the model folder again."
+        ) from None
     model_config_from_hf(hf_config, str(directory))  # refuse what audioenc cannot express before loading weights
     weights = _weights_file(directory)
     _refuse_config_beyond_weights(hf_config, directory, weights)
@@ -255,12 +278,16 @@ def import_hf(directory: str | os.PathLike, run_dir: str | os.PathLike) -> str:
             directory, local_files_only=True, output_loading_info=True
         )
     except pickle.UnpicklingError:  # torch.load(weights_only=True) met a pickled object that is not a tensor
-        raise UserError(f"{weights}: holds pickled Python objects besides tensors, which are not loaded (they could "
-                        "run code); convert the weights to model.safetensors from a trusted copy, or download the "
-                        "safetensors version of the model.") from None
+        raise UserError(
+            f"{weights}: holds pickled Python objects besides tensors, which are not loaded (they could "
+            "run code); convert the weights to model.safetensors from a trusted copy, or download the "
+            "safetensors version of the model."
+        ) from None
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # no, cut or damaged weights
-        raise UserError(f"{weights}: the weights could not be loaded ({' '.join(str(error).split())[:300]}); "
-                        "download the model folder again.") from None
+        raise UserError(
+            f"{weights}: the weights could not be loaded ({' '.join(str(error).split())[:300]}); "
+            "download the model folder again."
+        ) from None
     bad = {kind: info.get(kind) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(kind)}
     if bad:
         raise UserError(f"{directory}: its weights do not fit its config.json ({bad}); download the folder again.")
@@ -272,9 +299,13 @@ def import_hf(directory: str | os.PathLike, run_dir: str | os.PathLike) -> str:
     def write(folder: Path) -> None:
         export_model(folder, "model_best", model, config)
         run_config.save(folder / "config.json")
-        provenance = {"source": str(directory.resolve()), "transformers": transformers.__version__,
-                      "encodec_config": hf_model.config.to_dict(), "model_weights_sha256": model_weights_hash(model),
-                      "note": "imported weights; no training state: continue with `audioenc train --init-from`"}
+        provenance = {
+            "source": str(directory.resolve()),
+            "transformers": transformers.__version__,
+            "encodec_config": hf_model.config.to_dict(),
+            "model_weights_sha256": model_weights_hash(model),
+            "note": "imported weights; no training state: continue with `audioenc train --init-from`",
+        }
         (folder / "imported_from.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
 
     def check(folder: Path) -> Agreement:
@@ -283,9 +314,12 @@ def import_hf(directory: str | os.PathLike, run_dir: str | os.PathLike) -> str:
 
     agreement = _write_folder(run_dir, write, check)
     flag = "--1ch" if config.channels == 1 else f"--1ch model.channels={config.channels} data.channel_mode=all"
-    lines = [*notes, f"wrote {run_dir}: model_best.safetensors (+ .json), config.json, imported_from.json. Checked "
-             f"after loading it back: {agreement.describe()}.",
-             f"Fine-tune: audioenc train {flag} --init-from {run_dir} --run-dir {run_dir}-ft"]
+    lines = [
+        *notes,
+        f"wrote {run_dir}: model_best.safetensors (+ .json), config.json, imported_from.json. Checked "
+        f"after loading it back: {agreement.describe()}.",
+        f"Fine-tune: audioenc train {flag} --init-from {run_dir} --run-dir {run_dir}-ft",
+    ]
     return "\n".join(lines)
 
 

@@ -30,8 +30,11 @@ class Agreement:
         return all(same and difference <= AUDIO_TOLERANCE for _, _, same, difference in self.rows)
 
     def describe(self) -> str:
-        return "; ".join(f"{bandwidth:g} kbps = {n} codebooks: codes {'identical' if same else 'DIFFER'}, "
-                         f"audio max diff {difference:.1e}" for bandwidth, n, same, difference in self.rows)
+        return "; ".join(
+            f"{bandwidth:g} kbps = {n} codebooks: codes {'identical' if same else 'DIFFER'}, "
+            f"audio max diff {difference:.1e}"
+            for bandwidth, n, same, difference in self.rows
+        )
 
 
 def probe_signal(model: CodecModel, seed: int = 0) -> torch.Tensor:

@@ -49,8 +49,13 @@ ENCODEC_BANDWIDTHS = (1.5, 3.0, 6.0, 12.0, 24.0)
 """kbps of the released EnCodec 24 kHz model (2, 4, 8, 16 and 32 codebooks at 75 Hz, 1024 bins)."""
 
 FIXED = {
-    "norm_type": "weight_norm", "kernel_size": 7, "last_kernel_size": 7, "residual_kernel_size": 3,
-    "dilation_growth_rate": 2, "compress": 2, "trim_right_ratio": 1.0,
+    "norm_type": "weight_norm",
+    "kernel_size": 7,
+    "last_kernel_size": 7,
+    "residual_kernel_size": 3,
+    "dilation_growth_rate": 2,
+    "compress": 2,
+    "trim_right_ratio": 1.0,
 }
 """``EncodecConfig`` settings that audioenc's SEANet does not expose (its fixed values)."""
 
@@ -59,9 +64,14 @@ MAX_CODEBOOKS = 1024
 ``target_bandwidths`` alone, so a mistyped bandwidth would otherwise allocate millions of codebooks."""
 
 HF_NUMBERS = {
-    "audio_channels": dict(minimum=1), "sampling_rate": dict(minimum=1), "hidden_size": dict(minimum=1),
-    "codebook_dim": dict(minimum=1), "num_filters": dict(minimum=1), "num_residual_layers": dict(minimum=0),
-    "num_lstm_layers": dict(minimum=0), "codebook_size": dict(minimum=2),
+    "audio_channels": dict(minimum=1),
+    "sampling_rate": dict(minimum=1),
+    "hidden_size": dict(minimum=1),
+    "codebook_dim": dict(minimum=1),
+    "num_filters": dict(minimum=1),
+    "num_residual_layers": dict(minimum=0),
+    "num_lstm_layers": dict(minimum=0),
+    "codebook_size": dict(minimum=2),
 }
 """The whole-number settings of an ``EncodecConfig`` that the importer computes with, and their ranges
 (those of the matching :class:`~audioenc.config.ModelConfig` fields)."""
@@ -138,8 +148,10 @@ def check_exportable(config: ModelConfig, where: str) -> None:
     if config.lstm < 1:
         raise UserError(f"{where} has no LSTM (model.lstm=0); transformers' EncodecModel always has one. {ONNX_HINT}")
     if config.bins & (config.bins - 1):
-        raise UserError(f"{where} has codebooks of {config.bins} entries (model.bins); transformers' EncodecModel "
-                        f"needs a power of 2. {ONNX_HINT}")
+        raise UserError(
+            f"{where} has codebooks of {config.bins} entries (model.bins); transformers' EncodecModel "
+            f"needs a power of 2. {ONNX_HINT}"
+        )
     if config.normalize and config.channels == 2:
         raise UserError(
             f"{where} is a stereo codec with model.normalize: transformers' EncodecModel computes the input level "
@@ -185,12 +197,24 @@ def check_hf_numbers(get: Any, where: str) -> None:
         if not isinstance(values, (list, tuple)) or not values:
             raise UserError(f"{name(setting)} must be a non-empty list of numbers; got {values!r}. {hint}")
         for index, value in enumerate(values):
-            check_number(f"{name(setting)}[{index}]", value, minimum=minimum, above=None if minimum else 0,
-                         integer=minimum is not None, hint=hint)
+            check_number(
+                f"{name(setting)}[{index}]",
+                value,
+                minimum=minimum,
+                above=None if minimum else 0,
+                integer=minimum is not None,
+                hint=hint,
+            )
     rate = hf_frame_rate(get("sampling_rate"), math.prod(get("upsampling_ratios")))
     built = hf_num_quantizers(get("target_bandwidths")[-1], get("codebook_size"), rate)
-    check_number(f"{name('target_bandwidths')}[-1] ({get('target_bandwidths')[-1]!r} kbps: {built} codebooks)", built,
-                 minimum=1, maximum=MAX_CODEBOOKS, integer=True, hint=hint)
+    check_number(
+        f"{name('target_bandwidths')}[-1] ({get('target_bandwidths')[-1]!r} kbps: {built} codebooks)",
+        built,
+        minimum=1,
+        maximum=MAX_CODEBOOKS,
+        integer=True,
+        hint=hint,
+    )
     if get("chunk_length_s") is not None:
         check_number(name("chunk_length_s"), get("chunk_length_s"), above=0, hint=hint)
         if get("overlap") is not None:
@@ -214,8 +238,10 @@ def model_config_from_hf(hf_config: Any, where: str) -> tuple[ModelConfig, list[
         )
     for name, value in FIXED.items():
         if name != "norm_type" and get(name) != value:
-            raise UserError(f"{where}: {name}={get(name)!r}; audioenc's SEANet fixes {name}={value!r}, so this "
-                            "model cannot be imported.")
+            raise UserError(
+                f"{where}: {name}={get(name)!r}; audioenc's SEANet fixes {name}={value!r}, so this "
+                "model cannot be imported."
+            )
     problems = []
     if get("codebook_dim") != get("hidden_size"):
         problems.append(f"codebook_dim={get('codebook_dim')} differs from hidden_size={get('hidden_size')}")
@@ -226,21 +252,33 @@ def model_config_from_hf(hf_config: Any, where: str) -> tuple[ModelConfig, list[
     if get("pad_mode") not in CHOICES["model.pad_mode"]:
         problems.append(f"pad_mode={get('pad_mode')!r} (audioenc has {', '.join(CHOICES['model.pad_mode'])})")
     if get("normalize") and get("audio_channels") == 2:
-        problems.append("normalize with 2 channels (HF's level is the RMS of the channel mean, audioenc's of both "
-                        "channels)")
+        problems.append(
+            "normalize with 2 channels (HF's level is the RMS of the channel mean, audioenc's of both channels)"
+        )
     rate = hf_frame_rate(get("sampling_rate"), math.prod(get("upsampling_ratios")))
     asked = max(hf_codebooks_for(b, get("codebook_size"), rate) for b in get("target_bandwidths"))
     if asked > get("num_quantizers"):  # transformers <= 4.53 (at least) count 10 bits per codebook there
-        problems.append(f"its target_bandwidths ask for {asked} codebooks but this transformers version builds "
-                        f"{get('num_quantizers')} (upgrade transformers)")
+        problems.append(
+            f"its target_bandwidths ask for {asked} codebooks but this transformers version builds "
+            f"{get('num_quantizers')} (upgrade transformers)"
+        )
     if problems:
         raise UserError(f"{where}: cannot be imported: {'; '.join(problems)}.")
     config = ModelConfig(
-        channels=get("audio_channels"), sample_rate=get("sampling_rate"), dimension=get("hidden_size"),
-        n_filters=get("num_filters"), n_residual_layers=get("num_residual_layers"),
-        ratios=tuple(int(r) for r in get("upsampling_ratios")), lstm=get("num_lstm_layers"),
-        causal=bool(get("use_causal_conv")), pad_mode=get("pad_mode"), true_skip=not get("use_conv_shortcut"),
-        quantizer="rvq", n_q=int(get("num_quantizers")), bins=get("codebook_size"), q_dropout=True,
+        channels=get("audio_channels"),
+        sample_rate=get("sampling_rate"),
+        dimension=get("hidden_size"),
+        n_filters=get("num_filters"),
+        n_residual_layers=get("num_residual_layers"),
+        ratios=tuple(int(r) for r in get("upsampling_ratios")),
+        lstm=get("num_lstm_layers"),
+        causal=bool(get("use_causal_conv")),
+        pad_mode=get("pad_mode"),
+        true_skip=not get("use_conv_shortcut"),
+        quantizer="rvq",
+        n_q=int(get("num_quantizers")),
+        bins=get("codebook_size"),
+        q_dropout=True,
         normalize=bool(get("normalize")),
     )
     notes = []

@@ -74,8 +74,9 @@ def key_pairs(config: ModelConfig) -> list[tuple[str, str]]:
     module docstring for the layout.
     """
     if config.quantizer != "rvq" or config.lstm < 1:
-        raise ValueError(f"key_pairs: needs model.quantizer='rvq' and model.lstm >= 1; got {config.quantizer!r}, "
-                         f"{config.lstm}.")
+        raise ValueError(
+            f"key_pairs: needs model.quantizer='rvq' and model.lstm >= 1; got {config.quantizer!r}, {config.lstm}."
+        )
     blocks, n, skip = len(config.ratios), config.n_residual_layers, config.true_skip
     stage = n + 2
     pairs = _conv("encoder.model.0", "encoder.layers.0")
@@ -104,8 +105,10 @@ def _flags(config: ModelConfig) -> list[tuple[str, str]]:
 def _check_keys(state: dict[str, torch.Tensor], expected: set[str], what: str) -> None:
     missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or extra:
-        raise KeyError(f"{what}: the tensors do not match the configuration (missing {missing[:5]}"
-                       f"{'…' if len(missing) > 5 else ''}, unexpected {extra[:5]}{'…' if len(extra) > 5 else ''}).")
+        raise KeyError(
+            f"{what}: the tensors do not match the configuration (missing {missing[:5]}"
+            f"{'…' if len(missing) > 5 else ''}, unexpected {extra[:5]}{'…' if len(extra) > 5 else ''})."
+        )
 
 
 def uses_legacy_weight_norm(hf_state: dict[str, torch.Tensor]) -> bool:

@@ -174,8 +174,14 @@ def _graphs(model: CodecModel, streaming: bool) -> list[_Graph]:
     encoder_outputs = ["latents", "codes"] if quantized else ["latents"]
     graphs = [
         _Graph("encoder", EncoderGraph(model), (audio,), ["audio"], encoder_outputs, ({0: auto, 2: auto},)),
-        _Graph("decoder", DecoderGraph(model), (encoded,), [encoded_name], ["audio"],
-               ({0: auto, 1: auto, 2: auto} if quantized and encoded.shape[1] > 1 else {0: auto, 2: auto},)),
+        _Graph(
+            "decoder",
+            DecoderGraph(model),
+            (encoded,),
+            [encoded_name],
+            ["audio"],
+            ({0: auto, 1: auto, 2: auto} if quantized and encoded.shape[1] > 1 else {0: auto, 2: auto},),
+        ),
     ]
     if streaming:
         for name, module, x, make_state, outputs in (
@@ -185,11 +191,21 @@ def _graphs(model: CodecModel, streaming: bool) -> list[_Graph]:
             state = make_state(batch)
             names = [f"state_in_{i}" for i in range(len(state))]
             axes = tuple({_batch_axis(make_state, i): auto} for i in range(len(state)))
-            x_axes = {0: auto, 1: auto, 2: auto} if name == "decoder_step" and quantized and x.shape[1] > 1 else {
-                0: auto, 2: auto}
-            graphs.append(_Graph(name, module, (x, *state), [graphs[0 if name == "encoder_step" else 1].input_names[0],
-                                                              *names],
-                                 [*outputs, *[f"state_out_{i}" for i in range(len(state))]], (x_axes, *axes)))
+            x_axes = (
+                {0: auto, 1: auto, 2: auto}
+                if name == "decoder_step" and quantized and x.shape[1] > 1
+                else {0: auto, 2: auto}
+            )
+            graphs.append(
+                _Graph(
+                    name,
+                    module,
+                    (x, *state),
+                    [graphs[0 if name == "encoder_step" else 1].input_names[0], *names],
+                    [*outputs, *[f"state_out_{i}" for i in range(len(state))]],
+                    (x_axes, *axes),
+                )
+            )
     return graphs
 
 
@@ -213,8 +229,15 @@ def _export(graph: _Graph, path: Path) -> None:
     dynamic = graph.dynamic if len(graph.args) == 1 else (graph.dynamic[0], graph.dynamic[1:])
     with _quiet_exporter(), torch.no_grad():
         torch.onnx.export(
-            graph.module, graph.args, str(path), dynamo=True, external_data=False, opset_version=OPSET,
-            input_names=graph.input_names, output_names=graph.output_names, dynamic_shapes=dynamic,
+            graph.module,
+            graph.args,
+            str(path),
+            dynamo=True,
+            external_data=False,
+            opset_version=OPSET,
+            input_names=graph.input_names,
+            output_names=graph.output_names,
+            dynamic_shapes=dynamic,
             custom_translation_table=onnx_lstm.custom_translation_table(),
         )
     import onnx
@@ -245,14 +268,28 @@ def _sidecar(model: CodecModel, config: ModelConfig, graphs: list[_Graph], refus
         described[graph.name] = {
             "file": f"{graph.name}.onnx",
             "inputs": inputs,
-            "outputs": [{"name": name, "dtype": str(tensor.dtype).removeprefix("torch.")}
-                        for name, tensor in zip(graph.output_names, outputs)],
+            "outputs": [
+                {"name": name, "dtype": str(tensor.dtype).removeprefix("torch.")}
+                for name, tensor in zip(graph.output_names, outputs)
+            ],
         }
     identity = model_identity(model, config)
     return {
         "format": SIDECAR_FORMAT,
-        **{field: identity[field] for field in ("sample_rate", "channels", "hop_length", "frame_rate", "dimension",
-                                                "kind", "n_q", "bins", "normalize")},
+        **{
+            field: identity[field]
+            for field in (
+                "sample_rate",
+                "channels",
+                "hop_length",
+                "frame_rate",
+                "dimension",
+                "kind",
+                "n_q",
+                "bins",
+                "normalize",
+            )
+        },
         "level_rule": LEVEL_RULE,
         "causal": identity["causal"],
         "streaming": refusal is None,
@@ -260,15 +297,20 @@ def _sidecar(model: CodecModel, config: ModelConfig, graphs: list[_Graph], refus
             "step graphs: start from zero states (shapes below, batch first or second axis as listed); feed each "
             "call's state_out_i as the next call's state_in_i; encoder chunks are multiples of hop_length samples "
             "except the last (any length >= 1); decoder chunks any number of frames >= 1."
-            if refusal is None else f"no step graphs: {refusal}"
+            if refusal is None
+            else f"no step graphs: {refusal}"
         ),
         "graphs": described,
         "model_config": identity["model_config"],
         "model_config_sha256": identity["model_config_sha256"],
         "model_weights_sha256": identity["model_weights_sha256"],
         # The ONNX Runtime the graphs were checked on (with its layout rewrite) against PyTorch.
-        "exporter": {"torch": torch.__version__, "dynamo": True, "opset": OPSET,
-                     "onnxruntime": importlib.metadata.version("onnxruntime")},
+        "exporter": {
+            "torch": torch.__version__,
+            "dynamo": True,
+            "opset": OPSET,
+            "onnxruntime": importlib.metadata.version("onnxruntime"),
+        },
     }
 
 
@@ -281,7 +323,9 @@ def _check_folder_graphs(folder: Path, graphs: list[_Graph], model: CodecModel) 
         for frames, extra in ((2, 0), (5, hop // 2 + 1)):
             x = graph.args[0]
             if graph.name.startswith("encoder"):
-                x = 0.1 * torch.randn(1, model.channels, frames * hop + extra, generator=torch.Generator().manual_seed(1))
+                x = 0.1 * torch.randn(
+                    1, model.channels, frames * hop + extra, generator=torch.Generator().manual_seed(1)
+                )
             else:
                 x = x[:1, :, :1].expand(1, x.shape[1], frames + (extra > 0)).contiguous()
             # Batch 1 from the batch-2 example state; each state tensor's batch axis is its dynamic one.
@@ -293,14 +337,18 @@ def _check_folder_graphs(folder: Path, graphs: list[_Graph], model: CodecModel) 
             for name, want, have in zip(graph.output_names, expected, got):
                 want = want.numpy()
                 if want.shape != have.shape:
-                    raise RuntimeError(f"ONNX export: {graph.name} output {name} has shape {have.shape} for input "
-                                       f"{tuple(x.shape)}; PyTorch gives {want.shape}. This is an exporter bug.")
+                    raise RuntimeError(
+                        f"ONNX export: {graph.name} output {name} has shape {have.shape} for input "
+                        f"{tuple(x.shape)}; PyTorch gives {want.shape}. This is an exporter bug."
+                    )
                 if want.dtype.kind == "f":
                     tolerance = 1e-4 * max(1.0, float(np.abs(want).max()))
                     difference = float(np.abs(want - have).max())
                     if difference > tolerance:
-                        raise RuntimeError(f"ONNX export: {graph.name} output {name} differs from PyTorch by "
-                                           f"{difference:.3g} (> {tolerance:.3g}). This is an exporter bug.")
+                        raise RuntimeError(
+                            f"ONNX export: {graph.name} output {name} differs from PyTorch by "
+                            f"{difference:.3g} (> {tolerance:.3g}). This is an exporter bug."
+                        )
 
 
 def _check_new_folder(path: Path) -> None:
@@ -335,5 +383,6 @@ def export_onnx(model: CodecModel, config: ModelConfig, out_dir: str | os.PathLi
     codebooks = f"{sidecar['n_q']} codebook{'s' if sidecar['n_q'] != 1 else ''}"
     kind = f"codes ({codebooks})" if sidecar["kind"] == "codes" else "latents"
     steps = "one-shot and streaming graphs" if refusal is None else "one-shot graphs (not streamable)"
-    return ExportedFiles(paths, f"wrote {out}: ONNX {steps}, {config.channels} ch, {kind}, "
-                                f"{len(graphs)} graphs, {size:.1f} MB")
+    return ExportedFiles(
+        paths, f"wrote {out}: ONNX {steps}, {config.channels} ch, {kind}, {len(graphs)} graphs, {size:.1f} MB"
+    )

@@ -46,12 +46,17 @@ def model_identity(model: Any, config: Any | None = None) -> dict[str, Any]:
     """The sidecar fields that follow from the model alone (and its configuration, when given): what a
     folder must state to be an export of ``model``."""
     identity = {  # the weights first: a folder of another model is named as such
-        "model_weights_sha256": model_weights_hash(model), "sample_rate": model.sample_rate,
-        "channels": model.channels, "hop_length": model.hop_length, "frame_rate": model.frame_rate,
+        "model_weights_sha256": model_weights_hash(model),
+        "sample_rate": model.sample_rate,
+        "channels": model.channels,
+        "hop_length": model.hop_length,
+        "frame_rate": model.frame_rate,
         "dimension": model.encoder.dimension,
         # a continuous codec's quantizer has 0 codebooks of 0 bins
-        "kind": model.quantizer.encoded_kind, "n_q": model.quantizer.total_codebooks,
-        "bins": model.quantizer.bins, "normalize": model.normalize,
+        "kind": model.quantizer.encoded_kind,
+        "n_q": model.quantizer.total_codebooks,
+        "bins": model.quantizer.bins,
+        "normalize": model.normalize,
         "causal": bool(model.encoder.causal),
     }
     if config is not None:  # as JSON stores it (tuples as lists)
@@ -95,10 +100,12 @@ def check_structure(sidecar_path: Path, sidecar: dict) -> None:
     """Refuse a sidecar whose ``graphs`` table is not what an export writes, before any of it is used
     as a file name, an input name or a shape."""
     graphs = sidecar.get("graphs")
-    if not isinstance(graphs, dict) or not {"encoder", "decoder"} <= set(graphs) or not set(graphs) <= set(
-            GRAPH_NAMES):
-        raise _bad(sidecar_path, f"its graphs must be encoder and decoder (and the step graphs); got "
-                                 f"{sorted(graphs) if isinstance(graphs, dict) else graphs!r}")
+    if not isinstance(graphs, dict) or not {"encoder", "decoder"} <= set(graphs) or not set(graphs) <= set(GRAPH_NAMES):
+        raise _bad(
+            sidecar_path,
+            f"its graphs must be encoder and decoder (and the step graphs); got "
+            f"{sorted(graphs) if isinstance(graphs, dict) else graphs!r}",
+        )
     steps = {"encoder_step", "decoder_step"} & set(graphs)
     if len(steps) == 1 or bool(steps) != (sidecar.get("streaming") is True):
         raise _bad(sidecar_path, f"streaming={sidecar.get('streaming')!r} with step graphs {sorted(steps)}")
@@ -113,8 +120,13 @@ def _check_entry(sidecar_path: Path, name: str, entry: Any) -> None:
     if not isinstance(inputs, list) or not inputs:
         raise _bad(sidecar_path, f"graph {name} declares no inputs")
     for item in inputs:
-        if not (isinstance(item, dict) and isinstance(item.get("name"), str) and item.get("dtype") in DTYPES
-                and isinstance(item.get("shape"), list) and all(_is_axis(size) for size in item["shape"])):
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and item.get("dtype") in DTYPES
+            and isinstance(item.get("shape"), list)
+            and all(_is_axis(size) for size in item["shape"])
+        ):
             raise _bad(sidecar_path, f"graph {name} declares the input {item!r}")
     if "sha256" in entry and not isinstance(entry["sha256"], str):
         raise _bad(sidecar_path, f"graph {name} has the sha256 {entry['sha256']!r}")
@@ -135,16 +147,21 @@ def verify_graphs(folder: Path, sidecar_path: Path, sidecar: dict) -> None:
     if hashed and len(hashed) != len(graphs):
         raise _bad(sidecar_path, f"only the graphs {hashed} have a sha256")
     if not hashed:
-        print(f"audioenc: warning: {sidecar_path} records no SHA-256 of its graphs (an export by an older "
-              f"audioenc), so they cannot be checked against the model; {REEXPORT} to verify them.",
-              file=sys.stderr, flush=True)
-    for name, entry in graphs.items():
+        print(
+            f"audioenc: warning: {sidecar_path} records no SHA-256 of its graphs (an export by an older "
+            f"audioenc), so they cannot be checked against the model; {REEXPORT} to verify them.",
+            file=sys.stderr,
+            flush=True,
+        )
+    for entry in graphs.values():
         path = folder / entry["file"]
         if not path.is_file():
             raise UserError(f"{path}: missing from the ONNX export ({sidecar_path} lists it); {REEXPORT}.")
         if hashed and file_sha256(path) != entry["sha256"]:
-            raise UserError(f"{path}: not the graph this export wrote (its SHA-256 differs from the one in "
-                            f"{sidecar_path}: changed, damaged or copied from another export); {REEXPORT}.")
+            raise UserError(
+                f"{path}: not the graph this export wrote (its SHA-256 differs from the one in "
+                f"{sidecar_path}: changed, damaged or copied from another export); {REEXPORT}."
+            )
         _check_inputs(path, sidecar_path, entry["inputs"])
 
 
@@ -171,15 +188,24 @@ def _check_inputs(path: Path, sidecar_path: Path, declared: list[dict]) -> None:
     the graph's: its zero states would not fit."""
     actual = _graph_inputs(path)
     if [entry["name"] for entry in declared] != [name for name, _, _ in actual]:
-        raise UserError(f"{path}: its inputs are {[name for name, _, _ in actual]}, {sidecar_path} declares "
-                        f"{[entry['name'] for entry in declared]}; {REEXPORT}.")
+        raise UserError(
+            f"{path}: its inputs are {[name for name, _, _ in actual]}, {sidecar_path} declares "
+            f"{[entry['name'] for entry in declared]}; {REEXPORT}."
+        )
     for entry, (name, dtype, shape) in zip(declared, actual):
-        fits = entry["dtype"] == dtype and len(entry["shape"]) == len(shape) and all(
-            isinstance(want, str) != isinstance(have, int) and (isinstance(want, str) or want == have)
-            for want, have in zip(entry["shape"], shape))
+        fits = (
+            entry["dtype"] == dtype
+            and len(entry["shape"]) == len(shape)
+            and all(
+                isinstance(want, str) != isinstance(have, int) and (isinstance(want, str) or want == have)
+                for want, have in zip(entry["shape"], shape)
+            )
+        )
         if not fits:
-            raise UserError(f"{path}: input {name} is {dtype} {shape} in the graph, {sidecar_path} declares "
-                            f"{entry['dtype']} {entry['shape']}; {REEXPORT}.")
+            raise UserError(
+                f"{path}: input {name} is {dtype} {shape} in the graph, {sidecar_path} declares "
+                f"{entry['dtype']} {entry['shape']}; {REEXPORT}."
+            )
 
 
 def graph_hashes(folder: Path, sidecar: dict) -> dict:

@@ -38,7 +38,12 @@ def _torch_gate_order(weight: torch.Tensor) -> torch.Tensor:
 
 @torch.library.custom_op("audioenc::onnx_lstm_layer", mutates_args=())
 def onnx_lstm_layer(
-    x: torch.Tensor, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    r: torch.Tensor,
+    b: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
     hidden_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One LSTM layer with ONNX ``LSTM`` semantics (see the module docstring); eager PyTorch reference."""
@@ -83,8 +88,12 @@ class OnnxLSTM(nn.Module):
         for layer in range(self.num_layers):
             w = _onnx_gate_order(getattr(lstm, f"weight_ih_l{layer}").detach())
             r = _onnx_gate_order(getattr(lstm, f"weight_hh_l{layer}").detach())
-            b = torch.cat([_onnx_gate_order(getattr(lstm, f"bias_ih_l{layer}").detach()),
-                           _onnx_gate_order(getattr(lstm, f"bias_hh_l{layer}").detach())])
+            b = torch.cat(
+                [
+                    _onnx_gate_order(getattr(lstm, f"bias_ih_l{layer}").detach()),
+                    _onnx_gate_order(getattr(lstm, f"bias_hh_l{layer}").detach()),
+                ]
+            )
             self.register_buffer(f"w{layer}", w[None].contiguous())
             self.register_buffer(f"r{layer}", r[None].contiguous())
             self.register_buffer(f"b{layer}", b[None].contiguous())
@@ -101,8 +110,13 @@ class OnnxLSTM(nn.Module):
         hs, cs = [], []
         for layer in range(self.num_layers):
             y, h, c = onnx_lstm_layer(
-                sequence, getattr(self, f"w{layer}"), getattr(self, f"r{layer}"), getattr(self, f"b{layer}"),
-                h0[layer : layer + 1], c0[layer : layer + 1], self.hidden_size,
+                sequence,
+                getattr(self, f"w{layer}"),
+                getattr(self, f"r{layer}"),
+                getattr(self, f"b{layer}"),
+                h0[layer : layer + 1],
+                c0[layer : layer + 1],
+                self.hidden_size,
             )
             sequence = y[:, 0]
             hs.append(h)

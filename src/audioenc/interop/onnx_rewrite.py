@@ -68,8 +68,9 @@ def convs_as_2d(model) -> int:
         x, y = node.input[0], node.output[0]
         nodes += [
             helper.make_node("Unsqueeze", [x, _AXIS], [f"{y}_2d_input"]),
-            helper.make_node("Conv", [f"{y}_2d_input", weight_4d.name, *node.input[2:]], [f"{y}_2d"],
-                             name=node.name, **attributes),
+            helper.make_node(
+                "Conv", [f"{y}_2d_input", weight_4d.name, *node.input[2:]], [f"{y}_2d"], name=node.name, **attributes
+            ),
             helper.make_node("Squeeze", [f"{y}_2d", _AXIS], [y]),
         ]
         rewritten += 1

@@ -25,30 +25,36 @@ from typing import Any
 import numpy as np
 import torch
 
+from audioenc.codec_io.streaming import StreamingDecoder, StreamingEncoder
 from audioenc.config import ModelConfig
 from audioenc.errors import UserError, require_directory
 from audioenc.interop.onnx import SIDECAR, SIDECAR_FORMAT, export_onnx, require_onnx
 from audioenc.interop.onnx_contract import REEXPORT, check_identity, check_structure, verify_graphs
 from audioenc.interop.onnx_session import ort_errors, session
-from audioenc.codec_io.streaming import StreamingDecoder, StreamingEncoder
 from audioenc.models.codec import CodecModel
 
 
 def read_sidecar(folder: str | os.PathLike) -> dict:
     """The ``audioenc_onnx.json`` contract of an export folder (checked for its format and the shape of its
     ``graphs`` table; :func:`~audioenc.interop.onnx_contract.verify_graphs` checks the graphs against it)."""
-    path = require_directory(folder, "The ONNX export folder",
-                             "Write one with `audioenc export RUN --format onnx OUT`.") / SIDECAR
+    path = (
+        require_directory(folder, "The ONNX export folder", "Write one with `audioenc export RUN --format onnx OUT`.")
+        / SIDECAR
+    )
     if not path.is_file():
-        raise UserError(f"{folder} is not an ONNX export of audioenc (no {SIDECAR}); write one with "
-                        "`audioenc export RUN --format onnx OUT`.")
+        raise UserError(
+            f"{folder} is not an ONNX export of audioenc (no {SIDECAR}); write one with "
+            "`audioenc export RUN --format onnx OUT`."
+        )
     try:
         sidecar = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:  # UnicodeDecodeError included
         raise UserError(f"{path}: not readable JSON ({error}); {REEXPORT}.") from None
     if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
-        raise UserError(f"{path}: format {sidecar.get('format') if isinstance(sidecar, dict) else None!r}, expected "
-                        f"{SIDECAR_FORMAT!r}; export the model again with this version of audioenc.")
+        raise UserError(
+            f"{path}: format {sidecar.get('format') if isinstance(sidecar, dict) else None!r}, expected "
+            f"{SIDECAR_FORMAT!r}; export the model again with this version of audioenc."
+        )
     check_structure(path, sidecar)
     return sidecar
 
@@ -81,8 +87,9 @@ class OnnxCodec:
             try:
                 self._sessions[graph] = session(path, self.threads, self.layout_rewrite)
             except ort_errors() as error:
-                raise UserError(f"{path}: ONNX Runtime cannot load it ({' '.join(str(error).split())[:200]}); "
-                                f"{REEXPORT}.") from None
+                raise UserError(
+                    f"{path}: ONNX Runtime cannot load it ({' '.join(str(error).split())[:200]}); {REEXPORT}."
+                ) from None
         return self._sessions[graph]
 
     def run(self, graph: str, *inputs: np.ndarray) -> list[np.ndarray]:
@@ -103,8 +110,14 @@ class OnnxStreamingEncoder(StreamingEncoder):
     computed by ONNX Runtime: the ``encoder`` graph for a one-chunk signal, else ``encoder_step``
     with the state as explicit inputs and outputs."""
 
-    def __init__(self, codec: OnnxCodec, model: CodecModel, n_q: int | None, scale: torch.Tensor | float | None,
-                 latent_check: Callable[[torch.Tensor, int], None] | None) -> None:
+    def __init__(
+        self,
+        codec: OnnxCodec,
+        model: CodecModel,
+        n_q: int | None,
+        scale: torch.Tensor | float | None,
+        latent_check: Callable[[torch.Tensor, int], None] | None,
+    ) -> None:
         self.codec = codec
         super().__init__(model, n_q, scale=scale, latent_check=latent_check)
 
@@ -117,8 +130,10 @@ class OnnxStreamingEncoder(StreamingEncoder):
             outputs = self.codec.run("encoder", x)
         else:
             if not self.codec.has("encoder_step"):
-                raise UserError("Streaming: the model is not causal (or not zero-padded), so it needs the whole signal "
-                                "at once; encode it in a single final chunk.")
+                raise UserError(
+                    "Streaming: the model is not causal (or not zero-padded), so it needs the whole signal "
+                    "at once; encode it in a single final chunk."
+                )
             state = self._state if self._state is not None else self.codec.zero_state("encoder_step", x.shape[0])
             outputs = self.codec.run("encoder_step", x, *state)
             heads = 2 if self.model.quantizer.discrete else 1  # latents [, codes]
@@ -167,8 +182,14 @@ class OnnxRuntimeEngine:
         hop, codebooks or level rule than it states)."""
         check_identity(self.codec.folder / SIDECAR, self.codec.sidecar, model, config)
 
-    def streaming_encoder(self, model: CodecModel, n_q: int | None, *, scale: float,
-                          latent_check: Callable[[torch.Tensor, int], None] | None) -> OnnxStreamingEncoder:
+    def streaming_encoder(
+        self,
+        model: CodecModel,
+        n_q: int | None,
+        *,
+        scale: float,
+        latent_check: Callable[[torch.Tensor, int], None] | None,
+    ) -> OnnxStreamingEncoder:
         self.check_model(model)
         return OnnxStreamingEncoder(self.codec, model, n_q, scale, latent_check)
 
@@ -178,8 +199,9 @@ class OnnxRuntimeEngine:
 
 
 @contextlib.contextmanager
-def onnx_engine(model: CodecModel, config: ModelConfig, folder: str | os.PathLike | None = None,
-                threads: int | None = None) -> Iterator[OnnxRuntimeEngine]:
+def onnx_engine(
+    model: CodecModel, config: ModelConfig, folder: str | os.PathLike | None = None, threads: int | None = None
+) -> Iterator[OnnxRuntimeEngine]:
     """An :class:`OnnxRuntimeEngine` for ``model``: from ``folder`` (an export of this model), or
     from a temporary export that is removed afterwards (seconds to a minute for the paper model:
     export once with ``audioenc export RUN --format onnx OUT`` to run many files)."""

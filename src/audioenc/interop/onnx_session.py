@@ -32,8 +32,8 @@ def _options(threads: int | None) -> Any:
 def session(path: str | os.PathLike, threads: int | None = None, layout_rewrite: bool = True) -> Any:
     """An ONNX Runtime CPU session for ``path`` with every graph optimisation; ``threads``: intra-op
     threads (None: ONNX Runtime's default, one per core); ``layout_rewrite``: allow the rewrite of
-    ONNX Runtime's own optimised graph below (:class:`~audioenc.interop.onnx_runtime.OnnxCodec` allows it only with the ONNX
-    Runtime version whose results the export compared with PyTorch).
+    ONNX Runtime's own optimised graph below (:class:`~audioenc.interop.onnx_runtime.OnnxCodec` allows it
+    only with the ONNX Runtime version whose results the export compared with PyTorch).
 
     At ``ORT_ENABLE_ALL`` ONNX Runtime runs the (2-d) convolutions in its blocked NCHWc layout and
     reorders each one's output back to NCHW for any operator it does not know to be layout-free,
@@ -118,8 +118,12 @@ def keep_pointwise_blocked(model) -> int:
             continue
         source = producer.get(node.input[0])
         targets = readers.get(node.output[0], [])
-        if not (source is not None and _is_reorder(source, "ReorderOutput") and targets
-                and all(_is_reorder(target, "ReorderInput") for target in targets)):
+        if not (
+            source is not None
+            and _is_reorder(source, "ReorderOutput")
+            and targets
+            and all(_is_reorder(target, "ReorderInput") for target in targets)
+        ):
             continue
         node.input[0] = source.input[0]
         for target in targets:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch import autograd
 import torch.distributed as dist
+from torch import autograd
 
 
 class Balancer:

@@ -102,8 +102,15 @@ class MultiScaleMelLoss(nn.Module):
         self.normalizer = sum(alpha + 1 for alpha in self.alphas) if normalized else 1.0
         self.mels = nn.ModuleList(
             MelSpectrogram(
-                sample_rate=sample_rate, n_fft=window, hop_length=window // 4, win_length=window,
-                n_mels=n_mels, f_min=f_min, f_max=f_max, normalized=normalized, floor_level=floor_level,
+                sample_rate=sample_rate,
+                n_fft=window,
+                hop_length=window // 4,
+                win_length=window,
+                n_mels=n_mels,
+                f_min=f_min,
+                f_max=f_max,
+                normalized=normalized,
+                floor_level=floor_level,
             )
             for window in self.windows
         )
@@ -121,8 +128,8 @@ class MultiScaleMelLoss(nn.Module):
         # the losses of signal chunks. A chunk's spectrograms stay in cache (the smallest window's
         # [N, 64, frames] tensors do not, for N = 128 signals): 2.3x faster at [4, 32, 24000].
         for start in range(0, signals, self.chunk_signals):
-            y_chunk = y_flat[start:start + self.chunk_signals]
-            y_hat_chunk = y_hat_flat[start:start + self.chunk_signals]
+            y_chunk = y_flat[start : start + self.chunk_signals]
+            y_hat_chunk = y_hat_flat[start : start + self.chunk_signals]
             chunk_total = y.new_zeros(())
             for alpha, mel in zip(self.alphas, self.mels):
                 # Empty bands are 0 in both spectrograms and add 0 to both sums; only the means'
@@ -183,9 +190,7 @@ class MultiResolutionSTFTLoss(nn.Module):
             )
         for n_fft, win_length in zip(n_ffts, win_lengths):
             if not (0 < win_length <= n_fft):
-                raise ValueError(
-                    f"MultiResolutionSTFTLoss: window {win_length} must be in (0, n_fft={n_fft}]."
-                )
+                raise ValueError(f"MultiResolutionSTFTLoss: window {win_length} must be in (0, n_fft={n_fft}].")
         self.resolutions = tuple(zip(n_ffts, hop_lengths, win_lengths))
         self.factor_sc = factor_sc
         self.factor_mag = factor_mag
@@ -198,8 +203,16 @@ class MultiResolutionSTFTLoss(nn.Module):
         n_fft, hop_length, win_length = self.resolutions[index]
         window = getattr(self, f"window_{index}").to(x.dtype)
         spec = torch.stft(
-            x, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
-            center=True, pad_mode="reflect", normalized=self.normalized, onesided=True, return_complex=True,
+            x,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            win_length=win_length,
+            window=window,
+            center=True,
+            pad_mode="reflect",
+            normalized=self.normalized,
+            onesided=True,
+            return_complex=True,
         )
         return torch.view_as_real(spec).pow(2).sum(-1).clamp(min=1e-7).sqrt()
 
@@ -221,9 +234,7 @@ class MultiResolutionSTFTLoss(nn.Module):
             sc_total = sc_total + torch.linalg.vector_norm(mag_y - mag_y_hat) / (
                 torch.linalg.vector_norm(mag_y) + self.epsilon
             )
-            mag_total = mag_total + F.l1_loss(
-                torch.log(self.epsilon + mag_y_hat), torch.log(self.epsilon + mag_y)
-            )
+            mag_total = mag_total + F.l1_loss(torch.log(self.epsilon + mag_y_hat), torch.log(self.epsilon + mag_y))
         count = len(self.resolutions)
         return sc_total / count, mag_total / count
 

@@ -89,10 +89,12 @@ class LossTable:
     @classmethod
     def from_config(cls, config: LossConfig, mel_loss: nn.Module) -> LossTable:
         """Every registered loss with its configured weight (``mel_loss``: the multi-scale mel module)."""
-        return cls({
-            name: LossTerm(weight=getattr(config, name), compute=build(config, mel_loss), adversarial=adversarial)
-            for name, (build, adversarial) in GENERATOR_LOSSES.items()
-        })
+        return cls(
+            {
+                name: LossTerm(weight=getattr(config, name), compute=build(config, mel_loss), adversarial=adversarial)
+                for name, (build, adversarial) in GENERATOR_LOSSES.items()
+            }
+        )
 
     def active(self, adversarial: bool) -> dict[str, LossTerm]:
         """The terms a step computes: all of them, or the non-adversarial ones during warm-up."""

@@ -58,16 +58,25 @@ def si_sdr(y: np.ndarray | torch.Tensor, y_hat: np.ndarray | torch.Tensor) -> fl
 def _check_length(length: int, window: int) -> None:
     """Refuse a signal with no more samples than half the window (reflect padding is undefined)."""
     if length <= window // 2:
-        raise ValueError(f"a signal of {length} samples is too short for the {window}-sample STFT of the "
-                         f"distances (more than {window // 2} needed; {MIN_SAMPLES} with the default windows).")
+        raise ValueError(
+            f"a signal of {length} samples is too short for the {window}-sample STFT of the "
+            f"distances (more than {window // 2} needed; {MIN_SAMPLES} with the default windows)."
+        )
 
 
 def _magnitudes(x: torch.Tensor, window: int) -> torch.Tensor:
     """``|STFT|`` ``[C, window // 2 + 1, frames]``: periodic Hann of ``window`` samples, hop
     ``window // 4``, centred with reflect padding (audiotools' ``AudioSignal.stft`` as DAC calls it)."""
     _check_length(x.shape[-1], window)
-    return torch.stft(x, n_fft=window, hop_length=window // 4, window=torch.hann_window(window, dtype=x.dtype),
-                      center=True, pad_mode="reflect", return_complex=True).abs()
+    return torch.stft(
+        x,
+        n_fft=window,
+        hop_length=window // 4,
+        window=torch.hann_window(window, dtype=x.dtype),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    ).abs()
 
 
 @lru_cache(maxsize=64)
@@ -78,12 +87,21 @@ def _mel_spectrogram(sample_rate: int, window: int, n_mels: int) -> MelSpectrogr
     The narrowest windows leave some bands without an FFT bin (empty rows); DAC's definition keeps
     them: they clamp to the same floor on both sides and add 0.
     """
-    return MelSpectrogram(sample_rate=sample_rate, n_fft=window, hop_length=window // 4, n_mels=n_mels,
-                          scale="slaney", framing="centre", power=1, window_dtype=torch.float64)
+    return MelSpectrogram(
+        sample_rate=sample_rate,
+        n_fft=window,
+        hop_length=window // 4,
+        n_mels=n_mels,
+        scale="slaney",
+        framing="centre",
+        power=1,
+        window_dtype=torch.float64,
+    )
 
 
-def mel_distance(y, y_hat, sample_rate: int, windows: Sequence[int] = DAC_MEL_WINDOWS,
-                 bands: Sequence[int] = DAC_MEL_BANDS) -> float:
+def mel_distance(
+    y, y_hat, sample_rate: int, windows: Sequence[int] = DAC_MEL_WINDOWS, bands: Sequence[int] = DAC_MEL_BANDS
+) -> float:
     """DAC's multi-scale mel distance; 0 for identical signals, lower is better.
 
     ``Σ_k mean | log10 max(M_k ŷ, 1e-5) - log10 max(M_k y, 1e-5) |`` over the 7 scales ``k``

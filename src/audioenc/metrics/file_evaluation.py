@@ -38,9 +38,18 @@ from audioenc.metrics.reconstruction import spatial_errors
 from audioenc.metrics.systems import System
 
 CONTENTS = ("general", "music", "speech")
-HIGHER_IS_BETTER = {"si_sdr": True, "mel_distance": False, "stft_distance": False, "visqol_audio": True,
-                    "visqol_speech": True, "pesq_wb": True, "stoi": True, "estoi": True, "ild_error_db": False,
-                    "coherence_error": False}
+HIGHER_IS_BETTER = {
+    "si_sdr": True,
+    "mel_distance": False,
+    "stft_distance": False,
+    "visqol_audio": True,
+    "visqol_speech": True,
+    "pesq_wb": True,
+    "stoi": True,
+    "estoi": True,
+    "ild_error_db": False,
+    "coherence_error": False,
+}
 DOWNMIX_CANCELLATION_DB = 10.0
 """A downmix this many dB below what uncorrelated channels give (``1 / C`` of the mean channel energy)
 means the channels cancel (anti-phase stereo: the downmix is silence): such a file is left out,
@@ -102,8 +111,13 @@ class Evaluation:
         result = []
         for system in self.systems():
             rows = [row for row in self.rows if row["system"] == system]
-            entry = {"system": system, "kind": rows[0]["kind"], "kbps": rows[0]["kbps"], "files": len(rows),
-                     "measures": {}}
+            entry = {
+                "system": system,
+                "kind": rows[0]["kind"],
+                "kbps": rows[0]["kbps"],
+                "files": len(rows),
+                "measures": {},
+            }
             for measure in self.measures:
                 values = np.full(len(files), np.nan)
                 for row in rows:
@@ -115,8 +129,12 @@ class Evaluation:
                 with np.errstate(all="ignore"), _quiet_nan_means():
                     replicates = np.nanmean(values[indices], axis=1)
                 interval = percentile_interval(replicates, mean)
-                entry["measures"][measure] = {"mean": mean, "low": interval.low, "high": interval.high,
-                                              "files": int(np.sum(~np.isnan(values)))}
+                entry["measures"][measure] = {
+                    "mean": mean,
+                    "low": interval.low,
+                    "high": interval.high,
+                    "files": int(np.sum(~np.isnan(values))),
+                }
             result.append(entry)
         return result
 
@@ -130,15 +148,27 @@ class Evaluation:
             writer.writeheader()
             for row in self.rows:
                 writer.writerow({key: _csv_value(row.get(key)) for key in columns})
-        document = {**(extra or {}), "measures": self.measures, "scored_channels": self.scored_channels(),
-                    "skipped": self.skipped,
-                    "failed_files": self.failed_files, "summary": self.summary(resamples, seed), "rows": self.rows}
+        document = {
+            **(extra or {}),
+            "measures": self.measures,
+            "scored_channels": self.scored_channels(),
+            "skipped": self.skipped,
+            "failed_files": self.failed_files,
+            "summary": self.summary(resamples, seed),
+            "rows": self.rows,
+        }
         (directory / "evaluation.json").write_text(json.dumps(_finite(document), indent=2) + "\n")
         return directory
 
 
-def evaluate_files(files: Sequence[Path], systems: Sequence[System], sample_rate: int, channels: int,
-                   settings: EvalSettings = EvalSettings(), progress: bool = True) -> Evaluation:
+def evaluate_files(
+    files: Sequence[Path],
+    systems: Sequence[System],
+    sample_rate: int,
+    channels: int,
+    settings: EvalSettings = EvalSettings(),
+    progress: bool = True,
+) -> Evaluation:
     """Every system on every file (see the module docstring).
 
     Args:
@@ -150,11 +180,17 @@ def evaluate_files(files: Sequence[Path], systems: Sequence[System], sample_rate
     check_max_seconds(settings.max_seconds, sample_rate)
     measures = ["si_sdr", "mel_distance", "stft_distance"]
     skipped: dict[str, str] = {}
-    perceptual_names = (["visqol_speech", "pesq_wb", "stoi", "estoi"] if settings.content == "speech"
-                        else ["visqol_audio"])
-    skipped.update({name: perceptual.skip_reason(name, content=settings.content, channels=channels, seconds=1e9)
-                    or f"{settings.content} material is scored with ViSQOL's speech mode (visqol_speech)"
-                    for name in perceptual.MEASURES if name not in perceptual_names})
+    perceptual_names = (
+        ["visqol_speech", "pesq_wb", "stoi", "estoi"] if settings.content == "speech" else ["visqol_audio"]
+    )
+    skipped.update(
+        {
+            name: perceptual.skip_reason(name, content=settings.content, channels=channels, seconds=1e9)
+            or f"{settings.content} material is scored with ViSQOL's speech mode (visqol_speech)"
+            for name in perceptual.MEASURES
+            if name not in perceptual_names
+        }
+    )
     if not settings.perceptual:
         skipped.update({name: "perceptual measures turned off (--no-perceptual)" for name in perceptual_names})
         perceptual_names = []
@@ -166,8 +202,10 @@ def evaluate_files(files: Sequence[Path], systems: Sequence[System], sample_rate
     if channels > 1:
         measures += ["ild_error_db", "coherence_error"]
         if perceptual_names:
-            skipped["perceptual_channels"] = (f"perceptual measures on the first {PERCEPTUAL_CHANNELS} of "
-                                              f"{channels} channels (the distances use all of them)")
+            skipped["perceptual_channels"] = (
+                f"perceptual measures on the first {PERCEPTUAL_CHANNELS} of "
+                f"{channels} channels (the distances use all of them)"
+            )
     rows: list[dict] = []
     failed: dict[str, str] = {}
     bar = tqdm(total=len(files) * len(systems), desc="eval", unit="run", disable=not progress, dynamic_ncols=True)
@@ -184,8 +222,15 @@ def evaluate_files(files: Sequence[Path], systems: Sequence[System], sample_rate
             estimate = system.reconstruct(audio)
             if not np.isfinite(estimate).all():
                 raise UserError(f"{system.name} produced NaN/Inf samples on {path}; the model is broken")
-            row = {"file": str(path), "system": system.name, "kind": system.kind, "kbps": system.kbps,
-                   "seconds": seconds, "channels": audio.shape[0], "scored": clip.scored}
+            row = {
+                "file": str(path),
+                "system": system.name,
+                "kind": system.kind,
+                "kbps": system.kbps,
+                "seconds": seconds,
+                "channels": audio.shape[0],
+                "scored": clip.scored,
+            }
             row["si_sdr"] = distances.si_sdr(audio, estimate)
             row["mel_distance"] = distances.mel_distance(audio, estimate, sample_rate)
             row["stft_distance"] = distances.stft_distance(audio, estimate)
@@ -195,8 +240,9 @@ def evaluate_files(files: Sequence[Path], systems: Sequence[System], sample_rate
             for name in perceptual_names:
                 reason = perceptual.skip_reason(name, content=settings.content, channels=channels, seconds=seconds)
                 if reason is None:
-                    row[name] = perceptual.score(name, audio[:PERCEPTUAL_CHANNELS], estimate[:PERCEPTUAL_CHANNELS],
-                                                 sample_rate)
+                    row[name] = perceptual.score(
+                        name, audio[:PERCEPTUAL_CHANNELS], estimate[:PERCEPTUAL_CHANNELS], sample_rate
+                    )
                 else:
                     skipped.setdefault(f"{name} ({Path(path).name})", reason)
             rows.append(row)
@@ -256,26 +302,32 @@ def _downmix(path: Path, audio: np.ndarray) -> np.ndarray:
     uncorrelated = 1.0 / audio.shape[0]
     if ratio < uncorrelated * 10 ** (-DOWNMIX_CANCELLATION_DB / 10):
         level = "is silent" if ratio == 0 else f"is {-10 * np.log10(ratio):.0f} dB below the mean channel level"
-        raise UserError(f"{path}: its {audio.shape[0]} channels cancel in the mono downmix the mono codec hears "
-                        f"(the downmix {level}, e.g. anti-phase stereo), so its scores would be of near-silence; "
-                        "evaluate one channel of it (e.g. sox IN OUT remix 1) or a codec with its channel count")
+        raise UserError(
+            f"{path}: its {audio.shape[0]} channels cancel in the mono downmix the mono codec hears "
+            f"(the downmix {level}, e.g. anti-phase stereo), so its scores would be of near-silence; "
+            "evaluate one channel of it (e.g. sox IN OUT remix 1) or a codec with its channel count"
+        )
     return mix
 
 
 def _check_length(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """Refuse a clip the distances cannot measure (shorter than their longest STFT's padding)."""
     if audio.shape[-1] < distances.MIN_SAMPLES:
-        raise UserError(f"{path}: {audio.shape[-1]} sample(s) ({audio.shape[-1] / sample_rate * 1000:.2f} ms) at "
-                        f"{sample_rate} Hz; the measures need at least {distances.MIN_SAMPLES} samples "
-                        f"({distances.MIN_SAMPLES / sample_rate * 1000:.2f} ms): left out (use a longer file)")
+        raise UserError(
+            f"{path}: {audio.shape[-1]} sample(s) ({audio.shape[-1] / sample_rate * 1000:.2f} ms) at "
+            f"{sample_rate} Hz; the measures need at least {distances.MIN_SAMPLES} samples "
+            f"({distances.MIN_SAMPLES / sample_rate * 1000:.2f} ms): left out (use a longer file)"
+        )
 
 
 def check_max_seconds(max_seconds: float | None, sample_rate: int, option: str = "--max-seconds") -> None:
     """Refuse a ``max_seconds`` that would cut every file shorter than the measures need."""
     if max_seconds is not None and int(round(max_seconds * sample_rate)) < distances.MIN_SAMPLES:
-        raise UserError(f"{option} {max_seconds:g} keeps {int(round(max_seconds * sample_rate))} samples of each "
-                        f"file at {sample_rate} Hz; the measures need at least {distances.MIN_SAMPLES} "
-                        f"({distances.MIN_SAMPLES / sample_rate:.3f} s): give a longer {option}")
+        raise UserError(
+            f"{option} {max_seconds:g} keeps {int(round(max_seconds * sample_rate))} samples of each "
+            f"file at {sample_rate} Hz; the measures need at least {distances.MIN_SAMPLES} "
+            f"({distances.MIN_SAMPLES / sample_rate:.3f} s): give a longer {option}"
+        )
 
 
 def _spatial(audio: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict[str, float]:
@@ -321,8 +373,7 @@ def format_summary(summary: list[dict], measures: Sequence[str]) -> str:
         cells = [entry["system"], "" if entry["kbps"] is None else f"{entry['kbps']:g}"]
         for measure in measures:
             stats = entry["measures"].get(measure)
-            cells.append("—" if stats is None else
-                         f"{stats['mean']:.3f} [{_fmt(stats['low'])}, {_fmt(stats['high'])}]")
+            cells.append("—" if stats is None else f"{stats['mean']:.3f} [{_fmt(stats['low'])}, {_fmt(stats['high'])}]")
         lines.append(cells)
     widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
     text = ["  ".join(str(cell).ljust(width) for cell, width in zip(header, widths, strict=True))]

@@ -153,8 +153,14 @@ def file_distances(references: np.ndarray, estimates: np.ndarray, sample_rate: i
 
 
 @torch.no_grad()
-def evaluate_codec(model: torch.nn.Module, batches, sample_rate: int, device: torch.device,
-                   perceptual: tuple[str, ...] = (), perceptual_items: int = 4) -> dict[str, float]:
+def evaluate_codec(
+    model: torch.nn.Module,
+    batches,
+    sample_rate: int,
+    device: torch.device,
+    perceptual: tuple[str, ...] = (),
+    perceptual_items: int = 4,
+) -> dict[str, float]:
     """Average reconstruction metrics of ``model`` (in eval mode) over ``batches`` of ``[B, C, T]``.
 
     Returns ``l1``, the distances ``audioenc eval`` reports per file (:mod:`audioenc.metrics.distances`,

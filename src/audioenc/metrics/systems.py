@@ -50,8 +50,10 @@ def codec_systems(model, name: str = "codec", device: torch.device | str = "cpu"
         return [System(name, None, _codec_reconstructor(model, None, device), "codec")]
     per_codebook = quantizer.bandwidth_per_codebook(model.frame_rate)
     counts = sorted({n for n in (2, 4, 8, 16, 32) if n <= quantizer.total_codebooks} | {quantizer.total_codebooks})
-    return [System(f"{name}@{n * per_codebook:g}kbps", n * per_codebook,
-                   _codec_reconstructor(model, n, device), "codec") for n in counts]
+    return [
+        System(f"{name}@{n * per_codebook:g}kbps", n * per_codebook, _codec_reconstructor(model, n, device), "codec")
+        for n in counts
+    ]
 
 
 def _codec_reconstructor(model, n_q: int | None, device) -> Callable[[np.ndarray], np.ndarray]:
@@ -129,8 +131,9 @@ def untrained(model_config, device: torch.device | str = "cpu", seed: int = 0) -
     return systems[-1:]
 
 
-def evaluation_systems(model, model_config, references: str | tuple[str, ...] = REFERENCES,
-                       device: torch.device | str = "cpu") -> list[System]:
+def evaluation_systems(
+    model, model_config, references: str | tuple[str, ...] = REFERENCES, device: torch.device | str = "cpu"
+) -> list[System]:
     """The codec at each bitrate plus the named reference systems (``"input,opus"``, ``"none"``)."""
     if isinstance(references, str):
         references = () if references.strip() in ("", "none") else tuple(n.strip() for n in references.split(","))

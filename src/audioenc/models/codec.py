@@ -89,8 +89,14 @@ class CodecModel(nn.Module):
     def from_config(cls, config: ModelConfig) -> CodecModel:
         seanet = seanet_options(config)
         quantizer = build_quantizer(config.quantizer, config)
-        return cls(SEANetEncoder(**seanet), SEANetDecoder(**seanet), quantizer, config.sample_rate, config.channels,
-                   normalize=config.normalize)
+        return cls(
+            SEANetEncoder(**seanet),
+            SEANetDecoder(**seanet),
+            quantizer,
+            config.sample_rate,
+            config.channels,
+            normalize=config.normalize,
+        )
 
     @property
     def hop_length(self) -> int:

@@ -458,9 +458,7 @@ class StreamableLSTM(StreamingLayer):
     def step(self, x: torch.Tensor, state: StreamState | None) -> tuple[torch.Tensor, StreamState]:
         """Next chunk ``[B, D, T]`` -> ``([B, D, T], (h, c))``."""
         if x.dim() != 3 or x.shape[1] != self.lstm.input_size:
-            raise ValueError(
-                f"StreamableLSTM: expected [batch, {self.lstm.input_size}, time], got {tuple(x.shape)}."
-            )
+            raise ValueError(f"StreamableLSTM: expected [batch, {self.lstm.input_size}, time], got {tuple(x.shape)}.")
         sequence = x.transpose(1, 2)
         y, (h, c) = self.lstm(sequence, None if state is None else tuple(state))
         if self.skip:

@@ -211,9 +211,7 @@ class STFTDiscriminator(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 3:
-            raise ValueError(
-                f"STFTDiscriminator: expected audio [batch, channels, time], got shape {tuple(x.shape)}."
-            )
+            raise ValueError(f"STFTDiscriminator: expected audio [batch, channels, time], got shape {tuple(x.shape)}.")
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f"STFTDiscriminator: built for {self.in_channels} audio channel(s) but got audio with "
@@ -301,9 +299,7 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         ``kwargs`` are the other constructor arguments; ``in_channels`` may not be among them.
         """
         if "in_channels" in kwargs:
-            raise ValueError(
-                "MultiScaleSTFTDiscriminator.for_audio: in_channels follows `channels`; do not pass it."
-            )
+            raise ValueError("MultiScaleSTFTDiscriminator.for_audio: in_channels follows `channels`; do not pass it.")
         return cls(in_channels=channels, **kwargs)
 
     @property

@@ -90,15 +90,22 @@ def _first_line(error: BaseException, limit: int = 120) -> str:
 def _intact_alternatives(path: Path) -> str:
     """Which other file of the run folder may hold a usable state, and what to do with it."""
     folder = path.parent
-    others = [folder / name for name in ("checkpoint_last.pt", "checkpoint_best.pt", "model_best.safetensors")
-              if name != path.name and (folder / name).is_file()]
+    others = [
+        folder / name
+        for name in ("checkpoint_last.pt", "checkpoint_best.pt", "model_best.safetensors")
+        if name != path.name and (folder / name).is_file()
+    ]
     checkpoints = [other for other in others if other.suffix == ".pt"]
     if checkpoints:
-        return (f"{', '.join(o.name for o in others)} in {folder} may be intact: copy "
-                f"{checkpoints[0].name} to {path.name} to resume from it, or start a new --run-dir.")
+        return (
+            f"{', '.join(o.name for o in others)} in {folder} may be intact: copy "
+            f"{checkpoints[0].name} to {path.name} to resume from it, or start a new --run-dir."
+        )
     if others:
-        return (f"{others[0].name} in {folder} may be intact (the best model's weights, not a training "
-                "state): start a new --run-dir to train again.")
+        return (
+            f"{others[0].name} in {folder} may be intact (the best model's weights, not a training "
+            "state): start a new --run-dir to train again."
+        )
     return f"No other checkpoint is in {folder}: start a new --run-dir."
 
 
@@ -126,10 +133,11 @@ def load_exported_model(weights: Path):
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
-        raise UserError(f"{meta_path}: not valid JSON ({error}); it should hold the model config of "
-                        f"{weights.name}: {again}") from None
+        raise UserError(
+            f"{meta_path}: not valid JSON ({error}); it should hold the model config of {weights.name}: {again}"
+        ) from None
     if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
-        raise UserError(f"{meta_path}: no \"model\" section (the model config of {weights.name}); {again}")
+        raise UserError(f'{meta_path}: no "model" section (the model config of {weights.name}); {again}')
     try:
         # Only the model section matters here (an export writes nothing else).
         config = Config.from_dict({"model": meta["model"]})
@@ -140,15 +148,17 @@ def load_exported_model(weights: Path):
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as error:
-        raise UserError(f"{weights}: not a readable safetensors file ({error}); it is truncated or damaged: "
-                        f"{again}") from None
+        raise UserError(
+            f"{weights}: not a readable safetensors file ({error}); it is truncated or damaged: {again}"
+        ) from None
     try:
         model.load_state_dict(state)
     except RuntimeError as error:  # missing/unexpected keys or other shapes: another model's weights
         message = " ".join(str(error).split())
         message = message if len(message) <= 400 else message[:399] + "…"
-        raise UserError(f"{weights}: the weights do not fit the configuration in {meta_path.name}: {message}; "
-                        f"{again}") from error
+        raise UserError(
+            f"{weights}: the weights do not fit the configuration in {meta_path.name}: {message}; {again}"
+        ) from error
     return model.eval(), config.model
 
 
@@ -160,8 +170,10 @@ def refuse_hugging_face_folder(given: Path, folder: Path) -> None:
     except (OSError, ValueError):
         return
     if isinstance(meta, dict) and meta.get("model_type") == "encodec":
-        raise UserError(f"{given} is a Hugging Face transformers EncodecModel, not an audioenc codec; convert it "
-                        f"first with `audioenc import-hf {folder} RUN` and give the new RUN folder instead.")
+        raise UserError(
+            f"{given} is a Hugging Face transformers EncodecModel, not an audioenc codec; convert it "
+            f"first with `audioenc import-hf {folder} RUN` and give the new RUN folder instead."
+        )
 
 
 def load_codec(path: str | os.PathLike) -> tuple[CodecModel, ModelConfig]:
@@ -237,9 +249,7 @@ def load_codec(path: str | os.PathLike) -> tuple[CodecModel, ModelConfig]:
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:
-            raise UserError(
-                f"{path}: the model weights do not fit its own saved config: {one_line(error)}"
-            ) from error
+            raise UserError(f"{path}: the model weights do not fit its own saved config: {one_line(error)}") from error
         _check_finite_weights(model, path)
         return model.eval(), config
     raise UserError(

@@ -173,7 +173,12 @@ class DecoderBlock(nn.Sequential):
         super().__init__(
             nn.ELU(alpha=1.0),
             StreamableConvTranspose1d(
-                dim, out_dim, kernel_size=2 * stride, stride=stride, causal=causal, norm=norm,
+                dim,
+                out_dim,
+                kernel_size=2 * stride,
+                stride=stride,
+                causal=causal,
+                norm=norm,
                 trim_right_ratio=trim_right_ratio,
             ),
             *units,
@@ -234,8 +239,12 @@ class SEANetEncoder(nn.Module):
         self.causal = causal
         conv = dict(causal=causal, norm=norm, pad_mode=pad_mode)
         block = dict(
-            n_residual_layers=n_residual_layers, residual_kernel_size=residual_kernel_size,
-            dilation_base=dilation_base, compress=compress, true_skip=true_skip, **conv,
+            n_residual_layers=n_residual_layers,
+            residual_kernel_size=residual_kernel_size,
+            dilation_base=dilation_base,
+            compress=compress,
+            true_skip=true_skip,
+            **conv,
         )
         layers: list[nn.Module] = [StreamableConv1d(channels, n_filters, kernel_size, **conv)]
         width = n_filters
@@ -313,9 +322,13 @@ class SEANetDecoder(nn.Module):
         self.causal = causal
         conv = dict(causal=causal, norm=norm, pad_mode=pad_mode)
         block = dict(
-            n_residual_layers=n_residual_layers, residual_kernel_size=residual_kernel_size,
-            dilation_base=dilation_base, compress=compress, true_skip=true_skip,
-            trim_right_ratio=trim_right_ratio, **conv,
+            n_residual_layers=n_residual_layers,
+            residual_kernel_size=residual_kernel_size,
+            dilation_base=dilation_base,
+            compress=compress,
+            true_skip=true_skip,
+            trim_right_ratio=trim_right_ratio,
+            **conv,
         )
         width = n_filters * 2 ** len(self.ratios)
         layers: list[nn.Module] = [StreamableConv1d(dimension, width, kernel_size, **conv)]

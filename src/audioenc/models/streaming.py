@@ -146,7 +146,9 @@ def stream_step(module: nn.Module, x: torch.Tensor, state: StreamState | None) -
             layer._slot = None
     for layer, slot in zip(layers, slots):
         if slot.calls != 1:
-            raise RuntimeError(f"stream_step: {type(layer).__name__} did not run on this chunk; its state would go stale.")
+            raise RuntimeError(
+                f"stream_step: {type(layer).__name__} did not run on this chunk; its state would go stale."
+            )
     return y, tuple(t for slot in slots for t in slot.state)
 
 

@@ -129,9 +129,7 @@ class Quantizer(nn.Module):
         """What the quantizer learns outside its parameters, for ``audioenc info`` ("" when nothing)."""
         return ""
 
-    def forward(
-        self, x: torch.Tensor, frame_rate: float, generator: torch.Generator | None = None
-    ) -> QuantizedResult:
+    def forward(self, x: torch.Tensor, frame_rate: float, generator: torch.Generator | None = None) -> QuantizedResult:
         """Quantize latents ``x [B, D, F]`` for training or validation (may learn in training mode)."""
         raise NotImplementedError
 

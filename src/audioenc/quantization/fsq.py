@@ -104,9 +104,7 @@ class FiniteScalarQuantizer(Quantizer):
                 f"got shape {tuple(x.shape)}."
             )
 
-    def forward(
-        self, x: torch.Tensor, frame_rate: float, generator: torch.Generator | None = None
-    ) -> QuantizedResult:
+    def forward(self, x: torch.Tensor, frame_rate: float, generator: torch.Generator | None = None) -> QuantizedResult:
         """Quantize ``x [B, D, F]``: latents ``[B, D, F]`` (through the projections), codes ``[B, 1, F]``,
         the bandwidth and a zero penalty (the grid is fixed; nothing to commit to)."""
         self._check_latents(x)

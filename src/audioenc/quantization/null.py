@@ -33,9 +33,7 @@ class NullQuantizer(Quantizer):
     def summary(self) -> str:
         return "none (continuous latents)"
 
-    def forward(
-        self, x: torch.Tensor, frame_rate: float, generator: torch.Generator | None = None
-    ) -> QuantizedResult:
+    def forward(self, x: torch.Tensor, frame_rate: float, generator: torch.Generator | None = None) -> QuantizedResult:
         """``x [B, D, F]`` itself, no codes, zero bandwidth and zero penalty."""
         zero = x.new_zeros(())
         return QuantizedResult(x=x, codes=None, bandwidth=zero, penalty=zero.clone())

@@ -48,13 +48,13 @@ Differences from audiocraft, on purpose
 from __future__ import annotations
 
 import warnings
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from audioenc.quantization.base import QuantizedResult, Quantizer, QuantizerOptions
-
 
 # --- distributed helpers: no-ops unless torch.distributed is initialised -------------------------
 
@@ -87,11 +87,7 @@ def squared_distances(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Te
         vectors: ``[N, D]``.
         codebook: ``[K, D]``.
     """
-    return (
-        vectors.pow(2).sum(1, keepdim=True)
-        - 2 * vectors @ codebook.t()
-        + codebook.pow(2).sum(1).unsqueeze(0)
-    )
+    return vectors.pow(2).sum(1, keepdim=True) - 2 * vectors @ codebook.t() + codebook.pow(2).sum(1).unsqueeze(0)
 
 
 def nearest_code(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -383,8 +379,10 @@ class ResidualVectorQuantizer(Quantizer):
 
     def state_note(self) -> str:
         values = self.total_codebooks * self.bins * self.dimension
-        return (f"codebooks are learned by EMA: {self.total_codebooks} x {self.bins} x {self.dimension} = "
-                f"{values} values in buffers")
+        return (
+            f"codebooks are learned by EMA: {self.total_codebooks} x {self.bins} x {self.dimension} = "
+            f"{values} values in buffers"
+        )
 
     @property
     def initialized(self) -> bool:
@@ -437,9 +435,7 @@ class ResidualVectorQuantizer(Quantizer):
                 codes.append(layer_codes)
         return quantized_sum, torch.stack(codes), torch.stack(penalties).mean()
 
-    def forward(
-        self, x: torch.Tensor, frame_rate: float, generator: torch.Generator | None = None
-    ) -> QuantizedResult:
+    def forward(self, x: torch.Tensor, frame_rate: float, generator: torch.Generator | None = None) -> QuantizedResult:
         """Quantize ``x [B, D, F]`` (frame_rate in Hz); see the class docstring for the math.
 
         Args:

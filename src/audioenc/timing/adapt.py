@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from audioenc.hear import TopSplit
 from audioenc.core.bootstrap import BootstrapCI
+from audioenc.hear import TopSplit
 from audioenc.timing.encoders import EncoderHandle
 from audioenc.timing.fitting import ClipModelOutput, TrainingHistory
 from audioenc.timing.probe import ProbeConfig, ProbeHead, fit_on_clips
@@ -103,9 +103,20 @@ def train_adapted(
         {"params": list(model.probe.parameters()), "lr": config.learning_rate},
     ]
     history = fit_on_clips(
-        model, groups, list(train_lower.values()), train_targets, list(valid_lower.values()), valid_targets,
-        epochs=config.adapt_epochs, batch_size=config.batch_size, seed=seed, name=f"adapted/{probe.pooling_name}",
-        patience=config.patience, budget_seconds=config.budget_seconds, include_start=True, log=log,
+        model,
+        groups,
+        list(train_lower.values()),
+        train_targets,
+        list(valid_lower.values()),
+        valid_targets,
+        epochs=config.adapt_epochs,
+        batch_size=config.batch_size,
+        seed=seed,
+        name=f"adapted/{probe.pooling_name}",
+        patience=config.patience,
+        budget_seconds=config.budget_seconds,
+        include_start=True,
+        log=log,
     )
     return model, history
 
@@ -128,8 +139,12 @@ class AdaptationTrigger:
 
     def to_json(self) -> dict:
         """Plain-JSON form."""
-        return {"triggered": self.triggered, "short_on": list(self.short_on), "gaps": dict(self.gaps),
-                "reason": self.reason}
+        return {
+            "triggered": self.triggered,
+            "short_on": list(self.short_on),
+            "gaps": dict(self.gaps),
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -174,7 +189,9 @@ class AdaptationRule:
             f"bootstrap interval of that gain above zero, and loses no more than the margin on the other metric."
         )
 
-    def should_adapt(self, frozen: Mapping[str, float | None], scratch: Mapping[str, float | None]) -> AdaptationTrigger:
+    def should_adapt(
+        self, frozen: Mapping[str, float | None], scratch: Mapping[str, float | None]
+    ) -> AdaptationTrigger:
         """Apply the trigger to point metrics (``clip_map``, ``collar_f1``; None = unavailable)."""
         margins = {"clip_map": self.clip_margin, "collar_f1": self.boundary_margin}
         gaps, short_on = {}, []
@@ -196,11 +213,14 @@ class AdaptationRule:
                 f"(gap {gaps['collar_f1']:+.3f})"
             )
         if not short_on:
-            reason = "the frozen path does not stop short: " + "; ".join(described.values()) + " — all within the margins"
+            reason = (
+                "the frozen path does not stop short: " + "; ".join(described.values()) + " — all within the margins"
+            )
         elif short_on == ["collar_f1"]:
             level = "close to" if gaps["clip_map"] > 0 else "level with or ahead of"
-            reason = (f"the frozen path is {level} scratch on clip metrics but behind on boundaries: "
-                      + "; ".join(described.values()))
+            reason = f"the frozen path is {level} scratch on clip metrics but behind on boundaries: " + "; ".join(
+                described.values()
+            )
         elif short_on == ["clip_map"] and "collar_f1" in gaps:
             reason = "the frozen path is behind scratch on clip metrics: " + "; ".join(described.values())
         else:
@@ -233,7 +253,9 @@ class AdaptationRule:
             return AdaptationVerdict(True, f"adaptation clears the rule on {', '.join(wins)}: {summary}")
         if losses:
             return AdaptationVerdict(False, f"adaptation loses more than the margin on {', '.join(losses)}: {summary}")
-        return AdaptationVerdict(False, f"the gain does not clear {self.gain_margin:.2f} with an interval above zero: {summary}")
+        return AdaptationVerdict(
+            False, f"the gain does not clear {self.gain_margin:.2f} with an interval above zero: {summary}"
+        )
 
 
 def _signed_interval(ci: BootstrapCI) -> str:
@@ -242,5 +264,12 @@ def _signed_interval(ci: BootstrapCI) -> str:
     return f"{ci.low:+.3f} to {ci.high:+.3f}"
 
 
-__all__ = ["AdaptationRule", "AdaptationTrigger", "AdaptationVerdict", "AdaptedModel", "adaptation_split",
-           "check_adaptation_split", "train_adapted"]
+__all__ = [
+    "AdaptationRule",
+    "AdaptationTrigger",
+    "AdaptationVerdict",
+    "AdaptedModel",
+    "adaptation_split",
+    "check_adaptation_split",
+    "train_adapted",
+]

@@ -151,7 +151,9 @@ def boundary_errors(
             raise KeyError(f"no frame scores for positive clip {filename!r}; score every clip of the evaluated split")
         scores = np.asarray(frame_scores[filename])
         if scores.ndim != 2 or scores.shape[0] != len(classes):
-            raise ValueError(f"frame scores of {filename!r} must be [{len(classes)} classes, frames], got {scores.shape}")
+            raise ValueError(
+                f"frame scores of {filename!r} must be [{len(classes)} classes, frames], got {scores.shape}"
+            )
         frames = scores.shape[1]
         starts = frame_starts(frames, frame_rate)
         middles = frame_centres(frames, frame_rate)
@@ -287,7 +289,9 @@ def score_dataframes(
     return dataframes
 
 
-def _ground_truth(strong: Mapping[str, Sequence[Event]], files: Sequence[str]) -> dict[str, list[tuple[float, float, str]]]:
+def _ground_truth(
+    strong: Mapping[str, Sequence[Event]], files: Sequence[str]
+) -> dict[str, list[tuple[float, float, str]]]:
     return {audio_id(name): [(event.onset, event.offset, event.label) for event in strong[name]] for name in files}
 
 
@@ -404,8 +408,10 @@ def collar_f1_at_thresholds(
     truth = _ground_truth(strong, files)
     collars = {"onset_collar": onset_collar, "offset_collar": offset_collar, "offset_collar_rate": offset_collar_rate}
     deltas = intermediate_statistics_deltas(scores=scores, ground_truth=truth, **collars)
-    return {threshold: float(collar_based.fscore(None, truth, threshold, deltas=deltas, **collars)[0]["macro_average"])
-            for threshold in thresholds}
+    return {
+        threshold: float(collar_based.fscore(None, truth, threshold, deltas=deltas, **collars)[0]["macro_average"])
+        for threshold in thresholds
+    }
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,11 @@ def make_demo_clips(count: int, config: DemoConfig, stream: int) -> list[DemoCli
             kind = DISTRACTOR_CLASSES[int(rng.integers(len(DISTRACTOR_CLASSES)))]
             length = round(rng.uniform(*DISTRACTOR_SECONDS[kind]), 3)
             # Free stretches: the clip minus the beep and a 0.3 s margin around it.
-            free = [(0.0, config.clip_seconds)] if onset is None else [(0.0, onset - 0.3), (offset + 0.3, config.clip_seconds)]
+            free = (
+                [(0.0, config.clip_seconds)]
+                if onset is None
+                else [(0.0, onset - 0.3), (offset + 0.3, config.clip_seconds)]
+            )
             free = [(start, stop) for start, stop in free if stop - start >= length]
             if free:
                 start_lo, stop_hi = free[int(rng.integers(len(free)))]
@@ -154,7 +158,9 @@ def make_demo_clips(count: int, config: DemoConfig, stream: int) -> list[DemoCli
                 events.append((start, round(start + length, 3), kind))
                 distractor = kind
         clip = synthesize_clip(rng, duration=config.clip_seconds, events=tuple(events), snr_range_db=(6.0, 15.0))
-        clips.append(DemoClip(f"{'train' if stream == 0 else 'clip'}_{index:02d}.wav", clip.audio, onset, offset, distractor))
+        clips.append(
+            DemoClip(f"{'train' if stream == 0 else 'clip'}_{index:02d}.wav", clip.audio, onset, offset, distractor)
+        )
     return clips
 
 
@@ -168,7 +174,9 @@ def _frame_targets(clips: list[DemoClip], frames: int, frame_rate: float) -> tor
     return torch.from_numpy(targets)
 
 
-def train_beep_scorer(features: torch.Tensor, targets: torch.Tensor, config: DemoConfig) -> tuple[BeepScorer, list[float]]:
+def train_beep_scorer(
+    features: torch.Tensor, targets: torch.Tensor, config: DemoConfig
+) -> tuple[BeepScorer, list[float]]:
     """Train on random crops with frame-level BCE; returns the scorer (eval mode) and the losses.
 
     Args:
@@ -200,8 +208,15 @@ def train_beep_scorer(features: torch.Tensor, targets: torch.Tensor, config: Dem
         return frame_bce(scorer.net(inputs), labels, weight=1.0 + (positive_weight - 1.0) * labels)
 
     # One "epoch" is one batch of random crops: config.steps steps.
-    history = fit_clip_model(scorer, [{"params": list(scorer.parameters()), "lr": config.learning_rate}], random_crops,
-                             loss, FitSettings(epochs=config.steps), name="beep scorer", seed=config.seed)
+    history = fit_clip_model(
+        scorer,
+        [{"params": list(scorer.parameters()), "lr": config.learning_rate}],
+        random_crops,
+        loss,
+        FitSettings(epochs=config.steps),
+        name="beep scorer",
+        seed=config.seed,
+    )
     return scorer, history.train_loss
 
 
@@ -271,7 +286,9 @@ def run_short_demo(out_dir: str | Path = "runs/demo", config: DemoConfig = DemoC
         )
     summary = _summarise(rows, config.clip_seconds)
     (out_dir / "clips.tsv").write_text(_table(rows, separator="\t"))
-    png = _plot(out_dir / "demo.png", shown, frame_scores_np, mean_scores, max_scores, extractor, shown_features, config)
+    png = _plot(
+        out_dir / "demo.png", shown, frame_scores_np, mean_scores, max_scores, extractor, shown_features, config
+    )
     wall = time.perf_counter() - started
     result = {
         "config": asdict(config),
@@ -305,9 +322,7 @@ def _inside(middles: np.ndarray, clip: DemoClip) -> np.ndarray:
 def _summarise(rows: list[dict], clip_seconds: float) -> dict:
     positives = [row for row in rows if row["event_present"]]
     negatives = [row for row in rows if not row["event_present"]]
-    detected_by = {
-        name: sum(row[name] > 0.5 for row in positives) for name in ("mean_pooled", "max_pooled")
-    }
+    detected_by = {name: sum(row[name] > 0.5 for row in positives) for name in ("mean_pooled", "max_pooled")}
     false_alarms = {name: sum(row[name] > 0.5 for row in negatives) for name in ("mean_pooled", "max_pooled")}
     onset_errors = [
         abs(row["first_active_time"] - row["true_onset"]) for row in positives if row["first_active_time"] is not None
@@ -327,7 +342,9 @@ def _summarise(rows: list[dict], clip_seconds: float) -> dict:
         if positives
         else None,
         "peaks_inside_event": sum(bool(r["peak_inside_event"]) for r in positives),
-        "median_abs_peak_minus_onset": float(np.median([abs(r["peak_minus_onset"]) for r in positives])) if positives else None,
+        "median_abs_peak_minus_onset": float(np.median([abs(r["peak_minus_onset"]) for r in positives]))
+        if positives
+        else None,
         "median_abs_first_active_minus_onset": float(np.median(onset_errors)) if onset_errors else None,
         "positives_with_active_frame": len(onset_errors),
         # False alarms the frame view exposes: clips with >= 0.1 s above 0.5 outside any beep.
@@ -373,7 +390,8 @@ def _headline(summary: dict) -> str:
     return (
         f"mean pooling: positives average {summary['mean_pooled_positive_average']:.3f}, negatives "
         f"{summary['mean_pooled_negative_average']:.3f}; {summary['positives_above_half']['mean_pooled']}/"
-        f"{summary['positives']} positives above 0.5. max pooling: positives {summary['max_pooled_positive_average']:.3f}, "
+        f"{summary['positives']} positives above 0.5. max pooling: positives "
+        f"{summary['max_pooled_positive_average']:.3f}, "
         f"negatives {summary['max_pooled_negative_average']:.3f}; {summary['positives_above_half']['max_pooled']}/"
         f"{summary['positives']} above 0.5. Frame peak inside the true event on {summary['peaks_inside_event']}/"
         f"{summary['positives']} positives."
@@ -457,7 +475,9 @@ def _plot(path: Path, clips, frame_scores, mean_scores, max_scores, extractor, f
         seconds = np.arange(len(clip.audio)) / SAMPLE_RATE
         wave, mel, score = axes[0, column], axes[1, column], axes[2, column]
         wave.plot(seconds, clip.audio, linewidth=0.4, color="0.3")
-        title = f"{clip.name}: " + (f"beep {clip.onset:.2f}-{clip.offset:.2f} s" if clip.onset is not None else "no beep")
+        title = f"{clip.name}: " + (
+            f"beep {clip.onset:.2f}-{clip.offset:.2f} s" if clip.onset is not None else "no beep"
+        )
         if clip.distractor:
             title += f" (+{clip.distractor})"
         wave.set_title(title, fontsize=9)
@@ -472,8 +492,16 @@ def _plot(path: Path, clips, frame_scores, mean_scores, max_scores, extractor, f
         mel.set_ylabel("log-mel band")
         times = frame_centres(frame_scores.shape[1], frame_rate)
         score.plot(times, frame_scores[index], color="tab:blue", linewidth=1.0, label="frame score")
-        score.axhline(max_scores[index], color="tab:red", linestyle="--", linewidth=1.0, label=f"max pool {max_scores[index]:.2f}")
-        score.axhline(mean_scores[index], color="tab:green", linestyle=":", linewidth=1.5, label=f"mean pool {mean_scores[index]:.2f}")
+        score.axhline(
+            max_scores[index], color="tab:red", linestyle="--", linewidth=1.0, label=f"max pool {max_scores[index]:.2f}"
+        )
+        score.axhline(
+            mean_scores[index],
+            color="tab:green",
+            linestyle=":",
+            linewidth=1.5,
+            label=f"mean pool {mean_scores[index]:.2f}",
+        )
         score.set_ylim(-0.02, 1.02)
         score.set_ylabel("score")
         score.set_xlabel("time (s)")
@@ -487,4 +515,3 @@ def _plot(path: Path, clips, frame_scores, mean_scores, max_scores, extractor, f
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
-

@@ -84,8 +84,10 @@ def guarded(source: str, function: str, call: Callable[[], T]) -> T:
         detail = " ".join(str(error).split()) or "no message"
         if isinstance(error, SystemExit):
             detail = f"exit status {error.code!r}"
-        raise UserError(f"encoder module {source}: {function} failed ({type(error).__name__}: {detail[:300]}); "
-                        "fix the module or choose another --encoder.") from None
+        raise UserError(
+            f"encoder module {source}: {function} failed ({type(error).__name__}: {detail[:300]}); "
+            "fix the module or choose another --encoder."
+        ) from None
 
 
 def _import_hear_module(spec: str) -> ModuleType:
@@ -109,8 +111,10 @@ def _import_hear_module(spec: str) -> ModuleType:
         return importlib.import_module(spec)
     except ModuleNotFoundError as error:
         if error.name != spec.split(".")[0] and error.name != spec:
-            raise UserError(f"encoder module {spec}: import failed (ModuleNotFoundError: {error}); install what it "
-                            "needs or choose another --encoder.") from None
+            raise UserError(
+                f"encoder module {spec}: import failed (ModuleNotFoundError: {error}); install what it "
+                "needs or choose another --encoder."
+            ) from None
         raise FileNotFoundError(
             f"encoder {spec!r} is neither an existing file or folder (codec run folder, "
             f"model_best.safetensors, checkpoint_*.pt, weak-CRNN folder, module.py) nor an importable "
@@ -130,8 +134,13 @@ def _model_number(source: str, model: Any, name: str) -> int:
     except (TypeError, ValueError):
         number = float("nan")
     given = value if isinstance(value, (int, float)) or not math.isfinite(number) else number
-    check_number(f"encoder module {source}: load_model().{name}", given,
-                 minimum=1, integer=True, hint="A HEAR model declares a positive whole number here.")
+    check_number(
+        f"encoder module {source}: load_model().{name}",
+        given,
+        minimum=1,
+        integer=True,
+        hint="A HEAR model declares a positive whole number here.",
+    )
     return int(number)
 
 
@@ -155,13 +164,16 @@ def load_encoder(spec: str | Path, weights: str | None = None) -> EncoderHandle:
         policy = f"clips downmixed to mono (mean of channels), resampled with soxr to {model.sample_rate} Hz"
         if model.channel_policy is not None:
             policy += f"; the {model.kind}'s encoder gets {model.channel_policy}"
-        return EncoderHandle(model.kind, text, model, hear, int(model.sample_rate), int(model.timestamp_embedding_size),
-                             policy)
+        return EncoderHandle(
+            model.kind, text, model, hear, int(model.sample_rate), int(model.timestamp_embedding_size), policy
+        )
     module = _import_hear_module(text)
     missing = [name for name in ("load_model", "get_timestamp_embeddings") if not callable(getattr(module, name, None))]
     if missing:
-        raise UserError(f"HEAR module {text!r} lacks {', '.join(missing)}; a HEAR module defines load_model, "
-                         "get_timestamp_embeddings and get_scene_embeddings")
+        raise UserError(
+            f"HEAR module {text!r} lacks {', '.join(missing)}; a HEAR module defines load_model, "
+            "get_timestamp_embeddings and get_scene_embeddings"
+        )
     model = guarded(text, "load_model", lambda: module.load_model(weights) if weights else module.load_model())
     absent = [name for name in ("sample_rate", "timestamp_embedding_size") if not hasattr(model, name)]
     if absent:
@@ -170,7 +182,12 @@ def load_encoder(spec: str | Path, weights: str | None = None) -> EncoderHandle:
         model.eval()
     rate = _model_number(text, model, "sample_rate")
     return EncoderHandle(
-        "hear_module", text, model, module, rate, _model_number(text, model, "timestamp_embedding_size"),
+        "hear_module",
+        text,
+        model,
+        module,
+        rate,
+        _model_number(text, model, "timestamp_embedding_size"),
         f"clips downmixed to mono (mean of channels), resampled with soxr to {rate} Hz",
     )
 
@@ -189,8 +206,9 @@ def frame_rate_from_timestamps(timestamps_ms: np.ndarray, where: str = "encoder"
     if not step > 0:
         raise UserError(f"{where}: timestamps do not increase (mean step {step} ms)")
     if np.max(np.abs(np.diff(timestamps_ms) - step)) > 0.01 * step:
-        raise UserError(f"{where}: timestamps are not evenly spaced (mean step {step:.4f} ms); a frame grid needs a "
-                         "constant hop")
+        raise UserError(
+            f"{where}: timestamps are not evenly spaced (mean step {step:.4f} ms); a frame grid needs a constant hop"
+        )
     return 1000.0 / step
 
 
@@ -229,8 +247,9 @@ class FrameEmbeddings:
     identity_map: bool
 
 
-def encoder_embeddings(handle: EncoderHandle, audio_dir: str | Path, files: Sequence[str],
-                       frame_rate: float | None = None) -> FrameEmbeddings:
+def encoder_embeddings(
+    handle: EncoderHandle, audio_dir: str | Path, files: Sequence[str], frame_rate: float | None = None
+) -> FrameEmbeddings:
     """Run the encoder (HEAR ``get_timestamp_embeddings``) on each clip, one clip per call.
 
     Args:
@@ -262,7 +281,9 @@ def encoder_embeddings(handle: EncoderHandle, audio_dir: str | Path, files: Sequ
             duration = len(audio) / handle.sample_rate
             grid = to_frame_grid(embeddings, timestamps, duration, frame_rate)
             centres = frame_centres(grid.shape[1], frame_rate, milliseconds=True)
-            identity &= grid.shape[1] == len(timestamps) and bool(np.allclose(timestamps, centres, atol=1e-3 * 1000 / frame_rate))
+            identity &= grid.shape[1] == len(timestamps) and bool(
+                np.allclose(timestamps, centres, atol=1e-3 * 1000 / frame_rate)
+            )
             result[filename] = grid
     if frame_rate is None:
         raise UserError("no clips to embed")
@@ -276,31 +297,39 @@ def _timestamp_embeddings(handle: EncoderHandle, audio: np.ndarray, path: Path) 
     HEAR shapes, numbers, finite values (a NaN embedding would surface much later as a probe that
     cannot train, blaming nothing).
     """
+
     def call():
         return handle.api.get_timestamp_embeddings(torch.from_numpy(audio)[None], handle.model)
 
     where = f"encoder {handle.source} on {path}"
     result = guarded(handle.source, "get_timestamp_embeddings", call) if handle.kind == "hear_module" else call()
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise UserError(f"{where}: get_timestamp_embeddings returned {type(result).__name__}; HEAR returns "
-                        "(embeddings [n_sounds, frames, size], timestamps [n_sounds, frames] in ms).")
+        raise UserError(
+            f"{where}: get_timestamp_embeddings returned {type(result).__name__}; HEAR returns "
+            "(embeddings [n_sounds, frames, size], timestamps [n_sounds, frames] in ms)."
+        )
     try:
         embeddings, timestamps = _as_numpy(result[0]), _as_numpy(result[1])
     except (TypeError, ValueError) as error:
-        raise UserError(f"{where}: get_timestamp_embeddings returned something that is not arrays of numbers "
-                        f"({error}).") from None
+        raise UserError(
+            f"{where}: get_timestamp_embeddings returned something that is not arrays of numbers ({error})."
+        ) from None
     if embeddings.ndim != 3 or embeddings.shape[0] != 1 or embeddings.shape[2] != handle.embedding_size:
         raise UserError(
             f"{handle.source}: timestamp embeddings of {path} have shape {embeddings.shape}; expected "
             f"[1, frames, {handle.embedding_size}] (HEAR: [n_sounds, frames, timestamp_embedding_size])"
         )
     if timestamps.ndim != 2 or timestamps.shape != embeddings.shape[:2]:
-        raise UserError(f"{where}: timestamps have shape {timestamps.shape}, embeddings {embeddings.shape}; HEAR "
-                        "gives one timestamp per frame ([n_sounds, frames]).")
+        raise UserError(
+            f"{where}: timestamps have shape {timestamps.shape}, embeddings {embeddings.shape}; HEAR "
+            "gives one timestamp per frame ([n_sounds, frames])."
+        )
     for name, values in (("embeddings", embeddings), ("timestamps", timestamps)):
         if not np.isfinite(values).all():
-            raise UserError(f"{where}: {name} hold {int(np.size(values) - np.isfinite(values).sum())} non-finite "
-                            "value(s) (NaN or infinity); the encoder must return finite numbers.")
+            raise UserError(
+                f"{where}: {name} hold {int(np.size(values) - np.isfinite(values).sum())} non-finite "
+                "value(s) (NaN or infinity); the encoder must return finite numbers."
+            )
     return embeddings[0], timestamps[0].astype(np.float64)
 
 
@@ -309,9 +338,11 @@ def _check_plausible_rate(handle: EncoderHandle, path: Path, rate: float, frames
     span that does not fit the clip (timestamps in seconds give a 1000x rate and a grid 1000x too big)."""
     expected = duration * rate
     if rate > handle.sample_rate or not 0.5 * expected - 2 <= frames <= 2 * expected + 2:
-        raise UserError(f"encoder {handle.source} on {path}: {frames} frames over {duration:.3f} s, but the "
-                        f"timestamps step says {rate:.4g} frames/s; HEAR timestamps are milliseconds (seconds "
-                        "given?); return timestamps in ms.")
+        raise UserError(
+            f"encoder {handle.source} on {path}: {frames} frames over {duration:.3f} s, but the "
+            f"timestamps step says {rate:.4g} frames/s; HEAR timestamps are milliseconds (seconds "
+            "given?); return timestamps in ms."
+        )
 
 
 def _as_numpy(value) -> np.ndarray:
@@ -332,5 +363,13 @@ def same_parameters(before: Mapping[str, np.ndarray], after: Mapping[str, np.nda
     return before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
 
 
-__all__ = ["EncoderHandle", "FrameEmbeddings", "encoder_embeddings", "frame_rate_from_timestamps", "load_encoder",
-           "parameters_fingerprint", "same_parameters", "to_frame_grid"]
+__all__ = [
+    "EncoderHandle",
+    "FrameEmbeddings",
+    "encoder_embeddings",
+    "frame_rate_from_timestamps",
+    "load_encoder",
+    "parameters_fingerprint",
+    "same_parameters",
+    "to_frame_grid",
+]

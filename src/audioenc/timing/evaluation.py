@@ -34,8 +34,8 @@ from audioenc.timing.boundaries import (
     PSDS1,
     PSDS2,
     BoundarySummary,
-    PSDSSettings,
     CollarF1,
+    PSDSSettings,
     audio_id,
     boundary_errors,
     collar_f1,
@@ -123,7 +123,9 @@ class ClipMetrics:
         return asdict(self)
 
 
-def clip_metrics(clip_scores: np.ndarray, targets: np.ndarray, classes: Sequence[str], threshold: float = 0.5) -> ClipMetrics:
+def clip_metrics(
+    clip_scores: np.ndarray, targets: np.ndarray, classes: Sequence[str], threshold: float = 0.5
+) -> ClipMetrics:
     """Clip-level metrics: macro AP over classes with a positive clip, and accuracy of the
     (clip, class) decisions ``score >= threshold``.
 
@@ -172,7 +174,9 @@ class BoundaryEvidence:
         content: dict = {"available": self.available, "reason": self.reason}
         if self.available:
             content.update(positives=self.positives, summary=self.summary.as_dict(), collar_f1=self.collar.as_dict())
-            content.update({key: value for key, value in (("psds1", self.psds1), ("psds2", self.psds2)) if value is not None})
+            content.update(
+                {key: value for key, value in (("psds1", self.psds1), ("psds2", self.psds2)) if value is not None}
+            )
         return content
 
 
@@ -284,8 +288,11 @@ class ClipEvaluator:
     @property
     def collars(self) -> dict[str, float]:
         """Collar F1's collars as sed_scores_eval names them."""
-        return {"onset_collar": self.onset_collar, "offset_collar": self.offset_collar,
-                "offset_collar_rate": self.offset_collar_rate}
+        return {
+            "onset_collar": self.onset_collar,
+            "offset_collar": self.offset_collar,
+            "offset_collar_rate": self.offset_collar_rate,
+        }
 
     def _indices_for(self, metric: str) -> np.ndarray:
         if metric == "collar_f1":
@@ -294,8 +301,9 @@ class ClipEvaluator:
             return self.indices[: self.psds_resamples]
         return self.indices
 
-    def evaluate(self, predictions: Predictions, *, with_psds: bool = True,
-                 interval_metrics: Sequence[str] | None = None) -> Evaluation:
+    def evaluate(
+        self, predictions: Predictions, *, with_psds: bool = True, interval_metrics: Sequence[str] | None = None
+    ) -> Evaluation:
         """All metrics of one model (:class:`Evaluation`).
 
         Args:
@@ -309,14 +317,30 @@ class ClipEvaluator:
         _check_rows(predictions, self.classes)
         names = list(self._entry(predictions)["statistics"])
         point = {name: _finite(self._point(predictions, name)) for name in names}
-        intervals = {name: percentile_interval(self._replicates(predictions, name), point[name], self.confidence)
-                     for name in names if interval_metrics is None or name in interval_metrics}
+        intervals = {
+            name: percentile_interval(self._replicates(predictions, name), point[name], self.confidence)
+            for name in names
+            if interval_metrics is None or name in interval_metrics
+        }
         if not self.boundaries_available:
             return Evaluation(point, intervals, BoundaryEvidence(False, self.boundary_reason))
-        errors = boundary_errors(predictions.frame_scores, self.strong, self.classes, predictions.frame_rate,
-                                 threshold=predictions.threshold, durations=self.split.durations)
-        collar = collar_f1(predictions.frame_scores, self.strong, self.classes, predictions.frame_rate,
-                           durations=self.split.durations, threshold=predictions.threshold, **self.collars)
+        errors = boundary_errors(
+            predictions.frame_scores,
+            self.strong,
+            self.classes,
+            predictions.frame_rate,
+            threshold=predictions.threshold,
+            durations=self.split.durations,
+        )
+        collar = collar_f1(
+            predictions.frame_scores,
+            self.strong,
+            self.classes,
+            predictions.frame_rate,
+            durations=self.split.durations,
+            threshold=predictions.threshold,
+            **self.collars,
+        )
         psds_values = {}
         if with_psds:
             for key, settings in (("psds1", PSDS1), ("psds2", PSDS2)):
@@ -325,13 +349,22 @@ class ClipEvaluator:
                 if self.psds_resamples > 0 and (interval_metrics is None or key in interval_metrics):
                     replicates = self._psds_statistic(predictions, settings)(self._indices_for(key))
                     intervals[key] = percentile_interval(replicates, point[key], self.confidence)
-        detected = decode_events(predictions.frame_scores, self.classes, predictions.frame_rate, predictions.threshold,
-                                 self.split.durations)
+        detected = decode_events(
+            predictions.frame_scores, self.classes, predictions.frame_rate, predictions.threshold, self.split.durations
+        )
         for collar_seconds in self.onset_only_collars:
             point[f"onset_f1_{round(1000 * collar_seconds)}ms"] = _finite(
-                onset_only_f1(detected, self.strong, self.classes, collar_seconds))
-        evidence = BoundaryEvidence(True, None, len(self.positives), summarize_boundaries(errors, TOLERANCE_SECONDS),
-                                    collar, psds_values.get("psds1"), psds_values.get("psds2"))
+                onset_only_f1(detected, self.strong, self.classes, collar_seconds)
+            )
+        evidence = BoundaryEvidence(
+            True,
+            None,
+            len(self.positives),
+            summarize_boundaries(errors, TOLERANCE_SECONDS),
+            collar,
+            psds_values.get("psds1"),
+            psds_values.get("psds2"),
+        )
         return Evaluation(point, intervals, evidence)
 
     def paired_difference(self, a: Predictions, b: Predictions) -> dict[str, BootstrapCI]:
@@ -353,7 +386,12 @@ class ClipEvaluator:
         intervals and its paired differences reuse them)."""
         entry = self._cache.get(id(predictions))
         if entry is None or entry["predictions"] is not predictions:
-            entry = {"predictions": predictions, "statistics": self._statistics(predictions), "point": {}, "replicates": {}}
+            entry = {
+                "predictions": predictions,
+                "statistics": self._statistics(predictions),
+                "point": {},
+                "replicates": {},
+            }
             self._cache[id(predictions)] = entry
         return entry
 
@@ -378,10 +416,14 @@ class ClipEvaluator:
 
         def clip_map(indices: np.ndarray) -> np.ndarray:
             counts = counts_from_indices(indices, n)
-            per_class = np.stack([average_precision(self.targets[:, k], scores[:, k], counts) for k in range(len(self.classes))])
+            per_class = np.stack(
+                [average_precision(self.targets[:, k], scores[:, k], counts) for k in range(len(self.classes))]
+            )
             with np.errstate(invalid="ignore"):
                 defined = ~np.isnan(per_class)
-                return np.where(defined.any(axis=0), np.nansum(per_class, axis=0) / np.maximum(defined.sum(axis=0), 1), np.nan)
+                return np.where(
+                    defined.any(axis=0), np.nansum(per_class, axis=0) / np.maximum(defined.sum(axis=0), 1), np.nan
+                )
 
         def clip_accuracy(indices: np.ndarray) -> np.ndarray:
             return counts_from_indices(indices, n) @ per_clip_accuracy / n
@@ -389,8 +431,14 @@ class ClipEvaluator:
         statistics = {"clip_map": clip_map, "clip_accuracy": clip_accuracy}
         if not self.boundaries_available:
             return statistics
-        errors = boundary_errors(predictions.frame_scores, self.strong, self.classes, predictions.frame_rate,
-                                 threshold=predictions.threshold, durations=self.split.durations)
+        errors = boundary_errors(
+            predictions.frame_scores,
+            self.strong,
+            self.classes,
+            predictions.frame_rate,
+            threshold=predictions.threshold,
+            durations=self.split.durations,
+        )
         row = {name: index for index, name in enumerate(self.files)}
         event_clip = np.array([row[error.filename] for error in errors])
         onset = np.array([abs(error.onset_error) if error.detected else np.inf for error in errors])
@@ -401,7 +449,10 @@ class ClipEvaluator:
                 weights = counts_from_indices(indices, n)[:, event_clip]
                 total = weights.sum(axis=1)
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    return np.where(total > 0, weights @ (values <= TOLERANCE_SECONDS) / np.where(total > 0, total, 1), np.nan)
+                    return np.where(
+                        total > 0, weights @ (values <= TOLERANCE_SECONDS) / np.where(total > 0, total, 1), np.nan
+                    )
+
             return statistic
 
         def median_onset(indices: np.ndarray) -> np.ndarray:
@@ -425,8 +476,13 @@ class ClipEvaluator:
 
         present = {event.label for name in self.positives for event in self.strong[name]}
         evaluated = [name for name in self.classes if name in present]
-        dataframes = score_dataframes(predictions.frame_scores, self.classes, predictions.frame_rate,
-                                      durations=self.split.durations, files=self.positives)
+        dataframes = score_dataframes(
+            predictions.frame_scores,
+            self.classes,
+            predictions.frame_rate,
+            durations=self.split.durations,
+            files=self.positives,
+        )
         dataframes = {key: frame[["onset", "offset", *evaluated]] for key, frame in dataframes.items()}
         truth = {audio_id(name): [(e.onset, e.offset, e.label) for e in self.strong[name]] for name in self.positives}
         collars = self.collars
@@ -442,8 +498,11 @@ class ClipEvaluator:
                     continue  # a class without reference events: macro F1 undefined on this resample
                 keys = [f"{audio_id(name)}#{copy_index}" for copy_index, name in enumerate(chosen)]
                 f, _, _, _ = collar_based.fscore(
-                    None, {key: truth[audio_id(name)] for key, name in zip(keys, chosen)}, predictions.threshold,
-                    deltas={key: deltas[audio_id(name)] for key, name in zip(keys, chosen)}, **collars,
+                    None,
+                    {key: truth[audio_id(name)] for key, name in zip(keys, chosen)},
+                    predictions.threshold,
+                    deltas={key: deltas[audio_id(name)] for key, name in zip(keys, chosen)},
+                    **collars,
                 )
                 values[b] = float(f["macro_average"])
             return values
@@ -464,10 +523,14 @@ class ClipEvaluator:
                 if len(present) < 2 or {event.label for name in chosen for event in self.strong[name]} != present:
                     continue
                 keys = [f"{audio_id(name)}#{copy_index}.wav" for copy_index, name in enumerate(chosen)]
-                values[b] = psds({key: predictions.frame_scores[name] for key, name in zip(keys, chosen)},
-                                 {key: self.strong[name] for key, name in zip(keys, chosen)}, self.classes,
-                                 predictions.frame_rate, {key: self.split.durations[name] for key, name in zip(keys, chosen)},
-                                 settings=settings).value
+                values[b] = psds(
+                    {key: predictions.frame_scores[name] for key, name in zip(keys, chosen)},
+                    {key: self.strong[name] for key, name in zip(keys, chosen)},
+                    self.classes,
+                    predictions.frame_rate,
+                    {key: self.split.durations[name] for key, name in zip(keys, chosen)},
+                    settings=settings,
+                ).value
             return values
 
         return statistic
@@ -483,6 +546,13 @@ def _check_rows(predictions: Predictions, classes: tuple[str, ...]) -> None:
 
 
 __all__ = [
-    "BoundaryEvidence", "ClipEvaluator", "ClipMetrics", "Evaluation", "TOLERANCE_SECONDS", "average_precision",
-    "clip_metrics", "clip_targets", "restrict_strong",
+    "BoundaryEvidence",
+    "ClipEvaluator",
+    "ClipMetrics",
+    "Evaluation",
+    "TOLERANCE_SECONDS",
+    "average_precision",
+    "clip_metrics",
+    "clip_targets",
+    "restrict_strong",
 ]

@@ -78,8 +78,16 @@ class LogMel(nn.Module):
         super().__init__()
         self.config = config
         self.mel = MelSpectrogram(
-            sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels,
-            f_min=config.f_min, f_max=config.f_max, scale="slaney", framing="interval", log="ln", floor_level=LOG_FLOOR,
+            sample_rate=config.sample_rate,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+            n_mels=config.n_mels,
+            f_min=config.f_min,
+            f_max=config.f_max,
+            scale="slaney",
+            framing="interval",
+            log="ln",
+            floor_level=LOG_FLOOR,
         )
 
     @property

@@ -86,9 +86,13 @@ class Predictions:
     def restricted_to(self, classes: Sequence[str]) -> Predictions:
         """The rows of ``classes`` only, in that order."""
         rows = [self.classes.index(name) for name in classes]
-        return Predictions({f: s[rows] for f, s in self.frame_scores.items()},
-                           {f: s[rows] for f, s in self.clip_scores.items()}, self.frame_rate, tuple(classes),
-                           self.threshold)
+        return Predictions(
+            {f: s[rows] for f, s in self.frame_scores.items()},
+            {f: s[rows] for f, s in self.clip_scores.items()},
+            self.frame_rate,
+            tuple(classes),
+            self.threshold,
+        )
 
     def stacked_clip_scores(self, files: Sequence[str]) -> np.ndarray:
         """Clip scores ``[len(files), classes]`` in the order of ``files``."""
@@ -125,8 +129,12 @@ class TrainingHistory:
     def still_improving(self) -> bool:
         """Stopped by the epoch limit or the budget while the validation loss was still falling
         (its best among the last two epochs): more training would likely help."""
-        return (self.stopped != "patience" and bool(self.valid_loss) and self.best_epoch >= 0
-                and self.best_epoch >= len(self.valid_loss) - 2)
+        return (
+            self.stopped != "patience"
+            and bool(self.valid_loss)
+            and self.best_epoch >= 0
+            and self.best_epoch >= len(self.valid_loss) - 2
+        )
 
     def as_dict(self) -> dict:
         """Plain-JSON form (with ``still_improving``)."""
@@ -162,8 +170,9 @@ def frame_statistics(arrays: Iterable[np.ndarray]) -> tuple[torch.Tensor, torch.
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
 
 
-def shuffled_batches(count: int, batch_size: int, generator: torch.Generator,
-                     min_size: int = 1) -> Callable[[int], Iterator[list[int]]]:
+def shuffled_batches(
+    count: int, batch_size: int, generator: torch.Generator, min_size: int = 1
+) -> Callable[[int], Iterator[list[int]]]:
     """Epoch batches: a fresh permutation of ``count`` rows per epoch, cut into ``batch_size``
     pieces; a last piece smaller than ``min_size`` is left out (its rows come back next epoch;
     batch norm needs two clips)."""
@@ -201,13 +210,19 @@ def clip_bce(clip_scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy(clip_scores.clamp(CLAMP, 1 - CLAMP), targets)
 
 
-def frame_bce(frame_scores: torch.Tensor, targets: torch.Tensor, *, mask: torch.Tensor | None = None,
-              weight: torch.Tensor | None = None) -> torch.Tensor:
+def frame_bce(
+    frame_scores: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Clamped binary cross-entropy of frame scores ``[B, K, F]`` against frame targets ``[B, K, F]``
     (optional element ``weight``): the mean over all elements, or with ``mask`` ``[B, F]`` over the
     real frames only."""
-    loss = nn.functional.binary_cross_entropy(frame_scores.clamp(CLAMP, 1 - CLAMP), targets, weight=weight,
-                                              reduction="none")
+    loss = nn.functional.binary_cross_entropy(
+        frame_scores.clamp(CLAMP, 1 - CLAMP), targets, weight=weight, reduction="none"
+    )
     if mask is None:
         return loss.mean()
     return (loss * mask[:, None, :]).sum() / (mask.sum() * frame_scores.shape[1])
@@ -228,16 +243,18 @@ def clip_scores(model: nn.Module, inputs: Sequence[np.ndarray], batch_size: int 
     return np.concatenate(rows).astype(np.float32)
 
 
-def validation_loss(model: nn.Module, inputs: Sequence[np.ndarray], targets: np.ndarray,
-                    batch_size: int = 1) -> tuple[float, float]:
+def validation_loss(
+    model: nn.Module, inputs: Sequence[np.ndarray], targets: np.ndarray, batch_size: int = 1
+) -> tuple[float, float]:
     """``(clip BCE, accuracy of the (clip, class) decisions at 0.5)`` on validation clips."""
     scores = clip_scores(model, inputs, batch_size)
     loss = float(clip_bce(torch.from_numpy(scores), torch.from_numpy(targets)))
     return loss, float(np.mean((scores >= 0.5) == (targets >= 0.5)))
 
 
-def predict_frames(model: nn.Module, inputs: Mapping[str, np.ndarray], frame_rate: float,
-                   classes: Sequence[str], batch_size: int = 1) -> Predictions:
+def predict_frames(
+    model: nn.Module, inputs: Mapping[str, np.ndarray], frame_rate: float, classes: Sequence[str], batch_size: int = 1
+) -> Predictions:
     """Frame ``[K, F]`` and clip ``[K]`` scores per file (sorted by name), eval mode, no grad;
     each clip's frame scores are cropped to its real frames."""
     model.eval()
@@ -292,9 +309,11 @@ def _check_finite_training(name: str, epoch: int, what: str, finite: bool) -> No
     """Stop training with one message once the loss or the weights stop being finite: every later step
     would only spread NaN (and the next forward pass fails deep inside a loss function, naming nothing)."""
     if not finite:
-        raise UserError(f"training {name or 'a model'}: its {what} became non-finite (NaN or infinity) in epoch "
-                        f"{epoch + 1}; check the learning rate settings (weak.learning_rate, probe.learning_rate) "
-                        "and the clips' values, then run again.")
+        raise UserError(
+            f"training {name or 'a model'}: its {what} became non-finite (NaN or infinity) in epoch "
+            f"{epoch + 1}; check the learning rate settings (weak.learning_rate, probe.learning_rate) "
+            "and the clips' values, then run again."
+        )
 
 
 def fit_clip_model(
@@ -331,7 +350,8 @@ def fit_clip_model(
     if settings.final_lr_factor is not None:
         floor, total = settings.final_lr_factor, max(1, settings.total_steps)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+            optimizer, lambda step: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        )
     trained = [parameter for group in parameter_groups for parameter in group["params"]]
     history = TrainingHistory(pooling=name, seed=seed)
     best_state, best_loss = None, math.inf
@@ -364,12 +384,21 @@ def fit_clip_model(
         if validate is not None and history.valid_loss[-1] < best_loss:
             best_loss, best_state, history.best_epoch = history.valid_loss[-1], copy.deepcopy(model.state_dict()), epoch
         if log is not None:
-            valid = (f", valid loss {history.valid_loss[-1]:.4f}, valid accuracy {history.valid_accuracy[-1]:.3f}"
-                     if validate is not None else "")
-            log(f"[{name}] epoch {epoch + 1}/{settings.epochs}: train loss {history.train_loss[-1]:.4f}{valid} "
-                f"({history.seconds[-1]:.1f} s)")
+            valid = (
+                f", valid loss {history.valid_loss[-1]:.4f}, valid accuracy {history.valid_accuracy[-1]:.3f}"
+                if validate is not None
+                else ""
+            )
+            log(
+                f"[{name}] epoch {epoch + 1}/{settings.epochs}: train loss {history.train_loss[-1]:.4f}{valid} "
+                f"({history.seconds[-1]:.1f} s)"
+            )
         if epoch + 1 < settings.epochs:
-            if validate is not None and settings.patience is not None and epoch - history.best_epoch >= settings.patience:
+            if (
+                validate is not None
+                and settings.patience is not None
+                and epoch - history.best_epoch >= settings.patience
+            ):
                 history.stopped = "patience"
                 break
             elapsed = time.perf_counter() - fit_started
@@ -382,7 +411,9 @@ def fit_clip_model(
     return history
 
 
-def clip_label_loss(model: nn.Module, inputs: Sequence[np.ndarray], targets: np.ndarray) -> Callable[[list[int]], torch.Tensor]:
+def clip_label_loss(
+    model: nn.Module, inputs: Sequence[np.ndarray], targets: np.ndarray
+) -> Callable[[list[int]], torch.Tensor]:
     """``rows -> clip BCE`` of ``model`` on those rows of ``inputs`` ``[D, F_i]`` / ``targets`` ``[N, K]``
     (padded and masked): the batch loss of every clip-label model."""
 
@@ -394,7 +425,22 @@ def clip_label_loss(model: nn.Module, inputs: Sequence[np.ndarray], targets: np.
 
 
 __all__ = [
-    "CLAMP", "ClipModelOutput", "FitSettings", "Predictions", "TrainingHistory", "Validation", "batches_per_epoch",
-    "clip_bce", "clip_label_loss", "clip_scores", "collate_padded", "fit_clip_model", "frame_bce", "frame_statistics", "predict_frames",
-    "random_batches", "shuffled_batches", "validation_loss",
+    "CLAMP",
+    "ClipModelOutput",
+    "FitSettings",
+    "Predictions",
+    "TrainingHistory",
+    "Validation",
+    "batches_per_epoch",
+    "clip_bce",
+    "clip_label_loss",
+    "clip_scores",
+    "collate_padded",
+    "fit_clip_model",
+    "frame_bce",
+    "frame_statistics",
+    "predict_frames",
+    "random_batches",
+    "shuffled_batches",
+    "validation_loss",
 ]

@@ -168,7 +168,8 @@ class AttentionPooling(Pooling):
             raise ValueError("attention pooling needs the frame features [batch, in_features, frames]")
         if features.shape[0] != frame_scores.shape[0] or features.shape[-1] != frame_scores.shape[-1]:
             raise ValueError(
-                f"features {tuple(features.shape)} must match frame scores {tuple(frame_scores.shape)} in batch and frames"
+                f"features {tuple(features.shape)} must match frame scores {tuple(frame_scores.shape)} "
+                "in batch and frames"
             )
         return _masked_softmax(self.attention(features), mask)
 

@@ -62,8 +62,10 @@ def median_filter(frame_scores: Mapping[str, np.ndarray], frames: int) -> dict[s
 
     if frames <= 1:
         return {name: np.array(scores) for name, scores in frame_scores.items()}
-    return {name: scipy_median(np.asarray(scores), size=(1, frames), mode="nearest")
-            for name, scores in frame_scores.items()}
+    return {
+        name: scipy_median(np.asarray(scores), size=(1, frames), mode="nearest")
+        for name, scores in frame_scores.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -86,18 +88,33 @@ class PostProcessing:
 
     def apply(self, predictions: Predictions) -> Predictions:
         """Filtered frame scores with this threshold attached (clip scores unchanged)."""
-        return replace(predictions, frame_scores=median_filter(predictions.frame_scores, self.window_frames),
-                       threshold=self.threshold)
+        return replace(
+            predictions,
+            frame_scores=median_filter(predictions.frame_scores, self.window_frames),
+            threshold=self.threshold,
+        )
 
     def to_json(self) -> dict:
         """Plain-JSON form."""
-        return {"median_seconds": self.window_seconds, "median_frames": self.window_frames, "threshold": self.threshold,
-                "basis": self.basis, "validation_collar_f1": self.validation_f1}
+        return {
+            "median_seconds": self.window_seconds,
+            "median_frames": self.window_frames,
+            "threshold": self.threshold,
+            "basis": self.basis,
+            "validation_collar_f1": self.validation_f1,
+        }
 
 
-def choose_postprocessing(validation: Predictions, split: EventSplit, classes: Sequence[str],
-                          settings: PostprocessSettings = PostprocessSettings(), *, onset_collar: float = 0.2,
-                          offset_collar: float = 0.2, offset_collar_rate: float = 0.2) -> PostProcessing:
+def choose_postprocessing(
+    validation: Predictions,
+    split: EventSplit,
+    classes: Sequence[str],
+    settings: PostprocessSettings = PostprocessSettings(),
+    *,
+    onset_collar: float = 0.2,
+    offset_collar: float = 0.2,
+    offset_collar_rate: float = 0.2,
+) -> PostProcessing:
     """The window and threshold with the best validation collar F1 (module docstring).
 
     Args:
@@ -108,8 +125,9 @@ def choose_postprocessing(validation: Predictions, split: EventSplit, classes: S
         onset_collar, offset_collar, offset_collar_rate: the collars of collar F1.
     """
     rate = validation.frame_rate
-    fixed = PostProcessing(settings.fixed_median_seconds, window_frames(settings.fixed_median_seconds, rate),
-                           settings.fixed_threshold, "")
+    fixed = PostProcessing(
+        settings.fixed_median_seconds, window_frames(settings.fixed_median_seconds, rate), settings.fixed_threshold, ""
+    )
     if split.strong is None:
         return replace(fixed, basis="fixed: the validation split has no strong labels to choose on")
     strong = {name: [event for event in events if event.label in classes] for name, events in split.strong.items()}
@@ -118,23 +136,42 @@ def choose_postprocessing(validation: Predictions, split: EventSplit, classes: S
     candidates = []
     for seconds in settings.median_seconds:
         frames = window_frames(seconds, rate)
-        scores = collar_f1_at_thresholds(median_filter(validation.frame_scores, frames), strong, classes, rate,
-                                         settings.thresholds, durations=split.durations, onset_collar=onset_collar,
-                                         offset_collar=offset_collar, offset_collar_rate=offset_collar_rate)
-        candidates += [(score, -frames, -abs(threshold - 0.5), threshold, seconds, frames)
-                       for threshold, score in scores.items()]
+        scores = collar_f1_at_thresholds(
+            median_filter(validation.frame_scores, frames),
+            strong,
+            classes,
+            rate,
+            settings.thresholds,
+            durations=split.durations,
+            onset_collar=onset_collar,
+            offset_collar=offset_collar,
+            offset_collar_rate=offset_collar_rate,
+        )
+        candidates += [
+            (score, -frames, -abs(threshold - 0.5), threshold, seconds, frames) for threshold, score in scores.items()
+        ]
     best = max(candidates)
     if best[0] <= 0:
-        return replace(fixed, basis="fixed: validation collar F1 is 0 for every candidate window and threshold",
-                       validation_f1=0.0)
+        return replace(
+            fixed, basis="fixed: validation collar F1 is 0 for every candidate window and threshold", validation_f1=0.0
+        )
     _, _, _, threshold, seconds, frames = best
-    return PostProcessing(seconds, frames, threshold,
-                          f"chosen on validation: the best collar F1 of {len(candidates)} (median window, threshold) "
-                          "pairs", float(best[0]))
+    return PostProcessing(
+        seconds,
+        frames,
+        threshold,
+        f"chosen on validation: the best collar F1 of {len(candidates)} (median window, threshold) pairs",
+        float(best[0]),
+    )
 
 
-def decode_events(frame_scores: Mapping[str, np.ndarray], classes: Sequence[str], frame_rate: float,
-                  threshold: float, durations: Mapping[str, float] | None = None) -> dict[str, list[Event]]:
+def decode_events(
+    frame_scores: Mapping[str, np.ndarray],
+    classes: Sequence[str],
+    frame_rate: float,
+    threshold: float,
+    durations: Mapping[str, float] | None = None,
+) -> dict[str, list[Event]]:
     """Runs of frames strictly above ``threshold`` as events ``(onset, offset, label)`` per file
     (frame ``j`` spans ``[j, j + 1) / frame_rate``; offsets cropped to the clip's duration)."""
     events: dict[str, list[Event]] = {}
@@ -151,8 +188,12 @@ def decode_events(frame_scores: Mapping[str, np.ndarray], classes: Sequence[str]
     return events
 
 
-def onset_only_f1(detected: Mapping[str, Sequence[Event]], strong: Mapping[str, Sequence[Event]],
-                  classes: Sequence[str], collar: float) -> float:
+def onset_only_f1(
+    detected: Mapping[str, Sequence[Event]],
+    strong: Mapping[str, Sequence[Event]],
+    classes: Sequence[str],
+    collar: float,
+) -> float:
     """HEAR's event-onset F-measure: sed_eval's event-based metrics with an onset collar of
     ``collar`` s, offsets not evaluated, micro-averaged over every clip of ``strong``."""
     import warnings
@@ -164,12 +205,20 @@ def onset_only_f1(detected: Mapping[str, Sequence[Event]], strong: Mapping[str, 
 
     def container(events: Mapping[str, Sequence[Event]], name: str):
         return dcase_util.containers.MetaDataContainer(
-            [{"filename": name, "onset": e.onset, "offset": e.offset, "event_label": e.label}
-             for e in events.get(name, ()) if e.label in classes])
+            [
+                {"filename": name, "onset": e.onset, "offset": e.offset, "event_label": e.label}
+                for e in events.get(name, ())
+                if e.label in classes
+            ]
+        )
 
-    metrics = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(classes), t_collar=collar,
-                                                     percentage_of_length=0.5, evaluate_onset=True,
-                                                     evaluate_offset=False)
+    metrics = sed_eval.sound_event.EventBasedMetrics(
+        event_label_list=list(classes),
+        t_collar=collar,
+        percentage_of_length=0.5,
+        evaluate_onset=True,
+        evaluate_offset=False,
+    )
     references = estimates = 0
     for name in strong:
         reference, estimate = container(strong, name), container(detected, name)
@@ -180,5 +229,12 @@ def onset_only_f1(detected: Mapping[str, Sequence[Event]], strong: Mapping[str, 
     return float(metrics.results_overall_metrics()["f_measure"]["f_measure"])
 
 
-__all__ = ["PostProcessing", "PostprocessSettings", "choose_postprocessing", "decode_events", "median_filter",
-           "onset_only_f1", "window_frames"]
+__all__ = [
+    "PostProcessing",
+    "PostprocessSettings",
+    "choose_postprocessing",
+    "decode_events",
+    "median_filter",
+    "onset_only_f1",
+    "window_frames",
+]

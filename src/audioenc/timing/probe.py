@@ -72,8 +72,10 @@ class ProbeConfig:
     def description(self) -> str:
         """Which probe, in words (the report states it)."""
         if self.kind == "conv":
-            return (f"a temporal-context probe: a kernel-{self.context_frames} convolution over frames "
-                    f"({self.hidden} units), then a per-frame output layer")
+            return (
+                f"a temporal-context probe: a kernel-{self.context_frames} convolution over frames "
+                f"({self.hidden} units), then a per-frame output layer"
+            )
         return f"a per-frame probe: a two-layer perceptron on each frame ({self.hidden} units), the HEAR protocol"
 
 
@@ -96,11 +98,20 @@ class ProbeHead(nn.Module):
         context_frames: the first layer's kernel ``c`` (1: the per-frame HEAR probe; odd).
     """
 
-    def __init__(self, embedding_size: int, classes: Sequence[str], pooling: str, hidden: int = 64, dropout: float = 0.1,
-                 context_frames: int = 1) -> None:
+    def __init__(
+        self,
+        embedding_size: int,
+        classes: Sequence[str],
+        pooling: str,
+        hidden: int = 64,
+        dropout: float = 0.1,
+        context_frames: int = 1,
+    ) -> None:
         super().__init__()
         if context_frames < 1 or context_frames % 2 == 0:
-            raise ValueError(f"context_frames={context_frames}: the probe's kernel must be a positive odd number of frames")
+            raise ValueError(
+                f"context_frames={context_frames}: the probe's kernel must be a positive odd number of frames"
+            )
         self.classes = tuple(classes)
         self.pooling_name = pooling
         self.register_buffer("embedding_mean", torch.zeros(embedding_size))
@@ -119,7 +130,9 @@ class ProbeHead(nn.Module):
         if mask is None:
             mask = torch.ones(embeddings.shape[0], embeddings.shape[-1], dtype=torch.bool, device=embeddings.device)
         normalised = (embeddings - self.embedding_mean[:, None]) / self.embedding_std[:, None]
-        normalised = normalised * mask[:, None, :]  # a kernel wider than 1 sees zeros past a clip's end, alone or padded
+        normalised = (
+            normalised * mask[:, None, :]
+        )  # a kernel wider than 1 sees zeros past a clip's end, alone or padded
         hidden = self.dropout(torch.relu(self.hidden(normalised)))
         frame_scores = torch.sigmoid(self.head(hidden))
         clip_scores = self.pooling(frame_scores, hidden, mask)
@@ -152,12 +165,17 @@ def fit_on_clips(
         raise ValueError("inputs and targets differ in length")
     torch.manual_seed(seed)
     return fit_clip_model(
-        model, parameter_groups,
+        model,
+        parameter_groups,
         shuffled_batches(len(train_inputs), batch_size, torch.Generator().manual_seed(seed)),
         clip_label_loss(model, train_inputs, train_targets),
-        FitSettings(epochs, patience=patience, budget_seconds=budget_seconds, clip_norm=5.0, include_start=include_start),
+        FitSettings(
+            epochs, patience=patience, budget_seconds=budget_seconds, clip_norm=5.0, include_start=include_start
+        ),
         validate=lambda trained: validation_loss(trained, valid_inputs, valid_targets),
-        name=name, seed=seed, log=log,
+        name=name,
+        seed=seed,
+        log=log,
     )
 
 
@@ -176,13 +194,29 @@ def train_probe(
     """Train a :class:`ProbeHead` on frozen embeddings ``[E, F]`` per file (dict order = target rows)."""
     first = next(iter(train_frames.values()))
     torch.manual_seed(seed)
-    probe = ProbeHead(first.shape[0], classes, pooling, config.hidden, config.dropout,
-                      context_frames=config.context_frames if config.kind == "conv" else 1)
+    probe = ProbeHead(
+        first.shape[0],
+        classes,
+        pooling,
+        config.hidden,
+        config.dropout,
+        context_frames=config.context_frames if config.kind == "conv" else 1,
+    )
     probe.set_normalization(*frame_statistics(train_frames.values()))
     history = fit_on_clips(
-        probe, [{"params": list(probe.parameters()), "lr": config.learning_rate}], list(train_frames.values()),
-        train_targets, list(valid_frames.values()), valid_targets, epochs=config.max_epochs, batch_size=config.batch_size,
-        seed=seed, name=f"probe/{pooling}", patience=config.patience, budget_seconds=config.budget_seconds, log=log,
+        probe,
+        [{"params": list(probe.parameters()), "lr": config.learning_rate}],
+        list(train_frames.values()),
+        train_targets,
+        list(valid_frames.values()),
+        valid_targets,
+        epochs=config.max_epochs,
+        batch_size=config.batch_size,
+        seed=seed,
+        name=f"probe/{pooling}",
+        patience=config.patience,
+        budget_seconds=config.budget_seconds,
+        log=log,
     )
     return probe, history
 

@@ -43,6 +43,7 @@ from torch import nn
 
 from audioenc.audio.formats import EventSplit, read_corpus_split
 from audioenc.core.weights import write_weights
+from audioenc.textfiles import read_json
 from audioenc.timing.evaluation import clip_targets
 from audioenc.timing.features import LogMelConfig, split_log_mels
 from audioenc.timing.fitting import (
@@ -59,7 +60,6 @@ from audioenc.timing.fitting import (
     validation_loss,
 )
 from audioenc.timing.pooling import Pooling, make_pooling
-from audioenc.textfiles import read_json
 from audioenc.validation import bounded
 
 
@@ -341,13 +341,22 @@ def train_weak_encoder(
     count = len(train_set.split.files)
     valid_inputs, valid_targets = valid_set.inputs(), clip_targets(valid_set.split, classes)
     history = fit_clip_model(
-        model, [{"params": list(model.parameters()), "lr": learning_rate}],
+        model,
+        [{"params": list(model.parameters()), "lr": learning_rate}],
         shuffled_batches(count, batch_size, torch.Generator().manual_seed(seed), min_size=2),
         clip_label_loss(model, train_set.inputs(), clip_targets(train_set.split, classes)),
-        FitSettings(epochs, patience=patience, budget_seconds=budget_seconds, clip_norm=5.0, final_lr_factor=0.05,
-                    total_steps=epochs * batches_per_epoch(count, batch_size, min_size=2)),
+        FitSettings(
+            epochs,
+            patience=patience,
+            budget_seconds=budget_seconds,
+            clip_norm=5.0,
+            final_lr_factor=0.05,
+            total_steps=epochs * batches_per_epoch(count, batch_size, min_size=2),
+        ),
         validate=lambda m: validation_loss(m, valid_inputs, valid_targets, batch_size),
-        name=pooling, seed=seed, log=log,
+        name=pooling,
+        seed=seed,
+        log=log,
     )
     return model, history
 
@@ -384,7 +393,11 @@ def load_weak_encoder(directory: str | Path) -> WeakCRNN:
     description = read_json(config_path, "weak-CRNN description")
     if description.get("kind") != "audioenc.weak_crnn":
         raise ValueError(f"{config_path} describes {description.get('kind')!r}, not an audioenc.weak_crnn")
-    config = CRNNConfig(**{key: tuple(value) if isinstance(value, list) else value for key, value in description["config"].items()})
-    model = WeakCRNN(tuple(description["classes"]), description["pooling"], config, LogMelConfig(**description["features"]))
+    config = CRNNConfig(
+        **{key: tuple(value) if isinstance(value, list) else value for key, value in description["config"].items()}
+    )
+    model = WeakCRNN(
+        tuple(description["classes"]), description["pooling"], config, LogMelConfig(**description["features"])
+    )
     model.load_state_dict(load_file(str(directory / "model.safetensors")))
     return model.eval()

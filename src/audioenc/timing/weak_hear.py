@@ -78,7 +78,9 @@ class WeakCRNNHEAR(HEARModule):
                 hook.remove()
             return captured["sequence"][0].T.numpy().astype(np.float32)
 
-        return TopSplit(_GRUTop(copy.deepcopy(rnn)), lower, "weak-CRNN bidirectional GRU (the layer that makes the embeddings)")
+        return TopSplit(
+            _GRUTop(copy.deepcopy(rnn)), lower, "weak-CRNN bidirectional GRU (the layer that makes the embeddings)"
+        )
 
 
 class _GRUTop(nn.Module):
@@ -127,5 +129,11 @@ def load_model(model_file_path: str = "", **kwargs) -> HEARModule:
 
 register()
 
-__all__ = ["WeakCRNNHEAR", "get_scene_embeddings", "get_timestamp_embeddings", "load_model", "register",
-           "weak_crnn_folder"]
+__all__ = [
+    "WeakCRNNHEAR",
+    "get_scene_embeddings",
+    "get_timestamp_embeddings",
+    "load_model",
+    "register",
+    "weak_crnn_folder",
+]

@@ -26,10 +26,16 @@ from audioenc.config import SAVED_BEFORE, Config, saved_section
 from audioenc.core.atomic import atomic_write
 from audioenc.errors import UserError
 
-
 # Temporary names of the files a run writes into its folder (``atomic_write``: ``.NAME.XXXX.tmp``).
-RUN_FILE_PREFIXES = (".checkpoint_", ".model_best.", ".metrics.jsonl.", ".config.json.", ".changes.jsonl.",
-                     ".summary.json.", ".init_from.json.")
+RUN_FILE_PREFIXES = (
+    ".checkpoint_",
+    ".model_best.",
+    ".metrics.jsonl.",
+    ".config.json.",
+    ".changes.jsonl.",
+    ".summary.json.",
+    ".init_from.json.",
+)
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
@@ -65,13 +71,22 @@ def check_compatible(saved: dict[str, Any], current: Config, path: Path) -> None
             if old != value:
                 differences.append(f"{section}.{key}: checkpoint {old!r}, now {value!r}")
     if differences:
-        added_later = [f"{section}.{key}={json.dumps(value)}" for section, keys in SAVED_BEFORE.items()
-                       for key, value in keys.items() if section not in saved or key not in saved[section]]
-        hint = (f" This checkpoint predates {', '.join(added_later)}: add that override to resume it."
-                if added_later else "")
+        added_later = [
+            f"{section}.{key}={json.dumps(value)}"
+            for section, keys in SAVED_BEFORE.items()
+            for key, value in keys.items()
+            if section not in saved or key not in saved[section]
+        ]
+        hint = (
+            f" This checkpoint predates {', '.join(added_later)}: add that override to resume it."
+            if added_later
+            else ""
+        )
         raise UserError(
-            f"Checkpoint {path} was made with another model configuration: " + "; ".join(differences)
-            + ". Use the same --1ch/--32ch, --preset and overrides as that run, or a new --run-dir." + hint
+            f"Checkpoint {path} was made with another model configuration: "
+            + "; ".join(differences)
+            + ". Use the same --1ch/--32ch, --preset and overrides as that run, or a new --run-dir."
+            + hint
         )
 
 
@@ -80,11 +95,21 @@ def check_compatible(saved: dict[str, Any], current: Config, path: Path) -> None
 # raising it). Every other key of these sections changes the data a step sees (batch size, segment
 # length, seed, data folder, channel mode), the schedule (updates per epoch, warm-up, discriminator
 # cadence), the objective or optimiser, or which model counts as best.
-RESUME_FREE_KEYS = frozenset({
-    "data.num_workers", "train.epochs", "train.log_every", "train.checkpoint_every",
-    "train.max_nonfinite_steps", "train.device", "train.compile", "train.logger",
-    "train.perceptual_every", "train.perceptual_measures", "train.perceptual_segments",
-})
+RESUME_FREE_KEYS = frozenset(
+    {
+        "data.num_workers",
+        "train.epochs",
+        "train.log_every",
+        "train.checkpoint_every",
+        "train.max_nonfinite_steps",
+        "train.device",
+        "train.compile",
+        "train.logger",
+        "train.perceptual_every",
+        "train.perceptual_measures",
+        "train.perceptual_segments",
+    }
+)
 TRAINING_SECTIONS = ("data", "losses", "optim", "train")
 
 

@@ -19,7 +19,8 @@ def build_datasets(config: Config, context: DistributedContext) -> tuple[Dataset
     """
     if config.data.root:
         root = require_directory(
-            config.data.root, "The training data folder (--data / data.root)",
+            config.data.root,
+            "The training data folder (--data / data.root)",
             "Point --data at a folder of audio files, or leave it out for the embedded corpus.",
         )
     else:

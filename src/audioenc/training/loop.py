@@ -104,8 +104,14 @@ def fit(
     valid_loader = DataLoader(valid_set, batch_size=batch, shuffle=False, num_workers=0)
     history_path = trainer.run_dir / "metrics.jsonl"
     restore_history(trainer, history_path)
-    bar = tqdm(total=total_steps, initial=trainer.step, disable=not (progress and context.is_main),
-               desc="train", unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        initial=trainer.step,
+        disable=not (progress and context.is_main),
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+    )
     last_values: dict[str, float] = {}
     stopped_by = None
     start = time.perf_counter()
@@ -121,8 +127,13 @@ def fit(
             bar.update(1)
             if context.is_main and trainer.step % config.train.log_every == 0:
                 logger.scalars(trainer.step, {f"train/{k}": v for k, v in result.values.items()})
-                logger.scalars(trainer.step, {"train/lr": trainer.optimizer.param_groups[0]["lr"],
-                                              "train/nonfinite_steps": trainer.nonfinite_total})
+                logger.scalars(
+                    trainer.step,
+                    {
+                        "train/lr": trainer.optimizer.param_groups[0]["lr"],
+                        "train/nonfinite_steps": trainer.nonfinite_total,
+                    },
+                )
                 bar.set_postfix({k: f"{result.values[k]:.3g}" for k in ("l1", "mel", "adv") if k in result.values})
             epoch_end = trainer.step % steps_per_epoch == 0
             if epoch_end:
@@ -222,8 +233,9 @@ def _log_example(trainer: Trainer, valid_set: Dataset, logger: RunLogger) -> Non
     logger.image(trainer.step, "valid/mel", mel_comparison_image(reference_np, reconstruction_np, sample_rate))
 
 
-def _end_of_epoch(trainer: Trainer, valid_loader: DataLoader, logger: RunLogger, history_path: Path,
-                  epoch: int) -> None:
+def _end_of_epoch(
+    trainer: Trainer, valid_loader: DataLoader, logger: RunLogger, history_path: Path, epoch: int
+) -> None:
     metrics = trainer.validate(valid_loader)  # every rank: identical weights, identical metrics
     value = metrics[trainer.config.train.best_metric]
     if trainer.best_step <= trainer.config.train.adversarial_warmup_steps < trainer.step:
@@ -236,8 +248,12 @@ def _end_of_epoch(trainer: Trainer, valid_loader: DataLoader, logger: RunLogger,
         trainer.best_value = value
         trainer.best_step = trainer.step
     # Plain numbers only: the row goes into the checkpoint, which loads with weights_only=True.
-    row = {"epoch": epoch, "step": trainer.step, "best": improved,
-           **{k: v if isinstance(v, (bool, int, float, str)) else float(v) for k, v in metrics.items()}}
+    row = {
+        "epoch": epoch,
+        "step": trainer.step,
+        "best": improved,
+        **{k: v if isinstance(v, (bool, int, float, str)) else float(v) for k, v in metrics.items()},
+    }
     trainer.history.append(row)
     # Order matters for a kill at any point: best files first (a run resumed from the previous
     # ``last`` redoes this epoch and writes them again), then ``last`` with the row in its history,

@@ -82,11 +82,18 @@ def layer_error(name: str, module: nn.Module, inputs: torch.Tensor, device_type:
         estimate = _first(module(x))
     estimate_grads = torch.autograd.grad(estimate.float(), [x, *params], cotangent)
     weight_errors = [_relative(e, r) for e, r in zip(estimate_grads[1:], reference_grads[1:], strict=True)]
-    return LayerError(name, f"{describe(module)} on {list(inputs.shape)}", _relative(estimate.float(), reference),
-                      _relative(estimate_grads[0], reference_grads[0]), max(weight_errors, default=0.0))
+    return LayerError(
+        name,
+        f"{describe(module)} on {list(inputs.shape)}",
+        _relative(estimate.float(), reference),
+        _relative(estimate_grads[0], reference_grads[0]),
+        max(weight_errors, default=0.0),
+    )
 
 
-def layer_inputs(model: nn.Module, discriminator: nn.Module, audio: torch.Tensor) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+def layer_inputs(
+    model: nn.Module, discriminator: nn.Module, audio: torch.Tensor
+) -> dict[str, tuple[nn.Module, torch.Tensor]]:
     """Each autocast layer of the codec's encoder and decoder and of the discriminator, with the
     input it gets when ``audio`` ``[B, C, T]`` goes through them in float32 (the discriminator
     sees the decoder's output). The quantizer is skipped: its first training forward initialises
@@ -96,8 +103,10 @@ def layer_inputs(model: nn.Module, discriminator: nn.Module, audio: torch.Tensor
     for prefix, root in (("model", model), ("discriminator", discriminator)):
         for name, module in root.named_modules():
             if isinstance(module, AUTOCAST_LAYERS):
+
                 def keep(mod, args, key=f"{prefix}.{name}") -> None:
                     captured.setdefault(key, (mod, args[0].detach()))
+
                 handles.append(module.register_forward_pre_hook(keep))
     modes = {m: m.training for m in (model, discriminator)}
     try:
@@ -118,8 +127,10 @@ def check_bf16_layers(model: nn.Module, discriminator: nn.Module, audio: torch.T
     """:func:`layer_error` of every autocast layer on the inputs ``audio`` gives it (see
     :func:`layer_inputs`), in the order the layers run."""
     device_type = audio.device.type
-    return [layer_error(name, module, inputs, device_type)
-            for name, (module, inputs) in layer_inputs(model, discriminator, audio).items()]
+    return [
+        layer_error(name, module, inputs, device_type)
+        for name, (module, inputs) in layer_inputs(model, discriminator, audio).items()
+    ]
 
 
 def run_in_float32(module: nn.Module) -> None:
@@ -135,8 +146,9 @@ def run_in_float32(module: nn.Module) -> None:
     module.forward = float32_forward
 
 
-def guard_bf16(model: nn.Module, discriminator: nn.Module, audio: torch.Tensor,
-               tolerance: float = TOLERANCE) -> list[LayerError]:
+def guard_bf16(
+    model: nn.Module, discriminator: nn.Module, audio: torch.Tensor, tolerance: float = TOLERANCE
+) -> list[LayerError]:
     """Check every autocast layer on ``audio`` ``[B, C, T]`` (the run's per-rank batch shape) and
     run the wrong ones in float32; returns those layers (empty when bf16 is right everywhere)."""
     wrong = [error for error in check_bf16_layers(model, discriminator, audio) if error.worst > tolerance]

@@ -32,8 +32,14 @@ from audioenc.training.loop import fit
 from audioenc.training.trainer import Trainer
 
 
-def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = True,
-          allow_changed_training: bool = False, init_from: tuple[str, torch.nn.Module] | None = None) -> dict:
+def train(
+    config: Config,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    allow_changed_training: bool = False,
+    init_from: tuple[str, torch.nn.Module] | None = None,
+) -> dict:
     """Train ``config`` in ``run_dir``; with ``resume`` continue from ``checkpoint_last.pt`` exactly.
 
     Everything that can refuse the run (the checkpoint, its model and training settings, the data)
@@ -120,8 +126,16 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = 
         shutdown()
 
 
-RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint_best.pt", "model_best.safetensors",
-             "model_best.json", "changes.jsonl", "init_from.json")
+RUN_FILES = (
+    "config.json",
+    "metrics.jsonl",
+    "summary.json",
+    "checkpoint_best.pt",
+    "model_best.safetensors",
+    "model_best.json",
+    "changes.jsonl",
+    "init_from.json",
+)
 """Names a run writes into its folder besides ``checkpoint_last.pt`` (and logger folders)."""
 
 
@@ -140,8 +154,10 @@ def _refuse_existing_run(last: Path, resume: bool) -> None:
         return
     clashes = [name for name in RUN_FILES if (last.parent / name).exists()]
     if clashes:
-        raise UserError(f"--run-dir {last.parent} already holds {', '.join(clashes)}, not from an audioenc run; "
-                        "a new run would replace them: choose a new or empty --run-dir.")
+        raise UserError(
+            f"--run-dir {last.parent} already holds {', '.join(clashes)}, not from an audioenc run; "
+            "a new run would replace them: choose a new or empty --run-dir."
+        )
 
 
 def initialise_from(trainer: Trainer, source: str, codec: torch.nn.Module) -> None:
@@ -150,8 +166,10 @@ def initialise_from(trainer: Trainer, source: str, codec: torch.nn.Module) -> No
         trainer.model.load_state_dict(codec.state_dict())
     except RuntimeError as error:  # a model.* override changed the architecture
         message = " ".join(str(error).split())[:300]
-        raise UserError(f"--init-from {source}: its weights do not fit this run's model settings ({message}); "
-                        "drop the model.* overrides that change the architecture.") from None
+        raise UserError(
+            f"--init-from {source}: its weights do not fit this run's model settings ({message}); "
+            "drop the model.* overrides that change the architecture."
+        ) from None
     if trainer.ema is not None:
         trainer.ema.module.load_state_dict(codec.state_dict())
 
@@ -159,8 +177,11 @@ def initialise_from(trainer: Trainer, source: str, codec: torch.nn.Module) -> No
 def record_init(run_dir: Path, source: str, model: torch.nn.Module) -> None:
     """Say where the run's weights came from, on stdout and in ``run_dir/init_from.json``."""
     message = f"initialised from {source}; the discriminator starts fresh"
-    row = {"init_from": str(Path(source).resolve()), "model_weights_sha256": model_weights_hash(model),
-           "note": message + " (and so do the optimisers and the loss balancers)"}
+    row = {
+        "init_from": str(Path(source).resolve()),
+        "model_weights_sha256": model_weights_hash(model),
+        "note": message + " (and so do the optimisers and the loss balancers)",
+    }
     write_json(Path(run_dir) / "init_from.json", row)
     print(f"{message} (recorded in {Path(run_dir) / 'init_from.json'}).")
 
@@ -187,8 +208,10 @@ def record_changes(run_dir: Path, step: int, changes: list) -> None:
     if before and not before.endswith("\n"):
         before += "\n"
     atomic_write(path, lambda tmp: tmp.write_text(before + json.dumps(row) + "\n"))
-    print(f"Resuming {run_dir} at step {step} with changed training settings (--allow-changed-training): "
-          f"{describe_changes(changes)}; recorded in {path}.")
+    print(
+        f"Resuming {run_dir} at step {step} with changed training settings (--allow-changed-training): "
+        f"{describe_changes(changes)}; recorded in {path}."
+    )
 
 
 def summary_table(run_dir: Path, summary: dict) -> str:
@@ -199,9 +222,19 @@ def summary_table(run_dir: Path, summary: dict) -> str:
     if history_path.exists():
         rows = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
     if rows:
-        keys = [k for k in ("l1", "mel_distance", "stft_distance", "si_snr", "mel_identified", "ild_error_db",
-                            "coherence_error")
-                if k in rows[0]]
+        keys = [
+            k
+            for k in (
+                "l1",
+                "mel_distance",
+                "stft_distance",
+                "si_snr",
+                "mel_identified",
+                "ild_error_db",
+                "coherence_error",
+            )
+            if k in rows[0]
+        ]
         lines.append(" ".join(f"{h:>14}" for h in ["epoch", "step", *keys, "best"]))
         for row in rows:
             cells = [f"{row['epoch']:>14}", f"{row['step']:>14}"]

@@ -105,7 +105,8 @@ class Trainer:
             self.model_ddp = torch.compile(self.model_ddp)
             self.discriminator_frozen = torch.compile(self.discriminator)
             self.discriminator_ddp = (
-                self.discriminator_frozen if self.discriminator_ddp is self.discriminator
+                self.discriminator_frozen
+                if self.discriminator_ddp is self.discriminator
                 else torch.compile(self.discriminator_ddp)
             )
 
@@ -124,7 +125,9 @@ class Trainer:
 
         losses = config.losses
         # EnCodec paper Eq. 1: alpha_i = 1 and a normalised STFT (audiocraft msspec: alphas false, normalized true).
-        self.mel_loss = MultiScaleMelLoss(sample_rate=config.model.sample_rate, alphas=False, normalized=True).to(device)
+        self.mel_loss = MultiScaleMelLoss(sample_rate=config.model.sample_rate, alphas=False, normalized=True).to(
+            device
+        )
         balancer_options = dict(
             balance_grads=losses.balance_grads,
             total_norm=losses.balancer_total_norm,
@@ -277,8 +280,14 @@ class Trainer:
         epochs also ViSQOL (or the measures ``train.perceptual_measures`` names) on a few segments.
         """
         model = self.ema.module if self.ema is not None else self.model
-        return evaluate_codec(model, batches, self.config.model.sample_rate, self.device,
-                              perceptual=self.perceptual_measures_now(), perceptual_items=self.config.train.perceptual_segments)
+        return evaluate_codec(
+            model,
+            batches,
+            self.config.model.sample_rate,
+            self.device,
+            perceptual=self.perceptual_measures_now(),
+            perceptual_items=self.config.train.perceptual_segments,
+        )
 
     def perceptual_measures_now(self) -> tuple[str, ...]:
         """The perceptual measures this validation scores: ``train.perceptual_measures`` every

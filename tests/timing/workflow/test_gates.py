@@ -13,8 +13,7 @@ import pytest
 
 from audioenc.core.bootstrap import BootstrapCI
 from audioenc.timing.boundaries import BoundarySummary
-from audioenc.timing.evaluation import BoundaryEvidence, Evaluation
-from audioenc.timing.evaluation import average_precision
+from audioenc.timing.evaluation import BoundaryEvidence, Evaluation, average_precision
 from audioenc.timing.workflow.gates import DETECT_MORE, TRAIN_MORE, chance_map, check_learned, expected_random_ap
 
 
@@ -43,15 +42,26 @@ def test_chance_map_by_hand():
 
 
 def _summary(events: int, detected: int) -> BoundarySummary:
-    return BoundarySummary(events=events, detected=detected, median_abs_onset_error=0.1, median_abs_offset_error=0.1,
-                           median_onset_error=0.0, median_offset_error=0.0, onset_within=0.5, offset_within=0.5,
-                           tolerance=0.2)
+    return BoundarySummary(
+        events=events,
+        detected=detected,
+        median_abs_onset_error=0.1,
+        median_abs_offset_error=0.1,
+        median_onset_error=0.0,
+        median_offset_error=0.0,
+        onset_within=0.5,
+        offset_within=0.5,
+        tolerance=0.2,
+    )
 
 
 def _evaluation(value: float | None, low: float | None, summary: BoundarySummary | None = None) -> Evaluation:
     intervals = {"clip_map": BootstrapCI(value, low, 0.95, 0.95, 200)} if low is not None else {}
-    boundary = (BoundaryEvidence(True, None, positives=5, summary=summary) if summary is not None
-                else BoundaryEvidence(False, "no strong labels"))
+    boundary = (
+        BoundaryEvidence(True, None, positives=5, summary=summary)
+        if summary is not None
+        else BoundaryEvidence(False, "no strong labels")
+    )
     return Evaluation({"clip_map": value}, intervals, boundary)
 
 
@@ -95,5 +105,10 @@ def test_too_few_events_detected_fails_with_its_own_advice():
     # Both gates failing: both failures, both pieces of advice once each.
     both = check_learned("crnn/max", _evaluation(0.1, 0.05, _summary(20, 0)), 0.25, 0.1)
     assert len(both.failures) == 2 and both.advice == f"{TRAIN_MORE}; {DETECT_MORE}"
-    assert both.to_json() == {"system": "crnn/max", "passed": False, "failures": list(both.failures),
-                              "advice": both.advice, "chance_map": 0.25}
+    assert both.to_json() == {
+        "system": "crnn/max",
+        "passed": False,
+        "failures": list(both.failures),
+        "advice": both.advice,
+        "chance_map": 0.25,
+    }

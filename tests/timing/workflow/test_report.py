@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 
 from audioenc.audio.formats import Event, EventSplit, Issue
-from audioenc.timing.adapt import AdaptationTrigger, AdaptationVerdict
 from audioenc.core.bootstrap import BootstrapCI
+from audioenc.timing.adapt import AdaptationTrigger, AdaptationVerdict
 from audioenc.timing.boundaries import BoundarySummary, CollarF1
 from audioenc.timing.evaluation import BoundaryEvidence, ClipMetrics, Evaluation
 from audioenc.timing.fitting import TrainingHistory
@@ -23,6 +23,7 @@ from audioenc.timing.postprocess import PostProcessing
 from audioenc.timing.weak import CRNNConfig
 from audioenc.timing.workflow.context import RunInfo
 from audioenc.timing.workflow.data import WorkflowData
+from audioenc.timing.workflow.gates import SanityCheck, check_learned
 from audioenc.timing.workflow.report import build_note, headline_text, write_note
 from audioenc.timing.workflow.results import (
     AdaptationOutcome,
@@ -38,7 +39,6 @@ from audioenc.timing.workflow.results import (
     StepResults,
     WeakTraining,
 )
-from audioenc.timing.workflow.gates import SanityCheck, check_learned
 from audioenc.timing.workflow.sections import Claim, ReportSection
 from audioenc.timing.workflow.settings import TrainingBudget, WorkflowSettings
 from audioenc.timing.workflow.steps import STEPS
@@ -61,11 +61,17 @@ def test_decide_path():
     unavailable = decide_path(AdaptationOutcome("rule", _trigger(short_on=("collar_f1",)), unavailable="HEAR only"))
     assert unavailable.path == "scratch" and "HEAR only" in unavailable.statement
     assert "collar_f1" in unavailable.statement
-    adapted = decide_path(AdaptationOutcome("rule", _trigger(short_on=("clip_map",)), top_block="GRU",
-                                            verdict=AdaptationVerdict(True, "gain")))
+    adapted = decide_path(
+        AdaptationOutcome(
+            "rule", _trigger(short_on=("clip_map",)), top_block="GRU", verdict=AdaptationVerdict(True, "gain")
+        )
+    )
     assert adapted.path == "adapted"
-    not_enough = decide_path(AdaptationOutcome("rule", _trigger(short_on=("clip_map",)), top_block="GRU",
-                                               verdict=AdaptationVerdict(False, "small")))
+    not_enough = decide_path(
+        AdaptationOutcome(
+            "rule", _trigger(short_on=("clip_map",)), top_block="GRU", verdict=AdaptationVerdict(False, "small")
+        )
+    )
     assert not_enough.path == "scratch" and "small" in not_enough.statement
     assert not_enough.to_json() == {"path": "scratch", "statement": not_enough.statement}
     # A failed sanity gate (no_decision) overrides every other case: no path is recommended.
@@ -73,8 +79,18 @@ def test_decide_path():
     for trigger in (_trigger(False), _trigger(True)):
         none = decide_path(AdaptationOutcome("rule", trigger, no_decision=reason))
         assert none == Decision("none", reason)
-    assert decide_path(AdaptationOutcome("rule", _trigger(short_on=("clip_map",)), top_block="GRU",
-                                         verdict=AdaptationVerdict(True, "gain"), no_decision=reason)).path == "none"
+    assert (
+        decide_path(
+            AdaptationOutcome(
+                "rule",
+                _trigger(short_on=("clip_map",)),
+                top_block="GRU",
+                verdict=AdaptationVerdict(True, "gain"),
+                no_decision=reason,
+            )
+        ).path
+        == "none"
+    )
 
 
 # --------------------------------------------------------------------------- a hand-made run
@@ -89,8 +105,12 @@ ARTIFACTS = {
     "pooling": ("01_pooling/clip_metrics.tsv", "01_pooling/clip_metrics.json", "01_pooling/pooled_levels.png"),
     "frames": ("02_frames/frame_scores.png", "02_frames/frame_view.json"),
     "weak": ("03_weak/training.json", "03_weak/training_curves.png"),
-    "boundaries": ("04_boundaries/boundary_metrics.tsv", "04_boundaries/boundary_metrics.json",
-                   "04_boundaries/event_errors.tsv", "04_boundaries/around_boundaries.png"),
+    "boundaries": (
+        "04_boundaries/boundary_metrics.tsv",
+        "04_boundaries/boundary_metrics.json",
+        "04_boundaries/event_errors.tsv",
+        "04_boundaries/around_boundaries.png",
+    ),
     "probe": ("05_probe/comparison.json", "05_probe/comparison.tsv", "05_probe/training_curves.png"),
     "adaptation": ("06_adapt/adaptation.json",),
 }
@@ -101,16 +121,33 @@ def _ci(value: float) -> BootstrapCI:
 
 
 def _summary(events: int = 10, detected: int = 9, onset: float = 0.15) -> BoundarySummary:
-    return BoundarySummary(events=events, detected=detected, median_abs_onset_error=onset, median_abs_offset_error=0.3,
-                           median_onset_error=0.05, median_offset_error=-0.1, onset_within=0.6, offset_within=0.4,
-                           tolerance=0.2)
+    return BoundarySummary(
+        events=events,
+        detected=detected,
+        median_abs_onset_error=onset,
+        median_abs_offset_error=0.3,
+        median_onset_error=0.05,
+        median_offset_error=-0.1,
+        onset_within=0.6,
+        offset_within=0.4,
+        tolerance=0.2,
+    )
 
 
 def _evaluation(clip_map: float, collar: float, summary: BoundarySummary | None = None) -> Evaluation:
-    point = {"clip_map": clip_map, "clip_accuracy": 0.8, "onset_within": 0.5, "offset_within": 0.4,
-             "median_abs_onset": 0.2, "collar_f1": collar, "psds1": 0.3, "psds2": 0.5}
-    evidence = BoundaryEvidence(True, None, 3, summary or _summary(),
-                                CollarF1(collar, collar, collar, collar, {"b": collar}, 0.5, ()), 0.3, 0.5)
+    point = {
+        "clip_map": clip_map,
+        "clip_accuracy": 0.8,
+        "onset_within": 0.5,
+        "offset_within": 0.4,
+        "median_abs_onset": 0.2,
+        "collar_f1": collar,
+        "psds1": 0.3,
+        "psds2": 0.5,
+    }
+    evidence = BoundaryEvidence(
+        True, None, 3, summary or _summary(), CollarF1(collar, collar, collar, collar, {"b": collar}, 0.5, ()), 0.3, 0.5
+    )
     return Evaluation(point, {name: _ci(value) for name, value in point.items()}, evidence)
 
 
@@ -126,11 +163,16 @@ def _failed(system: str) -> SanityCheck:
 # Post-processing each system uses (chosen on validation): window 7 frames, threshold 0.4.
 CHOSEN_POSTPROCESSING = PostProcessing(0.24, 7, 0.4, "chosen on validation: the best collar F1 of 28 pairs", 0.5)
 # Training histories: the CRNNs stop by patience; the probe and scratch run to their limits while improving.
-CRNN_HISTORY = TrainingHistory(train_loss=[1.0, 0.9, 0.8], valid_loss=[0.9, 0.8, 0.85], best_epoch=1, stopped="patience")
-PROBE_HISTORIES = {"frozen + probe": TrainingHistory(valid_loss=[0.7, 0.6], best_epoch=1),
-                   "scratch": TrainingHistory(valid_loss=[0.7, 0.6, 0.5], best_epoch=2, stopped="budget"),
-                   "encoder (CRNN, other classes)": TrainingHistory(valid_loss=[0.5, 0.4, 0.45, 0.46], best_epoch=1,
-                                                                    stopped="patience")}
+CRNN_HISTORY = TrainingHistory(
+    train_loss=[1.0, 0.9, 0.8], valid_loss=[0.9, 0.8, 0.85], best_epoch=1, stopped="patience"
+)
+PROBE_HISTORIES = {
+    "frozen + probe": TrainingHistory(valid_loss=[0.7, 0.6], best_epoch=1),
+    "scratch": TrainingHistory(valid_loss=[0.7, 0.6, 0.5], best_epoch=2, stopped="budget"),
+    "encoder (CRNN, other classes)": TrainingHistory(
+        valid_loss=[0.5, 0.4, 0.45, 0.46], best_epoch=1, stopped="patience"
+    ),
+}
 
 
 def _clip(value: float) -> ClipMetrics:
@@ -140,9 +182,15 @@ def _clip(value: float) -> ClipMetrics:
 def _split(name: str, clips: int) -> EventSplit:
     files = [f"{name}_{i}.wav" for i in range(clips)]
     strong = {f: ([Event(1.0, 2.0, CLASSES[i % 2])] if i % 2 == 0 or i < 2 else []) for i, f in enumerate(files)}
-    return EventSplit(name=name, audio_dir=Path("/data/audio") / name, files=files, durations=dict.fromkeys(files, 10.0),
-                      weak={f: tuple(sorted({e.label for e in events})) for f, events in strong.items()},
-                      strong=strong, classes=CLASSES)
+    return EventSplit(
+        name=name,
+        audio_dir=Path("/data/audio") / name,
+        files=files,
+        durations=dict.fromkeys(files, 10.0),
+        weak={f: tuple(sorted({e.label for e in events})) for f, events in strong.items()},
+        strong=strong,
+        classes=CLASSES,
+    )
 
 
 def _results(tmp_path: Path) -> StepResults:
@@ -153,50 +201,121 @@ def _results(tmp_path: Path) -> StepResults:
             (tmp_path / path).write_text("x")
     splits = {"train": _split("train", 10), "validation": _split("validation", 4), "test": _split("test", 4)}
     issue = Issue(DROPPED_FILE, 7, f"{DROPPED_FILE}:7: unknown class 'trumpet' | odd", "dropped")
-    corpus = WorkflowData(root=Path("/data"), splits=splits, classes=CLASSES, features={}, issues=[issue], notes=[],
-                          audio_formats={"24000 Hz, 1 ch": 18})
-    data = DataSummary(corpus, {name: SplitSummary(len(s.files), len(s.positive_files()), True, str(s.audio_dir),
-                                                   10.0 * len(s.files)) for name, s in splits.items()},
-                       "downmixed to mono", ARTIFACTS["data"])
-    pooling = PoolingComparison({rule: {"validation": _clip(0.6), "test": _clip(0.5 + 0.01 * i)}
-                                 for i, rule in enumerate(RULES)}, "attention", {"a": 1.0, "b": 1.0}, ARTIFACTS["pooling"])
-    frames = FrameView(True, None, inside_mean=0.6, outside_mean=0.2, absent_class_mean=0.1, peak_inside=5,
-                       positive_pairs=8, sample_clips=("test_0.wav",), artifacts=ARTIFACTS["frames"])
-    weak = WeakTraining(CRNNConfig(stem_channels=4, conv_channels=(8, 16), rnn_hidden=8),
-                        budget=TrainingBudget(max_epochs=8, patience=6, batch_size=16, learning_rate=3e-3),
-                        seed=0, train_clips=tuple(splits["train"].files),
-                        rules={rule: RuleTraining(1.0, CRNN_HISTORY, 25.0, _clip(0.6), _clip(0.7)) for rule in RULES},
-                        artifacts=ARTIFACTS["weak"])
+    corpus = WorkflowData(
+        root=Path("/data"),
+        splits=splits,
+        classes=CLASSES,
+        features={},
+        issues=[issue],
+        notes=[],
+        audio_formats={"24000 Hz, 1 ch": 18},
+    )
+    data = DataSummary(
+        corpus,
+        {
+            name: SplitSummary(len(s.files), len(s.positive_files()), True, str(s.audio_dir), 10.0 * len(s.files))
+            for name, s in splits.items()
+        },
+        "downmixed to mono",
+        ARTIFACTS["data"],
+    )
+    pooling = PoolingComparison(
+        {rule: {"validation": _clip(0.6), "test": _clip(0.5 + 0.01 * i)} for i, rule in enumerate(RULES)},
+        "attention",
+        {"a": 1.0, "b": 1.0},
+        ARTIFACTS["pooling"],
+    )
+    frames = FrameView(
+        True,
+        None,
+        inside_mean=0.6,
+        outside_mean=0.2,
+        absent_class_mean=0.1,
+        peak_inside=5,
+        positive_pairs=8,
+        sample_clips=("test_0.wav",),
+        artifacts=ARTIFACTS["frames"],
+    )
+    weak = WeakTraining(
+        CRNNConfig(stem_channels=4, conv_channels=(8, 16), rnn_hidden=8),
+        budget=TrainingBudget(max_epochs=8, patience=6, batch_size=16, learning_rate=3e-3),
+        seed=0,
+        train_clips=tuple(splits["train"].files),
+        rules={rule: RuleTraining(1.0, CRNN_HISTORY, 25.0, _clip(0.6), _clip(0.7)) for rule in RULES},
+        artifacts=ARTIFACTS["weak"],
+    )
     # Onset error 0.1 s for the first rule, + 0.01 s per rule; clip mAP falls, collar F1 rises.
-    per_rule = {rule: _evaluation(0.8 - 0.01 * i, 0.2 + 0.05 * i, _summary(onset=0.1 + 0.01 * i))
-                for i, rule in enumerate(RULES)}
-    selection = PoolingChoice("linear_softmax", "validation collar F1 0.450", "the rule", ("linear_softmax",),
-                              {rule: dict(per_rule[rule].point) for rule in RULES})
-    boundaries = BoundaryInspection(True, None, 3, per_rule, selection,
-                                    tuple(find_disagreements({rule: per_rule[rule].point for rule in RULES})),
-                                    ARTIFACTS["boundaries"], dict.fromkeys(RULES, CHOSEN_POSTPROCESSING),
-                                    {rule: _passed(f"the {rule} CRNN") for rule in RULES}, True)
-    encoder = EncoderInfo({"kind": "weak_crnn", "source": "/somewhere", "sample_rate": 24000, "embedding_size": 64,
-                           "channel_policy": "mono"}, trained_here=True, frame_rate=25.0, embedding_seconds=1.0,
-                          grid_is_encoder_frames=True, trained_on_classes=("a",), seconds=2.0)
-    probe = ProbeComparison(encoder, "mono", ("b",), "linear_softmax", ("held-out classes",), True,
-                            frozen=_evaluation(0.80, 0.30), scratch=_evaluation(0.82, 0.45),
-                            difference={name: _ci(-0.1) for name in _evaluation(0, 0).point},
-                            artifacts=ARTIFACTS["probe"], probe_description="a per-frame probe (16 units)",
-                            postprocessing={"frozen + probe": CHOSEN_POSTPROCESSING,
-                                            "scratch": replace(CHOSEN_POSTPROCESSING, window_frames=1, window_seconds=0.0,
-                                                               threshold=0.3)},
-                            gates={"frozen + probe": _passed("the frozen + probe path"),
-                                   "scratch": _passed("the scratch baseline")},
-                            histories=dict(PROBE_HISTORIES))
+    per_rule = {
+        rule: _evaluation(0.8 - 0.01 * i, 0.2 + 0.05 * i, _summary(onset=0.1 + 0.01 * i))
+        for i, rule in enumerate(RULES)
+    }
+    selection = PoolingChoice(
+        "linear_softmax",
+        "validation collar F1 0.450",
+        "the rule",
+        ("linear_softmax",),
+        {rule: dict(per_rule[rule].point) for rule in RULES},
+    )
+    boundaries = BoundaryInspection(
+        True,
+        None,
+        3,
+        per_rule,
+        selection,
+        tuple(find_disagreements({rule: per_rule[rule].point for rule in RULES})),
+        ARTIFACTS["boundaries"],
+        dict.fromkeys(RULES, CHOSEN_POSTPROCESSING),
+        {rule: _passed(f"the {rule} CRNN") for rule in RULES},
+        True,
+    )
+    encoder = EncoderInfo(
+        {
+            "kind": "weak_crnn",
+            "source": "/somewhere",
+            "sample_rate": 24000,
+            "embedding_size": 64,
+            "channel_policy": "mono",
+        },
+        trained_here=True,
+        frame_rate=25.0,
+        embedding_seconds=1.0,
+        grid_is_encoder_frames=True,
+        trained_on_classes=("a",),
+        seconds=2.0,
+    )
+    probe = ProbeComparison(
+        encoder,
+        "mono",
+        ("b",),
+        "linear_softmax",
+        ("held-out classes",),
+        True,
+        frozen=_evaluation(0.80, 0.30),
+        scratch=_evaluation(0.82, 0.45),
+        difference={name: _ci(-0.1) for name in _evaluation(0, 0).point},
+        artifacts=ARTIFACTS["probe"],
+        probe_description="a per-frame probe (16 units)",
+        postprocessing={
+            "frozen + probe": CHOSEN_POSTPROCESSING,
+            "scratch": replace(CHOSEN_POSTPROCESSING, window_frames=1, window_seconds=0.0, threshold=0.3),
+        },
+        gates={"frozen + probe": _passed("the frozen + probe path"), "scratch": _passed("the scratch baseline")},
+        histories=dict(PROBE_HISTORIES),
+    )
     adaptation = AdaptationOutcome(
         "Adapt only when ...",
-        AdaptationTrigger(True, ("collar_f1",), {"clip_map": 0.02, "collar_f1": 0.15},
-                          "close on clip, behind on boundaries"),
-        top_block="GRU", verdict=AdaptationVerdict(True, "collar_f1 gain +0.100"), adapted=_evaluation(0.81, 0.40),
-        gain_over_frozen={"collar_f1": _ci(0.1)}, artifacts=ARTIFACTS["adaptation"])
-    return StepResults(data=data, pooling=pooling, frames=frames, weak=weak, boundaries=boundaries, probe=probe,
-                       adaptation=adaptation)
+        AdaptationTrigger(
+            True, ("collar_f1",), {"clip_map": 0.02, "collar_f1": 0.15}, "close on clip, behind on boundaries"
+        ),
+        top_block="GRU",
+        verdict=AdaptationVerdict(True, "collar_f1 gain +0.100"),
+        adapted=_evaluation(0.81, 0.40),
+        gain_over_frozen={"collar_f1": _ci(0.1)},
+        artifacts=ARTIFACTS["adaptation"],
+    )
+    return StepResults(
+        data=data, pooling=pooling, frames=frames, weak=weak, boundaries=boundaries, probe=probe, adaptation=adaptation
+    )
 
 
 def _with(results: StepResults, **changes) -> StepResults:
@@ -205,8 +324,16 @@ def _with(results: StepResults, **changes) -> StepResults:
 
 
 def _run(tmp_path: Path) -> RunInfo:
-    return RunInfo(out=tmp_path, data=Path("/data"), encoder=None, seed=0, fast=False, settings=WorkflowSettings(),
-                   step_seconds={"0_data": 1.0}, wall_seconds=300.0)
+    return RunInfo(
+        out=tmp_path,
+        data=Path("/data"),
+        encoder=None,
+        seed=0,
+        fast=False,
+        settings=WorkflowSettings(),
+        step_seconds={"0_data": 1.0},
+        wall_seconds=300.0,
+    )
 
 
 def _not_ran(adaptation: AdaptationOutcome, **changes) -> AdaptationOutcome:
@@ -216,8 +343,21 @@ def _not_ran(adaptation: AdaptationOutcome, **changes) -> AdaptationOutcome:
 def test_build_note_claims_reference_existing_artifacts(tmp_path):
     note = build_note(_results(tmp_path), _run(tmp_path), tmp_path)
     report = note.report
-    assert set(report) == {"version", "headline", "run", "data", "pooling", "frames", "boundaries", "probe", "adaptation",
-                           "decision", "next_change", "dropped", "claims"}
+    assert set(report) == {
+        "version",
+        "headline",
+        "run",
+        "data",
+        "pooling",
+        "frames",
+        "boundaries",
+        "probe",
+        "adaptation",
+        "decision",
+        "next_change",
+        "dropped",
+        "claims",
+    }
     json.dumps(report, allow_nan=False)  # plain JSON: no dataclass, path or non-finite number left
     markdown = note.markdown
     missing = [claim["id"] for claim in report["claims"] if claim["text"] not in markdown]
@@ -232,10 +372,20 @@ def test_build_note_claims_reference_existing_artifacts(tmp_path):
     assert report["probe"]["probe_description"] == "a per-frame probe (16 units)"
     assert report["probe"]["postprocessing"]["scratch"]["threshold"] == 0.3
     assert set(report["probe"]["gates"]) == {"frozen + probe", "scratch"}
-    assert report["probe"]["training"]["scratch"] == {"epochs_run": 3, "best_epoch": 2, "stopped": "budget",
-                                                      "still_improving": True}
-    assert report["dropped"] == [{"file": DROPPED_FILE, "line": 7, "action": "dropped",
-                                  "message": f"{DROPPED_FILE}:7: unknown class 'trumpet' | odd"}]
+    assert report["probe"]["training"]["scratch"] == {
+        "epochs_run": 3,
+        "best_epoch": 2,
+        "stopped": "budget",
+        "still_improving": True,
+    }
+    assert report["dropped"] == [
+        {
+            "file": DROPPED_FILE,
+            "line": 7,
+            "action": "dropped",
+            "message": f"{DROPPED_FILE}:7: unknown class 'trumpet' | odd",
+        }
+    ]
     for claim in report["claims"]:
         assert claim["artifacts"] and all((tmp_path / path).is_file() for path in claim["artifacts"]), claim["id"]
     json_path, md_path = write_note(note, tmp_path)
@@ -254,8 +404,10 @@ def test_build_note_claims_reference_existing_artifacts(tmp_path):
     claims = {claim["id"]: claim["text"] for claim in report["claims"]}
     # The boundary claim states the post-processing the numbers were measured after.
     assert "median filter 7 frames (0.24 s), threshold 0.4, chosen on validation" in claims["boundaries"]
-    assert ("frozen + probe median filter 7 frames (0.24 s), threshold 0.4" in claims["probe_vs_scratch"]
-            and "scratch no median filter, threshold 0.3" in claims["probe_vs_scratch"])
+    assert (
+        "frozen + probe median filter 7 frames (0.24 s), threshold 0.4" in claims["probe_vs_scratch"]
+        and "scratch no median filter, threshold 0.3" in claims["probe_vs_scratch"]
+    )
     assert "Probe: a per-frame probe (16 units)." in claims["probe_vs_scratch"]
     assert "Sanity gates failed" not in claims["probe_vs_scratch"]
     assert "up to 8 epochs, patience 6" in claims["weak_training"]
@@ -287,13 +439,15 @@ def test_next_change_cases(tmp_path):
     unavailable = _with(results, adaptation=_not_ran(adaptation, unavailable="HEAR module"))
     change = next_change(unavailable)
     assert "top block trainable" in change.text and change.because == "HEAR module"
-    frozen_ok = _with(results, adaptation=_not_ran(adaptation, trigger=replace(adaptation.trigger, triggered=False,
-                                                                                 short_on=())))
+    frozen_ok = _with(
+        results, adaptation=_not_ran(adaptation, trigger=replace(adaptation.trigger, triggered=False, short_on=()))
+    )
     assert next_change(frozen_ok).text.startswith("Keep the frozen encoder")
     chosen = boundaries.per_rule["linear_softmax"]
     missing_rule = replace(chosen, boundary=replace(chosen.boundary, summary=_summary(events=9, detected=3)))
-    missing = _with(results, boundaries=replace(boundaries, per_rule={**boundaries.per_rule,
-                                                                        "linear_softmax": missing_rule}))
+    missing = _with(
+        results, boundaries=replace(boundaries, per_rule={**boundaries.per_rule, "linear_softmax": missing_rule})
+    )
     change = next_change(missing)
     # The threshold named is the one the chosen rule's post-processing used (0.4), not a fixed 0.5.
     assert "postprocess.thresholds" in change.text and "linear_softmax CRNN used 0.4" in change.text
@@ -307,11 +461,17 @@ def test_markdown_without_boundaries_or_dropped_rows(tmp_path):
     reason = "the test split has no strong labels"
     data = results["data"]
     results["data"] = replace(data, corpus=replace(data.corpus, issues=[]))
-    unavailable = {rule: Evaluation({"clip_map": item.point["clip_map"], "clip_accuracy": 0.8},
-                                    {"clip_map": _ci(item.point["clip_map"])}, BoundaryEvidence(False, reason))
-                   for rule, item in results["boundaries"].per_rule.items()}
-    results["boundaries"] = replace(results["boundaries"], available=False, reason=reason, positives=0,
-                                 per_rule=unavailable, disagreements=())
+    unavailable = {
+        rule: Evaluation(
+            {"clip_map": item.point["clip_map"], "clip_accuracy": 0.8},
+            {"clip_map": _ci(item.point["clip_map"])},
+            BoundaryEvidence(False, reason),
+        )
+        for rule, item in results["boundaries"].per_rule.items()
+    }
+    results["boundaries"] = replace(
+        results["boundaries"], available=False, reason=reason, positives=0, per_rule=unavailable, disagreements=()
+    )
     note = build_note(results, _run(tmp_path), tmp_path)
     report = note.report
     assert report["dropped"] == []
@@ -344,14 +504,23 @@ def test_training_claim_names_every_model_and_why_it_stopped(tmp_path):
     short = text.split("while the validation loss was still falling: ")[1]
     assert short.startswith("frozen + probe, scratch, adapted — ")
     assert "CRNN" not in short and "encoder" not in short.split(" — ")[0]
-    assert set(claim["artifacts"]) == {"03_weak/training.json", "03_weak/training_curves.png",
-                                       "05_probe/training_curves.png"}
-    assert report["adaptation"]["training"] == {"epochs_run": 2, "best_epoch": 1, "stopped": "max_epochs",
-                                                "still_improving": True}
+    assert set(claim["artifacts"]) == {
+        "03_weak/training.json",
+        "03_weak/training_curves.png",
+        "05_probe/training_curves.png",
+    }
+    assert report["adaptation"]["training"] == {
+        "epochs_run": 2,
+        "best_epoch": 1,
+        "stopped": "max_epochs",
+        "still_improving": True,
+    }
     # Nothing cut short: no such sentence.
     results["probe"] = replace(results["probe"], histories={"scratch": CRNN_HISTORY})
     results["adaptation"] = replace(results["adaptation"], history=None)
-    text = next(item for item in build_note(results, _run(tmp_path), tmp_path).report["claims"] if item["id"] == "training")["text"]
+    text = next(
+        item for item in build_note(results, _run(tmp_path), tmp_path).report["claims"] if item["id"] == "training"
+    )["text"]
     assert "still falling" not in text and "scratch 3 epochs (best 2, patience)" in text
 
 
@@ -361,8 +530,9 @@ def test_report_without_a_decision_when_the_scratch_baseline_failed_its_gate(tmp
     assert not gate.passed and len(gate.failures) == 2  # at chance, nothing detected
     reason = f"no decision: the scratch baseline learned nothing the comparison could rest on ({gate.reason})"
     results["probe"] = replace(results["probe"], gates={**results["probe"].gates, "scratch": gate})
-    results["adaptation"] = AdaptationOutcome(results["adaptation"].rule, results["adaptation"].trigger, no_decision=reason,
-                                           artifacts=ARTIFACTS["adaptation"])
+    results["adaptation"] = AdaptationOutcome(
+        results["adaptation"].rule, results["adaptation"].trigger, no_decision=reason, artifacts=ARTIFACTS["adaptation"]
+    )
     note = build_note(results, _run(tmp_path), tmp_path)
     report = note.report
     assert report["decision"] == {"path": "none", "statement": reason}
@@ -370,8 +540,10 @@ def test_report_without_a_decision_when_the_scratch_baseline_failed_its_gate(tmp
     assert report["adaptation"]["no_decision"] == reason and report["adaptation"]["ran"] is False
     assert "verdict" not in report["adaptation"]
     # The next change is what the failed gate advises, because of the failure.
-    assert report["next_change"] == {"text": f"Make the scratch baseline learn first: {gate.advice}; then rerun.",
-                                     "because": reason}
+    assert report["next_change"] == {
+        "text": f"Make the scratch baseline learn first: {gate.advice}; then rerun.",
+        "because": reason,
+    }
     assert "train longer" in gate.advice and "postprocess.thresholds" in gate.advice
     claims = {claim["id"]: claim["text"] for claim in report["claims"]}
     assert claims["decision"] == f"Decision: none — {reason}."
@@ -399,7 +571,9 @@ def test_report_pooling_choice_follows_the_gates(tmp_path):
     markdown = note.markdown
     assert "| mean | no |" in markdown and "| linear_softmax (chosen) | yes |" in markdown
     # No rule passed: no pooling decision; the rule carried on is named as provisional.
-    results["boundaries"] = replace(boundaries, gates={rule: _failed(f"the {rule} CRNN") for rule in RULES}, decided=False)
+    results["boundaries"] = replace(
+        boundaries, gates={rule: _failed(f"the {rule} CRNN") for rule in RULES}, decided=False
+    )
     note = build_note(results, _run(tmp_path), tmp_path)
     report = note.report
     reason = results["boundaries"].gates["linear_softmax"].reason
@@ -438,13 +612,20 @@ def test_a_step_added_to_the_list_reaches_the_note(tmp_path):
     (tmp_path / "07_extra" / "extra.json").write_text("{}")
 
     def report_section(result: dict, results: StepResults) -> ReportSection:
-        return ReportSection(json={"extra": result}, headline={"extra_score": result["score"]},
-                             claims=(Claim("extra", f"The extra step scored {result['score']}.",
-                                           ("07_extra/extra.json",), "8. An extra step"),),
-                             tables=("", "### Extra table", "", "| score |", "|---|", f"| {result['score']} |"))
+        return ReportSection(
+            json={"extra": result},
+            headline={"extra_score": result["score"]},
+            claims=(
+                Claim(
+                    "extra", f"The extra step scored {result['score']}.", ("07_extra/extra.json",), "8. An extra step"
+                ),
+            ),
+            tables=("", "### Extra table", "", "| score |", "|---|", f"| {result['score']} |"),
+        )
 
-    extra = SimpleNamespace(NAME="extra", FOLDER="07_extra", TITLE="an extra step", run=None,
-                            report_section=report_section)
+    extra = SimpleNamespace(
+        NAME="extra", FOLDER="07_extra", TITLE="an extra step", run=None, report_section=report_section
+    )
     results = _with(_results(tmp_path), extra={"score": 0.5})
     plain = build_note(results, _run(tmp_path), tmp_path)
     note = build_note(results, _run(tmp_path), tmp_path, steps=(*STEPS, extra))
@@ -453,11 +634,17 @@ def test_a_step_added_to_the_list_reaches_the_note(tmp_path):
     assert report["headline"]["extra_score"] == 0.5 and list(report["headline"])[-1] == "wall_seconds"
     ids = [claim["id"] for claim in report["claims"]]
     assert ids == [*[claim["id"] for claim in plain.report["claims"]][:-1], "extra", "dropped"]
-    assert "## 8. An extra step\n\n- The extra step scored 0.5.  \n  *Artifacts:* `07_extra/extra.json`" in note.markdown
+    assert (
+        "## 8. An extra step\n\n- The extra step scored 0.5.  \n  *Artifacts:* `07_extra/extra.json`" in note.markdown
+    )
     assert note.markdown.index("### Extra table") < note.markdown.index("## Dropped or changed input")
     # The rest of the note is what the seven steps alone write.
-    assert note.markdown.replace("\n\n## 8. An extra step\n\n- " + claim_markdown(report, "extra"), "").replace(
-        "\n\n### Extra table\n\n| score |\n|---|\n| 0.5 |", "") == plain.markdown
+    assert (
+        note.markdown.replace("\n\n## 8. An extra step\n\n- " + claim_markdown(report, "extra"), "").replace(
+            "\n\n### Extra table\n\n| score |\n|---|\n| 0.5 |", ""
+        )
+        == plain.markdown
+    )
     (tmp_path / "07_extra" / "extra.json").unlink()
     with pytest.raises(FileNotFoundError, match="extra"):
         build_note(results, _run(tmp_path), tmp_path, steps=(*STEPS, extra))

@@ -15,12 +15,22 @@ from audioenc.timing.workflow.settings import SECTIONS, WorkflowSettings, resolv
 
 
 def test_overrides_are_parsed_by_the_fields_type():
-    settings = resolve_settings(overrides=[
-        "weak.max_epochs=7", "weak.learning_rate=1e-3", "weak.patience=none", "weak.budget_seconds=12.5",
-        "postprocess.thresholds=0.3,0.5", "probe.kind=conv", "run.max_clips=10,5,4", "features.f_max=none",
-        "crnn.conv_channels=8,16,32", "crnn.freq_pool=4,4,1", "crnn.time_pool=1,1,1",  # one per block (WeakCRNN)
-        "evaluation.onset_only_collars=0.1",
-    ])
+    settings = resolve_settings(
+        overrides=[
+            "weak.max_epochs=7",
+            "weak.learning_rate=1e-3",
+            "weak.patience=none",
+            "weak.budget_seconds=12.5",
+            "postprocess.thresholds=0.3,0.5",
+            "probe.kind=conv",
+            "run.max_clips=10,5,4",
+            "features.f_max=none",
+            "crnn.conv_channels=8,16,32",
+            "crnn.freq_pool=4,4,1",
+            "crnn.time_pool=1,1,1",  # one per block (WeakCRNN)
+            "evaluation.onset_only_collars=0.1",
+        ]
+    )
     assert settings.weak.max_epochs == 7 and isinstance(settings.weak.max_epochs, int)
     assert settings.weak.learning_rate == 0.001
     assert settings.weak.patience is None and settings.weak.budget_seconds == 12.5
@@ -61,8 +71,14 @@ def test_unknown_sections_and_keys_list_the_valid_ones():
 
 def test_a_json_file_with_some_sections_applies_and_overrides_come_after(tmp_path):
     path = tmp_path / "mine.json"
-    path.write_text(json.dumps({"weak": {"max_epochs": 60, "patience": None},
-                                "postprocess": {"thresholds": [0.3, 0.5], "median_seconds": [0.0]}}))
+    path.write_text(
+        json.dumps(
+            {
+                "weak": {"max_epochs": 60, "patience": None},
+                "postprocess": {"thresholds": [0.3, 0.5], "median_seconds": [0.0]},
+            }
+        )
+    )
     settings = resolve_settings(config_file=path)
     assert settings.weak.max_epochs == 60 and settings.weak.patience is None
     assert settings.postprocess.thresholds == (0.3, 0.5) and settings.postprocess.median_seconds == (0.0,)
@@ -95,14 +111,17 @@ def test_a_bad_json_file_names_the_file(tmp_path):
         resolve_settings(config_file=unknown)
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("postprocess.thresholds=0.0,0.5", r"postprocess\.thresholds must be a finite number > 0 and < 1; got 0\.0"),
-    ("postprocess.thresholds=0.5,1.0", r"got 1\.0"),
-    ("probe.kind=bogus", "probe.kind='bogus'; choose frame or conv"),
-    ("weak.max_epochs=0", r"weak\.max_epochs must be an integer >= 1; got 0"),
-    ("weak.patience=0", r"weak\.patience must be an integer >= 1; got 0\. none \(unset\) works too"),
-    ("run.workers=0", r"run\.workers must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("postprocess.thresholds=0.0,0.5", r"postprocess\.thresholds must be a finite number > 0 and < 1; got 0\.0"),
+        ("postprocess.thresholds=0.5,1.0", r"got 1\.0"),
+        ("probe.kind=bogus", "probe.kind='bogus'; choose frame or conv"),
+        ("weak.max_epochs=0", r"weak\.max_epochs must be an integer >= 1; got 0"),
+        ("weak.patience=0", r"weak\.patience must be an integer >= 1; got 0\. none \(unset\) works too"),
+        ("run.workers=0", r"run\.workers must be an integer >= 1"),
+    ],
+)
 def test_validate_rejects_bad_values(override, message):
     with pytest.raises(ValueError, match=message):
         resolve_settings(overrides=[override])
@@ -116,10 +135,18 @@ def test_validate_needs_a_candidate_of_each_kind():
 
 
 def test_save_then_load_round_trips(tmp_path):
-    settings = resolve_settings(fast=True, overrides=[
-        "weak.patience=3", "weak.budget_seconds=90.5", "postprocess.thresholds=0.25,0.5", "probe.kind=conv",
-        "features.f_max=8000", "run.max_clips=none", "evaluation.onset_only_collars=0.2,0.05,0.1",
-    ])
+    settings = resolve_settings(
+        fast=True,
+        overrides=[
+            "weak.patience=3",
+            "weak.budget_seconds=90.5",
+            "postprocess.thresholds=0.25,0.5",
+            "probe.kind=conv",
+            "features.f_max=8000",
+            "run.max_clips=none",
+            "evaluation.onset_only_collars=0.2,0.05,0.1",
+        ],
+    )
     path = settings.save(tmp_path / "run" / "settings.json")
     assert path.is_file() and json.loads(path.read_text()) == settings.to_dict()
     assert resolve_settings(config_file=path) == settings  # on the full defaults: every key comes from the file
@@ -134,16 +161,31 @@ def test_the_command_line_passes_config_and_overrides_through(tmp_path, monkeypa
 
     received = {}
 
-    def fake_run_workflow(data, encoder, out, seed, fast=False, *, settings=None, encoder_weights=None, log=None,
-                          overwrite=False):
+    def fake_run_workflow(
+        data, encoder, out, seed, fast=False, *, settings=None, encoder_weights=None, log=None, overwrite=False
+    ):
         received.update(data=data, out=out, seed=seed, fast=fast, settings=settings)
         return {}
 
     monkeypatch.setattr(workflow, "run_workflow", fake_run_workflow)
     config = tmp_path / "conf.json"
     config.write_text(json.dumps({"weak": {"max_epochs": 9, "patience": 7}, "probe": {"kind": "conv"}}))
-    status = main(["workflow", "--config", str(config), "--fast", "--out", str(tmp_path / "run"), "--seed", "4",
-                   "--workers", "3", "weak.patience=3", "postprocess.thresholds=0.3,0.5"])
+    status = main(
+        [
+            "workflow",
+            "--config",
+            str(config),
+            "--fast",
+            "--out",
+            str(tmp_path / "run"),
+            "--seed",
+            "4",
+            "--workers",
+            "3",
+            "weak.patience=3",
+            "postprocess.thresholds=0.3,0.5",
+        ]
+    )
     assert status == 0
     settings = received["settings"]
     assert received["fast"] and received["seed"] == 4 and received["out"] == str(tmp_path / "run")
@@ -168,3 +210,11 @@ def test_a_fixed_length_tuple_needs_every_value():
     assert resolve_settings(overrides=["run.max_clips=10,4,4"]).run.max_clips == (10, 4, 4)
     with pytest.raises(ValueError, match="expected 3 comma-separated values"):
         resolve_settings(overrides=["run.max_clips=1,2"])
+
+
+def test_a_yaml_file_works_as_a_json_one(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("weak:\n  max_epochs: 60\n  patience: null\npostprocess:\n  thresholds: [0.3, 0.5]\n")
+    settings = resolve_settings(fast=True, config_file=path)
+    assert settings.weak.max_epochs == 60 and settings.weak.patience is None
+    assert settings.postprocess.thresholds == (0.3, 0.5) and settings.crnn == WorkflowSettings.fast().crnn

@@ -54,8 +54,10 @@ def test_choose_pooling_takes_best_boundary_among_close_clip_scores():
 
 
 def test_choose_pooling_ties_and_no_boundary_metric():
-    tied = {"a": {"clip_map": 0.8, "collar_f1": 0.5, "onset_within": 0.3},
-            "b": {"clip_map": 0.8, "collar_f1": 0.5, "onset_within": 0.6}}
+    tied = {
+        "a": {"clip_map": 0.8, "collar_f1": 0.5, "onset_within": 0.3},
+        "b": {"clip_map": 0.8, "collar_f1": 0.5, "onset_within": 0.6},
+    }
     assert choose_pooling(tied).chosen == "b"  # tie on F1 -> more onsets within 200 ms
     weak_only = {"a": {"clip_map": 0.7, "collar_f1": None}, "b": {"clip_map": 0.9, "collar_f1": None}}
     choice = choose_pooling(weak_only)
@@ -71,15 +73,25 @@ def test_find_disagreements():
         "mean": {"clip_map": 0.79, "collar_f1": 0.49},
     }
     found = find_disagreements(table, margin=0.02)
-    assert found[0]["kind"] == "best" and found[0]["better_clip"] == "max" and found[0]["better_boundary"] == "linear_softmax"
+    assert (
+        found[0]["kind"] == "best"
+        and found[0]["better_clip"] == "max"
+        and found[0]["better_boundary"] == "linear_softmax"
+    )
     pairs = {(item["better_clip"], item["better_boundary"]) for item in found if item["kind"] == "pair"}
     # max beats both others on mAP by > 0.02 and loses on F1 by > 0.02; linear_softmax vs mean
     # differ by 0.01 on both (within the margin): no disagreement there.
     assert pairs == {("max", "linear_softmax"), ("max", "mean")}
-    assert find_disagreements({"a": {"clip_map": 0.9, "collar_f1": 0.5}, "b": {"clip_map": 0.8, "collar_f1": 0.4}}) == []
+    assert (
+        find_disagreements({"a": {"clip_map": 0.9, "collar_f1": 0.5}, "b": {"clip_map": 0.8, "collar_f1": 0.4}}) == []
+    )
     # Equal boundary scores are no disagreement, even if another rule leads on clip mAP.
-    assert find_disagreements({"a": {"clip_map": 0.9, "collar_f1": 0.0}, "b": {"clip_map": 0.5, "collar_f1": 0.0}}) == []
-    assert find_disagreements({"a": {"clip_map": 0.9, "collar_f1": None}, "b": {"clip_map": 0.5, "collar_f1": None}}) == []
+    assert (
+        find_disagreements({"a": {"clip_map": 0.9, "collar_f1": 0.0}, "b": {"clip_map": 0.5, "collar_f1": 0.0}}) == []
+    )
+    assert (
+        find_disagreements({"a": {"clip_map": 0.9, "collar_f1": None}, "b": {"clip_map": 0.5, "collar_f1": None}}) == []
+    )
 
 
 # --------------------------------------------------------------------------- step 4 on hand-made scores
@@ -102,10 +114,22 @@ def test_find_disagreements():
 # perfect one, but fails its gates on the test split and must not be chosen.
 
 EVENTS = {
-    "validation": {"v0.wav": [(1.0, 2.0, "a")], "v1.wav": [(2.0, 3.0, "b")], "v2.wav": [(0.5, 1.5, "a"), (2.5, 3.5, "b")],
-                   "v3.wav": [], "v4.wav": [], "v5.wav": [(1.0, 2.0, "b")]},
-    "test": {"t0.wav": [(0.5, 1.5, "a")], "t1.wav": [(1.5, 2.5, "b")], "t2.wav": [(2.0, 3.0, "a"), (0.5, 1.5, "b")],
-             "t3.wav": [], "t4.wav": [], "t5.wav": [(2.5, 3.5, "a")]},
+    "validation": {
+        "v0.wav": [(1.0, 2.0, "a")],
+        "v1.wav": [(2.0, 3.0, "b")],
+        "v2.wav": [(0.5, 1.5, "a"), (2.5, 3.5, "b")],
+        "v3.wav": [],
+        "v4.wav": [],
+        "v5.wav": [(1.0, 2.0, "b")],
+    },
+    "test": {
+        "t0.wav": [(0.5, 1.5, "a")],
+        "t1.wav": [(1.5, 2.5, "b")],
+        "t2.wav": [(2.0, 3.0, "a"), (0.5, 1.5, "b")],
+        "t3.wav": [],
+        "t4.wav": [],
+        "t5.wav": [(2.5, 3.5, "a")],
+    },
 }
 MISSED_ON_VALIDATION = {"mean": {"v1.wav", "v5.wav"}, "max": {"v1.wav", "v5.wav"}, "linear_softmax": {"v5.wav"}}
 LEARNED = ("mean", "max", "linear_softmax")
@@ -114,8 +138,15 @@ LEARNED = ("mean", "max", "linear_softmax")
 def _event_split(name: str):
     files = sorted(EVENTS[name])
     strong = {f: [Event(*event) for event in EVENTS[name][f]] for f in files}
-    return EventSplit(name, Path("/nowhere") / name, files, dict.fromkeys(files, 4.0),
-                      {f: tuple(sorted({e.label for e in strong[f]})) for f in files}, strong, ("a", "b"))
+    return EventSplit(
+        name,
+        Path("/nowhere") / name,
+        files,
+        dict.fromkeys(files, 4.0),
+        {f: tuple(sorted({e.label for e in strong[f]})) for f in files},
+        strong,
+        ("a", "b"),
+    )
 
 
 def _scores(rule: str, split: str):
@@ -144,13 +175,23 @@ def _step4_context(tmp_path, **evaluation_changes):
     splits = {name: _event_split(name) for name in ("validation", "test")}
     corpus = WorkflowData(Path("/nowhere"), splits, ("a", "b"), {}, [], [], {})
     fast = WorkflowSettings.fast()
-    settings = replace(fast, postprocess=PostprocessSettings(median_seconds=(0.0, 0.3), thresholds=(0.3, 0.5)),
-                       evaluation=replace(fast.evaluation, bootstrap_resamples=20, **evaluation_changes))
+    settings = replace(
+        fast,
+        postprocess=PostprocessSettings(median_seconds=(0.0, 0.3), thresholds=(0.3, 0.5)),
+        evaluation=replace(fast.evaluation, bootstrap_resamples=20, **evaluation_changes),
+    )
     predictions = {rule: {split: _scores(rule, split) for split in ("validation", "test")} for rule in POOLING_NAMES}
     weak = WeakTraining(CRNNConfig(), TrainingBudget(), 0, (), {}, (), predictions=predictions)
     lines: list[str] = []
-    context = RunContext(tmp_path, Path("/nowhere"), 0, settings, None, lines.append,
-                         StepResults(data=DataSummary(corpus, {}, "", ()), weak=weak))
+    context = RunContext(
+        tmp_path,
+        Path("/nowhere"),
+        0,
+        settings,
+        None,
+        lines.append,
+        StepResults(data=DataSummary(corpus, {}, "", ()), weak=weak),
+    )
     return context, lines
 
 
@@ -159,11 +200,11 @@ def test_step4_post_processes_gates_and_chooses_among_the_rules_that_learned(tmp
     result = step4_boundaries.run(context)
     # Post-processing chosen per rule on validation (ties: the smaller window, then the threshold nearest 0.5).
     chosen_pp = {rule: (item.window_frames, item.threshold) for rule, item in result.postprocessing.items()}
-    assert chosen_pp["mean"] == (1, 0.3)            # its events sit at 0.35: only 0.3 finds them
-    assert chosen_pp["max"] == (3, 0.5)             # 0.3 s at 10 frames/s -> 3 frames fill the flicker
+    assert chosen_pp["mean"] == (1, 0.3)  # its events sit at 0.35: only 0.3 finds them
+    assert chosen_pp["max"] == (3, 0.5)  # 0.3 s at 10 frames/s -> 3 frames fill the flicker
     assert chosen_pp["linear_softmax"] == (1, 0.5)  # every candidate equal: no filter, 0.5
     assert chosen_pp["exp_softmax"] == (1, 0.5) and result.postprocessing["exp_softmax"].validation_f1 == 1.0
-    for rule in ("attention", "autopool"):          # collar F1 0 everywhere: the fixed values, and why
+    for rule in ("attention", "autopool"):  # collar F1 0 everywhere: the fixed values, and why
         assert chosen_pp[rule] == (1, 0.5) and result.postprocessing[rule].basis.startswith("fixed:")
     assert result.postprocessing["linear_softmax"].basis.startswith("chosen on validation")
     # Test scores are evaluated after that post-processing: every event of the learned rules is found.
@@ -182,7 +223,11 @@ def test_step4_post_processes_gates_and_chooses_among_the_rules_that_learned(tmp
         assert gate.chance_map == pytest.approx(chance), rule
     for rule in ("exp_softmax", "attention"):
         failures = result.gates[rule].failures
-        assert len(failures) == 2 and f"not above chance ({chance:.3f}" in failures[0] and "0 of 5 events detected" in failures[1]
+        assert (
+            len(failures) == 2
+            and f"not above chance ({chance:.3f}" in failures[0]
+            and "0 of 5 events detected" in failures[1]
+        )
     assert len(result.gates["autopool"].failures) == 1 and "chance" in result.gates["autopool"].failures[0]
     # The choice: among the passing rules only; exp_softmax (perfect on validation) is not a candidate.
     assert result.decided is True
@@ -194,8 +239,12 @@ def test_step4_post_processes_gates_and_chooses_among_the_rules_that_learned(tmp
     # Without the gates the same rule on every rule's validation metrics would take exp_softmax.
     valid = ClipEvaluator(context.data.splits["validation"], ("a", "b"), resamples=1, onset_only_collars=())
     raw = context.results["weak"].predictions
-    everything = {rule: valid.evaluate(result.postprocessing[rule].apply(raw[rule]["validation"]), with_psds=False,
-                                       interval_metrics=()).point for rule in POOLING_NAMES}
+    everything = {
+        rule: valid.evaluate(
+            result.postprocessing[rule].apply(raw[rule]["validation"]), with_psds=False, interval_metrics=()
+        ).point
+        for rule in POOLING_NAMES
+    }
     assert {rule: everything[rule] for rule in LEARNED} == result.selection.validation_metrics
     assert choose_pooling(everything).chosen == "exp_softmax"
     assert all({item["better_clip"], item["better_boundary"]} <= set(LEARNED) for item in result.disagreements)
@@ -228,5 +277,6 @@ def test_step4_without_a_passing_rule_makes_no_pooling_decision(tmp_path):
     assert set(result.selection.validation_metrics) == set(POOLING_NAMES)
     assert result.chosen == choose_pooling(result.selection.validation_metrics).chosen
     assert result.disagreements == ()
-    assert any(line.strip().startswith("no pooling decision") and result.gates[result.chosen].reason in line
-               for line in lines)
+    assert any(
+        line.strip().startswith("no pooling decision") and result.gates[result.chosen].reason in line for line in lines
+    )

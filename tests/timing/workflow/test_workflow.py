@@ -50,12 +50,12 @@ SCRIPT = REPO / "academy/labs/speech-and-audio-encoders/src/speech_audio_encoder
 
 # Appended to test_strong.tsv: (row, what the reader must say about it, what it did).
 BAD_STRONG_ROWS = [
-    ("test_0000.wav\tabc\t1.0\ttone", "are not numbers", "dropped"),            # malformed onset
-    ("test_0001.wav\t0.5", "are not numbers", "dropped"),                       # missing fields (offset empty)
+    ("test_0000.wav\tabc\t1.0\ttone", "are not numbers", "dropped"),  # malformed onset
+    ("test_0001.wav\t0.5", "are not numbers", "dropped"),  # missing fields (offset empty)
     ("missing_clip.wav\t0.1\t0.5\ttone", "not in the audio folder", "dropped"),  # labels for a missing file
-    ("test_0002.wav\t30.0\t31.0\ttone", "starts past the end", "dropped"),       # event past the end of the file
-    ("test_0004.wav\t0.2\t99.0\tclick", "past the end", "clipped"),              # event running past the end
-    ("test_0003.wav\t0.1\t0.6\ttrumpet", "unknown class", "dropped"),            # unknown class
+    ("test_0002.wav\t30.0\t31.0\ttone", "starts past the end", "dropped"),  # event past the end of the file
+    ("test_0004.wav\t0.2\t99.0\tclick", "past the end", "clipped"),  # event running past the end
+    ("test_0003.wav\t0.1\t0.6\ttrumpet", "unknown class", "dropped"),  # unknown class
 ]
 
 
@@ -87,16 +87,36 @@ def test_every_step_writes_its_artifacts(fast_run):
     for folder in STEP_FOLDERS:
         assert (out / folder).is_dir(), folder
     expected = [
-        "00_data/data.json", "00_data/dropped.tsv",
-        "01_pooling/clip_metrics.tsv", "01_pooling/clip_metrics.json", "01_pooling/pooled_levels.png",
-        "02_frames/frame_scores.png", "02_frames/frame_view.json",
-        "03_weak/training.json", "03_weak/training_curves.png",
-        *[f"03_weak/{rule}/model.safetensors" for rule in ("mean", "max", "linear_softmax", "exp_softmax", "attention", "autopool")],
-        "04_boundaries/boundary_metrics.tsv", "04_boundaries/boundary_metrics.json", "04_boundaries/event_errors.tsv",
-        "04_boundaries/error_distributions.png", "04_boundaries/onset_aligned_scores.png", "04_boundaries/around_boundaries.png",
-        "05_probe/comparison.json", "05_probe/comparison.tsv", "05_probe/comparison.png", "05_probe/probe/model.safetensors",
-        "05_probe/encoder/model.safetensors", "05_probe/scratch/model.safetensors", "05_probe/training_curves.png",
-        "06_adapt/adaptation.json", "report.md", "report.json", "settings.json",
+        "00_data/data.json",
+        "00_data/dropped.tsv",
+        "01_pooling/clip_metrics.tsv",
+        "01_pooling/clip_metrics.json",
+        "01_pooling/pooled_levels.png",
+        "02_frames/frame_scores.png",
+        "02_frames/frame_view.json",
+        "03_weak/training.json",
+        "03_weak/training_curves.png",
+        *[
+            f"03_weak/{rule}/model.safetensors"
+            for rule in ("mean", "max", "linear_softmax", "exp_softmax", "attention", "autopool")
+        ],
+        "04_boundaries/boundary_metrics.tsv",
+        "04_boundaries/boundary_metrics.json",
+        "04_boundaries/event_errors.tsv",
+        "04_boundaries/error_distributions.png",
+        "04_boundaries/onset_aligned_scores.png",
+        "04_boundaries/around_boundaries.png",
+        "05_probe/comparison.json",
+        "05_probe/comparison.tsv",
+        "05_probe/comparison.png",
+        "05_probe/probe/model.safetensors",
+        "05_probe/encoder/model.safetensors",
+        "05_probe/scratch/model.safetensors",
+        "05_probe/training_curves.png",
+        "06_adapt/adaptation.json",
+        "report.md",
+        "report.json",
+        "settings.json",
     ]
     missing = [name for name in expected if not (out / name).is_file()]
     assert not missing
@@ -111,8 +131,19 @@ def test_report_claims_point_at_existing_artifacts(fast_run):
     assert json.loads((out / "report.json").read_text())["claims"] == report["claims"]
     markdown = (out / "report.md").read_text()
     ids = {claim["id"] for claim in report["claims"]}
-    assert {"pooling_same_scores", "pooling_choice", "frame_view", "weak_training", "training", "boundaries",
-            "probe_vs_scratch", "adaptation", "decision", "next_change", "dropped"} <= ids
+    assert {
+        "pooling_same_scores",
+        "pooling_choice",
+        "frame_view",
+        "weak_training",
+        "training",
+        "boundaries",
+        "probe_vs_scratch",
+        "adaptation",
+        "decision",
+        "next_change",
+        "dropped",
+    } <= ids
     for claim in report["claims"]:
         assert claim["artifacts"], claim["id"]
         for path in claim["artifacts"]:
@@ -227,7 +258,8 @@ def test_pooling_table_is_what_step1_found(fast_run):
     stored = json.loads((out / "01_pooling/clip_metrics.json").read_text())
     assert stored["metrics"] == metrics and stored["best_on_validation_map"] == best
     assert stored["autopool_alpha"] == same["autopool_alpha"] and set(same["autopool_alpha"]) == set(
-        report["data"]["classes"])
+        report["data"]["classes"]
+    )
     claim = next(item for item in report["claims"] if item["id"] == "pooling_same_scores")
     assert f"the best clip summary on validation is {best}" in claim["text"]
 
@@ -237,10 +269,13 @@ def test_frame_view_is_what_step2_found(fast_run, corpus_with_bad_rows):
     frames = report["frames"]
     stored = json.loads((out / "02_frames/frame_view.json").read_text())
     assert frames["available"] is True
-    assert {key: stored[key] for key in ("inside_mean", "outside_mean", "absent_class_mean", "peak_inside",
-                                          "positive_pairs", "sample_clips")} == {
-        key: frames[key] for key in ("inside_mean", "outside_mean", "absent_class_mean", "peak_inside",
-                                     "positive_pairs", "sample_clips")}
+    assert {
+        key: stored[key]
+        for key in ("inside_mean", "outside_mean", "absent_class_mean", "peak_inside", "positive_pairs", "sample_clips")
+    } == {
+        key: frames[key]
+        for key in ("inside_mean", "outside_mean", "absent_class_mean", "peak_inside", "positive_pairs", "sample_clips")
+    }
     # Positive (clip, class) pairs: read from the test split's strong labels (the run's reader, bad rows dropped).
     test = read_corpus_split(corpus_with_bad_rows, "test", classes=report["data"]["classes"])
     pairs = sum(len({event.label for event in test.strong[name]}) for name in test.files)
@@ -259,8 +294,13 @@ def test_weak_training_is_what_step3_found(fast_run):
     training = json.loads((out / "03_weak/training.json").read_text())
     trained = report["pooling"]["trained"]
     assert list(trained) == list(POOLING_NAMES) == list(training["rules"])
-    assert training["budget"] == {"max_epochs": 2, "patience": None, "budget_seconds": None,
-                                  "batch_size": FAST.weak.batch_size, "learning_rate": FAST.weak.learning_rate}
+    assert training["budget"] == {
+        "max_epochs": 2,
+        "patience": None,
+        "budget_seconds": None,
+        "batch_size": FAST.weak.batch_size,
+        "learning_rate": FAST.weak.learning_rate,
+    }
     assert report["run"]["settings"]["weak"] == training["budget"]
     for rule in POOLING_NAMES:
         history = json.loads((out / f"03_weak/{rule}/history.json").read_text())
@@ -295,12 +335,19 @@ def test_boundary_table_and_pooling_choice_are_what_step4_found(fast_run):
     for row in rows:
         point, summary = per_rule[row["pooling"]]["point"], per_rule[row["pooling"]]["summary"]
         expected = {
-            "clip_map": point["clip_map"], "clip_accuracy": point["clip_accuracy"],
-            "median_abs_onset_s": summary["median_abs_onset_error"], "median_abs_offset_s": summary["median_abs_offset_error"],
-            "onset_within_200ms": summary["onset_within"], "offset_within_200ms": summary["offset_within"],
-            "collar_f1": point["collar_f1"], "onset_f1_200ms": point["onset_f1_200ms"],
-            "onset_f1_50ms": point["onset_f1_50ms"], "psds1": point["psds1"], "psds2": point["psds2"],
-            "detected_events": summary["detected"], "events": summary["events"],
+            "clip_map": point["clip_map"],
+            "clip_accuracy": point["clip_accuracy"],
+            "median_abs_onset_s": summary["median_abs_onset_error"],
+            "median_abs_offset_s": summary["median_abs_offset_error"],
+            "onset_within_200ms": summary["onset_within"],
+            "offset_within_200ms": summary["offset_within"],
+            "collar_f1": point["collar_f1"],
+            "onset_f1_200ms": point["onset_f1_200ms"],
+            "onset_f1_50ms": point["onset_f1_50ms"],
+            "psds1": point["psds1"],
+            "psds2": point["psds2"],
+            "detected_events": summary["detected"],
+            "events": summary["events"],
             "median_frames": postprocessing[row["pooling"]]["median_frames"],
             "threshold": postprocessing[row["pooling"]]["threshold"],
             "learned": "yes" if gates[row["pooling"]]["passed"] else "no",
@@ -331,15 +378,19 @@ def test_boundary_table_and_pooling_choice_are_what_step4_found(fast_run):
         assert report["pooling"]["no_decision"] is None
     else:  # the reason is the provisional rule's failed gate
         chosen_gate = gates[boundaries["selection"]["chosen"]]
-        assert chosen_gate["failures"] and all(failure in report["pooling"]["no_decision"]
-                                               for failure in chosen_gate["failures"])
+        assert chosen_gate["failures"] and all(
+            failure in report["pooling"]["no_decision"] for failure in chosen_gate["failures"]
+        )
     selection = boundaries["selection"]
     validation = selection["validation_metrics"]
     assert list(validation) == (passing or list(POOLING_NAMES))
     best_map = max(metrics["clip_map"] for metrics in validation.values() if metrics["clip_map"] is not None)
     margin = FAST.evaluation.pooling_ap_margin
-    assert selection["candidates"] == [rule for rule in validation if validation[rule]["clip_map"] is not None
-                                       and validation[rule]["clip_map"] >= best_map - margin]
+    assert selection["candidates"] == [
+        rule
+        for rule in validation
+        if validation[rule]["clip_map"] is not None and validation[rule]["clip_map"] >= best_map - margin
+    ]
     chosen = selection["chosen"]
     assert chosen in selection["candidates"]
     f1 = {rule: validation[rule].get("collar_f1") for rule in selection["candidates"]}
@@ -413,8 +464,11 @@ def test_adaptation_and_decision_follow_the_numbers(fast_run):
     rule = FAST.rule
     margins = {"clip_map": rule.clip_margin, "collar_f1": rule.boundary_margin}
     # The trigger: gaps are scratch - frozen; short on a metric when its gap exceeds the margin.
-    expected_gaps = {metric: scratch[metric] - frozen[metric] for metric in margins
-                     if frozen.get(metric) is not None and scratch.get(metric) is not None}
+    expected_gaps = {
+        metric: scratch[metric] - frozen[metric]
+        for metric in margins
+        if frozen.get(metric) is not None and scratch.get(metric) is not None
+    }
     assert set(adaptation["gaps"]) == set(expected_gaps)
     for metric, gap in expected_gaps.items():
         assert adaptation["gaps"][metric] == pytest.approx(gap, abs=1e-12)
@@ -440,13 +494,21 @@ def test_adaptation_and_decision_follow_the_numbers(fast_run):
         assert decision["path"] == "adapted"
     else:
         assert decision["path"] == "scratch"
-    assert decision["path"] == ("none" if adaptation["no_decision"] else "frozen" if not adaptation["triggered"] else
-                                "adapted" if adaptation["ran"] and adaptation["verdict"]["justified"] else "scratch")
+    assert decision["path"] == (
+        "none"
+        if adaptation["no_decision"]
+        else "frozen"
+        if not adaptation["triggered"]
+        else "adapted"
+        if adaptation["ran"] and adaptation["verdict"]["justified"]
+        else "scratch"
+    )
     if decision["path"] != "none":
         assert adaptation["reason"] in decision["statement"]
     stored = json.loads((out / "06_adapt/adaptation.json").read_text())
     assert {key: stored[key] for key in ("triggered", "short_on", "gaps", "reason", "ran")} == {
-        key: adaptation[key] for key in ("triggered", "short_on", "gaps", "reason", "ran")}
+        key: adaptation[key] for key in ("triggered", "short_on", "gaps", "reason", "ran")
+    }
     assert stored.get("no_decision") == adaptation["no_decision"]
     assert (out / "06_adapt/adapted/model.safetensors").is_file() is adaptation["ran"]
     claim = next(item for item in report["claims"] if item["id"] == "decision")
@@ -458,8 +520,9 @@ def test_headline_repeats_the_step_numbers(fast_run):
     headline, boundaries, probe = report["headline"], report["boundaries"], report["probe"]
     chosen = boundaries["selection"]["chosen"]
     assert headline["pooling_chosen"] == chosen == report["pooling"]["chosen"]
-    assert headline["median_abs_onset_s"] == {rule: item["summary"]["median_abs_onset_error"]
-                                              for rule, item in boundaries["per_rule"].items()}
+    assert headline["median_abs_onset_s"] == {
+        rule: item["summary"]["median_abs_onset_error"] for rule, item in boundaries["per_rule"].items()
+    }
     for metric in ("collar_f1", "psds1", "psds2"):
         assert headline[metric] == boundaries["per_rule"][chosen]["point"][metric], metric
     for side in ("frozen", "scratch"):
@@ -541,8 +604,11 @@ def _gate_follows(gate: dict, evaluation: dict, summary: dict | None) -> None:
     chance, value = gate["chance_map"], evaluation["point"]["clip_map"]
     low = evaluation["intervals"]["clip_map"]["low"]
     above = value is not None and value > chance and low is not None and low > chance
-    detects = not summary or not summary["events"] or summary["detected"] / summary["events"] >= \
-        FAST.evaluation.min_detected_share
+    detects = (
+        not summary
+        or not summary["events"]
+        or summary["detected"] / summary["events"] >= FAST.evaluation.min_detected_share
+    )
     assert gate["passed"] is (above and detects), gate
     assert bool(gate["failures"]) is (not gate["passed"]) and bool(gate["advice"]) is (not gate["passed"])
     for failure in gate["failures"]:
@@ -650,7 +716,8 @@ def test_nothing_learnable_ends_without_a_decision(tmp_path):
     report = run_workflow(root, out=out, seed=0, settings=FAST, log=lambda line: None)
     train = read_corpus_split(root, "train")
     assert train.strong is None and [(name, ",".join(train.weak[name])) for name in train.files] == [
-        (name, ",".join(sorted(labels.split(",") if labels else []))) for name, labels in rows]
+        (name, ",".join(sorted(labels.split(",") if labels else []))) for name, labels in rows
+    ]
     assert report["data"]["splits"]["train"]["strong_labels"] is False
     decision = report["decision"]
     assert decision["path"] == "none"
@@ -720,8 +787,9 @@ def test_command_line_and_academy_entry(monkeypatch, tmp_path):
     calls = []
     # `audioenc.commands.workflow.run` imports run_workflow from the package at call time.
     monkeypatch.setattr(workflow, "run_workflow", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
-    status = cli.main(["workflow", "--data", "D", "--encoder", "E", "--out", str(tmp_path), "--seed", "3", "--fast",
-                       "--workers", "1"])
+    status = cli.main(
+        ["workflow", "--data", "D", "--encoder", "E", "--out", str(tmp_path), "--seed", "3", "--fast", "--workers", "1"]
+    )
     assert status == 0 and len(calls) == 1
     (data, encoder, out, seed), options = calls[0]
     assert (data, encoder, out, seed) == ("D", "E", str(tmp_path), 3)
@@ -730,13 +798,26 @@ def test_command_line_and_academy_entry(monkeypatch, tmp_path):
     # A settings file, then section.key=value overrides, on top of the --fast sizes.
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"weak": {"max_epochs": 5}, "probe": {"kind": "conv"}}))
-    status = cli.main(["workflow", "--data", "D", "--out", str(tmp_path), "--fast", "--config", str(config),
-                       "weak.patience=3", "probe.kind=frame"])
+    status = cli.main(
+        [
+            "workflow",
+            "--data",
+            "D",
+            "--out",
+            str(tmp_path),
+            "--fast",
+            "--config",
+            str(config),
+            "weak.patience=3",
+            "probe.kind=frame",
+        ]
+    )
     assert status == 0 and len(calls) == 2
     settings = calls[1][1]["settings"]
     assert settings == replace(FAST, weak=replace(FAST.weak, max_epochs=5, patience=3))
-    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, cwd=REPO, timeout=120,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, cwd=REPO, timeout=120, check=False
+    )
     assert result.returncode == 0 and "--encoder" in result.stdout and "--data" in result.stdout
 
 
@@ -749,8 +830,8 @@ def test_codec_encoder_weak_only_user_data(tmp_path):
 
     from audioenc.config import ModelConfig
     from audioenc.models.codec import CodecModel
-    from audioenc.timing.adapt import AdaptationRule
     from audioenc.models.files import export_model
+    from audioenc.timing.adapt import AdaptationRule
 
     root = synthesize_event_corpus(tmp_path / "c", (32, 12, 12), seed=2)
     (root / "metadata" / "test_strong.tsv").unlink()
@@ -765,8 +846,12 @@ def test_codec_encoder_weak_only_user_data(tmp_path):
     export_model(tmp_path / "codec", "model_best", CodecModel.from_config(config).eval(), config)
     # Negative margins: the rule always triggers, so the adaptation path runs on this codec.
     # The scratch baseline must learn enough to pass its gate (clip mAP above chance), else no decision.
-    settings = replace(FAST, rule=AdaptationRule(clip_margin=-1.0, boundary_margin=-1.0),
-                       weak=replace(FAST.weak, max_epochs=12), run=replace(FAST.run, max_clips=None))
+    settings = replace(
+        FAST,
+        rule=AdaptationRule(clip_margin=-1.0, boundary_margin=-1.0),
+        weak=replace(FAST.weak, max_epochs=12),
+        run=replace(FAST.run, max_clips=None),
+    )
     out = tmp_path / "run"
     report = run_workflow(root, encoder=tmp_path / "codec", out=out, settings=settings, log=lambda line: None)
     assert report["boundaries"]["available"] is False and "no strong labels" in report["boundaries"]["reason"]
@@ -792,8 +877,17 @@ def test_a_learnable_corpus_reaches_a_decision(tmp_path):
     audio learns enough to pass every gate and decide (frozen, adapted or scratch), with early
     stopping ending the trainings."""
     root = synthesize_event_corpus(tmp_path / "c", (96, 32, 32), seed=4)
-    settings = resolve_settings(fast=True, overrides=["weak.max_epochs=30", "weak.patience=4", "run.max_clips=none",
-                                                      "probe.max_epochs=40", "probe.patience=6", "run.workers=2"])
+    settings = resolve_settings(
+        fast=True,
+        overrides=[
+            "weak.max_epochs=30",
+            "weak.patience=4",
+            "run.max_clips=none",
+            "probe.max_epochs=40",
+            "probe.patience=6",
+            "run.workers=2",
+        ],
+    )
     report = run_workflow(root, out=tmp_path / "run", settings=settings, log=lambda line: None)
     assert report["probe"]["gates"]["scratch"]["passed"], report["probe"]["gates"]["scratch"]
     assert report["decision"]["path"] in ("frozen", "adapted", "scratch"), report["decision"]

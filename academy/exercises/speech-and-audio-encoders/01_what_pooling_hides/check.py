@@ -162,7 +162,13 @@ def check_weights(module) -> str:
             "return a [frames] array",
         )
         expect_close(weights.sum(), 1.0, f"{rule} weights sum to one", "normalise the weights over time")
-        expect(bool(np.all(weights >= 0)), f"{rule} weights are non-negative", ">= 0", f"min {weights.min():.4g}", "weights are shares")
+        expect(
+            bool(np.all(weights >= 0)),
+            f"{rule} weights are non-negative",
+            ">= 0",
+            f"min {weights.min():.4g}",
+            "weights are shares",
+        )
         expect_close(
             float(np.dot(weights, positive)),
             EXPECTED_POSITIVE[rule],
@@ -170,7 +176,9 @@ def check_weights(module) -> str:
             "the weights must reproduce the clip score: see the table in TASK.md",
         )
         library_weights = library[rule].weights(torch.from_numpy(positive)[None, None])[0, 0].numpy()
-        expect_array_close(weights, library_weights, f"{rule} weights against audioenc.timing.pooling", "see TASK.md's table")
+        expect_array_close(
+            weights, library_weights, f"{rule} weights against audioenc.timing.pooling", "see TASK.md's table"
+        )
         shares[rule] = float(weights[EVENT_FRAMES].sum())
         expect_close(
             shares[rule],
@@ -185,8 +193,12 @@ def check_weights(module) -> str:
     except ValueError:
         pass
     else:
-        raise CheckFailed("pooling_weights(..., 'median') raises ValueError", "ValueError", "no error", "reject unknown rules loudly")
-    return "event share of the clip score: mean {mean:.1%}, max {max:.0%}, linear softmax {linear_softmax:.1%}".format(**shares)
+        raise CheckFailed(
+            "pooling_weights(..., 'median') raises ValueError", "ValueError", "no error", "reject unknown rules loudly"
+        )
+    return "event share of the clip score: mean {mean:.1%}, max {max:.0%}, linear softmax {linear_softmax:.1%}".format(
+        **shares
+    )
 
 
 def check_most_visible(module) -> str:

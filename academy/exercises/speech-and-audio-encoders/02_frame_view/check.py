@@ -102,7 +102,13 @@ def check_edges_and_misses(module) -> None:
         "stop the walk at frame 0 (do not wrap around to the end with index -1)",
     )
     quiet = module.event_span_around_peak(np.array([0.3, 0.5, 0.2]), 10.0)
-    expect(quiet is None, "span when no frame is strictly above 0.5", "None", repr(quiet), "return None when scores[peak] <= threshold")
+    expect(
+        quiet is None,
+        "span when no frame is strictly above 0.5",
+        "None",
+        repr(quiet),
+        "return None when scores[peak] <= threshold",
+    )
     error = module.onset_error(np.array([0.3, 0.5, 0.2]), 10.0, 0.1)
     expect(
         isinstance(error, float) and math.isnan(error),
@@ -116,8 +122,12 @@ def check_edges_and_misses(module) -> None:
 def check_onset_error_sign(module) -> None:
     """Onset error is predicted minus true (negative when early)."""
     hint = "predicted minus true: the span starts at 1.51 s"
-    expect_close(module.onset_error(hand_track(), FRAME_RATE, 1.50), 0.01, "onset error against a true onset of 1.50 s", hint)
-    expect_close(module.onset_error(hand_track(), FRAME_RATE, 1.55), -0.04, "onset error against 1.55 s (early: negative)", hint)
+    expect_close(
+        module.onset_error(hand_track(), FRAME_RATE, 1.50), 0.01, "onset error against a true onset of 1.50 s", hint
+    )
+    expect_close(
+        module.onset_error(hand_track(), FRAME_RATE, 1.55), -0.04, "onset error against 1.55 s (early: negative)", hint
+    )
 
 
 TONE_ONSET, TONE_OFFSET, CLIP_SECONDS = 2.345, 2.645, 5.0

@@ -23,7 +23,9 @@ def frame_peak_time(frame_scores: np.ndarray, frame_rate: float) -> float:
     Returns:
         ``(argmax + 0.5) / frame_rate`` in seconds (the first largest frame on ties).
     """
-    raise NotImplementedError("Exercise 2: np.argmax gives the first largest frame j; its middle is (j + 0.5) / frame_rate")
+    raise NotImplementedError(
+        "Exercise 2: np.argmax gives the first largest frame j; its middle is (j + 0.5) / frame_rate"
+    )
 
 
 def event_span_around_peak(
@@ -62,4 +64,6 @@ def onset_error(frame_scores: np.ndarray, frame_rate: float, true_onset: float, 
     Returns:
         ``predicted_onset - true_onset``, or NaN (``float('nan')``) when there is no span.
     """
-    raise NotImplementedError("Exercise 2: use event_span_around_peak; subtract true_onset from its onset, NaN when it is None")
+    raise NotImplementedError(
+        "Exercise 2: use event_span_around_peak; subtract true_onset from its onset, NaN when it is None"
+    )

@@ -94,7 +94,9 @@ def _errors(module, scores, truth, what: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         onset, offset = (np.asarray(values, dtype=np.float64) for values in result)
     except (TypeError, ValueError):
-        raise CheckFailed(what, "(onset_errors, offset_errors): two arrays", repr(result)[:120], "return a tuple of two arrays") from None
+        raise CheckFailed(
+            what, "(onset_errors, offset_errors): two arrays", repr(result)[:120], "return a tuple of two arrays"
+        ) from None
     positives = sum(event is not None for event in truth.values())
     expect(
         onset.shape == (positives,) and offset.shape == (positives,),
@@ -126,8 +128,15 @@ def check_hand_shares(module) -> str:
     hint = "np.mean(errors <= tolerance): 0.03 is within, 0.35 and inf are not"
     onset = module.share_within(np.array([0.03, 0.35, math.inf]))
     expect_close(onset, 1 / 3, "share of onset errors [0.03, 0.35, inf] within 0.2 s", hint)
-    expect_close(module.share_within(np.array([0.02, 0.60, math.inf])), 1 / 3, "share of offset errors within 0.2 s", hint)
-    expect_close(module.share_within(np.array([0.15, 0.25]), tolerance=0.3), 1.0, "share within a 0.3 s tolerance", "use the tolerance argument")
+    expect_close(
+        module.share_within(np.array([0.02, 0.60, math.inf])), 1 / 3, "share of offset errors within 0.2 s", hint
+    )
+    expect_close(
+        module.share_within(np.array([0.15, 0.25]), tolerance=0.3),
+        1.0,
+        "share within a 0.3 s tolerance",
+        "use the tolerance argument",
+    )
     try:
         module.share_within(np.array([]))
     except ValueError:
@@ -150,8 +159,15 @@ def check_against_library(module) -> str:
         hint = "the library uses the same rule: first to last active frame (> threshold), missed = inf"
         expect_array_close(onset, lib_onset, f"{what}: onset errors against audioenc.timing.boundaries", hint)
         expect_array_close(offset, lib_offset, f"{what}: offset errors against audioenc.timing.boundaries", hint)
-        expect_close(module.share_within(onset), lib_onset_share, f"{what}: onset share within 0.2 s against the library", hint)
-        expect_close(module.share_within(offset), lib_offset_share, f"{what}: offset share within 0.2 s against the library", hint)
+        expect_close(
+            module.share_within(onset), lib_onset_share, f"{what}: onset share within 0.2 s against the library", hint
+        )
+        expect_close(
+            module.share_within(offset),
+            lib_offset_share,
+            f"{what}: offset share within 0.2 s against the library",
+            hint,
+        )
     return (
         f"30 random clips: onset share within 200 ms {lib_onset_share:.2f}, "
         f"offset {lib_offset_share:.2f} (library agrees)"

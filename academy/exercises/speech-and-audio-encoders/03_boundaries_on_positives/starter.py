@@ -67,7 +67,9 @@ def share_within(abs_errors: np.ndarray, tolerance: float = 0.2) -> float:
         ValueError: when ``abs_errors`` is empty — no positive clip means no boundary evidence,
             which must be said, not reported as 0 % or 100 %.
     """
-    raise NotImplementedError("Exercise 3: raise ValueError on an empty array; otherwise np.mean(abs_errors <= tolerance)")
+    raise NotImplementedError(
+        "Exercise 3: raise ValueError on an empty array; otherwise np.mean(abs_errors <= tolerance)"
+    )
 
 
 def share_within_all_clips(

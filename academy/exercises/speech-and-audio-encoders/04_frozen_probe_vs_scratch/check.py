@@ -55,7 +55,9 @@ def normal_interval(frozen: np.ndarray, scratch: np.ndarray, confidence: float) 
     return float(differences.mean()) - half, float(differences.mean()) + half, standard_error
 
 
-def unpaired_interval(frozen: np.ndarray, scratch: np.ndarray, n_resamples: int = 2000, seed: int = 1) -> tuple[float, float]:
+def unpaired_interval(
+    frozen: np.ndarray, scratch: np.ndarray, n_resamples: int = 2000, seed: int = 1
+) -> tuple[float, float]:
     """What an unpaired bootstrap gives: the two systems resampled with independent clip draws."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, frozen.size, size=(2, n_resamples, frozen.size))
@@ -133,7 +135,12 @@ def check_per_clip_metric(module) -> None:
     scratch = rng.uniform(0.3, 0.9, size=150)  # per-clip scores, e.g. a per-clip boundary F1
     frozen = scratch + rng.normal(0.02, 0.05, size=150)
     difference, low, high = _ci(module, frozen, scratch, "continuous per-clip metric")
-    expect_close(difference, float(np.mean(frozen - scratch)), "continuous metric: observed mean difference", "mean of frozen - scratch")
+    expect_close(
+        difference,
+        float(np.mean(frozen - scratch)),
+        "continuous metric: observed mean difference",
+        "mean of frozen - scratch",
+    )
     ref_low, ref_high, standard_error = normal_interval(frozen, scratch, 0.95)
     expect(
         abs(low - ref_low) <= 0.3 * standard_error and abs(high - ref_high) <= 0.3 * standard_error,
@@ -149,7 +156,13 @@ def check_reproducible_and_same_split(module) -> None:
     frozen, scratch = same_split(16, 4)
     first = _ci(module, frozen, scratch, "seed 5, first call", seed=5)
     second = _ci(module, frozen, scratch, "seed 5, second call", seed=5)
-    expect(first == second, "the same seed gives the same interval", repr(first), repr(second), "draw from np.random.default_rng(seed)")
+    expect(
+        first == second,
+        "the same seed gives the same interval",
+        repr(first),
+        repr(second),
+        "draw from np.random.default_rng(seed)",
+    )
     identical = _ci(module, scratch, scratch.copy(), "identical systems")
     expect(
         identical == (0.0, 0.0, 0.0),

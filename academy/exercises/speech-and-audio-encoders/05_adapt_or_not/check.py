@@ -24,8 +24,28 @@ PATH_CASES = [
     ("behind on clips, ahead on boundaries", 0.70, 0.80, 0.90, 0.75, {}, "scratch", "-0.20", "+0.05"),
     ("ahead on both", 0.95, 0.80, 0.90, 0.75, {}, "frozen", "+0.05", "+0.05"),
     ("ahead on clips, behind on boundaries", 0.95, 0.50, 0.90, 0.75, {}, "adapt", "+0.05", "-0.25"),
-    ("exactly at both margins (0.25)", 0.5, 0.5, 0.75, 0.75, {"clip_margin": 0.25, "boundary_margin": 0.25}, "frozen", "-0.25", "-0.25"),
-    ("at the clip margin, past the boundary margin", 0.5, 0.25, 0.75, 0.75, {"clip_margin": 0.25, "boundary_margin": 0.25}, "adapt", "-0.25", "-0.50"),
+    (
+        "exactly at both margins (0.25)",
+        0.5,
+        0.5,
+        0.75,
+        0.75,
+        {"clip_margin": 0.25, "boundary_margin": 0.25},
+        "frozen",
+        "-0.25",
+        "-0.25",
+    ),
+    (
+        "at the clip margin, past the boundary margin",
+        0.5,
+        0.25,
+        0.75,
+        0.75,
+        {"clip_margin": 0.25, "boundary_margin": 0.25},
+        "adapt",
+        "-0.25",
+        "-0.50",
+    ),
 ]
 
 # (description, frozen clip, frozen boundary, adapted clip, adapted boundary, options, keep?)
@@ -34,7 +54,15 @@ KEEP_CASES = [
     ("boundary +0.02 only", 0.89, 0.50, 0.89, 0.52, {}, False),
     ("boundary +0.15 but clip -0.05", 0.89, 0.50, 0.84, 0.65, {}, False),
     ("boundary gain exactly the minimum (0.125)", 0.5, 0.5, 0.5, 0.625, {"min_boundary_gain": 0.125}, True),
-    ("clip drop exactly the margin (0.25)", 0.75, 0.5, 0.5, 0.75, {"min_boundary_gain": 0.125, "clip_margin": 0.25}, True),
+    (
+        "clip drop exactly the margin (0.25)",
+        0.75,
+        0.5,
+        0.5,
+        0.75,
+        {"min_boundary_gain": 0.125, "clip_margin": 0.25},
+        True,
+    ),
 ]
 
 RULE_HINT = (
@@ -51,7 +79,9 @@ def check_paths(module) -> str:
         try:
             path, reason = result
         except (TypeError, ValueError):
-            raise CheckFailed(f"choose_path for '{name}'", "(path, reason)", repr(result)[:120], "return a tuple of two strings") from None
+            raise CheckFailed(
+                f"choose_path for '{name}'", "(path, reason)", repr(result)[:120], "return a tuple of two strings"
+            ) from None
         expect(
             path == expected,
             f"path for '{name}': frozen ({f_clip}, {f_bound}) vs scratch ({s_clip}, {s_bound}) {margins or ''}",

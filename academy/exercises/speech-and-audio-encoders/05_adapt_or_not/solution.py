@@ -33,9 +33,15 @@ def choose_path(
     # The clip question first: if the frozen features cannot tell the classes apart, better
     # boundaries would not rescue them, and a light top-block update is not the smallest fix.
     if clip_gap < -clip_margin:
-        return "scratch", f"scratch: the frozen probe is behind on the clip metric ({gaps}); the frozen features miss the classes"
+        return (
+            "scratch",
+            f"scratch: the frozen probe is behind on the clip metric ({gaps}); the frozen features miss the classes",
+        )
     if boundary_gap < -boundary_margin:
-        return "adapt", f"adapt: close to scratch on clips but behind on boundaries ({gaps}); the timing signal is what is missing"
+        return (
+            "adapt",
+            f"adapt: close to scratch on clips but behind on boundaries ({gaps}); the timing signal is what is missing",
+        )
     return "frozen", f"frozen: the frozen probe answers the task ({gaps}); no change to the encoder is justified"
 
 

@@ -72,11 +72,18 @@ a seed, unless a wall-clock budget stops it); the CRNN trainings run in ``run.wo
 at once. ``fast=True`` is a reduced run for tests.
 """
 
-
 from audioenc.timing.workflow.data import WorkflowData, channel_policy, load_workflow_data
 from audioenc.timing.workflow.run import STEP_FOLDERS, run_workflow
 from audioenc.timing.workflow.settings import WorkflowSettings, resolve_settings
 from audioenc.timing.workflow.steps import STEPS
 
-__all__ = ["STEPS", "STEP_FOLDERS", "WorkflowData", "WorkflowSettings", "channel_policy", "load_workflow_data",
-           "resolve_settings", "run_workflow"]
+__all__ = [
+    "STEPS",
+    "STEP_FOLDERS",
+    "WorkflowData",
+    "WorkflowSettings",
+    "channel_policy",
+    "load_workflow_data",
+    "resolve_settings",
+    "run_workflow",
+]

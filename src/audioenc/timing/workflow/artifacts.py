@@ -53,7 +53,9 @@ def write_tsv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) 
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(header)
         for row in rows:
-            writer.writerow(["" if cell is None else (f"{cell:.4f}" if isinstance(cell, float) else cell) for cell in row])
+            writer.writerow(
+                ["" if cell is None else (f"{cell:.4f}" if isinstance(cell, float) else cell) for cell in row]
+            )
     return path
 
 
@@ -90,8 +92,11 @@ def with_ci(evaluation: Evaluation, metric: str) -> str:
 
 def postprocessing_text(item: PostProcessing) -> str:
     """The median filter and threshold a system's numbers were measured after, in words."""
-    window = (f"median filter {item.window_frames} frames ({item.window_seconds:g} s)" if item.window_frames > 1
-              else "no median filter")
+    window = (
+        f"median filter {item.window_frames} frames ({item.window_seconds:g} s)"
+        if item.window_frames > 1
+        else "no median filter"
+    )
     return f"{window}, threshold {item.threshold:g}, {item.basis}"
 
 

@@ -12,8 +12,8 @@ encoder). Bad label rows and unreadable audio files never stop the run: each bec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
 import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +106,14 @@ def _given_splits(root: Path) -> tuple[dict[str, EventSplit], list[Issue], list[
     return splits, [issue for split in splits.values() for issue in split.issues], []
 
 
-def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int, int, int] | None = None,
-                       feature_config: LogMelConfig = LogMelConfig(), log: Callable[[str], None] = print) -> WorkflowData:
+def load_workflow_data(
+    root: str | Path,
+    *,
+    seed: int = 0,
+    max_clips: tuple[int, int, int] | None = None,
+    feature_config: LogMelConfig = LogMelConfig(),
+    log: Callable[[str], None] = print,
+) -> WorkflowData:
     """Read, validate and featurise a corpus (layout in the module docstring).
 
     Bad label rows and unreadable audio files never stop the run: each becomes an
@@ -124,9 +130,9 @@ def load_workflow_data(root: str | Path, *, seed: int = 0, max_clips: tuple[int,
     return WorkflowData(root, splits, tuple(classes), features, issues, notes, formats)
 
 
-def read_workflow_splits(root: str | Path, *, seed: int = 0, max_clips: tuple[int, int, int] | None = None,
-                         own_encoder: bool = False
-                         ) -> tuple[dict[str, EventSplit], tuple[str, ...], list[Issue], list[str]]:
+def read_workflow_splits(
+    root: str | Path, *, seed: int = 0, max_clips: tuple[int, int, int] | None = None, own_encoder: bool = False
+) -> tuple[dict[str, EventSplit], tuple[str, ...], list[Issue], list[str]]:
     """The corpus's labels read, split (carving what is missing) and checked, without touching audio
     samples: ``(splits, classes, issues, notes)``. Cheap enough to run before the run folder is
     touched, so a corpus the workflow cannot use is refused before any work (:func:`check_distribution`).
@@ -137,11 +143,15 @@ def read_workflow_splits(root: str | Path, *, seed: int = 0, max_clips: tuple[in
     classes = splits["train"].classes
     if not classes or not splits["train"].positive_files():
         rejected = _rejected_rows(splits["train"].issues)
-        raise UserError(f"{root}: the training labels hold no usable event{rejected}; the workflow "
-                        "needs training clips labelled with events: fix the label rows named here")
+        raise UserError(
+            f"{root}: the training labels hold no usable event{rejected}; the workflow "
+            "needs training clips labelled with events: fix the label rows named here"
+        )
     if own_encoder and len(classes) < 2:
-        raise UserError(f"{root}: one event class only ({classes[0]}); without --encoder the frozen encoder is a "
-                        "CRNN trained here on other classes: add a second class, or pass --encoder")
+        raise UserError(
+            f"{root}: one event class only ({classes[0]}); without --encoder the frozen encoder is a "
+            "CRNN trained here on other classes: add a second class, or pass --encoder"
+        )
     _carve_missing(root, splits, seed, notes)
     if max_clips is not None:
         for name, limit in zip(SPLITS, max_clips):
@@ -157,7 +167,9 @@ def _rejected_rows(issues: Sequence[Issue], shown: int = 3) -> str:
     rejected = [issue for issue in issues if issue.action in ("dropped", "error")]
     if not rejected:
         return ""
-    first = "; ".join(issue.message if issue.message.startswith(issue.file) else str(issue) for issue in rejected[:shown])
+    first = "; ".join(
+        issue.message if issue.message.startswith(issue.file) else str(issue) for issue in rejected[:shown]
+    )
     return f" ({len(rejected)} label row(s) or file(s) rejected, first: {first})"
 
 
@@ -167,9 +179,11 @@ def check_distribution(root: Path, splits: Mapping[str, EventSplit]) -> None:
     there is nothing to decide on or measure."""
     for name in ("validation", "test"):
         if not splits[name].positive_files():
-            raise UserError(f"{root}: the {name} split ({len(splits[name].files)} clips) holds no labelled event; "
-                            f"the workflow measures on {name} events: add {name} clips with events (or remove the "
-                            f"{name} split to carve one from train)")
+            raise UserError(
+                f"{root}: the {name} split ({len(splits[name].files)} clips) holds no labelled event; "
+                f"the workflow measures on {name} events: add {name} clips with events (or remove the "
+                f"{name} split to carve one from train)"
+            )
 
 
 def _carve_missing(root: Path, splits: dict[str, EventSplit], seed: int, notes: list[str]) -> None:
@@ -189,8 +203,15 @@ def _carve_missing(root: Path, splits: dict[str, EventSplit], seed: int, notes: 
         notes.append(f"no {name} split in {root}: {count} clips carved from train (seed {seed})")
 
 
-def _featurise(splits: dict[str, EventSplit], extractor: LogMel, features: dict[str, FeatureSet],
-               formats: dict[str, int], issues: list[Issue], root: Path, log: Callable[[str], None]) -> None:
+def _featurise(
+    splits: dict[str, EventSplit],
+    extractor: LogMel,
+    features: dict[str, FeatureSet],
+    formats: dict[str, int],
+    issues: list[Issue],
+    root: Path,
+    log: Callable[[str], None],
+) -> None:
     """Log-mel of every clip; unreadable files become dropped-file issues (in place)."""
     for name in SPLITS:
         split = splits[name]
@@ -217,8 +238,10 @@ def _featurise(splits: dict[str, EventSplit], extractor: LogMel, features: dict[
             raise UserError(f"{root}: split {name!r} has {len(usable)} usable clip(s); need at least 2")
         splits[name] = _subset(split, usable)
         features[name] = FeatureSet(split=splits[name], log_mels=log_mels, config=extractor.config)
-        log(f"  {name}: {len(usable)} clips, {len(splits[name].positive_files())} with events, "
-            f"strong labels: {'yes' if split.strong is not None else 'no'}")
+        log(
+            f"  {name}: {len(usable)} clips, {len(splits[name].positive_files())} with events, "
+            f"strong labels: {'yes' if split.strong is not None else 'no'}"
+        )
 
 
 def _unusable_clip(seconds: float, log_mel: np.ndarray) -> str:
@@ -226,11 +249,15 @@ def _unusable_clip(seconds: float, log_mel: np.ndarray) -> str:
     (no encoder gives it the two frames a time axis needs), or log-mel values that are not finite
     (samples so large their power overflows: a clip scaled by mistake)."""
     if seconds < MIN_CLIP_SECONDS:
-        return (f"{seconds * 1000:.1f} ms long, shorter than the {MIN_CLIP_SECONDS * 1000:.0f} ms a clip needs "
-                "for a frame-level time axis")
+        return (
+            f"{seconds * 1000:.1f} ms long, shorter than the {MIN_CLIP_SECONDS * 1000:.0f} ms a clip needs "
+            "for a frame-level time axis"
+        )
     if not np.isfinite(log_mel).all():
-        return ("its log-mel features are not finite (samples far outside [-1, 1]: the clip's power overflows); "
-                "rescale the clip")
+        return (
+            "its log-mel features are not finite (samples far outside [-1, 1]: the clip's power overflows); "
+            "rescale the clip"
+        )
     return ""
 
 
@@ -244,8 +271,10 @@ def _drop_clip(issues: list[Issue], path: Path, problem: str) -> None:
 def channel_policy(formats: Mapping[str, int], encoder: EncoderHandle | None = None, sample_rate: int = 24000) -> str:
     """The sentence the report states about channels and sample rates (``sample_rate``: the log-mel models')."""
     seen = ", ".join(f"{key} ({count} clips)" for key, count in sorted(formats.items()))
-    text = (f"audio found: {seen}. Every clip is downmixed to mono (mean of its channels) and resampled with soxr "
-            f"to {sample_rate} Hz for the log-mel models (steps 1-4 and the scratch baseline)")
+    text = (
+        f"audio found: {seen}. Every clip is downmixed to mono (mean of its channels) and resampled with soxr "
+        f"to {sample_rate} Hz for the log-mel models (steps 1-4 and the scratch baseline)"
+    )
     if encoder is not None:
         text += f"; for the frozen encoder: {encoder.channel_policy}"
     return text + "."

@@ -21,8 +21,10 @@ import numpy as np
 
 from audioenc.timing.evaluation import Evaluation
 
-TRAIN_MORE = ("train longer (weak.max_epochs / probe.max_epochs, or a larger budget_seconds), add training clips, "
-              "or probe another layer or encoder")
+TRAIN_MORE = (
+    "train longer (weak.max_epochs / probe.max_epochs, or a larger budget_seconds), add training clips, "
+    "or probe another layer or encoder"
+)
 DETECT_MORE = "lower the decision threshold candidates (postprocess.thresholds) or train longer"
 
 
@@ -78,32 +80,45 @@ class SanityCheck:
 
     def to_json(self) -> dict:
         """Plain-JSON form."""
-        return {"system": self.system, "passed": self.passed, "failures": list(self.failures), "advice": self.advice,
-                "chance_map": self.chance_map}
+        return {
+            "system": self.system,
+            "passed": self.passed,
+            "failures": list(self.failures),
+            "advice": self.advice,
+            "chance_map": self.chance_map,
+        }
 
 
 def check_learned(system: str, evaluation: Evaluation, chance_map: float, min_detected_share: float) -> SanityCheck:
     """Apply the gates (module docstring) to one system's evaluation."""
     failures, advice = [], []
     if not np.isfinite(chance_map):
-        return SanityCheck(system, False, ("no class has a positive clip in the evaluation split, so clip mAP is "
-                                           "undefined",), "add clips with events to the evaluation split", chance_map)
+        return SanityCheck(
+            system,
+            False,
+            ("no class has a positive clip in the evaluation split, so clip mAP is undefined",),
+            "add clips with events to the evaluation split",
+            chance_map,
+        )
     value = evaluation.point.get("clip_map")
     interval = evaluation.interval("clip_map")
     low = interval.low if interval is not None else None
     if value is None or not value > chance_map:
         failures.append(f"clip mAP {_text(value)} is not above chance ({chance_map:.3f}, the mAP of random scores)")
     elif low is None or not low > chance_map:
-        failures.append(f"clip mAP {value:.3f} is above chance ({chance_map:.3f}) but its 95 % interval reaches down to "
-                        f"{_text(low)}")
+        failures.append(
+            f"clip mAP {value:.3f} is above chance ({chance_map:.3f}) but its 95 % interval reaches down to "
+            f"{_text(low)}"
+        )
     if failures:
         advice.append(TRAIN_MORE)
     summary = evaluation.boundary.summary
     if summary is not None and summary.events:
         share = summary.detected / summary.events
         if share < min_detected_share:
-            failures.append(f"{summary.detected} of {summary.events} events detected ({share:.0%}, below "
-                            f"{min_detected_share:.0%})")
+            failures.append(
+                f"{summary.detected} of {summary.events} events detected ({share:.0%}, below {min_detected_share:.0%})"
+            )
             advice.append(DETECT_MORE)
     return SanityCheck(system, not failures, tuple(failures), "; ".join(dict.fromkeys(advice)), chance_map)
 

@@ -53,15 +53,23 @@ def _init_worker(*sets: FeatureSet) -> None:
 def _run_job(job: WeakJob) -> TrainedCRNN:
     started = time.perf_counter()
     model, history = train_weak_encoder(
-        (_WORKER_SETS["train"], _WORKER_SETS["validation"]), job.pooling, job.seed, epochs=job.budget.max_epochs,
-        batch_size=job.budget.batch_size, learning_rate=job.budget.learning_rate, config=job.config, classes=job.classes,
-        patience=job.budget.patience, budget_seconds=job.budget.budget_seconds,
+        (_WORKER_SETS["train"], _WORKER_SETS["validation"]),
+        job.pooling,
+        job.seed,
+        epochs=job.budget.max_epochs,
+        batch_size=job.budget.batch_size,
+        learning_rate=job.budget.learning_rate,
+        config=job.config,
+        classes=job.classes,
+        patience=job.budget.patience,
+        budget_seconds=job.budget.budget_seconds,
     )
     return TrainedCRNN(model, history, time.perf_counter() - started)
 
 
-def train_jobs(jobs: Sequence[WeakJob], data: WorkflowData, workers: int,
-               log: Callable[[str], None]) -> dict[str, TrainedCRNN]:
+def train_jobs(
+    jobs: Sequence[WeakJob], data: WorkflowData, workers: int, log: Callable[[str], None]
+) -> dict[str, TrainedCRNN]:
     """Train CRNN jobs, ``workers`` processes at once (1: here, one thread)."""
     results = {}
     sets = (data.features["train"], data.features["validation"])
@@ -86,8 +94,12 @@ def train_jobs(jobs: Sequence[WeakJob], data: WorkflowData, workers: int,
     context = multiprocessing.get_context(method)
     _WORKER_SETS["train"], _WORKER_SETS["validation"] = sets
     try:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
-                                 initargs=sets if method == "spawn" else ()) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(jobs)),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=sets if method == "spawn" else (),
+        ) as pool:
             futures = {job.name: pool.submit(_run_job, job) for job in jobs}
             for name, future in futures.items():
                 results[name] = future.result()

@@ -24,27 +24,54 @@ def _pyplot():
     return plt
 
 
-COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
-           "tab:olive", "tab:cyan")
+COLOURS = (
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:gray",
+    "tab:olive",
+    "tab:cyan",
+)
 
 
-def plot_pooled_levels(path: Path, filename: str, label: str, split: EventSplit, predictions: Predictions, pooled,
-                        metrics, classes: Sequence[str]) -> Path:
+def plot_pooled_levels(
+    path: Path,
+    filename: str,
+    label: str,
+    split: EventSplit,
+    predictions: Predictions,
+    pooled,
+    metrics,
+    classes: Sequence[str],
+) -> Path:
     plt = _pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6), constrained_layout=True, gridspec_kw={"width_ratios": [2, 1]})
+    figure, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 3.6), constrained_layout=True, gridspec_kw={"width_ratios": [2, 1]}
+    )
     k = list(classes).index(label)
     scores = predictions.frame_scores[filename][k]
     times = frame_centres(len(scores), predictions.frame_rate)
     left.plot(times, scores, color="0.3", linewidth=0.8, label=f"frame score: {classes[k]}")
     row = split.files.index(filename)
     for index, rule in enumerate(POOLING_NAMES):
-        left.axhline(pooled[rule]["test"][row, k], color=COLOURS[index], linestyle="--", linewidth=1.0,
-                     label=f"{rule}: {pooled[rule]['test'][row, k]:.2f}")
+        left.axhline(
+            pooled[rule]["test"][row, k],
+            color=COLOURS[index],
+            linestyle="--",
+            linewidth=1.0,
+            label=f"{rule}: {pooled[rule]['test'][row, k]:.2f}",
+        )
     if split.strong is not None:
         for event in split.strong[filename]:
             if event.label == classes[k]:
                 left.axvspan(event.onset, event.offset, color="gold", alpha=0.3)
-    left.set(xlabel="time (s)", ylabel="score", ylim=(-0.02, 1.02), title=f"{filename}: one frame view, six clip summaries")
+    left.set(
+        xlabel="time (s)", ylabel="score", ylim=(-0.02, 1.02), title=f"{filename}: one frame view, six clip summaries"
+    )
     left.legend(fontsize=7, loc="upper right", ncol=2)
     x = np.arange(len(POOLING_NAMES))
     right.bar(x - 0.2, [metrics[r]["test"].map or 0 for r in POOLING_NAMES], 0.4, label="mAP")
@@ -57,8 +84,14 @@ def plot_pooled_levels(path: Path, filename: str, label: str, split: EventSplit,
     return path
 
 
-def plot_frame_scores(path: Path, samples: Sequence[str], split: EventSplit, features: FeatureSet,
-                       predictions: Predictions, classes: Sequence[str]) -> Path:
+def plot_frame_scores(
+    path: Path,
+    samples: Sequence[str],
+    split: EventSplit,
+    features: FeatureSet,
+    predictions: Predictions,
+    classes: Sequence[str],
+) -> Path:
     plt = _pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = max(1, len(samples))
@@ -88,8 +121,9 @@ def plot_frame_scores(path: Path, samples: Sequence[str], split: EventSplit, fea
     return path
 
 
-def plot_histories(path: Path, histories: Mapping[str, TrainingHistory],
-                   title: str = "weak-label CRNN, one run per pooling rule") -> Path:
+def plot_histories(
+    path: Path, histories: Mapping[str, TrainingHistory], title: str = "weak-label CRNN, one run per pooling rule"
+) -> Path:
     """Validation (solid) and training (dotted) loss per epoch; a dot marks the epoch kept, a
     cross the last epoch of a model stopped while still improving."""
     plt = _pyplot()
@@ -100,7 +134,9 @@ def plot_histories(path: Path, histories: Mapping[str, TrainingHistory],
         epochs = np.arange(1, len(history.valid_loss) + 1)
         label = f"{name} ({history.stopped.replace('_', ' ')}{', still improving' if history.still_improving else ''})"
         axis.plot(epochs, history.valid_loss, color=colour, label=label)
-        axis.plot(np.arange(1, len(history.train_loss) + 1), history.train_loss, color=colour, linestyle=":", linewidth=0.8)
+        axis.plot(
+            np.arange(1, len(history.train_loss) + 1), history.train_loss, color=colour, linestyle=":", linewidth=0.8
+        )
         if 0 <= history.best_epoch < len(history.valid_loss):
             axis.plot(history.best_epoch + 1, history.valid_loss[history.best_epoch], "o", color=colour)
         if history.still_improving:
@@ -123,15 +159,20 @@ def plot_error_distributions(path: Path, errors_by_rule: Mapping[str, list]) -> 
             missed = sum(not e.detected for e in errors)
             axis.hist(values, bins=bins, histtype="step", color=COLOURS[index], label=f"{rule} ({missed} missed)")
         axis.axvspan(-0.2, 0.2, color="0.85", zorder=0)
-        axis.set(xlabel=f"{which} error, predicted - true (s; clipped to ±2)", ylabel="events",
-                 title=f"{which} errors on positive clips (grey: ±200 ms)")
+        axis.set(
+            xlabel=f"{which} error, predicted - true (s; clipped to ±2)",
+            ylabel="events",
+            title=f"{which} errors on positive clips (grey: ±200 ms)",
+        )
         axis.legend(fontsize=6)
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
 
 
-def plot_onset_aligned(path: Path, predictions: Mapping[str, Mapping[str, Predictions]], evaluator: ClipEvaluator) -> Path:
+def plot_onset_aligned(
+    path: Path, predictions: Mapping[str, Mapping[str, Predictions]], evaluator: ClipEvaluator
+) -> Path:
     """Mean frame score of the event's class against time relative to the true onset and offset."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.6), constrained_layout=True)
@@ -146,21 +187,32 @@ def plot_onset_aligned(path: Path, predictions: Mapping[str, Mapping[str, Predic
                 times = frame_centres(scores.shape[1], prediction.frame_rate)
                 for event in evaluator.strong[filename]:
                     anchor = getattr(event, which)
-                    curves.append(np.interp(anchor + window, times, scores[classes.index(event.label)], left=np.nan, right=np.nan))
+                    curves.append(
+                        np.interp(anchor + window, times, scores[classes.index(event.label)], left=np.nan, right=np.nan)
+                    )
             if curves:
                 axis.plot(window, np.nanmean(np.array(curves), axis=0), color=COLOURS[index], label=rule)
         axis.axvline(0, color="black", linewidth=0.8)
         axis.axvspan(-0.2, 0.2, color="0.9", zorder=0)
-        axis.set(xlabel=f"time from the true {which} (s)", ylabel="mean frame score of the event's class",
-                 ylim=(0, 1), title=f"aligned on true {which}s (positive test clips)")
+        axis.set(
+            xlabel=f"time from the true {which} (s)",
+            ylabel="mean frame score of the event's class",
+            ylim=(0, 1),
+            title=f"aligned on true {which}s (positive test clips)",
+        )
         axis.legend(fontsize=7)
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
 
 
-def plot_around_boundaries(path: Path, predictions: Mapping[str, Mapping[str, Predictions]], evaluator: ClipEvaluator,
-                            errors_by_rule: Mapping[str, list], count: int) -> Path:
+def plot_around_boundaries(
+    path: Path,
+    predictions: Mapping[str, Mapping[str, Predictions]],
+    evaluator: ClipEvaluator,
+    errors_by_rule: Mapping[str, list],
+    count: int,
+) -> Path:
     """Frame scores of sample events' classes from 1 s before the onset to 1 s after the offset."""
     plt = _pyplot()
     events = []
@@ -189,8 +241,10 @@ def plot_around_boundaries(path: Path, predictions: Mapping[str, Mapping[str, Pr
         axis.axvline(event.offset, color="black", linewidth=1.0, linestyle="--")
         axis.axhline(0.5, color="0.6", linewidth=0.6)
         axis.set(ylim=(-0.02, 1.02), ylabel="score")
-        axis.set_title(f"{filename}: {event.label} {event.onset:.2f}-{event.offset:.2f} s (black: true onset, dashed: offset)",
-                       fontsize=8)
+        axis.set_title(
+            f"{filename}: {event.label} {event.onset:.2f}-{event.offset:.2f} s (black: true onset, dashed: offset)",
+            fontsize=8,
+        )
         if row == 0:
             axis.legend(fontsize=6, ncol=3, loc="upper right")
     axes[-1, 0].set_xlabel("time (s)")
@@ -202,9 +256,20 @@ def plot_around_boundaries(path: Path, predictions: Mapping[str, Mapping[str, Pr
 def plot_comparison(path: Path, models: Mapping[str, Evaluation], title: str) -> Path:
     plt = _pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
-    metrics = [m for m in ("clip_map", "clip_accuracy", "onset_within", "offset_within", "collar_f1", "onset_f1_200ms",
-                           "psds1", "psds2")
-               if any(result.point.get(m) is not None for result in models.values())]
+    metrics = [
+        m
+        for m in (
+            "clip_map",
+            "clip_accuracy",
+            "onset_within",
+            "offset_within",
+            "collar_f1",
+            "onset_f1_200ms",
+            "psds1",
+            "psds2",
+        )
+        if any(result.point.get(m) is not None for result in models.values())
+    ]
     figure, axis = plt.subplots(figsize=(max(6, 1.4 * len(metrics) * len(models) / 2), 3.8), constrained_layout=True)
     width = 0.8 / max(1, len(models))
     for index, (name, result) in enumerate(models.items()):
@@ -212,8 +277,18 @@ def plot_comparison(path: Path, models: Mapping[str, Evaluation], title: str) ->
         values = [result.point.get(m) or 0.0 for m in metrics]
         ends = [result.interval(m) for m in metrics]
         low = [value - (ci.low if ci is not None and ci.low is not None else value) for value, ci in zip(values, ends)]
-        high = [(ci.high if ci is not None and ci.high is not None else value) - value for value, ci in zip(values, ends)]
-        axis.bar(x, values, width, color=COLOURS[index], label=name, yerr=[np.maximum(low, 0), np.maximum(high, 0)], capsize=3)
+        high = [
+            (ci.high if ci is not None and ci.high is not None else value) - value for value, ci in zip(values, ends)
+        ]
+        axis.bar(
+            x,
+            values,
+            width,
+            color=COLOURS[index],
+            label=name,
+            yerr=[np.maximum(low, 0), np.maximum(high, 0)],
+            capsize=3,
+        )
     axis.set_xticks(np.arange(len(metrics)), metrics, fontsize=8)
     axis.set(ylim=(0, 1.05), title=title)
     axis.title.set_fontsize(9)

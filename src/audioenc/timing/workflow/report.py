@@ -68,8 +68,15 @@ def assemble_note(sections: Sequence[ReportSection], run: RunInfo) -> Note:
         headline.update(section.headline)
         content.update(section.json)
     claims = _claims(sections)
-    report = clean({"version": REPORT_VERSION, "headline": {**headline, "wall_seconds": run.wall_seconds},
-                    "run": run.to_json(), **content, "claims": [claim.to_json() for claim in claims]})
+    report = clean(
+        {
+            "version": REPORT_VERSION,
+            "headline": {**headline, "wall_seconds": run.wall_seconds},
+            "run": run.to_json(),
+            **content,
+            "claims": [claim.to_json() for claim in claims],
+        }
+    )
     return Note(report, render_markdown(sections, report["run"]))
 
 
@@ -118,17 +125,19 @@ def headline_text(report: Mapping[str, Any]) -> str:
     h = report["headline"]
     onset = ", ".join(f"{rule} {number(value)} s" for rule, value in h["median_abs_onset_s"].items())
     frozen, scratch = h["frozen"], h["scratch"]
-    return "\n".join([
-        f"pooling chosen: {h['pooling_chosen']}; collar F1 {number(h['collar_f1'])}, PSDS1 {number(h['psds1'])}, "
-        f"PSDS2 {number(h['psds2'])}",
-        f"median |onset error| on positive clips: {onset}",
-        f"frozen + probe: clip mAP {number(frozen['clip_map'])} [{interval(frozen['clip_map_ci'])}], collar F1 "
-        f"{number(frozen['collar_f1'])} [{interval(frozen['collar_f1_ci'])}]",
-        f"scratch:        clip mAP {number(scratch['clip_map'])} [{interval(scratch['clip_map_ci'])}], collar F1 "
-        f"{number(scratch['collar_f1'])} [{interval(scratch['collar_f1_ci'])}]",
-        f"adaptation: {'triggered' if h['adaptation_triggered'] else 'not triggered'}"
-        f"{', ran' if h['adaptation_ran'] else ''}; decision: {h['decision']}",
-    ])
+    return "\n".join(
+        [
+            f"pooling chosen: {h['pooling_chosen']}; collar F1 {number(h['collar_f1'])}, PSDS1 {number(h['psds1'])}, "
+            f"PSDS2 {number(h['psds2'])}",
+            f"median |onset error| on positive clips: {onset}",
+            f"frozen + probe: clip mAP {number(frozen['clip_map'])} [{interval(frozen['clip_map_ci'])}], collar F1 "
+            f"{number(frozen['collar_f1'])} [{interval(frozen['collar_f1_ci'])}]",
+            f"scratch:        clip mAP {number(scratch['clip_map'])} [{interval(scratch['clip_map_ci'])}], collar F1 "
+            f"{number(scratch['collar_f1'])} [{interval(scratch['collar_f1_ci'])}]",
+            f"adaptation: {'triggered' if h['adaptation_triggered'] else 'not triggered'}"
+            f"{', ran' if h['adaptation_ran'] else ''}; decision: {h['decision']}",
+        ]
+    )
 
 
 def write_note(note: Note, out: str | Path) -> tuple[Path, Path]:

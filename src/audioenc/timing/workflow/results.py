@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from audioenc.timing.adapt import AdaptationTrigger, AdaptationVerdict
 from audioenc.core.bootstrap import BootstrapCI
+from audioenc.timing.adapt import AdaptationTrigger, AdaptationVerdict
 from audioenc.timing.encoders import EncoderHandle, FrameEmbeddings
 from audioenc.timing.evaluation import ClipEvaluator, ClipMetrics, Evaluation
 from audioenc.timing.fitting import Predictions, TrainingHistory
@@ -32,8 +32,12 @@ TRAINED_ENCODER_FOLDER = "05_probe/encoder"
 
 def _training_json(history: TrainingHistory) -> dict:
     """How one model's training ended: epochs run, the best epoch, why it stopped."""
-    return {"epochs_run": len(history.valid_loss), "best_epoch": history.best_epoch, "stopped": history.stopped,
-            "still_improving": history.still_improving}
+    return {
+        "epochs_run": len(history.valid_loss),
+        "best_epoch": history.best_epoch,
+        "stopped": history.stopped,
+        "still_improving": history.still_improving,
+    }
 
 
 def intervals_json(intervals: dict[str, BootstrapCI]) -> dict:
@@ -86,8 +90,10 @@ class DataSummary:
 
     def dropped_json(self) -> list[dict]:
         """Every dropped or changed row or file: ``{"file", "line", "action", "message"}``."""
-        return [{"file": issue.file, "line": issue.line, "action": issue.action, "message": issue.message}
-                for issue in self.corpus.issues]
+        return [
+            {"file": issue.file, "line": issue.line, "action": issue.action, "message": issue.message}
+            for issue in self.corpus.issues
+        ]
 
 
 # --------------------------------------------------------------------------- step1_pooling
@@ -113,12 +119,18 @@ class PoolingComparison:
 
     def metrics_json(self) -> dict:
         """``rule -> split -> metrics`` in plain JSON."""
-        return clean({rule: {name: item.to_json() for name, item in splits.items()} for rule, splits in self.metrics.items()})
+        return clean(
+            {rule: {name: item.to_json() for name, item in splits.items()} for rule, splits in self.metrics.items()}
+        )
 
     def to_json(self) -> dict:
         """``report.json``'s ``pooling.same_frame_scores``."""
-        return {"metrics": self.metrics_json(), "best_on_validation_map": self.best_on_validation_map,
-                "autopool_alpha": dict(self.autopool_alpha), "artifacts": list(self.artifacts)}
+        return {
+            "metrics": self.metrics_json(),
+            "best_on_validation_map": self.best_on_validation_map,
+            "autopool_alpha": dict(self.autopool_alpha),
+            "artifacts": list(self.artifacts),
+        }
 
 
 # --------------------------------------------------------------------------- step2_frames
@@ -154,9 +166,16 @@ class FrameView:
         """The numbers (or the reason), without the clips and artifacts."""
         if not self.available:
             return {"available": False, "reason": self.reason}
-        return clean({"available": True, "inside_mean": self.inside_mean, "outside_mean": self.outside_mean,
-                      "absent_class_mean": self.absent_class_mean, "peak_inside": self.peak_inside,
-                      "positive_pairs": self.positive_pairs})
+        return clean(
+            {
+                "available": True,
+                "inside_mean": self.inside_mean,
+                "outside_mean": self.outside_mean,
+                "absent_class_mean": self.absent_class_mean,
+                "peak_inside": self.peak_inside,
+                "positive_pairs": self.positive_pairs,
+            }
+        )
 
     def to_json(self) -> dict:
         """``report.json``'s ``frames`` section."""
@@ -185,8 +204,13 @@ class RuleTraining:
 
     def to_json(self, curves: bool = False) -> dict:
         """Plain JSON; with ``curves`` also the per-epoch losses."""
-        content = {"seconds": self.seconds, "best_epoch": self.history.best_epoch, "epochs_run": len(self.history.valid_loss),
-                   "stopped": self.history.stopped, "still_improving": self.history.still_improving}
+        content = {
+            "seconds": self.seconds,
+            "best_epoch": self.history.best_epoch,
+            "epochs_run": len(self.history.valid_loss),
+            "stopped": self.history.stopped,
+            "still_improving": self.history.still_improving,
+        }
         if curves:
             content.update(valid_loss=self.history.valid_loss, train_loss=self.history.train_loss)
         content.update(frame_rate=self.frame_rate, validation=self.validation.to_json(), test=self.test.to_json())
@@ -221,10 +245,16 @@ class WeakTraining:
 
     def to_json(self) -> dict:
         """``report.json``'s account of step 3 (``pooling.trained`` holds its ``rules``)."""
-        return clean({"crnn": asdict(self.crnn), "budget": asdict(self.budget), "seed": self.seed,
-                      "train_clips": len(self.train_clips),
-                      "rules": {rule: item.to_json() for rule, item in self.rules.items()},
-                      "artifacts": list(self.artifacts)})
+        return clean(
+            {
+                "crnn": asdict(self.crnn),
+                "budget": asdict(self.budget),
+                "seed": self.seed,
+                "train_clips": len(self.train_clips),
+                "rules": {rule: item.to_json() for rule, item in self.rules.items()},
+                "artifacts": list(self.artifacts),
+            }
+        )
 
 
 # --------------------------------------------------------------------------- step4_boundaries
@@ -250,8 +280,15 @@ class PoolingChoice:
 
     def to_json(self) -> dict:
         """Plain-JSON form."""
-        return clean({"chosen": self.chosen, "basis": self.basis, "rule": self.rule, "candidates": list(self.candidates),
-                      "validation_metrics": self.validation_metrics})
+        return clean(
+            {
+                "chosen": self.chosen,
+                "basis": self.basis,
+                "rule": self.rule,
+                "candidates": list(self.candidates),
+                "validation_metrics": self.validation_metrics,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -291,13 +328,24 @@ class BoundaryInspection:
 
     def to_json(self) -> dict:
         """``report.json``'s ``boundaries`` section."""
-        per_rule = {rule: {**item.scores_json(), "summary": item.boundary.summary.as_dict() if item.boundary.summary else None}
-                    for rule, item in self.per_rule.items()}
-        return clean({"available": self.available, "reason": self.reason, "positives": self.positives,
-                      "per_rule": per_rule, "selection": self.selection.to_json(), "decided": self.decided,
-                      "postprocessing": {rule: item.to_json() for rule, item in self.postprocessing.items()},
-                      "gates": {rule: item.to_json() for rule, item in self.gates.items()},
-                      "disagreements": list(self.disagreements), "artifacts": list(self.artifacts)})
+        per_rule = {
+            rule: {**item.scores_json(), "summary": item.boundary.summary.as_dict() if item.boundary.summary else None}
+            for rule, item in self.per_rule.items()
+        }
+        return clean(
+            {
+                "available": self.available,
+                "reason": self.reason,
+                "positives": self.positives,
+                "per_rule": per_rule,
+                "selection": self.selection.to_json(),
+                "decided": self.decided,
+                "postprocessing": {rule: item.to_json() for rule, item in self.postprocessing.items()},
+                "gates": {rule: item.to_json() for rule, item in self.gates.items()},
+                "disagreements": list(self.disagreements),
+                "artifacts": list(self.artifacts),
+            }
+        )
 
 
 # --------------------------------------------------------------------------- step5_probe
@@ -333,10 +381,15 @@ class EncoderInfo:
         """Plain-JSON form."""
         content = {**self.description, "trained_here": self.trained_here}
         if self.trained_here:
-            content.update(source=TRAINED_ENCODER_FOLDER, trained_on_classes=list(self.trained_on_classes),
-                           seconds=self.seconds)
-        return {**content, "frame_rate": self.frame_rate, "embedding_seconds": self.embedding_seconds,
-                "grid_is_encoder_frames": self.grid_is_encoder_frames}
+            content.update(
+                source=TRAINED_ENCODER_FOLDER, trained_on_classes=list(self.trained_on_classes), seconds=self.seconds
+            )
+        return {
+            **content,
+            "frame_rate": self.frame_rate,
+            "embedding_seconds": self.embedding_seconds,
+            "grid_is_encoder_frames": self.grid_is_encoder_frames,
+        }
 
 
 @dataclass(frozen=True)
@@ -401,18 +454,26 @@ class ProbeComparison:
 
     def to_json(self) -> dict:
         """``report.json``'s ``probe`` section."""
-        return clean({
-            "encoder": self.encoder.to_json(), "channel_policy": self.channel_policy, "task_classes": list(self.task_classes),
-            "pooling": self.pooling, "notes": list(self.notes),
-            "encoder_parameters_unchanged": self.encoder_parameters_unchanged,
-            "boundaries_available": self.boundaries_available, "boundary_reason": self.frozen.boundary.reason,
-            "frozen": self.frozen.scores_json(), "scratch": self.scratch.scores_json(),
-            "difference": {name: ci.as_dict() for name, ci in self.difference.items()}, "artifacts": list(self.artifacts),
-            "probe_description": self.probe_description,
-            "postprocessing": {system: item.to_json() for system, item in self.postprocessing.items()},
-            "gates": {system: item.to_json() for system, item in self.gates.items()},
-            "training": {name: _training_json(history) for name, history in self.histories.items()},
-        })
+        return clean(
+            {
+                "encoder": self.encoder.to_json(),
+                "channel_policy": self.channel_policy,
+                "task_classes": list(self.task_classes),
+                "pooling": self.pooling,
+                "notes": list(self.notes),
+                "encoder_parameters_unchanged": self.encoder_parameters_unchanged,
+                "boundaries_available": self.boundaries_available,
+                "boundary_reason": self.frozen.boundary.reason,
+                "frozen": self.frozen.scores_json(),
+                "scratch": self.scratch.scores_json(),
+                "difference": {name: ci.as_dict() for name, ci in self.difference.items()},
+                "artifacts": list(self.artifacts),
+                "probe_description": self.probe_description,
+                "postprocessing": {system: item.to_json() for system, item in self.postprocessing.items()},
+                "gates": {system: item.to_json() for system, item in self.gates.items()},
+                "training": {name: _training_json(history) for name, history in self.histories.items()},
+            }
+        )
 
 
 # --------------------------------------------------------------------------- step6_adapt
@@ -459,13 +520,22 @@ class AdaptationOutcome:
 
     def to_json(self) -> dict:
         """``report.json``'s ``adaptation`` section."""
-        content = {"rule": self.rule, **self.trigger.to_json(), "ran": self.ran, "unavailable": self.unavailable,
-                   "no_decision": self.no_decision}
+        content = {
+            "rule": self.rule,
+            **self.trigger.to_json(),
+            "ran": self.ran,
+            "unavailable": self.unavailable,
+            "no_decision": self.no_decision,
+        }
         if self.ran:
-            content.update(top_block=self.top_block, verdict=self.verdict.to_json(), adapted=self.adapted.scores_json(),
-                           gain_over_frozen=intervals_json(self.gain_over_frozen),
-                           postprocessing=self.postprocessing.to_json() if self.postprocessing else None,
-                           training=_training_json(self.history) if self.history else None)
+            content.update(
+                top_block=self.top_block,
+                verdict=self.verdict.to_json(),
+                adapted=self.adapted.scores_json(),
+                gain_over_frozen=intervals_json(self.gain_over_frozen),
+                postprocessing=self.postprocessing.to_json() if self.postprocessing else None,
+                training=_training_json(self.history) if self.history else None,
+            )
         return clean({**content, "artifacts": list(self.artifacts)})
 
 

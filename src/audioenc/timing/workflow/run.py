@@ -63,8 +63,17 @@ def run_workflow(
         return _run_steps(data, encoder, handle, out, seed, fast, settings, log, started)
 
 
-def _run_steps(data: str | Path | None, encoder: str | Path | None, handle: object, out: Path, seed: int,
-               fast: bool, settings: WorkflowSettings, log: Callable[[str], None], started: float) -> dict:
+def _run_steps(
+    data: str | Path | None,
+    encoder: str | Path | None,
+    handle: object,
+    out: Path,
+    seed: int,
+    fast: bool,
+    settings: WorkflowSettings,
+    log: Callable[[str], None],
+    started: float,
+) -> dict:
     """The body of :func:`run_workflow`, run while this process holds ``out``."""
     if (out / "report.json").exists():
         log(f"{out} holds an earlier workflow run: its step folders and report are replaced")

@@ -110,8 +110,11 @@ class EvaluationSettings:
     @property
     def collars(self) -> dict[str, float]:
         """Collar F1's collars as sed_scores_eval (and :class:`~audioenc.timing.evaluation.ClipEvaluator`) name them."""
-        return {"onset_collar": self.onset_collar, "offset_collar": self.offset_collar,
-                "offset_collar_rate": self.offset_collar_rate}
+        return {
+            "onset_collar": self.onset_collar,
+            "offset_collar": self.offset_collar,
+            "offset_collar_rate": self.offset_collar_rate,
+        }
 
 
 @dataclass(frozen=True)
@@ -162,8 +165,9 @@ class WorkflowSettings(Settings):
 SECTIONS: tuple[str, ...] = WorkflowSettings.sections()
 
 
-def resolve_settings(*, fast: bool = False, config_file: str | Path | None = None,
-                     overrides: Iterable[str] = ()) -> WorkflowSettings:
+def resolve_settings(
+    *, fast: bool = False, config_file: str | Path | None = None, overrides: Iterable[str] = ()
+) -> WorkflowSettings:
     """Defaults (or :meth:`WorkflowSettings.fast`), then ``config_file`` (JSON or YAML), then ``key=value``
     ``overrides``; the result is validated."""
     settings = WorkflowSettings.fast() if fast else WorkflowSettings()
@@ -181,8 +185,9 @@ def validate(settings: WorkflowSettings) -> WorkflowSettings:
     if settings.probe.kind not in ("frame", "conv"):
         raise UserError(f"probe.kind={settings.probe.kind!r}; choose frame or conv")
     if settings.probe.context_frames % 2 == 0:
-        raise UserError(f"probe.context_frames must be odd (a kernel centred on its frame); got "
-                        f"{settings.probe.context_frames}")
+        raise UserError(
+            f"probe.context_frames must be odd (a kernel centred on its frame); got {settings.probe.context_frames}"
+        )
     if not settings.postprocess.thresholds or not settings.postprocess.median_seconds:
         raise UserError("postprocess.thresholds and postprocess.median_seconds need at least one value each")
     return settings
@@ -191,13 +196,17 @@ def validate(settings: WorkflowSettings) -> WorkflowSettings:
 def _check_features(features: LogMelConfig) -> None:
     """Log-mel frames are centred on their hop (``n_fft - hop_length`` even) and the mel bands lie below Nyquist."""
     if (features.n_fft - features.hop_length) % 2:
-        raise UserError(f"features.n_fft - features.hop_length must be even for centred frames; got "
-                        f"{features.n_fft} - {features.hop_length}")
+        raise UserError(
+            f"features.n_fft - features.hop_length must be even for centred frames; got "
+            f"{features.n_fft} - {features.hop_length}"
+        )
     nyquist = features.sample_rate / 2
     f_max = nyquist if features.f_max is None else features.f_max
     if f_max > nyquist:
-        raise UserError(f"features.f_max={f_max:g} lies above Nyquist ({nyquist:g} Hz at features.sample_rate="
-                        f"{features.sample_rate}); give at most {nyquist:g} or none")
+        raise UserError(
+            f"features.f_max={f_max:g} lies above Nyquist ({nyquist:g} Hz at features.sample_rate="
+            f"{features.sample_rate}); give at most {nyquist:g} or none"
+        )
     if not features.f_min < f_max:
         raise UserError(f"features.f_min={features.f_min:g} must lie below features.f_max ({f_max:g} Hz)")
 
@@ -205,13 +214,25 @@ def _check_features(features: LogMelConfig) -> None:
 def _check_crnn(crnn: CRNNConfig, features: LogMelConfig) -> None:
     """One pooling factor per conv block, and the frequency reduction divides the mel bands (WeakCRNN's shape)."""
     if not len(crnn.conv_channels) == len(crnn.freq_pool) == len(crnn.time_pool):
-        raise UserError(f"crnn.conv_channels, crnn.freq_pool and crnn.time_pool need one value per block each; got "
-                        f"{len(crnn.conv_channels)}, {len(crnn.freq_pool)} and {len(crnn.time_pool)} values")
+        raise UserError(
+            f"crnn.conv_channels, crnn.freq_pool and crnn.time_pool need one value per block each; got "
+            f"{len(crnn.conv_channels)}, {len(crnn.freq_pool)} and {len(crnn.time_pool)} values"
+        )
     reduction = crnn.stem_bands * math.prod(crnn.freq_pool)
     if features.n_mels % reduction:
-        raise UserError(f"features.n_mels={features.n_mels} is not divisible by the CRNN's frequency reduction "
-                        f"{reduction} (crnn.stem_bands x crnn.freq_pool); change one of them")
+        raise UserError(
+            f"features.n_mels={features.n_mels} is not divisible by the CRNN's frequency reduction "
+            f"{reduction} (crnn.stem_bands x crnn.freq_pool); change one of them"
+        )
 
 
-__all__ = ["EvaluationSettings", "RunSettings", "SECTIONS", "ScorerSettings", "TrainingBudget", "WorkflowSettings",
-           "resolve_settings", "validate"]
+__all__ = [
+    "EvaluationSettings",
+    "RunSettings",
+    "SECTIONS",
+    "ScorerSettings",
+    "TrainingBudget",
+    "WorkflowSettings",
+    "resolve_settings",
+    "validate",
+]

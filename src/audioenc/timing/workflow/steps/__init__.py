@@ -42,8 +42,15 @@ class Step(Protocol):
         """Its part of the note, from its result and the other steps' results."""
 
 
-STEPS: tuple[Step, ...] = (step0_data, step1_pooling, step2_frames, step3_weak, step4_boundaries, step5_probe,
-                           step6_adapt)
+STEPS: tuple[Step, ...] = (
+    step0_data,
+    step1_pooling,
+    step2_frames,
+    step3_weak,
+    step4_boundaries,
+    step5_probe,
+    step6_adapt,
+)
 """The steps in the order they run and appear in the note."""
 
 

@@ -22,18 +22,31 @@ TITLE = "reading and checking the corpus"
 def run(context: RunContext) -> DataSummary:
     """Read, validate and featurise the corpus; write what was dropped."""
     context.log(f"  {context.corpus_root}")
-    data = load_workflow_data(context.corpus_root, seed=context.seed, max_clips=context.settings.run.max_clips,
-                              feature_config=context.settings.features,
-                              log=context.log)
+    data = load_workflow_data(
+        context.corpus_root,
+        seed=context.seed,
+        max_clips=context.settings.run.max_clips,
+        feature_config=context.settings.features,
+        log=context.log,
+    )
     rows = [(issue.file, issue.line, issue.action, issue.message) for issue in data.issues]
     dropped = write_tsv(context.path(FOLDER, "dropped.tsv"), ("file", "line", "action", "message"), rows)
     splits = {
-        name: SplitSummary(len(split.files), len(split.positive_files()), split.strong is not None, str(split.audio_dir),
-                           float(sum(split.durations.values())))
+        name: SplitSummary(
+            len(split.files),
+            len(split.positive_files()),
+            split.strong is not None,
+            str(split.audio_dir),
+            float(sum(split.durations.values())),
+        )
         for name, split in data.splits.items()
     }
-    result = DataSummary(data, splits, channel_policy(data.audio_formats, context.encoder, context.settings.features.sample_rate),
-                         (f"{FOLDER}/data.json", f"{FOLDER}/dropped.tsv"))
+    result = DataSummary(
+        data,
+        splits,
+        channel_policy(data.audio_formats, context.encoder, context.settings.features.sample_rate),
+        (f"{FOLDER}/data.json", f"{FOLDER}/dropped.tsv"),
+    )
     content = result.to_json()
     del content["artifacts"]
     write_json(context.path(FOLDER, "data.json"), content)
@@ -48,8 +61,12 @@ def report_section(result: DataSummary, results: Mapping[str, Any]) -> ReportSec
     """The data the note opens with (splits, classes, channel policy, notes) and, at its end,
     every dropped or changed row or file with its file and line."""
     data, dropped = result.to_json(), result.dropped_json()
-    claim = Claim("dropped", f"{len(dropped)} input row(s) or file(s) were dropped or changed while reading the data; "
-                  "every one is listed below with its file and line.", (f"{FOLDER}/dropped.tsv",))
+    claim = Claim(
+        "dropped",
+        f"{len(dropped)} input row(s) or file(s) were dropped or changed while reading the data; "
+        "every one is listed below with its file and line.",
+        (f"{FOLDER}/dropped.tsv",),
+    )
     split_sizes = ", ".join(f"{name} {info['clips']} clips" for name, info in data["splits"].items())
     appendix = ["", f"## Dropped or changed input ({len(dropped)})", "", claim.markdown(), ""]
     if dropped:

@@ -75,8 +75,9 @@ class PoolingNeutralScorer(nn.Module):
         return torch.sigmoid(self.head(hidden)), hidden
 
 
-def train_pooling_neutral_scorer(features: FeatureSet, classes: Sequence[str], *, hidden: int, steps: int, seed: int,
-                                 learning_rate: float = 3e-3) -> tuple[PoolingNeutralScorer, list[float]]:
+def train_pooling_neutral_scorer(
+    features: FeatureSet, classes: Sequence[str], *, hidden: int, steps: int, seed: int, learning_rate: float = 3e-3
+) -> tuple[PoolingNeutralScorer, list[float]]:
     """Train :class:`PoolingNeutralScorer` for ``steps`` random batches with clip labels broadcast
     to frames (masked padding); returns the scorer (eval mode) and the loss of each step."""
     torch.manual_seed(seed)
@@ -91,14 +92,26 @@ def train_pooling_neutral_scorer(features: FeatureSet, classes: Sequence[str], *
         scores, _ = model(batch)
         return frame_bce(scores, torch.from_numpy(targets[rows])[:, :, None].expand_as(scores), mask=mask)
 
-    history = fit_clip_model(model, [{"params": list(model.parameters()), "lr": learning_rate}],
-                             random_batches(len(inputs), BATCH_SIZE, torch.Generator().manual_seed(seed)), loss,
-                             FitSettings(epochs=steps), name="pooling-neutral scorer", seed=seed)
+    history = fit_clip_model(
+        model,
+        [{"params": list(model.parameters()), "lr": learning_rate}],
+        random_batches(len(inputs), BATCH_SIZE, torch.Generator().manual_seed(seed)),
+        loss,
+        FitSettings(epochs=steps),
+        name="pooling-neutral scorer",
+        seed=seed,
+    )
     return model, history.train_loss
 
 
-def fit_learned_pooling(rule: str, frames: Mapping[str, tuple[torch.Tensor, torch.Tensor]], split: EventSplit,
-                        classes: Sequence[str], steps: int, seed: int) -> nn.Module:
+def fit_learned_pooling(
+    rule: str,
+    frames: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    split: EventSplit,
+    classes: Sequence[str],
+    steps: int,
+    seed: int,
+) -> nn.Module:
     """Fit a learned pooling's parameters on frozen frame scores and features (clip BCE)."""
     torch.manual_seed(seed)
     files = split.files
@@ -111,9 +124,15 @@ def fit_learned_pooling(rule: str, frames: Mapping[str, tuple[torch.Tensor, torc
         hidden_batch, _ = collate_padded([frames[files[row]][1][0].numpy() for row in rows])
         return clip_bce(module(scores, hidden_batch, mask), targets[rows])
 
-    fit_clip_model(module, [{"params": list(module.parameters()), "lr": 0.05 if rule == "autopool" else 0.01}],
-                   random_batches(len(files), BATCH_SIZE, torch.Generator().manual_seed(seed)), loss,
-                   FitSettings(epochs=steps), name=f"pooling/{rule}", seed=seed)
+    fit_clip_model(
+        module,
+        [{"params": list(module.parameters()), "lr": 0.05 if rule == "autopool" else 0.01}],
+        random_batches(len(files), BATCH_SIZE, torch.Generator().manual_seed(seed)),
+        loss,
+        FitSettings(epochs=steps),
+        name=f"pooling/{rule}",
+        seed=seed,
+    )
     return module
 
 
@@ -122,8 +141,13 @@ def run(context: RunContext) -> PoolingComparison:
     data, settings = context.data, context.settings
     classes = data.classes
     with one_thread():
-        scorer, losses = train_pooling_neutral_scorer(data.features["train"], classes, hidden=settings.scorer.hidden,
-                                                      steps=settings.scorer.steps, seed=context.seed)
+        scorer, losses = train_pooling_neutral_scorer(
+            data.features["train"],
+            classes,
+            hidden=settings.scorer.hidden,
+            steps=settings.scorer.steps,
+            seed=context.seed,
+        )
         frames: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
         with torch.no_grad():
             for name in SPLITS:
@@ -131,8 +155,9 @@ def run(context: RunContext) -> PoolingComparison:
         learned, fit_seconds = {}, {}
         for rule in ("attention", "autopool"):
             fit_started = time.perf_counter()
-            learned[rule] = fit_learned_pooling(rule, frames["train"], data.splits["train"], classes,
-                                                settings.scorer.pool_fit_steps, context.seed)
+            learned[rule] = fit_learned_pooling(
+                rule, frames["train"], data.splits["train"], classes, settings.scorer.pool_fit_steps, context.seed
+            )
             fit_seconds[rule] = time.perf_counter() - fit_started
         pooled: dict[str, dict[str, np.ndarray]] = {}
         metrics: dict[str, dict[str, ClipMetrics]] = {}
@@ -146,34 +171,70 @@ def run(context: RunContext) -> PoolingComparison:
                     pooled[rule][name] = scores
                     metrics[rule][name] = clip_metrics(scores, clip_targets(split, classes), classes)
     predictions = {
-        name: Predictions({f: value[0][0].numpy().astype(np.float64) for f, value in frames[name].items()}, {},
-                          data.features[name].config.frame_rate, classes)
+        name: Predictions(
+            {f: value[0][0].numpy().astype(np.float64) for f, value in frames[name].items()},
+            {},
+            data.features[name].config.frame_rate,
+            classes,
+        )
         for name in SPLITS
     }
-    best = max(POOLING_NAMES, key=lambda rule: (metrics[rule]["validation"].map or -1.0))
+    best = max(POOLING_NAMES, key=lambda rule: metrics[rule]["validation"].map or -1.0)
     alphas = {name: float(value) for name, value in zip(classes, learned["autopool"].alpha.detach().numpy())}
-    write_tsv(context.path(FOLDER, "clip_metrics.tsv"),
-              ("pooling", "validation_map", "validation_accuracy", "test_map", "test_accuracy"),
-              [(rule, metrics[rule]["validation"].map, metrics[rule]["validation"].accuracy, metrics[rule]["test"].map,
-                metrics[rule]["test"].accuracy) for rule in POOLING_NAMES])
+    write_tsv(
+        context.path(FOLDER, "clip_metrics.tsv"),
+        ("pooling", "validation_map", "validation_accuracy", "test_map", "test_accuracy"),
+        [
+            (
+                rule,
+                metrics[rule]["validation"].map,
+                metrics[rule]["validation"].accuracy,
+                metrics[rule]["test"].map,
+                metrics[rule]["test"].accuracy,
+            )
+            for rule in POOLING_NAMES
+        ],
+    )
     filename, label = _showcase(data.splits["test"], predictions["test"], classes)
-    plot = plot_pooled_levels(context.path(FOLDER, "pooled_levels.png"), filename, label, data.splits["test"],
-                              predictions["test"], pooled, metrics, classes)
-    result = PoolingComparison(metrics, best, alphas, (f"{FOLDER}/clip_metrics.tsv", f"{FOLDER}/clip_metrics.json",
-                                                       context.rel(plot)), predictions)
-    write_json(context.path(FOLDER, "clip_metrics.json"), {
-        "what": "six pooling rules applied to the SAME frame scores (a pooling-neutral frame scorer trained with "
-                "clip labels broadcast to every frame); attention and AutoPool parameters fitted on the training clips",
-        "frame_scorer": {"hidden": settings.scorer.hidden, "steps": settings.scorer.steps, "final_loss": losses[-1],
-                         "frame_rate": data.features["train"].config.frame_rate},
-        "metrics": result.metrics_json(),
-        "best_on_validation_map": best,
-        "autopool_alpha": alphas,
-        "pool_fit_seconds": fit_seconds,
-    })
+    plot = plot_pooled_levels(
+        context.path(FOLDER, "pooled_levels.png"),
+        filename,
+        label,
+        data.splits["test"],
+        predictions["test"],
+        pooled,
+        metrics,
+        classes,
+    )
+    result = PoolingComparison(
+        metrics,
+        best,
+        alphas,
+        (f"{FOLDER}/clip_metrics.tsv", f"{FOLDER}/clip_metrics.json", context.rel(plot)),
+        predictions,
+    )
+    write_json(
+        context.path(FOLDER, "clip_metrics.json"),
+        {
+            "what": "six pooling rules applied to the SAME frame scores (a pooling-neutral frame scorer trained with "
+            "clip labels broadcast to every frame); attention and AutoPool parameters fitted on the training clips",
+            "frame_scorer": {
+                "hidden": settings.scorer.hidden,
+                "steps": settings.scorer.steps,
+                "final_loss": losses[-1],
+                "frame_rate": data.features["train"].config.frame_rate,
+            },
+            "metrics": result.metrics_json(),
+            "best_on_validation_map": best,
+            "autopool_alpha": alphas,
+            "pool_fit_seconds": fit_seconds,
+        },
+    )
     for rule in POOLING_NAMES:
-        context.log(f"  {rule:>14}: test mAP {number(metrics[rule]['test'].map)}, "
-                    f"accuracy {number(metrics[rule]['test'].accuracy)}")
+        context.log(
+            f"  {rule:>14}: test mAP {number(metrics[rule]['test'].map)}, "
+            f"accuracy {number(metrics[rule]['test'].accuracy)}"
+        )
     return result
 
 
@@ -204,8 +265,9 @@ def report_section(result: PoolingComparison, results: Mapping[str, Any]) -> Rep
     ``pooling`` section, which step 4's choice heads)."""
     mean_test, max_test = result.metrics["mean"]["test"], result.metrics["max"]["test"]
     best = result.best_on_validation_map
-    text = (f"On the same frame scores, mean pooling gives test clip mAP {number(mean_test.map)} (accuracy "
-            f"{number(mean_test.accuracy)}) and max pooling {number(max_test.map)} (accuracy {number(max_test.accuracy)}); "
-            f"the best clip summary on validation is {best} (test mAP {number(result.metrics[best]['test'].map)}).")
+    text = (
+        f"On the same frame scores, mean pooling gives test clip mAP {number(mean_test.map)} (accuracy "
+        f"{number(mean_test.accuracy)}) and max pooling {number(max_test.map)} (accuracy {number(max_test.accuracy)}); "
+        f"the best clip summary on validation is {best} (test mAP {number(result.metrics[best]['test'].map)})."
+    )
     return ReportSection(claims=(Claim("pooling_same_scores", text, result.artifacts, HEADING),))
-

@@ -33,25 +33,39 @@ def run(context: RunContext) -> FrameView:
     negatives = [f for f in split.files if not split.weak[f]]
     if negatives:
         samples.append(negatives[0])
-    plot = plot_frame_scores(context.path(FOLDER, "frame_scores.png"), samples, split, data.features["test"],
-                             predictions, classes)
+    plot = plot_frame_scores(
+        context.path(FOLDER, "frame_scores.png"), samples, split, data.features["test"], predictions, classes
+    )
     view = measure_frame_view(predictions, split, classes, samples, (context.rel(plot), f"{FOLDER}/frame_view.json"))
-    write_json(context.path(FOLDER, "frame_view.json"),
-               {"model": "the step-1 frame scorer", "sample_clips": samples, **view.measurements()})
+    write_json(
+        context.path(FOLDER, "frame_view.json"),
+        {"model": "the step-1 frame scorer", "sample_clips": samples, **view.measurements()},
+    )
     if view.inside_mean is not None:
-        context.log(f"  frame scores of the true class: {view.inside_mean:.3f} inside events, "
-                    f"{view.outside_mean:.3f} outside (positive clips); peak inside an event for "
-                    f"{view.peak_inside}/{view.positive_pairs} (clip, class) pairs")
+        context.log(
+            f"  frame scores of the true class: {view.inside_mean:.3f} inside events, "
+            f"{view.outside_mean:.3f} outside (positive clips); peak inside an event for "
+            f"{view.peak_inside}/{view.positive_pairs} (clip, class) pairs"
+        )
     return view
 
 
-def measure_frame_view(predictions: Predictions, split: EventSplit, classes: Sequence[str],
-                       sample_clips: Sequence[str] = (), artifacts: Sequence[str] = ()) -> FrameView:
+def measure_frame_view(
+    predictions: Predictions,
+    split: EventSplit,
+    classes: Sequence[str],
+    sample_clips: Sequence[str] = (),
+    artifacts: Sequence[str] = (),
+) -> FrameView:
     """Frame scores of the true class inside vs outside its events (positive clips), and how often
     the class's highest frame lies inside one of its events; needs strong labels."""
     if split.strong is None:
-        return FrameView(False, f"the {split.name} split has no strong labels", sample_clips=tuple(sample_clips),
-                         artifacts=tuple(artifacts))
+        return FrameView(
+            False,
+            f"the {split.name} split has no strong labels",
+            sample_clips=tuple(sample_clips),
+            artifacts=tuple(artifacts),
+        )
     rate = predictions.frame_rate
     inside, outside, negative, peak_inside, pairs = [], [], [], 0, 0
     for filename in split.files:
@@ -72,7 +86,8 @@ def measure_frame_view(predictions: Predictions, split: EventSplit, classes: Seq
             pairs += 1
             peak_inside += bool(in_event[int(np.argmax(scores[k]))])
     return FrameView(
-        True, None,
+        True,
+        None,
         inside_mean=float(np.mean(inside)) if inside else None,
         outside_mean=float(np.mean(outside)) if outside else None,
         absent_class_mean=float(np.mean(negative)) if negative else None,
@@ -109,11 +124,17 @@ def sample_clips_for_plots(split: EventSplit, classes: Sequence[str], count: int
 def report_section(result: FrameView, results: Mapping[str, Any]) -> ReportSection:
     """What the frame view keeps that the clip summary averages away (``report.json``'s ``frames``)."""
     if result.available and result.inside_mean is not None:
-        text = (f"The frame view keeps what the clip summary averages away: on positive test clips the true class "
-                f"scores {number(result.inside_mean)} inside its events and {number(result.outside_mean)} outside them, "
-                f"and its highest frame lies inside one of its events for {result.peak_inside} of "
-                f"{result.positive_pairs} (clip, class) pairs.")
+        text = (
+            f"The frame view keeps what the clip summary averages away: on positive test clips the true class "
+            f"scores {number(result.inside_mean)} inside its events and {number(result.outside_mean)} outside them, "
+            f"and its highest frame lies inside one of its events for {result.peak_inside} of "
+            f"{result.positive_pairs} (clip, class) pairs."
+        )
     else:
-        text = ("Frame scores per class over time are plotted for sample clips (no strong labels on the test split to "
-                "measure them against).")
-    return ReportSection(json={"frames": result.to_json()}, claims=(Claim("frame_view", text, result.artifacts, HEADING),))
+        text = (
+            "Frame scores per class over time are plotted for sample clips (no strong labels on the test split to "
+            "measure them against)."
+        )
+    return ReportSection(
+        json={"frames": result.to_json()}, claims=(Claim("frame_view", text, result.artifacts, HEADING),)
+    )

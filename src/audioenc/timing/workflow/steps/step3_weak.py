@@ -40,62 +40,95 @@ def run(context: RunContext) -> WeakTraining:
             models[rule] = model
             predictions[rule] = {name: predict(model, data.features[name].log_mels) for name in ("validation", "test")}
             metrics = {
-                name: clip_metrics(predictions[rule][name].stacked_clip_scores(data.splits[name].files),
-                                   clip_targets(data.splits[name], data.classes), data.classes)
+                name: clip_metrics(
+                    predictions[rule][name].stacked_clip_scores(data.splits[name].files),
+                    clip_targets(data.splits[name], data.classes),
+                    data.classes,
+                )
                 for name in ("validation", "test")
             }
-            rules[rule] = RuleTraining(trained[rule].seconds, history, model.frame_rate, metrics["validation"],
-                                       metrics["test"])
+            rules[rule] = RuleTraining(
+                trained[rule].seconds, history, model.frame_rate, metrics["validation"], metrics["test"]
+            )
             if history.still_improving:
-                context.log(f"  {rule}: stopped by {history.stopped.replace('_', ' ')} after {len(history.valid_loss)} "
-                            "epochs with the validation loss still falling")
-    plot = plot_histories(context.path(FOLDER, "training_curves.png"), {rule: item.history for rule, item in rules.items()})
-    result = WeakTraining(
-        settings.crnn, settings.weak, context.seed, tuple(data.splits["train"].files), rules,
-        (f"{FOLDER}/training.json", context.rel(plot), *[f"{FOLDER}/{rule}/model.safetensors" for rule in POOLING_NAMES]),
-        models, predictions,
+                context.log(
+                    f"  {rule}: stopped by {history.stopped.replace('_', ' ')} after {len(history.valid_loss)} "
+                    "epochs with the validation loss still falling"
+                )
+    plot = plot_histories(
+        context.path(FOLDER, "training_curves.png"), {rule: item.history for rule, item in rules.items()}
     )
-    write_json(context.path(FOLDER, "training.json"), {
-        "what": "weak-label CRNN (audioenc.timing.weak) trained from clip labels only, one run per pooling rule, "
-                "same training/validation split, same seed; weights of the best validation-loss epoch",
-        "crnn": asdict(settings.crnn),
-        "budget": asdict(settings.weak),
-        "seed": context.seed,
-        "train_clips": list(result.train_clips),
-        "rules": {rule: item.to_json(curves=True) for rule, item in rules.items()},
-    })
+    result = WeakTraining(
+        settings.crnn,
+        settings.weak,
+        context.seed,
+        tuple(data.splits["train"].files),
+        rules,
+        (
+            f"{FOLDER}/training.json",
+            context.rel(plot),
+            *[f"{FOLDER}/{rule}/model.safetensors" for rule in POOLING_NAMES],
+        ),
+        models,
+        predictions,
+    )
+    write_json(
+        context.path(FOLDER, "training.json"),
+        {
+            "what": "weak-label CRNN (audioenc.timing.weak) trained from clip labels only, one run per pooling rule, "
+            "same training/validation split, same seed; weights of the best validation-loss epoch",
+            "crnn": asdict(settings.crnn),
+            "budget": asdict(settings.weak),
+            "seed": context.seed,
+            "train_clips": list(result.train_clips),
+            "rules": {rule: item.to_json(curves=True) for rule, item in rules.items()},
+        },
+    )
     return result
 
 
 def report_section(result: WeakTraining, results: StepResults) -> ReportSection:
     """The weak-label CRNNs' clip mAP, and how every model of the run trained (this step's and the
     later steps' models: the note states all early stopping in one place)."""
-    text = (f"A weak-label CRNN was trained from clip labels only, once per pooling rule (up to "
-            f"{result.budget.max_epochs} epochs, patience {result.budget.patience}, {len(result.train_clips)} training "
-            f"clips, seed {result.seed}{_sizes(result)}); test clip mAP: "
-            + ", ".join(f"{rule} {number(item.test.map)}" for rule, item in result.rules.items()) + ".")
+    text = (
+        f"A weak-label CRNN was trained from clip labels only, once per pooling rule (up to "
+        f"{result.budget.max_epochs} epochs, patience {result.budget.patience}, {len(result.train_clips)} training "
+        f"clips, seed {result.seed}{_sizes(result)}); test clip mAP: "
+        + ", ".join(f"{rule} {number(item.test.map)}" for rule, item in result.rules.items())
+        + "."
+    )
     histories, curves = results.training_records()
-    return ReportSection(claims=(Claim("weak_training", text, result.artifacts, HEADING),
-                                 Claim("training", training_text(histories), curves, HEADING)))
+    return ReportSection(
+        claims=(
+            Claim("weak_training", text, result.artifacts, HEADING),
+            Claim("training", training_text(histories), curves, HEADING),
+        )
+    )
 
 
 def _sizes(weak: WeakTraining) -> str:
     """``; CRNN ... at N frames/s`` from the recorded sizes."""
     crnn = weak.crnn
     rate = next((item.frame_rate for item in weak.rules.values() if item.frame_rate), None)
-    text = (f"; CRNN stem {crnn.stem_channels} channels, conv blocks {tuple(crnn.conv_channels)}, BiGRU "
-            f"2 x {crnn.rnn_hidden}, batch {weak.budget.batch_size}, learning rate {weak.budget.learning_rate}")
+    text = (
+        f"; CRNN stem {crnn.stem_channels} channels, conv blocks {tuple(crnn.conv_channels)}, BiGRU "
+        f"2 x {crnn.rnn_hidden}, batch {weak.budget.batch_size}, learning rate {weak.budget.learning_rate}"
+    )
     return text + (f", {rate:g} output frames/s" if rate else "")
 
 
 def training_text(histories: Mapping[str, TrainingHistory]) -> str:
     """Every model's epochs and why it stopped; the ones cut short while improving named first."""
     short = [name for name, history in histories.items() if history.still_improving]
-    parts = [f"{name} {len(history.valid_loss)} epochs (best {history.best_epoch + 1}, "
-             f"{history.stopped.replace('_', ' ')})" for name, history in histories.items()]
+    parts = [
+        f"{name} {len(history.valid_loss)} epochs (best {history.best_epoch + 1}, {history.stopped.replace('_', ' ')})"
+        for name, history in histories.items()
+    ]
     text = "Training with early stopping on the validation loss (best state kept): " + "; ".join(parts) + "."
     if short:
-        text += (f" Stopped by the epoch limit or the budget while the validation loss was still falling: "
-                 f"{', '.join(short)} — their numbers would likely improve with a larger weak.max_epochs / "
-                 "probe.max_epochs or budget.")
+        text += (
+            f" Stopped by the epoch limit or the budget while the validation loss was still falling: "
+            f"{', '.join(short)} — their numbers would likely improve with a larger weak.max_epochs / "
+            "probe.max_epochs or budget."
+        )
     return text

@@ -45,12 +45,15 @@ def run(context: RunContext) -> AdaptationOutcome:
     details = {"rule": rule.statement(), "margins": asdict(rule), **trigger.to_json(), "ran": False}
     scratch_gate = comparison.gates["scratch"]
     if not scratch_gate.passed:
-        reason = (f"no decision: the scratch baseline learned nothing the comparison could rest on "
-                  f"({scratch_gate.reason})")
+        reason = (
+            f"no decision: the scratch baseline learned nothing the comparison could rest on ({scratch_gate.reason})"
+        )
         details.update(no_decision=reason)
         context.log(f"  {reason}")
         write_json(context.path(FOLDER, "adaptation.json"), details)
-        return AdaptationOutcome(rule.statement(), trigger, no_decision=reason, artifacts=(f"{FOLDER}/adaptation.json",))
+        return AdaptationOutcome(
+            rule.statement(), trigger, no_decision=reason, artifacts=(f"{FOLDER}/adaptation.json",)
+        )
     outcome = AdaptationOutcome(rule.statement(), trigger, artifacts=(f"{FOLDER}/adaptation.json",))
     context.log(f"  {trigger.reason}")
     split, reason = adaptation_split(path.handle) if trigger.triggered else (None, "")
@@ -67,45 +70,90 @@ def run(context: RunContext) -> AdaptationOutcome:
 
             if not all(e.identity_map for e in path.embeddings.values()):
                 raise RuntimeError("internal: adaptation needs embeddings on the encoder's own frames")
-            error = check_adaptation_split(split, audio_of("train", first), path.embeddings["train"].frames[first],
-                                           f"{path.handle.source} on {first}")
+            error = check_adaptation_split(
+                split,
+                audio_of("train", first),
+                path.embeddings["train"].frames[first],
+                f"{path.handle.source} on {first}",
+            )
             lower = {name: {f: split.lower(audio_of(name, f)) for f in data.splits[name].files} for name in SPLITS}
-            adapted, history = train_adapted(split, path.probe, lower["train"], path.targets["train"],
-                                             lower["validation"], path.targets["validation"], config=settings.probe,
-                                             seed=context.seed)
+            adapted, history = train_adapted(
+                split,
+                path.probe,
+                lower["train"],
+                path.targets["train"],
+                lower["validation"],
+                path.targets["validation"],
+                config=settings.probe,
+                seed=context.seed,
+            )
             if not same_parameters(path.fingerprint, parameters_fingerprint(path.handle.model)):
                 raise RuntimeError("internal: adaptation changed the original encoder (it must train a copy)")
             rate, task = path.embeddings["train"].frame_rate, comparison.task_classes
             evaluation = settings.evaluation
             postprocessing = choose_postprocessing(
-                predict_frames(adapted, lower["validation"], rate, task), data.splits["validation"], task,
-                settings.postprocess, **evaluation.collars)
+                predict_frames(adapted, lower["validation"], rate, task),
+                data.splits["validation"],
+                task,
+                settings.postprocess,
+                **evaluation.collars,
+            )
             adapted_test = postprocessing.apply(predict_frames(adapted, lower["test"], rate, task))
             adapted_metrics = path.evaluator.evaluate(adapted_test, with_psds=path.evaluator.boundaries_available)
             gain = path.evaluator.paired_difference(adapted_test, path.frozen_test)
         verdict = rule.verdict(trigger.short_on, gain)
         if history.best_epoch == -1:
-            verdict = AdaptationVerdict(verdict.justified, "no adapted epoch lowered the validation loss below the frozen "
-                                        "start, so the adapted model is the frozen encoder + probe; " + verdict.reason)
-        save_module(adapted, context.path(FOLDER, "adapted"), {
-            "kind": "audioenc.adapted_top_and_probe", "top": split.description, "classes": list(comparison.task_classes),
-            "pooling": comparison.pooling, "lr_factor": settings.probe.adapt_lr_factor,
-            "max_epochs": settings.probe.adapt_epochs})
-        plot = plot_comparison(context.path(FOLDER, "comparison.png"),
-                               {"frozen + probe": comparison.frozen, "adapted": adapted_metrics,
-                                "scratch": comparison.scratch},
-                               "frozen vs adapted vs scratch (test split, 95 % bootstrap intervals over clips)")
-        details.update(
-            ran=True, top_block=split.description, cut_check_relative_error=error,
-            learning_rates={"top": settings.probe.learning_rate * settings.probe.adapt_lr_factor,
-                            "probe": settings.probe.learning_rate},
-            epochs=settings.probe.adapt_epochs, history=history.as_dict(), best_epoch=history.best_epoch,
-            adapted=adapted_metrics.to_json(), gain_over_frozen=intervals_json(gain), verdict=verdict.to_json(),
-            postprocessing=postprocessing.to_json(), original_encoder_unchanged=True,
+            verdict = AdaptationVerdict(
+                verdict.justified,
+                "no adapted epoch lowered the validation loss below the frozen "
+                "start, so the adapted model is the frozen encoder + probe; " + verdict.reason,
+            )
+        save_module(
+            adapted,
+            context.path(FOLDER, "adapted"),
+            {
+                "kind": "audioenc.adapted_top_and_probe",
+                "top": split.description,
+                "classes": list(comparison.task_classes),
+                "pooling": comparison.pooling,
+                "lr_factor": settings.probe.adapt_lr_factor,
+                "max_epochs": settings.probe.adapt_epochs,
+            },
         )
-        outcome = AdaptationOutcome(outcome.rule, trigger, None, split.description, verdict, adapted_metrics, gain,
-                                    (*outcome.artifacts, context.rel(plot), f"{FOLDER}/adapted/model.safetensors"),
-                                    postprocessing=postprocessing, history=history)
+        plot = plot_comparison(
+            context.path(FOLDER, "comparison.png"),
+            {"frozen + probe": comparison.frozen, "adapted": adapted_metrics, "scratch": comparison.scratch},
+            "frozen vs adapted vs scratch (test split, 95 % bootstrap intervals over clips)",
+        )
+        details.update(
+            ran=True,
+            top_block=split.description,
+            cut_check_relative_error=error,
+            learning_rates={
+                "top": settings.probe.learning_rate * settings.probe.adapt_lr_factor,
+                "probe": settings.probe.learning_rate,
+            },
+            epochs=settings.probe.adapt_epochs,
+            history=history.as_dict(),
+            best_epoch=history.best_epoch,
+            adapted=adapted_metrics.to_json(),
+            gain_over_frozen=intervals_json(gain),
+            verdict=verdict.to_json(),
+            postprocessing=postprocessing.to_json(),
+            original_encoder_unchanged=True,
+        )
+        outcome = AdaptationOutcome(
+            outcome.rule,
+            trigger,
+            None,
+            split.description,
+            verdict,
+            adapted_metrics,
+            gain,
+            (*outcome.artifacts, context.rel(plot), f"{FOLDER}/adapted/model.safetensors"),
+            postprocessing=postprocessing,
+            history=history,
+        )
         context.log(f"  adapted ({split.description}): {verdict.reason}")
     write_json(context.path(FOLDER, "adaptation.json"), details)
     return outcome
@@ -157,13 +205,19 @@ def decide_path(adaptation: AdaptationOutcome) -> Decision:
         return Decision("frozen", "keep the frozen encoder with its probe: " + trigger.reason)
     short = ", ".join(trigger.short_on) or "the rule's metrics"
     if not adaptation.ran:
-        return Decision("scratch", f"use the scratch model: the frozen path stops short on {short} "
-                        f"({trigger.reason}) and adaptation could not be tried ({adaptation.unavailable})")
+        return Decision(
+            "scratch",
+            f"use the scratch model: the frozen path stops short on {short} "
+            f"({trigger.reason}) and adaptation could not be tried ({adaptation.unavailable})",
+        )
     if adaptation.verdict.justified:
         return Decision("adapted", "adapt the encoder (top block unfrozen): " + adaptation.verdict.reason)
-    return Decision("scratch", f"use the scratch model: the frozen path stops short on {short} "
-                    f"({trigger.reason}) and adapting the top block does not justify changing the encoder "
-                    f"({adaptation.verdict.reason})")
+    return Decision(
+        "scratch",
+        f"use the scratch model: the frozen path stops short on {short} "
+        f"({trigger.reason}) and adapting the top block does not justify changing the encoder "
+        f"({adaptation.verdict.reason})",
+    )
 
 
 def next_change(results: StepResults) -> NextChange:
@@ -186,34 +240,47 @@ def next_change(results: StepResults) -> NextChange:
         advice = scratch.advice if scratch is not None else "train longer or add data"
         return NextChange(f"Make the scratch baseline learn first: {advice}; then rerun.", adaptation.no_decision)
     if not boundaries.available:
-        return NextChange("Add strong labels (event onsets and offsets) for the evaluation split and rerun.",
-                          f"boundary metrics were not computed: {boundaries.reason}")
+        return NextChange(
+            "Add strong labels (event onsets and offsets) for the evaluation split and rerun.",
+            f"boundary metrics were not computed: {boundaries.reason}",
+        )
     chosen = boundaries.chosen
     summary = boundaries.per_rule[chosen].boundary.summary
     events, detected = (summary.events, summary.detected) if summary is not None else (0, 0)
     folder = step4_boundaries.FOLDER
     if events and detected / events < 2 / 3:
         threshold = boundaries.postprocessing[chosen].threshold if chosen in boundaries.postprocessing else 0.5
-        return NextChange(f"Add lower decision thresholds to postprocess.thresholds (the {chosen} CRNN used {threshold}) "
-                          f"and re-read {folder}: a read-out change, no retraining.",
-                          f"{events - detected} of {events} events on positive test clips have no frame above "
-                          f"{threshold}, so their boundaries are counted as missed")
+        return NextChange(
+            f"Add lower decision thresholds to postprocess.thresholds (the {chosen} CRNN used {threshold}) "
+            f"and re-read {folder}: a read-out change, no retraining.",
+            f"{events - detected} of {events} events on positive test clips have no frame above "
+            f"{threshold}, so their boundaries are counted as missed",
+        )
     trigger = adaptation.trigger
     if trigger.triggered and not adaptation.ran:
-        return NextChange("Make the encoder's top block trainable (a codec or CRNN folder, or a HEAR module that exposes "
-                          "its layers) and rerun step 6.", adaptation.unavailable or "adaptation was not available")
+        return NextChange(
+            "Make the encoder's top block trainable (a codec or CRNN folder, or a HEAR module that exposes "
+            "its layers) and rerun step 6.",
+            adaptation.unavailable or "adaptation was not available",
+        )
     if trigger.triggered and adaptation.ran and not adaptation.verdict.justified:
-        return NextChange("Probe the same frozen frames with temporal context (a kernel-5 convolution over frames "
-                          "instead of the per-frame layer): if boundaries improve, the timing is in the frame sequence "
-                          "but not in single frames; if not, probe a layer below the top block.",
-                          f"the frozen path stopped short of scratch ({_gaps_text(trigger.gaps)}) and unfreezing the "
-                          "top block did not clear the rule")
+        return NextChange(
+            "Probe the same frozen frames with temporal context (a kernel-5 convolution over frames "
+            "instead of the per-frame layer): if boundaries improve, the timing is in the frame sequence "
+            "but not in single frames; if not, probe a layer below the top block.",
+            f"the frozen path stopped short of scratch ({_gaps_text(trigger.gaps)}) and unfreezing the "
+            "top block did not clear the rule",
+        )
     if adaptation.ran and adaptation.verdict.justified:
-        return NextChange("Rerun with a second seed (--seed 1) and keep the adapted encoder only if the gain holds.",
-                          "adaptation cleared the rule on one seed: " + adaptation.verdict.reason)
-    return NextChange(f"Keep the frozen encoder and probe; next, compare the {chosen} boundary plot with the runner-up "
-                      f"rule's on the clips where they disagree ({folder}/around_boundaries.png).",
-                      f"the frozen path is within the margins of scratch ({_gaps_text(trigger.gaps)})")
+        return NextChange(
+            "Rerun with a second seed (--seed 1) and keep the adapted encoder only if the gain holds.",
+            "adaptation cleared the rule on one seed: " + adaptation.verdict.reason,
+        )
+    return NextChange(
+        f"Keep the frozen encoder and probe; next, compare the {chosen} boundary plot with the runner-up "
+        f"rule's on the clips where they disagree ({folder}/around_boundaries.png).",
+        f"the frozen path is within the margins of scratch ({_gaps_text(trigger.gaps)})",
+    )
 
 
 def _gaps_text(gaps: Mapping[str, float]) -> str:
@@ -227,20 +294,35 @@ def report_section(result: AdaptationOutcome, results: StepResults) -> ReportSec
     decision, change = decide_path(result), next_change(results)
     text = f"Adaptation rule: {result.rule} Outcome: {result.no_decision or result.trigger.reason}."
     if result.ran:
-        text += (f" Adapted ({result.top_block}): clip mAP {with_ci(result.adapted, 'clip_map')}"
-                 + (f", collar F1 {with_ci(result.adapted, 'collar_f1')}" if boundaries_available else "")
-                 + f". Verdict: {result.verdict.reason}.")
+        text += (
+            f" Adapted ({result.top_block}): clip mAP {with_ci(result.adapted, 'clip_map')}"
+            + (f", collar F1 {with_ci(result.adapted, 'collar_f1')}" if boundaries_available else "")
+            + f". Verdict: {result.verdict.reason}."
+        )
     elif result.unavailable:
         text += f" Not run: {result.unavailable}."
     claims = (
         Claim("adaptation", text, result.artifacts, HEADING),
-        Claim("decision", f"Decision: {decision.path} — {decision.statement}.",
-              (step5_probe.COMPARISON_TSV, *result.artifacts), DECISION_HEADING),
-        Claim("next_change", f"Smallest next change worth testing: {change.text} Why: {change.because}.",
-              (step4_boundaries.METRICS_JSON, step5_probe.COMPARISON_JSON, f"{FOLDER}/adaptation.json"),
-              DECISION_HEADING),
+        Claim(
+            "decision",
+            f"Decision: {decision.path} — {decision.statement}.",
+            (step5_probe.COMPARISON_TSV, *result.artifacts),
+            DECISION_HEADING,
+        ),
+        Claim(
+            "next_change",
+            f"Smallest next change worth testing: {change.text} Why: {change.because}.",
+            (step4_boundaries.METRICS_JSON, step5_probe.COMPARISON_JSON, f"{FOLDER}/adaptation.json"),
+            DECISION_HEADING,
+        ),
     )
-    headline = {"adaptation_triggered": result.trigger.triggered, "adaptation_ran": result.ran,
-                "decision": decision.path}
-    return ReportSection(json={"adaptation": result.to_json(), "decision": decision.to_json(),
-                               "next_change": change.to_json()}, headline=headline, claims=claims)
+    headline = {
+        "adaptation_triggered": result.trigger.triggered,
+        "adaptation_ran": result.ran,
+        "decision": decision.path,
+    }
+    return ReportSection(
+        json={"adaptation": result.to_json(), "decision": decision.to_json(), "next_change": change.to_json()},
+        headline=headline,
+        claims=claims,
+    )

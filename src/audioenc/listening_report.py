@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 
 from audioenc.audio.io import AudioReadError
+from audioenc.core.plotting import pyplot
 from audioenc.errors import UserError
 from audioenc.metrics.file_evaluation import (
     Clip,
@@ -302,19 +303,10 @@ def _png_uri(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _spectrogram_uri(channel: np.ndarray, sample_rate: int) -> str:
     import librosa
 
-    plt = _pyplot()
+    plt = pyplot()
     mel = librosa.feature.melspectrogram(
         y=channel.astype(np.float32), sr=sample_rate, n_fft=1024, hop_length=256, n_mels=80
     )
@@ -337,7 +329,7 @@ def _spectrogram_uri(channel: np.ndarray, sample_rate: int) -> str:
 def _channels_uri(outputs: list[tuple[str, np.ndarray]], sample_rate: int) -> str:
     from scipy.signal import coherence
 
-    plt = _pyplot()
+    plt = pyplot()
     original = outputs[0][1]
     figure, (levels, coherences) = plt.subplots(2, 1, figsize=(4.8, 3.6), sharex=True)
     channels = np.arange(1, original.shape[0] + 1)
@@ -369,7 +361,7 @@ def _training_curve(model_path: Path) -> str | None:
     keys = [key for key in ("mel_distance", "si_snr") if rows and key in rows[0]]
     if not keys:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 2.6))
     for axis, key in zip(np.atleast_1d(axes), keys, strict=True):
         axis.plot([row["step"] for row in rows], [row[key] for row in rows], marker=".")

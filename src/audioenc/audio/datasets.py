@@ -175,17 +175,17 @@ def _max_start(entry: FileEntry, num_samples: int, sample_rate: int) -> int:
     return max(0, entry.frames - input_frames_for(num_samples, entry.sample_rate, sample_rate))
 
 
-def _read(
-    manifest: Manifest, entry: FileEntry, segment: Segment, num_samples: int, sample_rate: int, channel_mode: str
-) -> torch.Tensor:
+def _read(dataset: SegmentDataset | FixedSegmentDataset, segment: Segment) -> torch.Tensor:
+    """``segment`` of the dataset's manifest at its rate, length and channel mode: ``[C, num_samples]``."""
+    entry = dataset._by_path[segment.path]
     audio = read_segment(
-        manifest.absolute(entry),
+        dataset.manifest.absolute(entry),
         segment.start_frame,
-        num_samples,
-        sample_rate,
+        dataset.num_samples,
+        dataset.sample_rate,
         source_rate=entry.sample_rate,
         channels=None if segment.channel is None else (segment.channel,),
-        downmix=channel_mode == "downmix",
+        downmix=dataset.channel_mode == "downmix",
     )
     return torch.from_numpy(audio)
 
@@ -340,14 +340,7 @@ class SegmentDataset(Dataset):
         for attempt in range(self.max_attempts):
             segment = self.draw(index, attempt)
             try:
-                return _read(
-                    self.manifest,
-                    self._by_path[segment.path],
-                    segment,
-                    self.num_samples,
-                    self.sample_rate,
-                    self.channel_mode,
-                )
+                return _read(self, segment)
             except AudioReadError as error:
                 self._record_failure(segment, error)
         raise AudioReadError(
@@ -469,14 +462,7 @@ class FixedSegmentDataset(Dataset):
         for offset in range(len(self.segments)):
             segment = self.segments[(index + offset) % len(self.segments)]
             try:
-                return _read(
-                    self.manifest,
-                    self._by_path[segment.path],
-                    segment,
-                    self.num_samples,
-                    self.sample_rate,
-                    self.channel_mode,
-                )
+                return _read(self, segment)
             except AudioReadError as error:
                 self.read_failures += 1
                 LOGGER.error(

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -170,6 +170,21 @@ def _fit_width(fields: list[str], width: int, path, number: int, issues: list) -
     return fields
 
 
+def _row_filename(
+    fields: list[str], columns: Mapping[str, int], known: Container[str] | None, path, number: int, issues: list
+) -> str | None:
+    """The row's filename, or None (an issue recorded) when it is empty or not among ``known`` audio files."""
+    where = f"{path}:{number}"
+    filename = fields[columns["filename"]].strip()
+    if not filename:
+        issues.append(Issue(str(path), number, f"{where}: empty filename in row {fields!r}"))
+        return None
+    if known is not None and filename not in known:
+        issues.append(Issue(str(path), number, f"{where}: labels for {filename!r}, which is not in the audio folder"))
+        return None
+    return filename
+
+
 def _durations_of(audio_dir: Path | None, durations: Mapping[str, float] | None) -> Mapping[str, float] | None:
     if durations is not None:
         return durations
@@ -235,18 +250,12 @@ def read_strong_tsv(
         fields = _fit_width(fields, width, path, number, issues)
         if fields is None:
             continue
-        filename = fields[columns["filename"]].strip()
+        filename = _row_filename(fields, columns, known, path, number, issues)
+        if filename is None:
+            continue
         onset_text = fields[columns["onset"]].strip()
         offset_text = fields[columns["offset"]].strip()
         label = fields[columns["event_label"]].strip()
-        if not filename:
-            issues.append(Issue(str(path), number, f"{where}: empty filename in row {fields!r}"))
-            continue
-        if known is not None and filename not in known:
-            issues.append(
-                Issue(str(path), number, f"{where}: labels for {filename!r}, which is not in the audio folder")
-            )
-            continue
         if not onset_text and not offset_text and not label:
             events.setdefault(filename, [])  # a clip declared without events
             continue
@@ -378,14 +387,8 @@ def read_weak_tsv(
         fields = _fit_width(fields, width, path, number, issues)
         if fields is None:
             continue
-        filename = fields[columns["filename"]].strip()
-        if not filename:
-            issues.append(Issue(str(path), number, f"{where}: empty filename in row {fields!r}"))
-            continue
-        if known is not None and filename not in known:
-            issues.append(
-                Issue(str(path), number, f"{where}: labels for {filename!r}, which is not in the audio folder")
-            )
+        filename = _row_filename(fields, columns, known, path, number, issues)
+        if filename is None:
             continue
         row_labels = set()
         for label in (part.strip() for part in fields[columns["event_labels"]].split(",")):

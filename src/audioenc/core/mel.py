@@ -76,6 +76,22 @@ def mel_filterbank(
     return bank
 
 
+def uncentred_stft(x: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: torch.Tensor) -> torch.Tensor:
+    """Complex one-sided STFT of ``[N, T]`` signals as given (the caller pads, or not):
+    ``[N, n_fft // 2 + 1, (T - n_fft) // hop_length + 1]``. ``window`` carries any normalisation."""
+    return torch.stft(
+        x,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        window=window,
+        center=False,
+        normalized=False,
+        onesided=True,
+        return_complex=True,
+    )
+
+
 class MelSpectrogram(nn.Module):
     """Mel spectrogram of every signal: ``[..., T]`` -> ``[..., n_mels, frames]`` (see the module docstring).
 
@@ -158,17 +174,7 @@ class MelSpectrogram(nn.Module):
                 pad_mode="reflect",
                 return_complex=True,
             )
-        return torch.stft(
-            self._pad(x),
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            win_length=self.win_length,
-            window=window,
-            center=False,
-            normalized=False,
-            onesided=True,
-            return_complex=True,
-        )
+        return uncentred_stft(self._pad(x), self.n_fft, self.hop_length, self.win_length, window)
 
     def mel_power(self, x: torch.Tensor, nonempty_only: bool = False) -> torch.Tensor:
         """Linear mel ``M`` of ``[N, T]`` signals: ``[N, n_mels, frames]``.
@@ -244,4 +250,4 @@ def _check_settings(
         raise ValueError(f"MelSpectrogram: log {log!r}: choose log10, ln or None.")
 
 
-__all__ = ["MelSpectrogram", "mel_filterbank"]
+__all__ = ["MelSpectrogram", "mel_filterbank", "uncentred_stft"]

@@ -26,6 +26,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from audioenc.core.mel import uncentred_stft
+
 DEFAULT_N_FFTS: tuple[int, ...] = (1024, 2048, 512, 256, 128)
 DEFAULT_HOP_LENGTHS: tuple[int, ...] = (256, 512, 128, 64, 32)
 DEFAULT_WIN_LENGTHS: tuple[int, ...] = (1024, 2048, 512, 256, 128)
@@ -173,16 +175,8 @@ class STFTDiscriminator(nn.Module):
         self._check_input(x)
         batch, channels, length = x.shape
         window = self.window if self.window.dtype == x.dtype else self.window.to(x.dtype)
-        spec = torch.stft(
-            x.reshape(batch * channels, length),
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            win_length=self.win_length,
-            window=window,
-            center=False,
-            normalized=False,
-            onesided=True,
-            return_complex=True,
+        spec = uncentred_stft(
+            x.reshape(batch * channels, length), self.n_fft, self.hop_length, self.win_length, window
         )  # [B*C, freq, frames]
         freqs, frames = spec.shape[-2:]
         # [B*C, freq, frames, 2] (a view) -> [B, 2(re/im), C, frames, freq]: one copy in all.

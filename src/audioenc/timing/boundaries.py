@@ -51,6 +51,11 @@ OFFSET_COLLAR_RATE = 0.2
 """Collar F1 offset tolerance as a share of the event length (DCASE task 4)."""
 
 
+def collar_keywords(onset_collar: float, offset_collar: float, offset_collar_rate: float) -> dict[str, float]:
+    """The three collars under the keyword names :func:`collar_f1` and sed_scores_eval take."""
+    return {"onset_collar": onset_collar, "offset_collar": offset_collar, "offset_collar_rate": offset_collar_rate}
+
+
 @dataclass(frozen=True)
 class PSDSSettings:
     """The parameters of one PSDS scenario (Bilen et al. 2020; sed_scores_eval's names).

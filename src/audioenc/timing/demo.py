@@ -24,7 +24,6 @@ numbers).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -36,10 +35,13 @@ from torch import nn
 
 from audioenc import SAMPLE_RATE
 from audioenc.audio.synth_events import synthesize_clip
+from audioenc.core import atomic
+from audioenc.core.plotting import pyplot
 from audioenc.timing.features import LogMel, LogMelConfig
 from audioenc.timing.fitting import FitSettings, fit_clip_model, frame_bce
 from audioenc.timing.frames import frame_centres
 from audioenc.timing.pooling import MaxPooling, MeanPooling
+from audioenc.timing.workflow.artifacts import number, write_json
 
 TARGET_CLASS = "tone"
 DISTRACTOR_CLASSES: tuple[str, ...] = ("noise_band", "click")
@@ -285,7 +287,7 @@ def run_short_demo(out_dir: str | Path = "runs/demo", config: DemoConfig = DemoC
             }
         )
     summary = _summarise(rows, config.clip_seconds)
-    (out_dir / "clips.tsv").write_text(_table(rows, separator="\t"))
+    atomic.write_text(out_dir / "clips.tsv", _table(rows, separator="\t"))
     png = _plot(
         out_dir / "demo.png", shown, frame_scores_np, mean_scores, max_scores, extractor, shown_features, config
     )
@@ -303,8 +305,8 @@ def run_short_demo(out_dir: str | Path = "runs/demo", config: DemoConfig = DemoC
         "files": {"table": "clips.tsv", "plot": png.name, "note": "note.md"},
         "wall_seconds": wall,
     }
-    (out_dir / "note.md").write_text(_note(result))
-    (out_dir / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic.write_text(out_dir / "note.md", _note(result))
+    write_json(out_dir / "demo.json", result)
     if echo:
         print(_table(rows, separator="  ", pretty=True))
         print(_headline(summary))
@@ -359,7 +361,7 @@ def _cell(value, digits: int = 3) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return number(value, digits)
     return str(value)
 
 
@@ -460,11 +462,7 @@ def _note(result: dict) -> str:
 
 
 def _plot(path: Path, clips, frame_scores, mean_scores, max_scores, extractor, features, config: DemoConfig) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     positives = [i for i, clip in enumerate(clips) if clip.onset is not None]
     negatives = [i for i, clip in enumerate(clips) if clip.onset is None]
     chosen = positives[: max(1, config.plot_clips - 1)] + negatives[:1]

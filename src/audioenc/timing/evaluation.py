@@ -33,12 +33,14 @@ from audioenc.timing.boundaries import (
     ONSET_COLLAR_SECONDS,
     PSDS1,
     PSDS2,
+    BoundaryError,
     BoundarySummary,
     CollarF1,
     PSDSSettings,
     audio_id,
     boundary_errors,
     collar_f1,
+    collar_keywords,
     positive_files,
     psds,
     score_dataframes,
@@ -288,11 +290,7 @@ class ClipEvaluator:
     @property
     def collars(self) -> dict[str, float]:
         """Collar F1's collars as sed_scores_eval names them."""
-        return {
-            "onset_collar": self.onset_collar,
-            "offset_collar": self.offset_collar,
-            "offset_collar_rate": self.offset_collar_rate,
-        }
+        return collar_keywords(self.onset_collar, self.offset_collar, self.offset_collar_rate)
 
     def _indices_for(self, metric: str) -> np.ndarray:
         if metric == "collar_f1":
@@ -324,14 +322,7 @@ class ClipEvaluator:
         }
         if not self.boundaries_available:
             return Evaluation(point, intervals, BoundaryEvidence(False, self.boundary_reason))
-        errors = boundary_errors(
-            predictions.frame_scores,
-            self.strong,
-            self.classes,
-            predictions.frame_rate,
-            threshold=predictions.threshold,
-            durations=self.split.durations,
-        )
+        errors = self._boundary_errors(predictions)
         collar = collar_f1(
             predictions.frame_scores,
             self.strong,
@@ -431,14 +422,7 @@ class ClipEvaluator:
         statistics = {"clip_map": clip_map, "clip_accuracy": clip_accuracy}
         if not self.boundaries_available:
             return statistics
-        errors = boundary_errors(
-            predictions.frame_scores,
-            self.strong,
-            self.classes,
-            predictions.frame_rate,
-            threshold=predictions.threshold,
-            durations=self.split.durations,
-        )
+        errors = self._boundary_errors(predictions)
         row = {name: index for index, name in enumerate(self.files)}
         event_clip = np.array([row[error.filename] for error in errors])
         onset = np.array([abs(error.onset_error) if error.detected else np.inf for error in errors])
@@ -465,6 +449,17 @@ class ClipEvaluator:
             collar_f1=self._collar_statistic(predictions),
         )
         return statistics
+
+    def _boundary_errors(self, predictions: Predictions) -> list[BoundaryError]:
+        """One onset/offset error per true event of the split (``evaluate`` and the bootstrap share them)."""
+        return boundary_errors(
+            predictions.frame_scores,
+            self.strong,
+            self.classes,
+            predictions.frame_rate,
+            threshold=predictions.threshold,
+            durations=self.split.durations,
+        )
 
     def _collar_statistic(self, predictions: Predictions) -> Callable[[np.ndarray], np.ndarray]:
         """Macro collar F1 on the positive clips of each resample, by sed_scores_eval from per-clip

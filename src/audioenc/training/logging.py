@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from audioenc.core.plotting import pyplot
 from audioenc.metrics.reconstruction import validation_mel
 
 
@@ -83,11 +84,7 @@ class RunLogger:
 
 def mel_comparison_image(reference: np.ndarray, reconstruction: np.ndarray, sample_rate: int) -> np.ndarray:
     """Log-mel spectrograms of ``reference`` and ``reconstruction`` (both ``[T]``) as an RGB image ``[H, W, 3]``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     mel = validation_mel(sample_rate)
     figure, axes = plt.subplots(2, 1, figsize=(6, 4), sharex=True)
     for axis, audio, title in zip(axes, (reference, reconstruction), ("reference", "reconstruction")):

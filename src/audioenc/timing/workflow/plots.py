@@ -8,21 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from audioenc.audio.formats import EventSplit
+from audioenc.core.plotting import pyplot
 from audioenc.timing.evaluation import ClipEvaluator, Evaluation
 from audioenc.timing.fitting import Predictions, TrainingHistory
 from audioenc.timing.frames import frame_centres
 from audioenc.timing.pooling import POOLING_NAMES
 from audioenc.timing.weak import FeatureSet
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 COLOURS = (
     "tab:blue",
@@ -48,7 +39,7 @@ def plot_pooled_levels(
     metrics,
     classes: Sequence[str],
 ) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     figure, (left, right) = plt.subplots(
         1, 2, figsize=(12, 3.6), constrained_layout=True, gridspec_kw={"width_ratios": [2, 1]}
     )
@@ -92,7 +83,7 @@ def plot_frame_scores(
     predictions: Predictions,
     classes: Sequence[str],
 ) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = max(1, len(samples))
     figure, axes = plt.subplots(2, columns, figsize=(4.2 * columns, 5), squeeze=False, constrained_layout=True)
@@ -126,7 +117,7 @@ def plot_histories(
 ) -> Path:
     """Validation (solid) and training (dotted) loss per epoch; a dot marks the epoch kept, a
     cross the last epoch of a model stopped while still improving."""
-    plt = _pyplot()
+    plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure, axis = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
     for index, (name, history) in enumerate(histories.items()):
@@ -150,7 +141,7 @@ def plot_histories(
 
 
 def plot_error_distributions(path: Path, errors_by_rule: Mapping[str, list]) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
     bins = np.linspace(-2, 2, 41)
     for which, axis in zip(("onset", "offset"), axes):
@@ -174,7 +165,7 @@ def plot_onset_aligned(
     path: Path, predictions: Mapping[str, Mapping[str, Predictions]], evaluator: ClipEvaluator
 ) -> Path:
     """Mean frame score of the event's class against time relative to the true onset and offset."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.6), constrained_layout=True)
     window = np.linspace(-1.0, 1.0, 101)
     classes = evaluator.classes
@@ -214,7 +205,7 @@ def plot_around_boundaries(
     count: int,
 ) -> Path:
     """Frame scores of sample events' classes from 1 s before the onset to 1 s after the offset."""
-    plt = _pyplot()
+    plt = pyplot()
     events = []
     seen_labels = set()
     for filename in evaluator.positives:  # one event per class first, then any
@@ -254,7 +245,7 @@ def plot_around_boundaries(
 
 
 def plot_comparison(path: Path, models: Mapping[str, Evaluation], title: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     metrics = [
         m

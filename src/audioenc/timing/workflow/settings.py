@@ -33,6 +33,7 @@ from typing import ClassVar
 from audioenc.core.settings import Settings
 from audioenc.errors import UserError
 from audioenc.timing.adapt import AdaptationRule
+from audioenc.timing.boundaries import collar_keywords
 from audioenc.timing.features import LogMelConfig
 from audioenc.timing.postprocess import PostprocessSettings
 from audioenc.timing.probe import ProbeConfig
@@ -110,11 +111,7 @@ class EvaluationSettings:
     @property
     def collars(self) -> dict[str, float]:
         """Collar F1's collars as sed_scores_eval (and :class:`~audioenc.timing.evaluation.ClipEvaluator`) name them."""
-        return {
-            "onset_collar": self.onset_collar,
-            "offset_collar": self.offset_collar,
-            "offset_collar_rate": self.offset_collar_rate,
-        }
+        return collar_keywords(self.onset_collar, self.offset_collar, self.offset_collar_rate)
 
 
 @dataclass(frozen=True)

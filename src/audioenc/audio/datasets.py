@@ -175,31 +175,61 @@ def _max_start(entry: FileEntry, num_samples: int, sample_rate: int) -> int:
     return max(0, entry.frames - input_frames_for(num_samples, entry.sample_rate, sample_rate))
 
 
-def _read(dataset: SegmentDataset | FixedSegmentDataset, segment: Segment) -> torch.Tensor:
-    """``segment`` of the dataset's manifest at its rate, length and channel mode: ``[C, num_samples]``."""
-    entry = dataset._by_path[segment.path]
-    audio = read_segment(
-        dataset.manifest.absolute(entry),
-        segment.start_frame,
-        dataset.num_samples,
-        dataset.sample_rate,
-        source_rate=entry.sample_rate,
-        channels=None if segment.channel is None else (segment.channel,),
-        downmix=dataset.channel_mode == "downmix",
-    )
-    return torch.from_numpy(audio)
-
-
 def _default_rank() -> int:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return int(torch.distributed.get_rank())
     return int(os.environ.get("RANK", "0"))
 
 
+class _ManifestSegments(Dataset):
+    """Segments of a manifest's usable files at one rate, length and channel mode (the set-up and
+    the read both datasets share; subclasses choose which segments)."""
+
+    def __init__(
+        self,
+        manifest_or_root: Manifest | str | os.PathLike,
+        segment_seconds: float,
+        sample_rate: int,
+        channel_mode: str,
+        channels: int,
+        seed: int,
+        min_seconds: float | None,
+    ) -> None:
+        self.manifest = _as_manifest(manifest_or_root)
+        self.segment_seconds = float(segment_seconds)
+        self.sample_rate = int(sample_rate)
+        self.num_samples = _segment_samples(self.segment_seconds, self.sample_rate)
+        self.channel_mode = channel_mode
+        self.channels = int(channels)
+        self.seed = int(seed)
+        self.entries = usable_entries(
+            self.manifest,
+            segment_seconds=self.segment_seconds,
+            channel_mode=channel_mode,
+            channels=self.channels,
+            min_seconds=min_seconds,
+        )
+        self._by_path = {entry.path: entry for entry in self.entries}
+
+    def _read(self, segment: Segment) -> torch.Tensor:
+        """``segment`` at this rate, length and channel mode: ``[C, num_samples]``."""
+        entry = self._by_path[segment.path]
+        audio = read_segment(
+            self.manifest.absolute(entry),
+            segment.start_frame,
+            self.num_samples,
+            self.sample_rate,
+            source_rate=entry.sample_rate,
+            channels=None if segment.channel is None else (segment.channel,),
+            downmix=self.channel_mode == "downmix",
+        )
+        return torch.from_numpy(audio)
+
+
 # --------------------------------------------------------------------------- training
 
 
-class SegmentDataset(Dataset):
+class SegmentDataset(_ManifestSegments):
     """Random training segments: a random file, a random start, (mono) a random channel per item.
 
     Map-style. Item ``index`` of epoch ``e`` on rank ``r`` is a pure function of
@@ -260,20 +290,7 @@ class SegmentDataset(Dataset):
         max_attempts: int = 20,
         max_failures_per_file: int = 3,
     ) -> None:
-        self.manifest = _as_manifest(manifest_or_root)
-        self.segment_seconds = float(segment_seconds)
-        self.sample_rate = int(sample_rate)
-        self.num_samples = _segment_samples(self.segment_seconds, self.sample_rate)
-        self.channel_mode = channel_mode
-        self.channels = int(channels)
-        self.seed = int(seed)
-        self.entries = usable_entries(
-            self.manifest,
-            segment_seconds=self.segment_seconds,
-            channel_mode=channel_mode,
-            channels=self.channels,
-            min_seconds=min_seconds,
-        )
+        super().__init__(manifest_or_root, segment_seconds, sample_rate, channel_mode, channels, seed, min_seconds)
         total_seconds = sum(entry.duration_seconds for entry in self.entries)
         self.items_per_epoch = (
             int(items_per_epoch) if items_per_epoch is not None else max(1, int(total_seconds // self.segment_seconds))
@@ -284,7 +301,6 @@ class SegmentDataset(Dataset):
         self.epoch = 0
         self.max_attempts = int(max_attempts)
         self.max_failures_per_file = int(max_failures_per_file)
-        self._by_path = {entry.path: entry for entry in self.entries}
         self._weights = np.array([entry.duration_seconds for entry in self.entries], dtype=np.float64)
         # One counter slot per process (0: the main process, 1 + worker id: DataLoader
         # workers), in shared memory so the main process sees the workers' counts.
@@ -340,7 +356,7 @@ class SegmentDataset(Dataset):
         for attempt in range(self.max_attempts):
             segment = self.draw(index, attempt)
             try:
-                return _read(self, segment)
+                return self._read(segment)
             except AudioReadError as error:
                 self._record_failure(segment, error)
         raise AudioReadError(
@@ -352,7 +368,7 @@ class SegmentDataset(Dataset):
 # --------------------------------------------------------------------------- validation / test
 
 
-class FixedSegmentDataset(Dataset):
+class FixedSegmentDataset(_ManifestSegments):
     """Fixed segments for validation or test: chosen once from a seed, identical every epoch and run.
 
     Map-style. Segment ``i`` comes from file ``order[i mod n_files]`` where ``order`` is a
@@ -393,22 +409,8 @@ class FixedSegmentDataset(Dataset):
     ) -> None:
         if num_segments <= 0:
             raise UserError(f"num_segments={num_segments}: must be > 0")
-        self.manifest = _as_manifest(manifest_or_root)
-        self.segment_seconds = float(segment_seconds)
-        self.sample_rate = int(sample_rate)
-        self.num_samples = _segment_samples(self.segment_seconds, self.sample_rate)
-        self.channel_mode = channel_mode
-        self.channels = int(channels)
-        self.seed = int(seed)
+        super().__init__(manifest_or_root, segment_seconds, sample_rate, channel_mode, channels, seed, min_seconds)
         self.name = name
-        self.entries = usable_entries(
-            self.manifest,
-            segment_seconds=self.segment_seconds,
-            channel_mode=channel_mode,
-            channels=self.channels,
-            min_seconds=min_seconds,
-        )
-        self._by_path = {entry.path: entry for entry in self.entries}
         self.read_failures = 0
         self.segments = self._load_or_choose(int(num_segments), min_seconds)
 
@@ -462,7 +464,7 @@ class FixedSegmentDataset(Dataset):
         for offset in range(len(self.segments)):
             segment = self.segments[(index + offset) % len(self.segments)]
             try:
-                return _read(self, segment)
+                return self._read(segment)
             except AudioReadError as error:
                 self.read_failures += 1
                 LOGGER.error(

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -170,6 +170,25 @@ def _fit_width(fields: list[str], width: int, path, number: int, issues: list) -
     return fields
 
 
+def _named_rows(
+    rows: Iterable[tuple[int, list[str]]],
+    columns: Mapping[str, int],
+    known: Container[str] | None,
+    path,
+    issues: list,
+) -> Iterator[tuple[int, list[str], str]]:
+    """``(line number, fields padded to the header, filename)`` of each row that names a known file;
+    the others are recorded in ``issues`` and skipped."""
+    width = max(columns.values()) + 1
+    for number, fields in rows:
+        fields = _fit_width(fields, width, path, number, issues)
+        if fields is None:
+            continue
+        filename = _row_filename(fields, columns, known, path, number, issues)
+        if filename is not None:
+            yield number, fields, filename
+
+
 def _row_filename(
     fields: list[str], columns: Mapping[str, int], known: Container[str] | None, path, number: int, issues: list
 ) -> str | None:
@@ -244,15 +263,8 @@ def read_strong_tsv(
     events: dict[str, list[tuple[Event, int]]] = {}
     if columns is None:
         return {}, issues
-    width = max(columns.values()) + 1
-    for number, fields in rows:
+    for number, fields, filename in _named_rows(rows, columns, known, path, issues):
         where = f"{path}:{number}"
-        fields = _fit_width(fields, width, path, number, issues)
-        if fields is None:
-            continue
-        filename = _row_filename(fields, columns, known, path, number, issues)
-        if filename is None:
-            continue
         onset_text = fields[columns["onset"]].strip()
         offset_text = fields[columns["offset"]].strip()
         label = fields[columns["event_label"]].strip()
@@ -381,15 +393,8 @@ def read_weak_tsv(
     class_set = set(classes) if classes is not None else None
     labels: dict[str, set[str]] = {}
     first_line: dict[str, int] = {}
-    width = max(columns.values()) + 1
-    for number, fields in rows:
+    for number, fields, filename in _named_rows(rows, columns, known, path, issues):
         where = f"{path}:{number}"
-        fields = _fit_width(fields, width, path, number, issues)
-        if fields is None:
-            continue
-        filename = _row_filename(fields, columns, known, path, number, issues)
-        if filename is None:
-            continue
         row_labels = set()
         for label in (part.strip() for part in fields[columns["event_labels"]].split(",")):
             if not label:

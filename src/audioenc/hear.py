@@ -69,6 +69,7 @@ from torch import nn
 from audioenc.audio.io import resample
 from audioenc.codec_io import DEFAULT_CHUNK_FRAMES, StreamingEncoder
 from audioenc.config import ModelConfig
+from audioenc.core.frames import frame_centres
 from audioenc.errors import UserError
 from audioenc.models.codec import CodecModel
 from audioenc.models.conv import StreamableLSTM
@@ -187,7 +188,7 @@ class HEARModule(nn.Module):
 
     def timestamps_ms(self, n_sounds: int, n_frames: int, device: torch.device) -> torch.Tensor:
         """Frame-centre timestamps ``[n_sounds, n_frames]`` float32 in ms: ``(k + 1/2) · 1000 / frame_rate``."""
-        centres = (torch.arange(n_frames, dtype=torch.float64) + 0.5) * (1000.0 / self.frame_rate)
+        centres = torch.from_numpy(frame_centres(n_frames, self.frame_rate, milliseconds=True))
         return centres.to(torch.float32).to(device).unsqueeze(0).expand(n_sounds, -1).contiguous()
 
     def _device(self) -> torch.device:

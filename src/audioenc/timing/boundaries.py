@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from audioenc.audio.formats import Event
-from audioenc.timing.frames import frame_centres, frame_starts, frame_times
+from audioenc.core.frames import frame_centres, frame_starts, frame_times
 
 ONSET_COLLAR_SECONDS = 0.2
 """Collar F1 onset tolerance (DCASE task 4)."""

@@ -36,10 +36,10 @@ from torch import nn
 from audioenc import SAMPLE_RATE
 from audioenc.audio.synth_events import synthesize_clip
 from audioenc.core import atomic
+from audioenc.core.frames import frame_centres
 from audioenc.core.plotting import pyplot
 from audioenc.timing.features import LogMel, LogMelConfig
 from audioenc.timing.fitting import FitSettings, fit_clip_model, frame_bce
-from audioenc.timing.frames import frame_centres
 from audioenc.timing.pooling import MaxPooling, MeanPooling
 from audioenc.timing.workflow.artifacts import number, write_json
 

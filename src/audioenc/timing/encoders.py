@@ -31,8 +31,8 @@ from torch import nn
 
 from audioenc import hear
 from audioenc.audio.io import read_clip
+from audioenc.core.frames import frame_centres
 from audioenc.errors import UserError
-from audioenc.timing.frames import frame_centres
 from audioenc.validation import check_number
 
 

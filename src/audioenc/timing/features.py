@@ -8,7 +8,7 @@ frame ``i`` is *centred* on the middle of the interval ``[i * hop, (i + 1) * hop
 
 That makes every later time statement exact: a model that pools time by a factor ``p`` has
 output frame ``j <-> [j * p / 100, (j + 1) * p / 100)`` seconds (see
-:func:`audioenc.timing.frames.frame_times`).
+:func:`audioenc.core.frames.frame_times`).
 
 Math, for audio ``x`` ``[batch, time]``::
 

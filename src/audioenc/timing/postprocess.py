@@ -26,9 +26,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from audioenc.audio.formats import Event, EventSplit
+from audioenc.core.frames import frame_starts
 from audioenc.timing.boundaries import collar_f1_at_thresholds, positive_files
 from audioenc.timing.fitting import Predictions
-from audioenc.timing.frames import frame_starts
 from audioenc.validation import bounded
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from audioenc.audio.formats import EventSplit
+from audioenc.core.frames import frame_centres
 from audioenc.core.plotting import pyplot
 from audioenc.timing.evaluation import ClipEvaluator, Evaluation
 from audioenc.timing.fitting import Predictions, TrainingHistory
-from audioenc.timing.frames import frame_centres
 from audioenc.timing.pooling import POOLING_NAMES
 from audioenc.timing.weak import FeatureSet
 

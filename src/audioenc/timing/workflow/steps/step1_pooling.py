@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from audioenc.audio.formats import EventSplit
+from audioenc.core.frames import frame_centres
 from audioenc.timing.evaluation import ClipMetrics, clip_metrics, clip_targets
 from audioenc.timing.fitting import (
     FitSettings,
@@ -28,7 +29,6 @@ from audioenc.timing.fitting import (
     frame_statistics,
     random_batches,
 )
-from audioenc.timing.frames import frame_centres
 from audioenc.timing.pooling import POOLING_NAMES, make_pooling
 from audioenc.timing.weak import FeatureSet
 from audioenc.timing.workflow.artifacts import number, write_json, write_tsv

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from audioenc.audio.formats import EventSplit
+from audioenc.core.frames import frame_centres
 from audioenc.timing.fitting import Predictions
-from audioenc.timing.frames import frame_centres
 from audioenc.timing.workflow.artifacts import number, write_json
 from audioenc.timing.workflow.context import RunContext
 from audioenc.timing.workflow.plots import plot_frame_scores

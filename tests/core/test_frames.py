@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from audioenc.timing.frames import frame_centres, frame_starts, frame_times
+from audioenc.core.frames import frame_centres, frame_starts, frame_times
 
 
 def test_frame_times():

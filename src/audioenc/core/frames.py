@@ -1,4 +1,4 @@
-"""The time grid of frame scores: frame ``j`` of a sequence at ``frame_rate`` frames/s spans
+"""The time grid of frame-wise outputs (scores, embeddings): frame ``j`` of a sequence at ``frame_rate`` frames/s spans
 ``[j, j + 1) / frame_rate`` seconds and stands for its centre ``(j + 1/2) / frame_rate``.
 
 Every step that turns frame indices into seconds (boundaries, decoded events, score tables,

@@ -327,6 +327,8 @@ def fit_clip_model(
     name: str = "",
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    after_step: Callable[[], None] | None = None,
+    kept: nn.Module | None = None,
 ) -> TrainingHistory:
     """Train ``model`` with Adam over ``parameter_groups`` (the loop of the module docstring).
 
@@ -341,6 +343,9 @@ def fit_clip_model(
             loss is restored at the end. None: the last state is kept.
         name, seed: recorded in the history.
         log: one line per epoch.
+        after_step: called after every optimizer step (e.g. a mean teacher's EMA update).
+        kept: the module that is validated and whose best state is kept, loaded into ``model`` at
+            the end (e.g. the mean teacher, a copy of ``model``); None: ``model`` itself.
 
     Returns:
         The :class:`TrainingHistory`.
@@ -355,10 +360,11 @@ def fit_clip_model(
     trained = [parameter for group in parameter_groups for parameter in group["params"]]
     history = TrainingHistory(pooling=name, seed=seed)
     best_state, best_loss = None, math.inf
+    judged = model if kept is None else kept
     fit_started = time.perf_counter()
     if settings.include_start and validate is not None:
-        best_loss = validate(model)[0]
-        best_state, history.best_epoch = copy.deepcopy(model.state_dict()), -1
+        best_loss = validate(judged)[0]
+        best_state, history.best_epoch = copy.deepcopy(judged.state_dict()), -1
     for epoch in range(settings.epochs):
         started = time.perf_counter()
         model.train()
@@ -374,15 +380,21 @@ def fit_clip_model(
             _check_finite_training(name, epoch, "weights", all(bool(torch.isfinite(p).all()) for p in trained))
             if schedule is not None:
                 schedule.step()
+            if after_step is not None:
+                after_step()
             losses.append(float(loss.detach()))
         history.train_loss.append(float(np.mean(losses)))
         if validate is not None:
-            valid_loss, valid_accuracy = validate(model)
+            valid_loss, valid_accuracy = validate(judged)
             history.valid_loss.append(valid_loss)
             history.valid_accuracy.append(valid_accuracy)
         history.seconds.append(time.perf_counter() - started)
         if validate is not None and history.valid_loss[-1] < best_loss:
-            best_loss, best_state, history.best_epoch = history.valid_loss[-1], copy.deepcopy(model.state_dict()), epoch
+            best_loss, best_state, history.best_epoch = (
+                history.valid_loss[-1],
+                copy.deepcopy(judged.state_dict()),
+                epoch,
+            )
         if log is not None:
             valid = (
                 f", valid loss {history.valid_loss[-1]:.4f}, valid accuracy {history.valid_accuracy[-1]:.3f}"
@@ -405,6 +417,8 @@ def fit_clip_model(
             if settings.budget_seconds is not None and elapsed + history.seconds[-1] > settings.budget_seconds:
                 history.stopped = "budget"
                 break
+    if best_state is None and kept is not None:
+        best_state = kept.state_dict()
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

@@ -44,6 +44,13 @@ from torch import nn
 from audioenc.audio.formats import EventSplit, read_corpus_split
 from audioenc.core.weights import write_weights
 from audioenc.textfiles import read_json
+from audioenc.timing.augment import (
+    AugmentSettings,
+    augment_generator,
+    augmented_clip_loss,
+    ema_update,
+    make_teacher,
+)
 from audioenc.timing.evaluation import clip_targets
 from audioenc.timing.features import LogMelConfig, split_log_mels
 from audioenc.timing.fitting import (
@@ -297,6 +304,8 @@ def train_weak_encoder(
     patience: int | None = None,
     budget_seconds: float | None = None,
     log: Callable[[str], None] | None = None,
+    augment: AugmentSettings = AugmentSettings(),
+    unlabeled: FeatureSet | None = None,
 ) -> tuple[WeakCRNN, TrainingHistory]:
     """Train a :class:`WeakCRNN` from clip labels only (:func:`~audioenc.timing.fitting.fit_clip_model`).
 
@@ -316,6 +325,10 @@ def train_weak_encoder(
         patience: stop after this many epochs without a lower validation loss (None: never).
         budget_seconds: stop before an epoch would end past this wall time (None: no budget).
         log: called with one line per epoch (e.g. ``print``); None for quiet.
+        augment: mixup, masks, shift, gain and the mean teacher (:mod:`audioenc.timing.augment`);
+            all off by default, and then training is exactly the plain clip-BCE loop.
+        unlabeled: clips without labels for the mean teacher's consistency loss (None: the
+            consistency is taken on the labeled batch).
 
     Returns:
         ``(model, history)``: the model with the best-validation-loss weights, in eval mode,
@@ -340,23 +353,41 @@ def train_weak_encoder(
     model.set_normalization(*frame_statistics(train_set.log_mels.values()))
     count = len(train_set.split.files)
     valid_inputs, valid_targets = valid_set.inputs(), clip_targets(valid_set.split, classes)
+    train_inputs, train_targets = train_set.inputs(), clip_targets(train_set.split, classes)
+    steps_per_epoch = batches_per_epoch(count, batch_size, min_size=2)
+    teacher = make_teacher(model) if augment.mean_teacher else None
+    if augment.active:
+        batch_loss = augmented_clip_loss(
+            model,
+            train_inputs,
+            train_targets,
+            augment,
+            augment_generator(seed),
+            teacher=teacher,
+            steps_per_epoch=steps_per_epoch,
+            unlabeled=None if unlabeled is None else unlabeled.inputs(),
+        )
+    else:
+        batch_loss = clip_label_loss(model, train_inputs, train_targets)
     history = fit_clip_model(
         model,
         [{"params": list(model.parameters()), "lr": learning_rate}],
         shuffled_batches(count, batch_size, torch.Generator().manual_seed(seed), min_size=2),
-        clip_label_loss(model, train_set.inputs(), clip_targets(train_set.split, classes)),
+        batch_loss,
         FitSettings(
             epochs,
             patience=patience,
             budget_seconds=budget_seconds,
             clip_norm=5.0,
             final_lr_factor=0.05,
-            total_steps=epochs * batches_per_epoch(count, batch_size, min_size=2),
+            total_steps=epochs * steps_per_epoch,
         ),
         validate=lambda m: validation_loss(m, valid_inputs, valid_targets, batch_size),
         name=pooling,
         seed=seed,
         log=log,
+        after_step=None if teacher is None else lambda: ema_update(teacher, model, augment.ema_decay),
+        kept=teacher if augment.keep_teacher else None,
     )
     return model, history
 

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from audioenc.errors import UserError
 from audioenc.timing.workflow.settings import SECTIONS, WorkflowSettings, resolve_settings, validate
 
 
@@ -61,7 +62,18 @@ def test_unknown_sections_and_keys_list_the_valid_ones():
         resolve_settings(overrides=["bogus.key=1"])
     message = section_error.value.args[0]
     assert "section bogus;" in message and all(name in message for name in SECTIONS)
-    assert set(SECTIONS) == {"features", "crnn", "weak", "scorer", "probe", "rule", "postprocess", "evaluation", "run"}
+    assert set(SECTIONS) == {
+        "features",
+        "crnn",
+        "weak",
+        "augment",
+        "scorer",
+        "probe",
+        "rule",
+        "postprocess",
+        "evaluation",
+        "run",
+    }
     with pytest.raises(KeyError) as key_error:
         resolve_settings(overrides=["weak.epochs=3"])
     message = key_error.value.args[0]
@@ -218,3 +230,21 @@ def test_a_yaml_file_works_as_a_json_one(tmp_path):
     settings = resolve_settings(fast=True, config_file=path)
     assert settings.weak.max_epochs == 60 and settings.weak.patience is None
     assert settings.postprocess.thresholds == (0.3, 0.5) and settings.crnn == WorkflowSettings.fast().crnn
+
+
+def test_the_augment_section_is_off_by_default_and_each_option_switches_alone():
+    assert not WorkflowSettings().augment.active and not WorkflowSettings.fast().augment.active
+    for override in (
+        "augment.mixup_alpha=0.2",
+        "augment.time_masks=2",
+        "augment.freq_masks=1",
+        "augment.shift_frames=10",
+        "augment.gain_db=6",
+        "augment.mean_teacher=true",
+    ):
+        augment = resolve_settings(fast=True, overrides=[override]).augment
+        assert augment.active
+        changed = [f.name for f in dataclasses.fields(augment) if getattr(augment, f.name) != f.default]
+        assert changed == [override.split("=")[0].split(".")[1]]
+    with pytest.raises(UserError, match=r"augment\.ema_decay"):
+        resolve_settings(overrides=["augment.ema_decay=1.5"])

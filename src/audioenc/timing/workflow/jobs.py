@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from audioenc.timing.augment import AugmentSettings
 from audioenc.timing.fitting import TrainingHistory
 from audioenc.timing.weak import CRNNConfig, FeatureSet, WeakCRNN, train_weak_encoder
 from audioenc.timing.workflow.data import WorkflowData, one_thread
@@ -30,7 +31,8 @@ class TrainedCRNN:
 
 @dataclass(frozen=True)
 class WeakJob:
-    """One CRNN training: a name, its pooling rule, its classes and the shared settings."""
+    """One CRNN training: a name, its pooling rule, its classes and the shared settings (augmentation
+    and mean teacher off unless ``augment`` turns them on)."""
 
     name: str
     pooling: str
@@ -38,6 +40,7 @@ class WeakJob:
     seed: int
     budget: TrainingBudget
     config: CRNNConfig
+    augment: AugmentSettings = AugmentSettings()
 
 
 _WORKER_SETS: dict[str, FeatureSet] = {}
@@ -63,6 +66,7 @@ def _run_job(job: WeakJob) -> TrainedCRNN:
         classes=job.classes,
         patience=job.budget.patience,
         budget_seconds=job.budget.budget_seconds,
+        augment=job.augment,
     )
     return TrainedCRNN(model, history, time.perf_counter() - started)
 

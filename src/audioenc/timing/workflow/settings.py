@@ -13,6 +13,7 @@ Sections:
 ``features``    log-mel settings of the log-mel models (:class:`~audioenc.timing.features.LogMelConfig`)
 ``crnn``        the weak-label CRNN's size (:class:`~audioenc.timing.weak.CRNNConfig`)
 ``weak``        how every CRNN trains (:class:`TrainingBudget`)
+``augment``     mixup, masks, shift, gain, mean teacher of the CRNNs (:class:`~audioenc.timing.augment.AugmentSettings`)
 ``scorer``      step 1's pooling-neutral scorer (:class:`ScorerSettings`)
 ``probe``       the probe head and its training, adaptation's schedule (:class:`~audioenc.timing.probe.ProbeConfig`)
 ``rule``        when to adapt (:class:`~audioenc.timing.adapt.AdaptationRule`)
@@ -33,6 +34,7 @@ from typing import ClassVar
 from audioenc.core.settings import Settings
 from audioenc.errors import UserError
 from audioenc.timing.adapt import AdaptationRule
+from audioenc.timing.augment import AugmentSettings
 from audioenc.timing.boundaries import collar_keywords
 from audioenc.timing.features import LogMelConfig
 from audioenc.timing.postprocess import PostprocessSettings
@@ -139,6 +141,7 @@ class WorkflowSettings(Settings):
     features: LogMelConfig = LogMelConfig()
     crnn: CRNNConfig = CRNNConfig()
     weak: TrainingBudget = TrainingBudget()
+    augment: AugmentSettings = AugmentSettings()
     scorer: ScorerSettings = ScorerSettings()
     probe: ProbeConfig = ProbeConfig()
     rule: AdaptationRule = AdaptationRule()

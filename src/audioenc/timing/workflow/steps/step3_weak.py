@@ -29,7 +29,10 @@ HEADING = "3. Weak-label encoder"
 def run(context: RunContext) -> WeakTraining:
     """Train one CRNN per pooling rule (in ``settings.workers`` processes) and score both splits."""
     settings, data = context.settings, context.data
-    jobs = [WeakJob(rule, rule, data.classes, context.seed, settings.weak, settings.crnn) for rule in POOLING_NAMES]
+    jobs = [
+        WeakJob(rule, rule, data.classes, context.seed, settings.weak, settings.crnn, settings.augment)
+        for rule in POOLING_NAMES
+    ]
     trained = train_jobs(jobs, data, settings.run.workers, context.log)
     rules, models, predictions = {}, {}, {}
     with one_thread():

@@ -82,7 +82,7 @@ def run(context: RunContext) -> ProbeComparison:
         task = held_out_classes(data.classes, settings.evaluation.held_out_classes, context.seed)
         trained_on = tuple(name for name in data.classes if name not in task)
         jobs = [
-            WeakJob(name, chosen, classes, context.seed, settings.weak, settings.crnn)
+            WeakJob(name, chosen, classes, context.seed, settings.weak, settings.crnn, settings.augment)
             for name, classes in (("encoder", trained_on), ("scratch", task))
         ]
         trained = train_jobs(jobs, data, settings.run.workers, context.log)

@@ -220,3 +220,19 @@ def test_each_option_changes_training_and_reproduces_for_a_seed(feature_sets, au
 def test_the_generator_is_seeded_from_the_run_seed():
     assert np.array_equal(augment_generator(4).random(3), augment_generator(4).random(3))
     assert not np.array_equal(augment_generator(4).random(3), augment_generator(5).random(3))
+
+
+def test_the_mean_teacher_takes_its_consistency_on_unlabeled_clips_when_given(feature_sets):
+    augment = AugmentSettings(mean_teacher=True, rampup_epochs=0.0)
+    on_labeled = _trained(feature_sets, augment).state_dict()
+    on_unlabeled = train_weak_encoder(
+        feature_sets,
+        "linear_softmax",
+        3,
+        epochs=2,
+        batch_size=4,
+        config=TINY,
+        augment=augment,
+        unlabeled=feature_sets[1],
+    )[0].state_dict()
+    assert any(not torch.equal(on_labeled[key], on_unlabeled[key]) for key in on_labeled)

@@ -11,10 +11,17 @@ import torch
 
 from audioenc.audio.synth_events import default_event_corpus, synthesize_event_corpus
 from audioenc.timing.boundaries import boundary_errors, summarize_boundaries
+from audioenc.timing.features import LogMelConfig
 from audioenc.timing.pooling import POOLING_NAMES
 from audioenc.timing.weak import (
+    CRNN_PRESETS,
+    GLU,
+    PRESET_FEATURES,
+    CRNNConfig,
+    GatedConvBlock,
     MaskedBiGRU,
     WeakCRNN,
+    crnn_preset,
     load_feature_sets,
     load_weak_encoder,
     predict,
@@ -70,6 +77,139 @@ def test_masked_bigru_equals_a_bidirectional_gru_on_each_clip_alone():
         expected = reference(sequence[row : row + 1, :length])[0][0]
         assert torch.allclose(output[row, :length], expected, atol=1e-6)
         assert torch.all(output[row, length:] == 0)
+
+
+# =========================================================================== presets
+
+
+def test_the_dcase_preset_has_the_baselines_shape():
+    config, features = crnn_preset("dcase")
+    assert features == LogMelConfig(sample_rate=16000, n_fft=2048, hop_length=256, n_mels=128, f_min=0.0, f_max=8000.0)
+    model = WeakCRNN(tuple("abcdefghij"), "mean", config, features).eval()
+    blocks = list(model.cnn)
+    assert len(blocks) == 7 and all(isinstance(block, GatedConvBlock) for block in blocks)  # no stem
+    assert [block[0].out_channels for block in blocks] == [16, 32, 64, 128, 128, 128, 128]
+    assert all(block[0].kernel_size == (3, 3) and block[0].bias is not None for block in blocks)
+    assert all((block[1].eps, block[1].momentum) == (1e-3, 0.99) for block in blocks)  # DESED_task's batch norm
+    # AvgPool kernels (freq, time): DESED's (time, freq) pooling [2,2],[2,2],[1,2] x 5 transposed.
+    assert [block[4].kernel_size for block in blocks] == [(2, 2), (2, 2)] + [(2, 1)] * 5
+    assert [block[3].p for block in blocks] == [0.5] * 7 and model.dropout.p == 0.5
+    assert len(model.rnn.upper) == 1 and model.rnn.forward_rnn.hidden_size == 128  # 2 layers x 128 per direction
+    # 128 bands / 2^7 = 1 band of 128 channels into the GRU; time / 4: 62.5 -> 15.625 frames/s.
+    assert model.rnn.forward_rnn.input_size == 128 and model.rnn.upper[0].forward_rnn.input_size == 256
+    output = model(torch.randn(2, 128, 250))
+    assert model.frame_rate == 15.625
+    assert output.frame_scores.shape == (2, 10, 63) and output.embeddings.shape == (2, 256, 63)
+
+
+def test_the_dcase_presets_parameter_count_matches_a_hand_count():
+    model = WeakCRNN(tuple("abcdefghij"), "mean", *crnn_preset("dcase"))  # mean pooling: no parameters
+    channels = [1, 16, 32, 64, 128, 128, 128, 128]
+    conv = sum(c_in * c_out * 3 * 3 + c_out for c_in, c_out in zip(channels, channels[1:]))  # weights + biases
+    batch_norm = sum(2 * c for c in channels[1:])  # scale + shift (running statistics are buffers)
+    glu = sum(c * c + c for c in channels[1:])  # the GLU's channel-wise linear map
+    assert (conv, batch_norm, glu) == (539_904, 1_248, 71_536)
+    # A GRU direction: 3 gates, each W_i [H, in] + W_h [H, H] + b_i [H] + b_h [H].
+    gru_direction = lambda inputs, hidden: 3 * (hidden * inputs + hidden * hidden + 2 * hidden)  # noqa: E731
+    gru = 2 * gru_direction(128, 128) + 2 * gru_direction(256, 128)
+    assert gru == 198_144 + 296_448
+    head = 256 * 10 + 10
+    assert model.parameter_count == conv + batch_norm + glu + gru + head == 1_109_850
+
+
+SMALL_STATE = [  # today's CRNN (3 classes, mean pooling): keys and shapes in creation order
+    ("feature_mean", (64,)),
+    ("feature_std", (64,)),
+    ("cnn.0.0.weight", (16, 1, 4, 6)),
+    *[(f"cnn.0.1.{name}", (16,)) for name in ("weight", "bias", "running_mean", "running_var")],
+    ("cnn.0.1.num_batches_tracked", ()),
+    ("cnn.1.0.weight", (32, 16, 3, 3)),
+    *[(f"cnn.1.1.{name}", (32,)) for name in ("weight", "bias", "running_mean", "running_var")],
+    ("cnn.1.1.num_batches_tracked", ()),
+    ("cnn.2.0.weight", (64, 32, 3, 3)),
+    *[(f"cnn.2.1.{name}", (64,)) for name in ("weight", "bias", "running_mean", "running_var")],
+    ("cnn.2.1.num_batches_tracked", ()),
+    *[
+        (f"rnn.{direction}_rnn.{name}", shape)
+        for direction in ("forward", "backward")
+        for name, shape in (
+            ("weight_ih_l0", (96, 64)),
+            ("weight_hh_l0", (96, 32)),
+            ("bias_ih_l0", (96,)),
+            ("bias_hh_l0", (96,)),
+        )
+    ],
+    ("head.weight", (3, 64, 1)),
+    ("head.bias", (3,)),
+]
+
+
+def test_the_small_preset_is_todays_crnn():
+    config, features = crnn_preset("small")
+    assert config == CRNNConfig() and features is None and PRESET_FEATURES["small"] is None
+    torch.manual_seed(0)
+    model = WeakCRNN(CLASSES, "mean", CRNN_PRESETS["small"]).eval()
+    assert [(key, tuple(value.shape)) for key, value in model.state_dict().items()] == SMALL_STATE
+    # Recorded from the CRNN before presets existed (same seed, same input): the same weights
+    # are drawn in the same order, and the same forward pass gives the same scores.
+    assert sum(parameter.double().sum().item() for parameter in model.parameters()) == pytest.approx(
+        122.95768720092201, abs=1e-9
+    )
+    with torch.no_grad():
+        output = model(torch.randn(2, 64, 250, generator=torch.Generator().manual_seed(7)))
+    expected = torch.tensor([[0.48718473, 0.48149550, 0.52022529], [0.48744756, 0.48160183, 0.52055967]])
+    assert torch.allclose(output.clip_scores, expected, atol=1e-6)
+    assert output.frame_scores.sum().item() == pytest.approx(187.64639282226562, abs=1e-3)
+    stem, convs, batch_norm = 16 * 1 * 4 * 6, 32 * 16 * 9 + 64 * 32 * 9, 2 * (16 + 32 + 64)
+    gru, head = 2 * 3 * (32 * 64 + 32 * 32 + 2 * 32), 64 * 3 + 3
+    assert model.parameter_count == stem + convs + batch_norm + gru + head == 42_659
+
+
+def test_glu_is_a_linear_map_of_the_channels_gated_by_their_sigmoid():
+    torch.manual_seed(0)
+    glu = GLU(3)
+    maps = torch.randn(2, 3, 4, 5)
+    expected = torch.einsum("oc,bcft->boft", glu.linear.weight, maps) + glu.linear.bias[None, :, None, None]
+    assert torch.allclose(glu(maps), expected * torch.sigmoid(maps), atol=1e-6)
+
+
+def test_a_two_layer_masked_bigru_equals_torchs_two_layer_bidirectional_gru_on_each_clip_alone():
+    torch.manual_seed(0)
+    ours = MaskedBiGRU(5, 4, layers=2)
+    reference = torch.nn.GRU(5, 4, num_layers=2, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for layer, module in enumerate((ours, ours.upper[0])):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(reference, f"{name}_l{layer}").copy_(getattr(module.forward_rnn, f"{name}_l0"))
+                getattr(reference, f"{name}_l{layer}_reverse").copy_(getattr(module.backward_rnn, f"{name}_l0"))
+    sequence = torch.randn(3, 9, 5)
+    lengths = torch.tensor([9, 4, 6])
+    output = ours(sequence, lengths)
+    assert output.shape == (3, 9, 8)
+    for row, length in enumerate(lengths.tolist()):
+        assert torch.allclose(output[row, :length], reference(sequence[row : row + 1, :length])[0][0], atol=1e-6)
+        assert torch.all(output[row, length:] == 0)
+
+
+def test_a_dcase_clip_scores_the_same_alone_and_padded_in_a_batch():
+    torch.manual_seed(0)
+    model = WeakCRNN(CLASSES, "attention", *crnn_preset("dcase")).eval()
+    short, long = torch.randn(1, 128, 61), torch.randn(1, 128, 80)
+    batch = torch.zeros(2, 128, 80)
+    batch[0, :, :61], batch[1] = short[0], long[0]
+    mask = torch.zeros(2, 80, dtype=torch.bool)
+    mask[0, :61], mask[1] = True, True
+    alone, together = model(short), model(batch, mask)
+    assert alone.frame_scores.shape[-1] == 16 and int(together.mask[0].sum()) == 16  # ceil(61 / 4)
+    assert torch.allclose(alone.frame_scores[0], together.frame_scores[0, :, :16], atol=1e-5)
+    assert torch.allclose(alone.clip_scores[0], together.clip_scores[0], atol=1e-5)
+
+
+def test_an_unknown_preset_or_block_is_refused():
+    with pytest.raises(ValueError, match="unknown CRNN preset 'huge'; choose one of small, dcase"):
+        crnn_preset("huge")
+    with pytest.raises(ValueError, match="conv_block='tanh'"):
+        WeakCRNN(CLASSES, "mean", CRNNConfig(conv_block="tanh"))
 
 
 @pytest.fixture(scope="module")

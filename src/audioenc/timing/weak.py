@@ -19,6 +19,20 @@ Output frame ``j`` covers ``[j, j + 1) * 40 ms`` of the clip (see
 :mod:`audioenc.timing.features`), so a boundary is placed to within 40 ms, a fifth of the
 200 ms collar. For a finer grid set ``stem_time_stride=2`` (50 frames/s).
 
+Presets (``crnn.preset``, :func:`crnn_preset`): ``small`` is the network above (the default);
+``dcase`` is the CRNN of the DCASE 2023 task 4 baseline (DESED_task), 1,109,850 parameters
+for 10 classes and a pooling rule without parameters, against 43,114 for ``small``::
+
+    log-mel [B, 128, F]  (16 kHz, n_fft 2048, hop 256: 62.5 frames/s)   no stem
+    7 GatedConvBlocks, channels 16-32-64-128-128-128-128, pool (freq, time)
+      (2,2) (2,2) (2,1) (2,1) (2,1) (2,1) (2,1)  ->  [B, 128, 1, F/4]      (15.6 frames/s)
+    BiGRU 2 layers x 128 per direction           embeddings [B, 256, F/4]
+    dropout 0.5 after every block and before the head
+
+The preset sets the CRNN's shape and, because 7 halvings need 128 bands, the log-mel settings
+too (:data:`PRESET_FEATURES`); explicit ``crnn.*`` / ``features.*`` settings still override them
+(:func:`audioenc.timing.workflow.settings.resolve_settings`).
+
 Training (:func:`train_weak_encoder`): binary cross-entropy between the pooled clip scores and
 the clip labels (no frame labels are used), Adam with a cosine learning-rate decay, a fixed
 number of epochs (15: about 1 minute on one CPU core for the embedded corpus's 300 training
@@ -75,19 +89,23 @@ class CRNNConfig:
     """Size of the weak-label CRNN (defaults in the module docstring).
 
     Attributes:
-        stem_channels: output channels of the stem.
+        stem_channels: output channels of the stem (0: no stem, the first conv block reads
+            the log-mel at full resolution, as the DCASE baseline does).
         stem_bands: mel bands the stem's conv spans and strides over.
         stem_time_stride: time stride of the stem's conv (its kernel spans stride + 2 frames).
         conv_channels: output channels of each conv block.
-        freq_pool: frequency pooling factor of each block; ``stem_bands`` times their
-            product must divide ``n_mels`` (64 = 4 * 4 * 4 by default).
+        freq_pool: frequency pooling factor of each block; ``stem_bands`` (with a stem) times
+            their product must divide ``n_mels`` (64 = 4 * 4 * 4 by default).
         time_pool: time pooling factor of each block. The output rate is
-            100 / (stem_time_stride * prod(time_pool)) frames/s (25 by default).
+            feature rate / (stem_time_stride * prod(time_pool)) frames/s (25 by default).
         rnn_hidden: GRU units per direction (embedding size is twice this).
         dropout: dropout after each conv block and before the head.
+        preset: the preset these values came from (:func:`crnn_preset`; ``small`` or ``dcase``).
+        conv_block: ``relu`` (:class:`ConvBlock`) or ``glu`` (:class:`GatedConvBlock`, DCASE's).
+        rnn_layers: stacked bidirectional GRU layers.
     """
 
-    stem_channels: int = bounded(16, minimum=1, integer=True)
+    stem_channels: int = bounded(16, minimum=0, integer=True)
     stem_bands: int = bounded(4, minimum=1, integer=True)
     stem_time_stride: int = bounded(4, minimum=1, integer=True)
     conv_channels: tuple[int, ...] = bounded((32, 64), minimum=1, integer=True)
@@ -95,6 +113,54 @@ class CRNNConfig:
     time_pool: tuple[int, ...] = bounded((1, 1), minimum=1, integer=True)
     rnn_hidden: int = bounded(32, minimum=1, integer=True)
     dropout: float = bounded(0.1, minimum=0, below=1)
+    preset: str = "small"
+    conv_block: str = "relu"
+    rnn_layers: int = bounded(1, minimum=1, integer=True)
+
+    @property
+    def time_strides(self) -> tuple[int, ...]:
+        """Time reduction of each layer of the conv stack in order (the stem's first, if any)."""
+        return ((self.stem_time_stride,) if self.stem_channels else ()) + tuple(self.time_pool)
+
+    @property
+    def freq_reduction(self) -> int:
+        """Mel bands per output band of the conv stack: ``n_mels`` must be a multiple of it."""
+        return (self.stem_bands if self.stem_channels else 1) * math.prod(self.freq_pool)
+
+
+CRNN_PRESETS: dict[str, CRNNConfig] = {
+    "small": CRNNConfig(),
+    # DESED_task's CRNN (DCASE 2023 task 4 baseline): nb_filters, pooling [[2,2],[2,2],[1,2]x5] in
+    # (time, freq), GLU activation, dropout 0.5, BiGRU n_RNN_cell 128 x n_layers_RNN 2.
+    "dcase": CRNNConfig(
+        stem_channels=0,
+        conv_channels=(16, 32, 64, 128, 128, 128, 128),
+        freq_pool=(2, 2, 2, 2, 2, 2, 2),
+        time_pool=(2, 2, 1, 1, 1, 1, 1),
+        rnn_hidden=128,
+        dropout=0.5,
+        preset="dcase",
+        conv_block="glu",
+        rnn_layers=2,
+    ),
+}
+"""The CRNN shapes ``crnn.preset`` names."""
+
+PRESET_FEATURES: dict[str, LogMelConfig | None] = {
+    "small": None,  # the features section as it is
+    # DESED_task's recipe: 16 kHz, n_window 2048, hop 256, 128 mel bands from 0 to 8 kHz.
+    "dcase": LogMelConfig(sample_rate=16000, n_fft=2048, hop_length=256, n_mels=128, f_min=0.0, f_max=8000.0),
+}
+"""The log-mel settings each preset needs (None: any that its frequency reduction divides)."""
+
+CONV_BLOCKS: tuple[str, ...] = ("relu", "glu")
+
+
+def crnn_preset(name: str) -> tuple[CRNNConfig, LogMelConfig | None]:
+    """The CRNN shape and the log-mel settings (None: keep the current ones) of preset ``name``."""
+    if name not in CRNN_PRESETS:
+        raise ValueError(f"unknown CRNN preset {name!r}; choose one of {', '.join(CRNN_PRESETS)}")
+    return CRNN_PRESETS[name], PRESET_FEATURES[name]
 
 
 class ConvBlock(nn.Sequential):
@@ -113,6 +179,40 @@ class ConvBlock(nn.Sequential):
         )
 
 
+class GLU(nn.Module):
+    """DESED_task's gated linear unit over channels: ``y = (W x + b) * sigmoid(x)`` at every (freq, time).
+
+    ``[B, C, freq, time] -> [B, C, freq, time]``; ``W`` is ``[C, C]`` (a linear map of the channels
+    at each position, C^2 + C parameters), the gate is the input itself.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(channels, channels)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.linear(maps.movedim(1, -1)).movedim(-1, 1) * torch.sigmoid(maps)
+
+
+class GatedConvBlock(nn.Sequential):
+    """DESED_task's conv block: 3x3 conv (with bias) -> BatchNorm -> GLU -> Dropout -> AvgPool(freq_pool, time_pool).
+
+    ``[B, in, freq, time] -> [B, out, freq / freq_pool, time / time_pool]``. The batch norm
+    keeps the baseline's ``eps=1e-3, momentum=0.99``: in PyTorch's convention that makes the
+    running statistics 99 % the latest batch's (a Keras momentum carried over as is), so the
+    eval-mode statistics follow the last training batches closely.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, freq_pool: int, time_pool: int, dropout: float) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+            nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.99),
+            GLU(out_channels),
+            nn.Dropout(dropout),
+            nn.AvgPool2d((freq_pool, time_pool)),
+        )
+
+
 class MaskedBiGRU(nn.Module):
     """Bidirectional GRU over a padded batch, exact for each sequence's own length.
 
@@ -121,12 +221,16 @@ class MaskedBiGRU(nn.Module):
     real frames, so its real outputs are unaffected; the backward GRU runs on each sequence
     reversed *within its length* and its outputs are put back in place. Same result as
     packed sequences, at the cost of two plain GRU passes (packing is ~2x slower on CPU).
+    With ``layers > 1`` each further layer reads the previous one's output (zero past each length).
     """
 
-    def __init__(self, input_size: int, hidden: int) -> None:
+    def __init__(self, input_size: int, hidden: int, layers: int = 1) -> None:
         super().__init__()
         self.forward_rnn = nn.GRU(input_size, hidden, batch_first=True)
         self.backward_rnn = nn.GRU(input_size, hidden, batch_first=True)
+        # Further layers read the [B, F, 2 * hidden] output, as a stacked bidirectional nn.GRU's do
+        # (empty for one layer: no parameters, the same state_dict as before layers existed).
+        self.upper = nn.ModuleList(MaskedBiGRU(2 * hidden, hidden) for _ in range(layers - 1))
 
     def forward(self, sequence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         batch, frames, size = sequence.shape
@@ -138,8 +242,10 @@ class MaskedBiGRU(nn.Module):
         reversed_input = sequence.gather(1, index[..., None].expand(-1, -1, size))
         backward = self.backward_rnn(reversed_input)[0]
         backward = backward.gather(1, index[..., None].expand(-1, -1, backward.shape[-1]))
-        both = torch.cat([self.forward_rnn(sequence)[0], backward], dim=-1)
-        return both * valid[..., None]
+        both = torch.cat([self.forward_rnn(sequence)[0], backward], dim=-1) * valid[..., None]
+        for layer in self.upper:
+            both = layer(both, lengths[:, 0])
+        return both
 
 
 class WeakCRNN(nn.Module):
@@ -166,40 +272,52 @@ class WeakCRNN(nn.Module):
         lengths = {len(config.conv_channels), len(config.freq_pool), len(config.time_pool)}
         if len(lengths) != 1:
             raise ValueError(f"conv_channels, freq_pool and time_pool need one entry per block, got {config}")
-        freq_factor = config.stem_bands * math.prod(config.freq_pool)
+        if config.conv_block not in CONV_BLOCKS:
+            raise ValueError(f"conv_block={config.conv_block!r}; choose one of {', '.join(CONV_BLOCKS)}")
+        freq_factor = config.freq_reduction
         if features.n_mels % freq_factor:
             raise ValueError(f"n_mels={features.n_mels} is not divisible by the frequency reduction {freq_factor}")
         self.classes = tuple(classes)
         self.pooling_name = pooling
         self.config = config
         self.feature_config = features
-        self.block_time_strides = (config.stem_time_stride, *config.time_pool)
+        self.block_time_strides = config.time_strides
         self.time_factor = math.prod(self.block_time_strides)
         self.register_buffer("feature_mean", torch.zeros(features.n_mels))
         self.register_buffer("feature_std", torch.ones(features.n_mels))
-        stem = nn.Sequential(
-            nn.Conv2d(
-                1,
-                config.stem_channels,
-                # Time kernel stride + 2 with padding 1: output frame j is centred on the
-                # middle of its span [j, j + 1) * stride input frames (no half-frame shift).
-                kernel_size=(config.stem_bands, config.stem_time_stride + 2),
-                stride=(config.stem_bands, config.stem_time_stride),
-                padding=(0, 1),
-                bias=False,
-            ),
-            nn.BatchNorm2d(config.stem_channels),
-            nn.ReLU(),
-        )
-        blocks, channels = [stem], config.stem_channels
+        blocks, channels = [], 1
+        if config.stem_channels:
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(
+                        1,
+                        config.stem_channels,
+                        # Time kernel stride + 2 with padding 1: output frame j is centred on the
+                        # middle of its span [j, j + 1) * stride input frames (no half-frame shift).
+                        kernel_size=(config.stem_bands, config.stem_time_stride + 2),
+                        stride=(config.stem_bands, config.stem_time_stride),
+                        padding=(0, 1),
+                        bias=False,
+                    ),
+                    nn.BatchNorm2d(config.stem_channels),
+                    nn.ReLU(),
+                )
+            )
+            channels = config.stem_channels
+        block = GatedConvBlock if config.conv_block == "glu" else ConvBlock
         for out_channels, freq_pool, time_pool in zip(config.conv_channels, config.freq_pool, config.time_pool):
-            blocks.append(ConvBlock(channels, out_channels, freq_pool, time_pool, config.dropout))
+            blocks.append(block(channels, out_channels, freq_pool, time_pool, config.dropout))
             channels = out_channels
         self.cnn = nn.Sequential(*blocks)
-        self.rnn = MaskedBiGRU(channels * features.n_mels // freq_factor, config.rnn_hidden)
+        self.rnn = MaskedBiGRU(channels * features.n_mels // freq_factor, config.rnn_hidden, config.rnn_layers)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Conv1d(2 * config.rnn_hidden, len(self.classes), kernel_size=1)
         self.pooling: Pooling = make_pooling(pooling, len(self.classes), in_features=2 * config.rnn_hidden)
+
+    @property
+    def parameter_count(self) -> int:
+        """Trainable parameters (conv, batch-norm scales and shifts, GRU, head, pooling; not the buffers)."""
+        return sum(parameter.numel() for parameter in self.parameters())
 
     @property
     def frame_rate(self) -> float:

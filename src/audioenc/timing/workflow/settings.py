@@ -7,11 +7,16 @@ config is): the defaults (:class:`WorkflowSettings`, or :meth:`WorkflowSettings.
 or keys are errors that list the valid ones. The resolved settings are written to the run folder
 as ``settings.json`` (loadable with ``--config``).
 
+A CRNN preset other than the base's (``crnn.preset=dcase``, :func:`~audioenc.timing.weak.crnn_preset`)
+replaces the base's ``crnn`` section, and the ``features`` section where the preset needs its own
+log-mels, before the file and the overrides are applied again: a preset sets defaults, explicit
+``crnn.*`` and ``features.*`` values still win (``crnn.preset=dcase crnn.rnn_hidden=64``).
+
 Sections:
 
 ==============  =========================================================================
 ``features``    log-mel settings of the log-mel models (:class:`~audioenc.timing.features.LogMelConfig`)
-``crnn``        the weak-label CRNN's size (:class:`~audioenc.timing.weak.CRNNConfig`)
+``crnn``        the weak-label CRNN's size (:class:`~audioenc.timing.weak.CRNNConfig`; ``crnn.preset``)
 ``weak``        how every CRNN trains (:class:`TrainingBudget`)
 ``augment``     mixup, masks, shift, gain, mean teacher of the CRNNs (:class:`~audioenc.timing.augment.AugmentSettings`)
 ``scorer``      step 1's pooling-neutral scorer (:class:`ScorerSettings`)
@@ -25,9 +30,8 @@ Sections:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -39,7 +43,7 @@ from audioenc.timing.boundaries import collar_keywords
 from audioenc.timing.features import LogMelConfig
 from audioenc.timing.postprocess import PostprocessSettings
 from audioenc.timing.probe import ProbeConfig
-from audioenc.timing.weak import CRNNConfig
+from audioenc.timing.weak import CONV_BLOCKS, CRNN_PRESETS, CRNNConfig, crnn_preset
 from audioenc.validation import bounded
 
 
@@ -170,10 +174,20 @@ def resolve_settings(
 ) -> WorkflowSettings:
     """Defaults (or :meth:`WorkflowSettings.fast`), then ``config_file`` (JSON or YAML), then ``key=value``
     ``overrides``; the result is validated."""
-    settings = WorkflowSettings.fast() if fast else WorkflowSettings()
-    if config_file is not None:
-        settings = settings.with_file(config_file)
-    return validate(settings.with_overrides(overrides))
+    base = WorkflowSettings.fast() if fast else WorkflowSettings()
+    settings = _layered(base, config_file, overrides)
+    preset = settings.crnn.preset
+    if preset != base.crnn.preset and preset in CRNN_PRESETS:  # an unknown name is validate's error
+        crnn, features = crnn_preset(preset)
+        base = replace(base, crnn=crnn, features=features or base.features)
+        settings = _layered(base, config_file, overrides)
+    return validate(settings)
+
+
+def _layered(base: WorkflowSettings, config_file: str | Path | None, overrides: Iterable[str]) -> WorkflowSettings:
+    """``base``, then ``config_file``, then ``overrides``."""
+    settings = base if config_file is None else base.with_file(config_file)
+    return settings.with_overrides(overrides)
 
 
 def validate(settings: WorkflowSettings) -> WorkflowSettings:
@@ -212,17 +226,22 @@ def _check_features(features: LogMelConfig) -> None:
 
 
 def _check_crnn(crnn: CRNNConfig, features: LogMelConfig) -> None:
-    """One pooling factor per conv block, and the frequency reduction divides the mel bands (WeakCRNN's shape)."""
+    """A known preset and block, one pooling factor per conv block, and the frequency reduction divides the
+    mel bands (WeakCRNN's shape)."""
+    if crnn.preset not in CRNN_PRESETS:
+        raise UserError(f"crnn.preset={crnn.preset!r}; choose one of {', '.join(CRNN_PRESETS)}")
+    if crnn.conv_block not in CONV_BLOCKS:
+        raise UserError(f"crnn.conv_block={crnn.conv_block!r}; choose one of {', '.join(CONV_BLOCKS)}")
     if not len(crnn.conv_channels) == len(crnn.freq_pool) == len(crnn.time_pool):
         raise UserError(
             f"crnn.conv_channels, crnn.freq_pool and crnn.time_pool need one value per block each; got "
             f"{len(crnn.conv_channels)}, {len(crnn.freq_pool)} and {len(crnn.time_pool)} values"
         )
-    reduction = crnn.stem_bands * math.prod(crnn.freq_pool)
+    reduction = crnn.freq_reduction
     if features.n_mels % reduction:
         raise UserError(
             f"features.n_mels={features.n_mels} is not divisible by the CRNN's frequency reduction "
-            f"{reduction} (crnn.stem_bands x crnn.freq_pool); change one of them"
+            f"{reduction} (crnn.stem_bands, with a stem, x crnn.freq_pool); change one of them"
         )
 
 

@@ -58,6 +58,7 @@ def run(context: RunContext) -> WeakTraining:
                     f"  {rule}: stopped by {history.stopped.replace('_', ' ')} after {len(history.valid_loss)} "
                     "epochs with the validation loss still falling"
                 )
+    context.log(_parameter_line(settings.crnn.preset, {rule: model.parameter_count for rule, model in models.items()}))
     plot = plot_histories(
         context.path(FOLDER, "training_curves.png"), {rule: item.history for rule, item in rules.items()}
     )
@@ -109,13 +110,25 @@ def report_section(result: WeakTraining, results: StepResults) -> ReportSection:
     )
 
 
+def _parameter_line(preset: str, counts: Mapping[str, int]) -> str:
+    """``  CRNN preset small: 43,114 parameters`` (the range over pooling rules when their heads differ)."""
+    low, high = min(counts.values()), max(counts.values())
+    return f"  CRNN preset {preset}: {low:,} parameters" + (
+        f" ({high:,} with the largest pooling head)" if high > low else ""
+    )
+
+
 def _sizes(weak: WeakTraining) -> str:
     """``; CRNN ... at N frames/s`` from the recorded sizes."""
     crnn = weak.crnn
     rate = next((item.frame_rate for item in weak.rules.values() if item.frame_rate), None)
+    stem = f"stem {crnn.stem_channels} channels" if crnn.stem_channels else "no stem"
+    gru = f"2 x {crnn.rnn_hidden}" if crnn.rnn_layers == 1 else f"{crnn.rnn_layers} layers of 2 x {crnn.rnn_hidden}"
+    preset = f" preset {crnn.preset}," if crnn.preset != "small" else ""
+    blocks = f" ({crnn.conv_block})" if crnn.conv_block != "relu" else ""
     text = (
-        f"; CRNN stem {crnn.stem_channels} channels, conv blocks {tuple(crnn.conv_channels)}, BiGRU "
-        f"2 x {crnn.rnn_hidden}, batch {weak.budget.batch_size}, learning rate {weak.budget.learning_rate}"
+        f"; CRNN{preset} {stem}, conv blocks {tuple(crnn.conv_channels)}{blocks}, BiGRU "
+        f"{gru}, batch {weak.budget.batch_size}, learning rate {weak.budget.learning_rate}"
     )
     return text + (f", {rate:g} output frames/s" if rate else "")
 

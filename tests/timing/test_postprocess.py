@@ -22,12 +22,14 @@ from audioenc.timing.boundaries import collar_f1
 from audioenc.timing.evaluation import ClipEvaluator
 from audioenc.timing.fitting import Predictions
 from audioenc.timing.postprocess import (
+    ClassPostProcessing,
     PostProcessing,
     PostprocessSettings,
     choose_postprocessing,
     decode_events,
     median_filter,
     onset_only_f1,
+    threshold_map,
     window_frames,
 )
 
@@ -233,6 +235,113 @@ def test_apply_filters_the_frames_and_attaches_the_threshold():
         "basis": "test",
         "validation_collar_f1": None,
     }
+
+
+# =========================================================================== per class
+
+# Two classes that need different post-processing. x: one-frame events at 0.35 over 0.1 (found
+# only at threshold 0.3, and a 3-frame median erases them: window 1). y: 1 s events at 0.9 over
+# a 0.5 floor (0.3 makes everything one event: threshold 0.7), with a one-frame dip that splits
+# a.wav's event at 0.7 and a one-frame false y in c.wav (both removed by a 3-frame median).
+TWO_TRUTH = {
+    "a.wav": [Event(0.5, 0.6, "x"), Event(1.5, 2.5, "y")],
+    "b.wav": [Event(1.0, 1.1, "x"), Event(1.5, 2.5, "y")],
+    "c.wav": [Event(0.2, 0.3, "x")],
+}
+TWO_SETTINGS = {"median_seconds": (0.0, 0.3), "thresholds": (0.3, 0.7)}
+
+
+def _two_class_case() -> tuple[Predictions, EventSplit]:
+    scores = {}
+    for name, events in TWO_TRUTH.items():
+        rows = np.stack([np.full(30, 0.1), np.full(30, 0.5)])
+        for event in events:
+            row = ("x", "y").index(event.label)
+            rows[row, round(event.onset * RATE) : round(event.offset * RATE)] = (0.35, 0.9)[row]
+        scores[name] = rows
+    scores["a.wav"][1, 20] = 0.5  # the dip
+    scores["c.wav"][1, 8] = 0.9  # the false y
+    predictions = Predictions(scores, {f: s.max(axis=1) for f, s in scores.items()}, RATE, ("x", "y"))
+    return predictions, _split(TWO_TRUTH, sorted(TWO_TRUTH), classes=("x", "y"))
+
+
+def test_per_class_selection_picks_each_classs_own_window_and_threshold():
+    predictions, split = _two_class_case()
+    system = choose_postprocessing(predictions, split, ("x", "y"), PostprocessSettings(**TWO_SETTINGS))
+    per_class = choose_postprocessing(
+        predictions, split, ("x", "y"), PostprocessSettings(**TWO_SETTINGS, per_class=True)
+    )
+    # Per system one shared pair: (1 frame, 0.3) serves x (F1 1) and fails y (F1 0): macro 0.5.
+    assert system.per_class is None and (system.window_frames, system.threshold) == (1, 0.3)
+    assert system.validation_f1 == pytest.approx(0.5)
+    # Per class: x keeps (1 frame, 0.3), y takes (3 frames, 0.7); each at its own F1 1.
+    assert per_class.per_class == {
+        "x": ClassPostProcessing(0.0, 1, 0.3, True, pytest.approx(1.0)),
+        "y": ClassPostProcessing(0.3, 3, 0.7, True, pytest.approx(1.0)),
+    }
+    assert (per_class.window_frames, per_class.threshold) == (1, 0.3)  # the shared pair, kept for reference
+    assert per_class.basis.startswith("chosen per class on validation") and "2 of 2 classes" in per_class.basis
+    # Applied: validation collar F1 0.5 with the shared pair, 1.0 per class.
+    for choice, expected in ((system, 0.5), (per_class, 1.0)):
+        applied = choice.apply(predictions)
+        f1 = collar_f1(
+            applied.frame_scores, TWO_TRUTH, ("x", "y"), RATE, durations=split.durations, threshold=applied.threshold
+        )
+        assert f1.f1 == pytest.approx(expected)
+    assert per_class.to_json()["per_class"]["y"] == {
+        "median_seconds": 0.3,
+        "median_frames": 3,
+        "threshold": 0.7,
+        "own": True,
+        "validation_collar_f1": pytest.approx(1.0),
+    }
+    assert "per_class" not in system.to_json()
+
+
+def test_a_class_without_a_validation_event_keeps_the_shared_pair():
+    predictions, split = _two_class_case()
+    truth = {name: [event for event in events if event.label == "x"] for name, events in TWO_TRUTH.items()}
+    split = _split(truth, sorted(truth), classes=("x", "y"))
+    choice = choose_postprocessing(predictions, split, ("x", "y"), PostprocessSettings(**TWO_SETTINGS, per_class=True))
+    assert choice.per_class["x"].own and (choice.per_class["x"].window_frames, choice.per_class["x"].threshold) == (
+        1,
+        0.3,
+    )
+    shared = choice.per_class["y"]
+    assert not shared.own and shared.validation_f1 is None
+    assert (shared.window_frames, shared.threshold) == (choice.window_frames, choice.threshold)
+    assert "1 of 2 classes" in choice.basis
+
+
+def test_per_class_apply_decides_exactly_as_each_classs_own_filter_and_threshold():
+    rng = np.random.default_rng(5)
+    frame_scores = {"a.wav": rng.random((2, 40)).astype(np.float32), "b.wav": rng.random((2, 17)).astype(np.float32)}
+    predictions = Predictions(frame_scores, {f: s.max(axis=1) for f, s in frame_scores.items()}, RATE, ("x", "y"))
+    own = {"x": ClassPostProcessing(0.0, 1, 0.3, True, 1.0), "y": ClassPostProcessing(0.5, 5, 0.7, True, 1.0)}
+    applied = PostProcessing(0.3, 3, 0.5, "test", 0.5, own).apply(predictions)
+    assert applied.threshold == 0.5
+    for name, scores in frame_scores.items():
+        np.testing.assert_array_equal(applied.clip_scores[name], predictions.clip_scores[name])
+        for row, choice in enumerate(own.values()):
+            filtered = _numpy_median(scores[row], choice.window_frames) if choice.window_frames > 1 else scores[row]
+            np.testing.assert_array_equal(
+                applied.frame_scores[name][row] > 0.5, filtered.astype(np.float64) > choice.threshold
+            )
+            # Strictly increasing per class: the ranking (hence PSDS and AP) is the filtered scores'.
+            np.testing.assert_array_equal(
+                np.argsort(applied.frame_scores[name][row], kind="stable"), np.argsort(filtered, kind="stable")
+            )
+
+
+def test_the_threshold_map_puts_the_threshold_on_one_half():
+    scores = np.array([0.0, 0.15, 0.3, np.nextafter(np.float32(0.3), np.float32(1)), 0.65, 1.0], dtype=np.float32)
+    mapped = threshold_map(scores, 0.3)
+    assert mapped.dtype == np.float64
+    np.testing.assert_allclose(mapped[[0, 1, 4, 5]], [0.0, 0.25, 0.75, 1.0], atol=1e-7)
+    # To the last step: compared in float64 (as sed_scores_eval's tables are), float32 0.3 lies above 0.3.
+    np.testing.assert_array_equal(mapped > 0.5, scores.astype(np.float64) > 0.3)
+    assert mapped[2] > 0.5 and threshold_map(np.array([0.3]), 0.3)[0] == 0.5
+    assert np.all(np.diff(mapped) > 0)
 
 
 # =========================================================================== onset-only F1

@@ -12,6 +12,7 @@ import json
 import pytest
 
 from audioenc.errors import UserError
+from audioenc.timing.weak import CRNN_PRESETS, PRESET_FEATURES, CRNNConfig
 from audioenc.timing.workflow.settings import SECTIONS, WorkflowSettings, resolve_settings, validate
 
 
@@ -48,6 +49,37 @@ def test_overrides_are_parsed_by_the_fields_type():
     base = WorkflowSettings()
     changed = base.with_value("weak.patience", 3)
     assert changed.weak.patience == 3 and base.weak.patience == 6
+
+
+def test_a_crnn_preset_sets_the_crnn_and_its_features_and_explicit_values_still_win(tmp_path):
+    default = resolve_settings()
+    assert default.crnn.preset == "small" and default.crnn == CRNNConfig()  # today's CRNN, today's features
+    dcase = resolve_settings(overrides=["crnn.preset=dcase"])
+    assert dcase.crnn == CRNN_PRESETS["dcase"] and dcase.features == PRESET_FEATURES["dcase"]
+    assert (dcase.features.n_mels, dcase.features.sample_rate, dcase.features.n_fft, dcase.features.hop_length) == (
+        128,
+        16000,
+        2048,
+        256,
+    )
+    assert dcase.weak == default.weak and dcase.postprocess == default.postprocess  # other sections untouched
+    # Explicit values on top of the preset win, before or after it on the command line.
+    tuned = resolve_settings(fast=True, overrides=["crnn.rnn_hidden=64", "crnn.preset=dcase", "features.f_min=20"])
+    assert tuned.crnn == dataclasses.replace(CRNN_PRESETS["dcase"], rnn_hidden=64)
+    assert tuned.features == dataclasses.replace(PRESET_FEATURES["dcase"], f_min=20.0)
+    assert tuned.weak == WorkflowSettings.fast().weak  # --fast underneath the rest
+    # The saved settings read back as the same run.
+    saved = tmp_path / "settings.json"
+    saved.write_text(tuned.to_json())
+    assert resolve_settings(config_file=saved) == tuned
+    # 7 halvings need 128 bands: the preset with 64 is refused, naming both settings.
+    with pytest.raises(UserError, match="features.n_mels=64 is not divisible by the CRNN's frequency reduction 128"):
+        resolve_settings(overrides=["crnn.preset=dcase", "features.n_mels=64"])
+
+
+def test_per_class_postprocessing_is_off_by_default():
+    assert resolve_settings().postprocess.per_class is False
+    assert resolve_settings(overrides=["postprocess.per_class=true"]).postprocess.per_class is True
 
 
 def test_a_value_of_the_wrong_type_names_the_key():

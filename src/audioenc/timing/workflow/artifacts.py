@@ -97,7 +97,13 @@ def postprocessing_text(item: PostProcessing) -> str:
         if item.window_frames > 1
         else "no median filter"
     )
-    return f"{window}, threshold {item.threshold:g}, {item.basis}"
+    if item.per_class is None:
+        return f"{window}, threshold {item.threshold:g}, {item.basis}"
+    classes = "; ".join(
+        f"{name} {choice.window_frames} frames, threshold {choice.threshold:g}{'' if choice.own else ' (shared)'}"
+        for name, choice in item.per_class.items()
+    )
+    return f"per class ({classes}), {item.basis}; shared pair: {window}, threshold {item.threshold:g}"
 
 
 __all__ = ["clean", "interval", "number", "postprocessing_text", "save_module", "with_ci", "write_json", "write_tsv"]

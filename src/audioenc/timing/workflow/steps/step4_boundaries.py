@@ -101,8 +101,8 @@ def run(context: RunContext) -> BoundaryInspection:
                 point.get("psds2"),
                 summary.get("detected"),
                 summary.get("events"),
-                postprocessing[rule].window_frames,
-                postprocessing[rule].threshold,
+                postprocessing[rule].window_frames if postprocessing[rule].per_class is None else "per class",
+                postprocessing[rule].threshold if postprocessing[rule].per_class is None else "per class",
                 "yes" if gates[rule].passed else "no",
             )
         )

@@ -402,7 +402,7 @@ def collar_f1_at_thresholds(
     """Macro collar F1 (positive clips, as :func:`collar_f1`) at each of ``thresholds``: the score
     dataframes and sed_scores_eval's intermediate statistics are built once, then read at every
     threshold (the same values as one :func:`collar_f1` call per threshold, at a fraction of the cost)."""
-    collars = {"onset_collar": onset_collar, "offset_collar": offset_collar, "offset_collar_rate": offset_collar_rate}
+    collars = collar_keywords(onset_collar, offset_collar, offset_collar_rate)
     per_threshold = _collar_fscores(frame_scores, strong, classes, frame_rate, thresholds, durations, collars)
     return {threshold: float(scores["macro_average"]) for threshold, scores in per_threshold.items()}
 
@@ -423,7 +423,7 @@ def collar_f1_per_class_at_thresholds(
     ``{threshold: (macro F1, {class: F1})}``, the macro value exactly :func:`collar_f1_at_thresholds`'s
     and the per-class values the terms it averages; classes without a reference event in these
     clips are left out (nothing to detect, no F1)."""
-    collars = {"onset_collar": onset_collar, "offset_collar": offset_collar, "offset_collar_rate": offset_collar_rate}
+    collars = collar_keywords(onset_collar, offset_collar, offset_collar_rate)
     per_threshold = _collar_fscores(frame_scores, strong, classes, frame_rate, thresholds, durations, collars)
     return {
         threshold: (

@@ -46,6 +46,7 @@ from audioenc.core.frames import frame_starts
 from audioenc.timing.boundaries import (
     collar_f1_at_thresholds,
     collar_f1_per_class_at_thresholds,
+    collar_keywords,
     positive_files,
 )
 from audioenc.timing.fitting import Predictions
@@ -212,7 +213,7 @@ def choose_postprocessing(
     strong = {name: [event for event in events if event.label in classes] for name, events in split.strong.items()}
     if not positive_files(strong):
         return replace(fixed, basis="fixed: the validation split has no event of these classes to choose on")
-    collars = {"onset_collar": onset_collar, "offset_collar": offset_collar, "offset_collar_rate": offset_collar_rate}
+    collars = collar_keywords(onset_collar, offset_collar, offset_collar_rate)
     candidates, per_class = [], {}
     for seconds in settings.median_seconds:
         frames = window_frames(seconds, rate)

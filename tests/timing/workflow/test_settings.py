@@ -164,6 +164,8 @@ def test_a_bad_json_file_names_the_file(tmp_path):
         ("weak.max_epochs=0", r"weak\.max_epochs must be an integer >= 1; got 0"),
         ("weak.patience=0", r"weak\.patience must be an integer >= 1; got 0\. none \(unset\) works too"),
         ("run.workers=0", r"run\.workers must be an integer >= 1"),
+        ("augment.keep_teacher=true", r"augment\.keep_teacher=true needs a teacher to keep: set augment\.mean_teacher"),
+        ("crnn.rnn_cell=rnn", "crnn.rnn_cell='rnn'; choose one of gru, lstm"),
     ],
 )
 def test_validate_rejects_bad_values(override, message):

@@ -43,7 +43,7 @@ from audioenc.timing.boundaries import collar_keywords
 from audioenc.timing.features import LogMelConfig
 from audioenc.timing.postprocess import PostprocessSettings
 from audioenc.timing.probe import ProbeConfig
-from audioenc.timing.weak import CONV_BLOCKS, CRNN_PRESETS, CRNNConfig, crnn_preset
+from audioenc.timing.weak import CONV_BLOCKS, CRNN_PRESETS, RNN_CELLS, CRNNConfig, crnn_preset
 from audioenc.validation import bounded
 
 
@@ -202,6 +202,10 @@ def validate(settings: WorkflowSettings) -> WorkflowSettings:
         raise UserError(
             f"probe.context_frames must be odd (a kernel centred on its frame); got {settings.probe.context_frames}"
         )
+    if settings.augment.keep_teacher and not settings.augment.mean_teacher:
+        raise UserError(
+            "augment.keep_teacher=true needs a teacher to keep: set augment.mean_teacher=true or drop keep_teacher"
+        )
     if not settings.postprocess.thresholds or not settings.postprocess.median_seconds:
         raise UserError("postprocess.thresholds and postprocess.median_seconds need at least one value each")
     return settings
@@ -232,6 +236,8 @@ def _check_crnn(crnn: CRNNConfig, features: LogMelConfig) -> None:
         raise UserError(f"crnn.preset={crnn.preset!r}; choose one of {', '.join(CRNN_PRESETS)}")
     if crnn.conv_block not in CONV_BLOCKS:
         raise UserError(f"crnn.conv_block={crnn.conv_block!r}; choose one of {', '.join(CONV_BLOCKS)}")
+    if crnn.rnn_cell not in RNN_CELLS:
+        raise UserError(f"crnn.rnn_cell={crnn.rnn_cell!r}; choose one of {', '.join(RNN_CELLS)}")
     if not len(crnn.conv_channels) == len(crnn.freq_pool) == len(crnn.time_pool):
         raise UserError(
             f"crnn.conv_channels, crnn.freq_pool and crnn.time_pool need one value per block each; got "

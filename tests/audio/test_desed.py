@@ -64,6 +64,9 @@ def _recipe(root: Path) -> Path:
     _wav(audio / "train" / "weak" / "w1.wav", 44100, channels=2)
     _wav(audio / "train" / "weak" / "w2.wav", 44100, channels=2, frequency=880.0)
     _tsv(meta / "train" / "weak.tsv", WEAK, ["w1.wav\tdog,cat", "w2.wav\t"])
+    _wav(audio / "train" / "unlabel_in_domain" / "u1.wav", 16000, frequency=500.0)
+    _wav(audio / "train" / "unlabel_in_domain" / "u2.wav", 44100, channels=2, seconds=0.5)
+    (audio / "train" / "unlabel_in_domain" / "readme.txt").write_text("clips without labels\n")
     _wav(audio / "validation" / "v1.wav", 16000)
     _wav(audio / "validation" / "v2.wav", 16000, seconds=0.8)
     _tsv(meta / "validation" / "validation.tsv", STRONG, ["v1.wav\t0.000\t0.400\tcat", "v2.wav\t0.100\t0.700\tdog"])
@@ -132,6 +135,13 @@ def test_read_desed_config_gives_the_three_splits(recipe):
     assert "ghost.wav" in dropped[(synth_tsv, 5)] and "not in the audio folder" in dropped[(synth_tsv, 5)]
     assert "'abc'" in dropped[(synth_tsv, 6)] and "s3.wav" in dropped[(synth_tsv, 6)]
     assert result.issues == []  # every configured subset was found
+    # The unlabeled folder: its audio files, no labels, the training vocabulary.
+    unlabeled = result.unlabeled
+    assert unlabeled.name == "unlabeled" and unlabeled.files == ["u1.wav", "u2.wav"]
+    assert unlabeled.audio_dir == (data / "audio" / "train" / "unlabel_in_domain").resolve()
+    assert unlabeled.weak == {"u1.wav": (), "u2.wav": ()} and unlabeled.strong is None
+    assert unlabeled.classes == ("cat", "dog") and unlabeled.durations["u2.wav"] == pytest.approx(0.5)
+    assert any(note.startswith("unlabeled: 2 clips without labels (") for note in result.notes)
     assert any(note.startswith("train: synth (") and "strong labels" in note for note in result.notes)
     assert any(note.startswith("train: weak (") and "weak labels" in note for note in result.notes)
 
@@ -151,7 +161,13 @@ def test_load_workflow_data_reads_a_desed_config(recipe):
     for name in ("train", "validation", "test"):
         assert sorted(data.features[name].log_mels) == data.splits[name].files
     # 16 kHz mono and 44.1 kHz stereo clips, all featurised at the log-mel rate.
-    assert data.audio_formats == {"16000 Hz, 1 ch": 5, "44100 Hz, 2 ch": 4}
+    assert data.audio_formats == {"16000 Hz, 1 ch": 6, "44100 Hz, 2 ch": 5}  # with the two unlabeled clips
+    assert data.unlabeled.split.files == ["u1.wav", "u2.wav"] and sorted(data.unlabeled.log_mels) == [
+        "u1.wav",
+        "u2.wav",
+    ]
+    assert data.unlabeled.log_mels["u1.wav"].shape == (64, 100)  # 1 s at 100 frames/s
+    assert data.unlabeled.config == data.features["train"].config
     # Every dropped item is listed with its file.
     truncated = [issue for issue in data.issues if issue.file.endswith("t3.wav")]
     assert len(truncated) == 1 and "truncated" in truncated[0].message and truncated[0].action == "dropped"
@@ -271,3 +287,54 @@ def test_is_desed_config(tmp_path):
     assert not is_desed_config(tmp_path / "c.json")
     assert not is_desed_config(tmp_path / "folder.yaml")
     assert not is_desed_config(tmp_path / "absent.yaml")
+
+
+def test_unreadable_unlabeled_clips_are_issues_and_a_missing_folder_is_none(recipe):
+    folder = recipe.parent.parent.parent.parent / "data" / "dcase" / "dataset" / "audio" / "train" / "unlabel_in_domain"
+    (folder / "u3.wav").write_bytes(b"RIFF....not audio")  # no header libsndfile reads
+    _wav(folder / "u4.wav", 16000)
+    _truncate(folder / "u4.wav", 100)  # a readable header, most samples gone
+    result = read_desed_config(recipe)
+    assert result.unlabeled.files == ["u1.wav", "u2.wav", "u4.wav"]
+    assert [Path(issue.file).name for issue in result.unlabeled.issues] == ["u3.wav"]
+    data = load_workflow_data(recipe, log=lambda line: None)
+    assert sorted(data.unlabeled.log_mels) == ["u1.wav", "u2.wav"]
+    dropped = {Path(issue.file).name: issue for issue in data.issues if "unlabel_in_domain" in issue.file}
+    assert sorted(dropped) == ["u3.wav", "u4.wav"] and all(issue.action == "dropped" for issue in dropped.values())
+    assert "truncated" in dropped["u4.wav"].message
+    # A configured folder that does not exist: an issue, no unlabeled clips, the rest read as before.
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    result = read_desed_config(recipe)
+    assert result.unlabeled is None and sorted(result.splits) == ["test", "train", "validation"]
+    (issue,) = result.issues
+    assert issue.file == str(recipe) and issue.message.startswith("unlabeled:") and "does not exist" in issue.message
+    assert load_workflow_data(recipe, log=lambda line: None).unlabeled is None
+
+
+def test_an_unlabeled_folder_without_a_readable_clip_is_an_issue(recipe):
+    folder = recipe.parent.parent.parent.parent / "data" / "dcase" / "dataset" / "audio" / "train" / "unlabel_in_domain"
+    for name in ("u1.wav", "u2.wav"):
+        (folder / name).write_bytes(b"not audio")
+    result = read_desed_config(recipe)
+    assert result.unlabeled is None
+    messages = [issue.message for issue in result.issues]
+    assert len(messages) == 3 and "no readable audio file" in messages[-1]
+    assert sum("cannot be used" in message for message in messages) == 2
+
+
+def test_the_unlabeled_44k_folder_stands_in(tmp_path, monkeypatch):
+    _recipe(tmp_path)
+    monkeypatch.chdir(tmp_path / "recipes")
+    train = tmp_path / "data" / "dcase" / "dataset" / "audio" / "train"
+    (train / "unlabel_in_domain").rename(train / "unlabel_in_domain_44k")
+    config = tmp_path / "recipes" / "task4" / "confs" / "k44.yaml"
+    config.write_text(
+        f"data:\n  weak_folder: {DATA}/audio/train/weak/\n  weak_tsv: {DATA}/metadata/train/weak.tsv\n"
+        f"  unlabeled_folder: {DATA}/audio/train/unlabel_in_domain_16k/\n"
+        f"  unlabeled_folder_44k: {DATA}/audio/train/unlabel_in_domain_44k/\n"
+    )
+    result = read_desed_config(config)
+    assert result.unlabeled.files == ["u1.wav", "u2.wav"] and result.issues == []
+    assert result.unlabeled.audio_dir == (train / "unlabel_in_domain_44k").resolve()

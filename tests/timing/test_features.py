@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from audioenc.core.cache import ArrayCache
+from audioenc.timing import features
 from audioenc.timing.features import LOG_FLOOR, LogMel, LogMelConfig, compute_log_mel
 
 
@@ -53,3 +57,19 @@ def test_log_mel_equals_float64_numpy_reference():
     assert ours.shape == reference.shape
     # float32 STFT against float64: agree to 1e-3 in log power where the power is well above the floor.
     assert np.max(np.abs(ours - reference)) < 1e-3
+
+
+def test_the_cache_fingerprint_changes_with_every_setting_and_the_code_version(monkeypatch):
+    # The feature cache's key (audioenc.core.cache.ArrayCache over log_mel_fingerprint): one clip hash,
+    # every LogMelConfig field changed in turn, then the code version: each gives a key of its own.
+    def key(config: LogMelConfig) -> str:
+        return ArrayCache("logmel", features.log_mel_fingerprint(config), enabled=False).key("0" * 64)
+
+    default = LogMelConfig()
+    changed = {"sample_rate": 16000, "n_fft": 2048, "hop_length": 256, "n_mels": 128, "f_min": 0.0, "f_max": 8000.0}
+    assert set(changed) == {field.name for field in dataclasses.fields(LogMelConfig)}  # a new field needs a case
+    keys = {key(default)} | {key(dataclasses.replace(default, **{name: value})) for name, value in changed.items()}
+    assert len(keys) == 1 + len(changed)
+    assert key(dataclasses.replace(default)) == key(default)  # equal settings, equal key
+    monkeypatch.setattr(features, "LOG_MEL_VERSION", features.LOG_MEL_VERSION + 1)
+    assert key(default) not in keys

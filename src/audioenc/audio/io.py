@@ -27,6 +27,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from audioenc.core.cache import data_cache_dir
 from audioenc.errors import UserError
 
 SOXR_QUALITY = "HQ"
@@ -49,13 +50,10 @@ class AudioReadError(UserError):
 def audio_cache_dir() -> Path:
     """The data cache directory: ``$AUDIOENC_CACHE`` if set, else ``~/.cache/audioenc``.
 
-    Generated corpora and manifests of read-only data directories live here; nothing
-    else in the package writes outside a run folder.
+    Generated corpora, manifests of read-only data directories and the array cache
+    (:mod:`audioenc.core.cache`) live here; nothing else in the package writes outside a run folder.
     """
-    override = os.environ.get("AUDIOENC_CACHE")
-    if override:
-        return Path(override).expanduser()
-    return Path.home() / ".cache" / "audioenc"
+    return data_cache_dir()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`audioenc workflow [--data DIR] [--encoder CKPT_OR_HEAR_MODULE] [--out RUN] [--seed K]`: the lab workflow.
+"""`audioenc workflow [--data DIR] [--encoder ENCODER] [--out RUN] [--seed K] [--no-cache]`: the lab workflow.
 
 The seven steps of the Speech and Audio Encoders track, each writing its artifact into the run
 folder, ending with ``report.md`` and ``report.json``; see :mod:`audioenc.timing.workflow`.
@@ -7,6 +7,7 @@ folder, ending with ``report.md`` and ``report.json``; see :mod:`audioenc.timing
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from audioenc.config import MAX_SEED
 from audioenc.validation import number
@@ -14,7 +15,8 @@ from audioenc.validation import number
 DATA_HELP = (
     "corpus folder in the DESED-style layout: DIR/audio/{train,validation,test}/ with "
     "DIR/metadata/{split}_strong.tsv (filename onset offset event_label) and/or {split}_weak.tsv "
-    "(filename event_labels); train is required, a missing validation/test split is carved from train. "
+    "(filename event_labels); train is required, a missing validation/test split is carved from train; "
+    "an optional DIR/audio/unlabeled/ holds clips without labels (no TSV). Or a DESED_task recipe config (.yaml). "
     "Default: the embedded event corpus (made in the data cache on first use)"
 )
 ENCODER_HELP = (
@@ -60,6 +62,12 @@ def register(subparsers) -> None:
         help="processes training CRNNs at once (default 2; = run.workers)",
     )
     parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="compute every clip's features afresh and store none (the array cache is "
+        "$AUDIOENC_CACHE/arrays, default ~/.cache/audioenc/arrays; delete it any time to reclaim space)",
+    )
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help="settings file, JSON or YAML (.yaml/.yml): any subset of the sections, e.g. "
@@ -79,20 +87,23 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the workflow; returns the exit status."""
     # imported when the command runs, not at start-up: `audioenc --help` stays fast
+    from audioenc.core.cache import caching_disabled
     from audioenc.timing.workflow import resolve_settings, run_workflow
 
     overrides = list(args.overrides)
     if args.workers is not None:
         overrides.insert(0, f"run.workers={args.workers}")
     settings = resolve_settings(fast=args.fast, config_file=args.config, overrides=overrides)
-    run_workflow(
-        args.data,
-        args.encoder,
-        args.out,
-        args.seed,
-        fast=args.fast,
-        settings=settings,
-        encoder_weights=args.encoder_weights,
-        overwrite=args.overwrite,
-    )
+    # The environment carries the choice to step 0 and to any worker process the run starts.
+    with caching_disabled() if args.no_cache else contextlib.nullcontext():
+        run_workflow(
+            args.data,
+            args.encoder,
+            args.out,
+            args.seed,
+            fast=args.fast,
+            settings=settings,
+            encoder_weights=args.encoder_weights,
+            overwrite=args.overwrite,
+        )
     return 0

@@ -23,10 +23,13 @@ reports); :func:`audioenc.audio.io.read_clip` does both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib.metadata
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
 from torch import nn
 
@@ -37,6 +40,10 @@ from audioenc.validation import bounded
 
 LOG_FLOOR = 1e-10
 """Added to mel power before the log, so silence maps to log(1e-10) ~ -23 instead of -inf."""
+
+LOG_MEL_VERSION = 1
+"""Version of the features' code: bumped when :class:`LogMel` or the clip reading before it (downmix,
+resampling) gives other numbers for the same settings, so cached features of the old code are not reused."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,23 @@ class LogMel(nn.Module):
         if audio.dim() != 2:
             raise ValueError(f"LogMel expects [batch, time] or [batch, 1, time], got shape {tuple(audio.shape)}")
         return self.mel(audio)
+
+
+def log_mel_fingerprint(config: LogMelConfig) -> dict[str, Any]:
+    """Everything a clip's log-mel depends on besides the clip, as JSON data (the key of the feature
+    cache, :class:`audioenc.core.cache.ArrayCache`): every :class:`LogMelConfig` field,
+    :data:`LOG_MEL_VERSION`, and the versions of the libraries that compute the numbers (libsndfile
+    decodes, soxr resamples, librosa builds the mel filters, torch takes the STFT)."""
+    return {
+        "config": asdict(config),
+        "version": LOG_MEL_VERSION,
+        "libraries": {
+            "libsndfile": sf.__libsndfile_version__,
+            "soxr": importlib.metadata.version("soxr"),
+            "librosa": importlib.metadata.version("librosa"),
+            "torch": torch.__version__,
+        },
+    }
 
 
 def compute_log_mel(audio: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:

@@ -280,3 +280,30 @@ def test_step4_without_a_passing_rule_makes_no_pooling_decision(tmp_path):
     assert any(
         line.strip().startswith("no pooling decision") and result.gates[result.chosen].reason in line for line in lines
     )
+
+
+def test_step4_with_per_class_postprocessing_writes_each_class_choice(tmp_path):
+    # mean's events sit at 0.35 in both classes: per class, each class needs threshold 0.3 on its own.
+    context, _ = _step4_context(tmp_path)
+    context = replace(
+        context,
+        settings=replace(context.settings, postprocess=replace(context.settings.postprocess, per_class=True)),
+    )
+    result = step4_boundaries.run(context)
+    with open(tmp_path / "04_boundaries/postprocessing_per_class.tsv", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    written = {(row["pooling"], row["class"]): row for row in rows}
+    expected = {
+        (rule, name): choice
+        for rule, item in result.postprocessing.items()
+        if item.per_class is not None
+        for name, choice in item.per_class.items()
+    }
+    assert set(written) == set(expected) and ("mean", "a") in written and ("mean", "b") in written
+    for key, choice in expected.items():
+        assert written[key]["median_frames"] == str(choice.window_frames)
+        assert written[key]["threshold"] == f"{choice.threshold:.4f}"
+    assert written[("mean", "a")]["threshold"] == written[("mean", "b")]["threshold"] == "0.3000"
+    with open(tmp_path / "04_boundaries/boundary_metrics.tsv", newline="") as handle:
+        table = {row["pooling"]: row for row in csv.DictReader(handle, delimiter="\t")}
+    assert table["mean"]["threshold"] == "per class"

@@ -822,3 +822,21 @@ def test_held_out_classes_refuses_a_single_class():
 def test_encoder_info_trained_here_needs_its_classes():
     with pytest.raises(ValueError, match="classes it was trained on"):
         EncoderInfo(dict(DESCRIPTION), True, 25.0, 0.4, True)
+
+
+def test_step6_names_the_thresholds_that_were_applied():
+    from dataclasses import replace
+
+    from audioenc.timing.postprocess import ClassPostProcessing, PostProcessing
+    from audioenc.timing.workflow.steps.step6_adapt import _thresholds_used
+
+    shared = PostProcessing(0.0, 1, 0.3, "chosen on validation")
+    assert _thresholds_used(shared) == "0.3" and _thresholds_used(None) == "0.5"
+    per_class = replace(
+        shared,
+        per_class={
+            "a": ClassPostProcessing(0.0, 1, 0.2, True),
+            "b": ClassPostProcessing(0.0, 1, 0.6, True),
+        },
+    )
+    assert _thresholds_used(per_class) == "per-class thresholds 0.2-0.6"

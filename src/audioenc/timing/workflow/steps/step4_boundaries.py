@@ -130,6 +130,19 @@ def run(context: RunContext) -> BoundaryInspection:
         rows,
     )
     artifacts = [f"{FOLDER}/boundary_metrics.tsv", f"{FOLDER}/boundary_metrics.json"]
+    per_class_rows = [
+        (rule, name, choice.window_seconds, choice.window_frames, choice.threshold, choice.own, choice.validation_f1)
+        for rule in POOLING_NAMES
+        if postprocessing[rule].per_class is not None
+        for name, choice in postprocessing[rule].per_class.items()
+    ]
+    if per_class_rows:  # postprocess.per_class: the values each class used, beside the rows' "per class"
+        write_tsv(
+            context.path(FOLDER, "postprocessing_per_class.tsv"),
+            ("pooling", "class", "median_s", "median_frames", "threshold", "own_choice", "validation_collar_f1"),
+            per_class_rows,
+        )
+        artifacts.append(f"{FOLDER}/postprocessing_per_class.tsv")
     if test.boundaries_available:
         event_rows, errors_by_rule = [], {}
         for rule in POOLING_NAMES:

@@ -19,7 +19,7 @@ from audioenc.timing.adapt import (
 )
 from audioenc.timing.encoders import parameters_fingerprint, same_parameters
 from audioenc.timing.fitting import predict_frames
-from audioenc.timing.postprocess import choose_postprocessing
+from audioenc.timing.postprocess import PostProcessing, choose_postprocessing
 from audioenc.timing.workflow.artifacts import save_module, with_ci, write_json
 from audioenc.timing.workflow.context import RunContext
 from audioenc.timing.workflow.data import SPLITS, one_thread
@@ -249,12 +249,12 @@ def next_change(results: StepResults) -> NextChange:
     events, detected = (summary.events, summary.detected) if summary is not None else (0, 0)
     folder = step4_boundaries.FOLDER
     if events and detected / events < 2 / 3:
-        threshold = boundaries.postprocessing[chosen].threshold if chosen in boundaries.postprocessing else 0.5
+        used = _thresholds_used(boundaries.postprocessing.get(chosen))
         return NextChange(
-            f"Add lower decision thresholds to postprocess.thresholds (the {chosen} CRNN used {threshold}) "
+            f"Add lower decision thresholds to postprocess.thresholds (the {chosen} CRNN used {used}) "
             f"and re-read {folder}: a read-out change, no retraining.",
             f"{events - detected} of {events} events on positive test clips have no frame above "
-            f"{threshold}, so their boundaries are counted as missed",
+            f"{used}, so their boundaries are counted as missed",
         )
     trigger = adaptation.trigger
     if trigger.triggered and not adaptation.ran:
@@ -326,3 +326,14 @@ def report_section(result: AdaptationOutcome, results: StepResults) -> ReportSec
         headline=headline,
         claims=claims,
     )
+
+
+def _thresholds_used(postprocessing: PostProcessing | None) -> str:
+    """The decision threshold(s) a system's post-processing used, in words: ``0.3``, or with per-class
+    post-processing ``per-class thresholds 0.2-0.6`` (the shared value would misstate what was applied)."""
+    if postprocessing is None:
+        return "0.5"
+    if postprocessing.per_class is None:
+        return f"{postprocessing.threshold:g}"
+    values = sorted({choice.threshold for choice in postprocessing.per_class.values()})
+    return f"per-class thresholds {values[0]:g}-{values[-1]:g}" if len(values) > 1 else f"{values[0]:g} (every class)"

@@ -783,6 +783,29 @@ def test_parallel_training_equals_in_process(corpus_with_bad_rows):
         assert parallel[rule].history.stopped == serial[rule].history.stopped == "max_epochs", rule
 
 
+def test_the_mean_teacher_jobs_train_on_the_corpus_unlabeled_clips(corpus_with_bad_rows):
+    # The jobs hand WorkflowData.unlabeled to train_weak_encoder when the mean teacher is on: the same
+    # weights as calling it directly with those clips, and not those of the labeled-batch consistency.
+    import torch
+
+    from audioenc.timing.augment import AugmentSettings
+    from audioenc.timing.weak import train_weak_encoder
+
+    data = load_workflow_data(corpus_with_bad_rows, seed=0, log=lambda line: None)
+    data.unlabeled = data.features["test"]  # stands in for a corpus's audio/unlabeled clips
+    budget = TrainingBudget(max_epochs=1, patience=None, batch_size=16, learning_rate=3e-3)
+    teacher = AugmentSettings(mean_teacher=True, consistency_weight=2.0, rampup_epochs=0)
+    job = jobs.WeakJob("mean", "mean", data.classes, 0, budget, FAST.crnn, teacher)
+    trained = jobs.train_jobs([job], data, 1, lambda line: None)["mean"].model.state_dict()
+    sets = (data.features["train"], data.features["validation"])
+    common = {"epochs": 1, "batch_size": 16, "learning_rate": 3e-3, "config": FAST.crnn, "classes": data.classes}
+    with_unlabeled, _ = train_weak_encoder(sets, "mean", 0, augment=teacher, unlabeled=data.unlabeled, **common)
+    without, _ = train_weak_encoder(sets, "mean", 0, augment=teacher, **common)
+    direct, other = with_unlabeled.state_dict(), without.state_dict()
+    assert all(torch.equal(trained[key], direct[key]) for key in trained)
+    assert not all(torch.equal(trained[key], other[key]) for key in trained)
+
+
 def test_command_line_and_academy_entry(monkeypatch, tmp_path):
     calls = []
     # `audioenc.commands.workflow.run` imports run_workflow from the package at call time.

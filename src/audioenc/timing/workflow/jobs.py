@@ -46,11 +46,18 @@ class WeakJob:
 _WORKER_SETS: dict[str, FeatureSet] = {}
 
 
-def _init_worker(*sets: FeatureSet) -> None:
+def _init_worker(*sets: FeatureSet | None) -> None:
     """Worker start: one torch thread; the feature sets (passed under spawn, inherited under fork)."""
     torch.set_num_threads(1)
     if sets:
-        _WORKER_SETS["train"], _WORKER_SETS["validation"] = sets
+        _share(*sets)
+
+
+def _share(train: FeatureSet, validation: FeatureSet, unlabeled: FeatureSet | None) -> None:
+    """The feature sets every job of this process trains on (unlabeled: the mean teacher's clips without labels)."""
+    _WORKER_SETS["train"], _WORKER_SETS["validation"] = train, validation
+    if unlabeled is not None:
+        _WORKER_SETS["unlabeled"] = unlabeled
 
 
 def _run_job(job: WeakJob) -> TrainedCRNN:
@@ -67,6 +74,9 @@ def _run_job(job: WeakJob) -> TrainedCRNN:
         patience=job.budget.patience,
         budget_seconds=job.budget.budget_seconds,
         augment=job.augment,
+        # The corpus's clips without labels feed the mean teacher's consistency loss; without any, it is
+        # taken on the labeled batch (train_weak_encoder).
+        unlabeled=_WORKER_SETS.get("unlabeled") if job.augment.mean_teacher else None,
     )
     return TrainedCRNN(model, history, time.perf_counter() - started)
 
@@ -76,10 +86,10 @@ def train_jobs(
 ) -> dict[str, TrainedCRNN]:
     """Train CRNN jobs, ``workers`` processes at once (1: here, one thread)."""
     results = {}
-    sets = (data.features["train"], data.features["validation"])
+    sets = (data.features["train"], data.features["validation"], data.unlabeled)
     if workers <= 1 or len(jobs) == 1:
         with one_thread():
-            _WORKER_SETS["train"], _WORKER_SETS["validation"] = sets
+            _share(*sets)
             try:
                 for job in jobs:
                     results[job.name] = _run_job(job)
@@ -96,7 +106,7 @@ def train_jobs(
     # never used in a child.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    _WORKER_SETS["train"], _WORKER_SETS["validation"] = sets
+    _share(*sets)
     try:
         with ProcessPoolExecutor(
             max_workers=min(workers, len(jobs)),

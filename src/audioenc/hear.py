@@ -350,7 +350,7 @@ LOADERS: list[Loader] = [
 ]
 
 
-LOADER_MODULES: tuple[str, ...] = ("audioenc.timing.weak_hear",)
+LOADER_MODULES: tuple[str, ...] = ("audioenc.timing.weak_hear", "audioenc.timing.pretrained.hf")
 """Modules that register an encoder kind with :func:`register_loader` when imported; :func:`load_model`
 imports them by name (the timing half sits above this module, so no import statement may name it)."""
 

@@ -4,7 +4,9 @@
    ``audioenc train`` (run folder, ``model_best.safetensors`` or ``checkpoint_*.pt``), a weak-label
    CRNN folder (:func:`audioenc.timing.weak.save_weak_encoder`), both through
    :mod:`audioenc.hear`, or a Python module (a ``.py`` file or an importable name) exposing
-   ``load_model`` and ``get_timestamp_embeddings``. Audio reaches the encoder as a mono downmix
+   ``load_model`` and ``get_timestamp_embeddings``, or a local Hugging Face ``transformers`` snapshot
+   folder (:mod:`audioenc.timing.pretrained.hf`: wav2vec2, HuBERT, WavLM, Whisper, AST, EnCodec, DAC,
+   Mimi; ``layer``, ``bandwidth`` and windowing options). Audio reaches the encoder as a mono downmix
    resampled with soxr to the encoder's ``sample_rate`` (:func:`audioenc.audio.io.read_clip`).
 2. **Frames on one grid** (:func:`to_frame_grid`): HEAR timestamps are milliseconds; the
    embedding frame whose timestamp is nearest to each grid centre ``(j + 1/2) / rate`` s is
@@ -20,7 +22,7 @@ import importlib.util
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -33,6 +35,7 @@ from audioenc import hear
 from audioenc.audio.io import read_clip
 from audioenc.core.frames import frame_centres
 from audioenc.errors import UserError
+from audioenc.timing.pretrained import hf as pretrained_hf
 from audioenc.validation import check_number
 
 
@@ -41,13 +44,16 @@ class EncoderHandle:
     """A loaded encoder and the module whose HEAR functions run it.
 
     Attributes:
-        kind: ``codec``, ``weak_crnn`` (both via :mod:`audioenc.hear`) or ``hear_module``.
+        kind: ``codec``, ``weak_crnn`` (both via :mod:`audioenc.hear`), ``hf_snapshot``
+            (:mod:`audioenc.timing.pretrained.hf`) or ``hear_module``.
         source: what the caller named (path or module name).
         model: the object ``load_model`` returned.
         api: the module providing ``get_timestamp_embeddings`` for ``model``.
         sample_rate: Hz the encoder expects.
         embedding_size: size of a timestamp embedding.
         channel_policy: how clip audio reaches the encoder (stated in reports).
+        details: what the model itself states for reports (a snapshot's family, layer, frames,
+            receptive field, window); empty for the other kinds.
     """
 
     kind: str
@@ -57,16 +63,18 @@ class EncoderHandle:
     sample_rate: int
     embedding_size: int
     channel_policy: str
+    details: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
-        """Plain-JSON description (no model object)."""
-        return {
+        """Plain-JSON description (no model object); a snapshot's :attr:`details` under ``pretrained``."""
+        description = {
             "kind": self.kind,
             "source": self.source,
             "sample_rate": self.sample_rate,
             "embedding_size": self.embedding_size,
             "channel_policy": self.channel_policy,
         }
+        return {**description, "pretrained": dict(self.details)} if self.details else description
 
 
 T = TypeVar("T")
@@ -144,20 +152,29 @@ def _model_number(source: str, model: Any, name: str) -> int:
     return int(number)
 
 
-def load_encoder(spec: str | Path, weights: str | None = None) -> EncoderHandle:
+def load_encoder(spec: str | Path, weights: str | None = None, **options: Any) -> EncoderHandle:
     """Load a frozen encoder for probing (accepted forms in the module docstring).
 
     Args:
         spec: a codec run folder / ``.safetensors`` export / ``checkpoint_*.pt``, a weak-CRNN
-            folder, a ``.py`` file or an importable module name with the HEAR API.
+            folder, a ``transformers`` snapshot folder, a ``.py`` file or an importable module name
+            with the HEAR API.
         weights: passed to a HEAR module's ``load_model`` (ignored for this package's encoders,
             whose file is ``spec`` itself).
+        **options: a snapshot's options (:data:`audioenc.timing.pretrained.hf.OPTIONS`: ``layer``,
+            ``bandwidth``, ``max_seconds``, ``overlap_seconds``, ``batch_size``); no other kind takes any.
 
     Returns:
         The :class:`EncoderHandle`. Its model is in eval mode where it is a torch module.
     """
     text = str(spec)
     path = Path(text)
+    if pretrained_hf.snapshot_folder(path) is not None:
+        return _load_snapshot(text, options)
+    if options:
+        raise UserError(
+            f"encoder options {', '.join(sorted(options))} apply to transformers snapshot folders; {text} is not one."
+        )
     if path.exists() and path.suffix != ".py":
         # The model's own rate: clips are resampled once, here, not to a HEAR rate and again inside.
         model = hear.load_model(str(path), sample_rate=None)
@@ -189,6 +206,30 @@ def load_encoder(spec: str | Path, weights: str | None = None) -> EncoderHandle:
         rate,
         _model_number(text, model, "timestamp_embedding_size"),
         f"clips downmixed to mono (mean of channels), resampled with soxr to {rate} Hz",
+    )
+
+
+def _load_snapshot(text: str, options: dict[str, Any]) -> EncoderHandle:
+    """A ``transformers`` snapshot folder through its family (:mod:`audioenc.timing.pretrained.hf`)."""
+    unknown = sorted(set(options) - set(pretrained_hf.OPTIONS))
+    if unknown:
+        raise UserError(
+            f"encoder option(s) {', '.join(unknown)} unknown for the snapshot {text}; valid: "
+            f"{', '.join(pretrained_hf.OPTIONS)}."
+        )
+    model = pretrained_hf.load_snapshot(text, **options)
+    policy = f"clips downmixed to mono (mean of channels), resampled with soxr to {model.sample_rate} Hz"
+    if model.channel_policy is not None:
+        policy += f"; the {model.family.name}'s encoder gets {model.channel_policy}"
+    return EncoderHandle(
+        model.kind,
+        text,
+        model,
+        pretrained_hf,
+        int(model.sample_rate),
+        int(model.timestamp_embedding_size),
+        policy,
+        model.describe(),
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from audioenc.audio.formats import Event, EventSplit, Issue
 from audioenc.core.bootstrap import BootstrapCI
+from audioenc.core.cache import CacheStats
 from audioenc.timing.adapt import AdaptationTrigger, AdaptationVerdict
 from audioenc.timing.boundaries import BoundarySummary
 from audioenc.timing.evaluation import BoundaryEvidence, ClipMetrics, Evaluation
@@ -62,6 +63,7 @@ def test_data_summary_to_json_and_dropped_rows():
         issues,
         ["no validation split: carved"],
         {"16000 Hz, 2 ch": 3, "24000 Hz, 1 ch": 5},
+        feature_cache=CacheStats(location="/cache/arrays", hits=6, misses=2, bytes=4096),
     )
     splits = {
         "train": SplitSummary(5, 4, True, "/c/audio/train", 50.0),
@@ -92,6 +94,8 @@ def test_data_summary_to_json_and_dropped_rows():
         "audio_formats": {"16000 Hz, 2 ch": 3, "24000 Hz, 1 ch": 5},
         "channel_policy": "downmixed to mono.",
         "issues": 3,
+        "unlabeled_clips": 0,
+        "feature_cache": {"enabled": True, "clips": 8, "from_cache": 6, "bytes": 4096, "location": "/cache/arrays"},
         "artifacts": ["00_data/data.json", "00_data/dropped.tsv"],
     }
     strict_json(content)

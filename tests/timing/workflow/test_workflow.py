@@ -130,6 +130,10 @@ def test_report_claims_point_at_existing_artifacts(fast_run):
     out, report, _ = fast_run
     assert json.loads((out / "report.json").read_text())["claims"] == report["claims"]
     markdown = (out / "report.md").read_text()
+    # Where the features came from: the step-0 line states the cache's count, as data.json records it.
+    cache = report["data"]["feature_cache"]
+    assert cache["clips"] == sum(info["clips"] for info in report["data"]["splits"].values())
+    assert f"Features: {cache['clips']} clips, " in markdown
     ids = {claim["id"] for claim in report["claims"]}
     assert {
         "pooling_same_scores",

@@ -85,7 +85,20 @@ class DataSummary:
             "audio_formats": dict(self.corpus.audio_formats),
             "channel_policy": self.channel_policy,
             "issues": len(self.corpus.issues),
+            "unlabeled_clips": len(self.corpus.unlabeled.split.files) if self.corpus.unlabeled is not None else 0,
+            "feature_cache": self.feature_cache_json(),
             "artifacts": list(self.artifacts),
+        }
+
+    def feature_cache_json(self) -> dict:
+        """Where step 0's log-mels came from: ``{"enabled", "clips", "from_cache", "bytes", "location"}``."""
+        stats = self.corpus.feature_cache
+        return {
+            "enabled": stats.enabled,
+            "clips": stats.lookups,
+            "from_cache": stats.hits,
+            "bytes": stats.bytes,
+            "location": stats.location,
         }
 
     def dropped_json(self) -> list[dict]:

@@ -81,6 +81,13 @@ def report_section(result: DataSummary, results: Mapping[str, Any]) -> ReportSec
         json={"data": data, "dropped": dropped},
         claims=(claim,),
         about=f"{split_sizes}; classes {', '.join(data['classes'])}",
-        preamble=("", f"Channel policy: {data['channel_policy']}", "", *[f"- note: {note}" for note in data["notes"]]),
+        preamble=(
+            "",
+            f"Channel policy: {data['channel_policy']}",
+            "",
+            f"Features: {result.corpus.feature_cache.summary()}.",
+            "",
+            *[f"- note: {note}" for note in data["notes"]],
+        ),
         appendix=tuple(appendix),
     )

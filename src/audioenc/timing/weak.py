@@ -375,6 +375,11 @@ class WeakCRNN(nn.Module):
         return -(-input_frames // self.time_factor)
 
     def forward(self, log_mel: torch.Tensor, mask: torch.Tensor | None = None) -> ClipModelOutput:
+        return self.read_out(*self.embed(log_mel, mask))
+
+    def embed(self, log_mel: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trunk: log-mel ``[B, n_mels, F]`` (mask ``[B, F]``) -> frame embeddings ``[B, 2H, F']`` and
+        their mask ``[B, F']`` (conv stack and recurrent layer; no head, no pooling)."""
         if log_mel.dim() != 3 or log_mel.shape[1] != self.feature_config.n_mels:
             raise ValueError(
                 f"expected log-mel [batch, {self.feature_config.n_mels}, frames], got {tuple(log_mel.shape)}"
@@ -400,9 +405,13 @@ class WeakCRNN(nn.Module):
         # maps: [B, C, freq', F'];  out_mask: [B, F']
         sequence = maps.flatten(1, 2).transpose(1, 2)  # [B, F', C * freq']
         embeddings = self.rnn(sequence, out_mask.sum(dim=1)).transpose(1, 2)  # [B, 2H, F']
+        return embeddings, out_mask
+
+    def read_out(self, embeddings: torch.Tensor, mask: torch.Tensor) -> ClipModelOutput:
+        """The head: embeddings ``[B, 2H, F']`` -> frame scores ``[B, K, F']`` -> pooled clip scores ``[B, K]``."""
         frame_scores = torch.sigmoid(self.head(self.dropout(embeddings)))
-        clip_scores = self.pooling(frame_scores, embeddings, out_mask)
-        return ClipModelOutput(frame_scores=frame_scores, clip_scores=clip_scores, embeddings=embeddings, mask=out_mask)
+        clip_scores = self.pooling(frame_scores, embeddings, mask)
+        return ClipModelOutput(frame_scores=frame_scores, clip_scores=clip_scores, embeddings=embeddings, mask=mask)
 
 
 # --------------------------------------------------------------------------- data

@@ -324,7 +324,7 @@ def test_weak_training_to_json_counts_clips_and_omits_curves():
         crnn, budget, 7, ("a.wav", "b.wav", "c.wav"), rules, ("03_weak/training.json", "03_weak/training_curves.png")
     )
     content = weak.to_json()
-    assert set(content) == {"crnn", "budget", "seed", "train_clips", "rules", "artifacts"}
+    assert set(content) == {"crnn", "budget", "seed", "train_clips", "rules", "artifacts", "shared_trunk"}
     # How every CRNN was trained: the whole budget, the stopping rules included.
     assert content["budget"] == {
         "max_epochs": 2,
@@ -332,7 +332,9 @@ def test_weak_training_to_json_counts_clips_and_omits_curves():
         "budget_seconds": 30.0,
         "batch_size": 16,
         "learning_rate": 3e-3,
+        "shared_trunk": False,
     }
+    assert content["shared_trunk"] is False  # how they were trained (apart, here)
     assert content["seed"] == 7
     assert content["train_clips"] == 3  # a count, not the list (training.json lists them)
     assert content["crnn"]["stem_channels"] == 4 and list(content["crnn"]["conv_channels"]) == [8, 16]

@@ -15,6 +15,7 @@ import torch
 
 from audioenc.timing.augment import AugmentSettings
 from audioenc.timing.fitting import TrainingHistory
+from audioenc.timing.shared_trunk import train_shared_trunk
 from audioenc.timing.weak import CRNNConfig, FeatureSet, WeakCRNN, train_weak_encoder
 from audioenc.timing.workflow.data import WorkflowData, one_thread
 from audioenc.timing.workflow.settings import TrainingBudget
@@ -79,6 +80,34 @@ def _run_job(job: WeakJob) -> TrainedCRNN:
         unlabeled=_WORKER_SETS.get("unlabeled") if job.augment.mean_teacher else None,
     )
     return TrainedCRNN(model, history, time.perf_counter() - started)
+
+
+def train_shared(
+    rules: Sequence[str],
+    classes: tuple[str, ...],
+    seed: int,
+    budget: TrainingBudget,
+    config: CRNNConfig,
+    data: WorkflowData,
+    log: Callable[[str], None],
+) -> dict[str, TrainedCRNN]:
+    """Train one CRNN per rule on a shared trunk (:mod:`audioenc.timing.shared_trunk`), here, on one torch
+    thread; each rule's ``seconds`` is the shared wall time."""
+    with one_thread():
+        models, histories, seconds = train_shared_trunk(
+            (data.features["train"], data.features["validation"]),
+            rules,
+            seed,
+            epochs=budget.max_epochs,
+            batch_size=budget.batch_size,
+            learning_rate=budget.learning_rate,
+            config=config,
+            classes=classes,
+            patience=budget.patience,
+            budget_seconds=budget.budget_seconds,
+        )
+    log(f"  trained {', '.join(rules)} on a shared trunk in {seconds:.1f} s")
+    return {rule: TrainedCRNN(models[rule], histories[rule], seconds) for rule in rules}
 
 
 def train_jobs(

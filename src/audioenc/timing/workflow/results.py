@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from audioenc.core.bootstrap import BootstrapCI
+from audioenc.core.cache import CacheStats
 from audioenc.timing.adapt import AdaptationTrigger, AdaptationVerdict
 from audioenc.timing.encoders import EncoderHandle, FrameEmbeddings
 from audioenc.timing.evaluation import ClipEvaluator, ClipMetrics, Evaluation
@@ -28,6 +29,17 @@ from audioenc.timing.workflow.settings import TrainingBudget
 
 TRAINED_ENCODER_FOLDER = "05_probe/encoder"
 """Where step 5 saves the encoder it trains when none is given."""
+
+
+def cache_json(stats: CacheStats) -> dict:
+    """What an array cache did, for ``report.json``: ``{"enabled", "clips", "from_cache", "bytes", "location"}``."""
+    return {
+        "enabled": stats.enabled,
+        "clips": stats.lookups,
+        "from_cache": stats.hits,
+        "bytes": stats.bytes,
+        "location": stats.location,
+    }
 
 
 def _training_json(history: TrainingHistory) -> dict:
@@ -92,14 +104,7 @@ class DataSummary:
 
     def feature_cache_json(self) -> dict:
         """Where step 0's log-mels came from: ``{"enabled", "clips", "from_cache", "bytes", "location"}``."""
-        stats = self.corpus.feature_cache
-        return {
-            "enabled": stats.enabled,
-            "clips": stats.lookups,
-            "from_cache": stats.hits,
-            "bytes": stats.bytes,
-            "location": stats.location,
-        }
+        return cache_json(self.corpus.feature_cache)
 
     def dropped_json(self) -> list[dict]:
         """Every dropped or changed row or file: ``{"file", "line", "action", "message"}``."""
@@ -241,6 +246,7 @@ class WeakTraining:
         artifacts: files written, relative to the run folder.
         models: rule -> the trained CRNN (in memory, for steps 4 and 5).
         predictions: rule -> split (``validation``, ``test``) -> scores (in memory).
+        shared_trunk: the rules were trained together on one shared trunk (``weak.shared_trunk``).
     """
 
     crnn: CRNNConfig
@@ -251,6 +257,7 @@ class WeakTraining:
     artifacts: tuple[str, ...]
     models: dict[str, WeakCRNN] = field(repr=False, default_factory=dict)
     predictions: dict[str, dict[str, Predictions]] = field(repr=False, default_factory=dict)
+    shared_trunk: bool = False
 
     def training_record(self) -> tuple[dict[str, TrainingHistory], tuple[str, ...]]:
         """Each rule's CRNN and its training, and ``training.json`` and ``training_curves.png``."""
@@ -265,6 +272,7 @@ class WeakTraining:
                 "seed": self.seed,
                 "train_clips": len(self.train_clips),
                 "rules": {rule: item.to_json() for rule, item in self.rules.items()},
+                "shared_trunk": self.shared_trunk,
                 "artifacts": list(self.artifacts),
             }
         )
@@ -374,8 +382,9 @@ class EncoderInfo:
         trained_on_classes: those classes, when trained here.
         seconds: its training time, when trained here.
         frame_rate: frames per second of its embeddings on the grid.
-        embedding_seconds: time to embed every clip.
+        embedding_seconds: time to embed every clip (reading the cached ones included).
         grid_is_encoder_frames: whether the grid is exactly the encoder's frames.
+        embedding_cache: what the embedding cache did for those clips (None: not recorded).
     """
 
     description: dict
@@ -385,6 +394,7 @@ class EncoderInfo:
     grid_is_encoder_frames: bool
     trained_on_classes: tuple[str, ...] | None = None
     seconds: float | None = None
+    embedding_cache: CacheStats | None = None
 
     def __post_init__(self) -> None:
         if self.trained_here and self.trained_on_classes is None:
@@ -397,12 +407,15 @@ class EncoderInfo:
             content.update(
                 source=TRAINED_ENCODER_FOLDER, trained_on_classes=list(self.trained_on_classes), seconds=self.seconds
             )
-        return {
+        content = {
             **content,
             "frame_rate": self.frame_rate,
             "embedding_seconds": self.embedding_seconds,
             "grid_is_encoder_frames": self.grid_is_encoder_frames,
         }
+        if self.embedding_cache is not None:
+            content["embedding_cache"] = cache_json(self.embedding_cache)
+        return content
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,14 @@ Sections:
 ``postprocess`` median filter and decision threshold (:class:`~audioenc.timing.postprocess.PostprocessSettings`)
 ``evaluation``  collars, bootstrap, the pooling margin, the sanity gates (:class:`EvaluationSettings`)
 ``run``         clip limits, plots, worker processes (:class:`RunSettings`)
+``encoder``     the ``--encoder``'s layer, bandwidth, CREPE hop, windows (:class:`EncoderSettings`)
 ==============  =========================================================================
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -42,6 +43,7 @@ from audioenc.timing.augment import AugmentSettings
 from audioenc.timing.boundaries import collar_keywords
 from audioenc.timing.features import LogMelConfig
 from audioenc.timing.postprocess import PostprocessSettings
+from audioenc.timing.pretrained.crepe import hop_samples
 from audioenc.timing.probe import ProbeConfig
 from audioenc.timing.weak import CONV_BLOCKS, CRNN_PRESETS, RNN_CELLS, CRNNConfig, crnn_preset
 from audioenc.validation import bounded
@@ -60,6 +62,10 @@ class TrainingBudget:
             depends on the machine's speed, and the report says when it cut a model short).
         batch_size: clips per step.
         learning_rate: Adam's step size at the start.
+        shared_trunk: step 3 trains its pooling rules' CRNNs together on one shared trunk
+            (:mod:`audioenc.timing.shared_trunk`: the trunk's work done once, each rule keeping its own
+            head, pooling and best epoch) instead of one whole CRNN per rule; with ``augment`` on, the
+            rules are trained apart.
     """
 
     max_epochs: int = bounded(40, minimum=1, integer=True)
@@ -67,6 +73,7 @@ class TrainingBudget:
     budget_seconds: float | None = bounded(None, minimum=0)
     batch_size: int = bounded(16, minimum=1, integer=True)
     learning_rate: float = bounded(3e-3, above=0)
+    shared_trunk: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,46 @@ class RunSettings:
     workers: int = bounded(2, minimum=1, integer=True)
 
 
+ENCODER_LAYER_WORDS: tuple[str, ...] = ("default", "all", "latent", "quantized")
+"""``encoder.layer`` values other than a hidden-state number."""
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """Options of the frozen encoder named with ``--encoder``, passed to
+    :func:`~audioenc.timing.encoders.load_encoder` for the encoders that take them. Only the settings that
+    differ from their defaults are passed (:meth:`options`), and one the encoder does not take (a layer for a
+    codec run folder, a weak CRNN, a HEAR module or CREPE) is a :class:`UserError` naming it and the
+    encoder's kind, never ignored.
+
+    Attributes:
+        layer: ``default`` (the encoder's own choice, stated in the report), a hidden-state number (0 = the
+            input to the first transformer layer), ``all`` (every hidden state side by side, for a learned
+            weighted sum), or a codec snapshot's ``latent`` / ``quantized``. A number is kept as an int (``3``
+            from the command line and from a settings file alike).
+        bandwidth: kbps of a codec snapshot's ``quantized`` latents (None: every codebook).
+        hop_ms: CREPE's frame hop (ms, a whole number of 16 kHz samples; 10 is CREPE's own).
+        max_seconds: the longest window a snapshot takes at once (None: the model's own limit).
+        overlap_seconds: audio shared by neighbouring windows (None: a fifth of the window).
+    """
+
+    layer: int | str = bounded("default", minimum=0, integer=True)
+    bandwidth: float | None = bounded(None, above=0)
+    hop_ms: float = bounded(10.0, above=0)
+    max_seconds: float | None = bounded(None, above=0)
+    overlap_seconds: float | None = bounded(None, minimum=0)
+
+    def options(self) -> dict[str, int | float | str]:
+        """The settings that differ from their defaults, as ``load_encoder``'s keyword options
+        (``layer`` as an int or one of :data:`ENCODER_LAYER_WORDS`)."""
+        defaults = EncoderSettings()
+        return {
+            item.name: getattr(self, item.name)
+            for item in fields(self)
+            if getattr(self, item.name) != getattr(defaults, item.name)
+        }
+
+
 @dataclass(frozen=True)
 class WorkflowSettings(Settings):
     """Every setting of one workflow run, by section (module docstring)."""
@@ -152,6 +199,7 @@ class WorkflowSettings(Settings):
     postprocess: PostprocessSettings = PostprocessSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     run: RunSettings = RunSettings()
+    encoder: EncoderSettings = EncoderSettings()
 
     @classmethod
     def fast(cls) -> WorkflowSettings:
@@ -208,7 +256,21 @@ def validate(settings: WorkflowSettings) -> WorkflowSettings:
         )
     if not settings.postprocess.thresholds or not settings.postprocess.median_seconds:
         raise UserError("postprocess.thresholds and postprocess.median_seconds need at least one value each")
+    _check_encoder(settings.encoder)
     return settings
+
+
+def _check_encoder(encoder: EncoderSettings) -> None:
+    """A layer is a number or a known word; CREPE's hop is whole 16 kHz samples."""
+    if isinstance(encoder.layer, str) and encoder.layer not in ENCODER_LAYER_WORDS:
+        raise UserError(
+            f"encoder.layer={encoder.layer!r}; give {', '.join(ENCODER_LAYER_WORDS[:-1])} or "
+            f"{ENCODER_LAYER_WORDS[-1]}, or a hidden-state number (0, 1, ...)"
+        )
+    try:
+        hop_samples(encoder.hop_ms)
+    except UserError as error:
+        raise UserError(f"encoder.hop_ms: {error}") from None
 
 
 def _check_features(features: LogMelConfig) -> None:
@@ -252,6 +314,8 @@ def _check_crnn(crnn: CRNNConfig, features: LogMelConfig) -> None:
 
 
 __all__ = [
+    "ENCODER_LAYER_WORDS",
+    "EncoderSettings",
     "EvaluationSettings",
     "RunSettings",
     "SECTIONS",

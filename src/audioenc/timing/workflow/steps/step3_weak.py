@@ -15,7 +15,7 @@ from audioenc.timing.weak import predict, save_weak_encoder
 from audioenc.timing.workflow.artifacts import number, write_json
 from audioenc.timing.workflow.context import RunContext
 from audioenc.timing.workflow.data import one_thread
-from audioenc.timing.workflow.jobs import WeakJob, train_jobs
+from audioenc.timing.workflow.jobs import WeakJob, train_jobs, train_shared
 from audioenc.timing.workflow.plots import plot_histories
 from audioenc.timing.workflow.results import RuleTraining, StepResults, WeakTraining
 from audioenc.timing.workflow.sections import Claim, ReportSection
@@ -29,11 +29,17 @@ HEADING = "3. Weak-label encoder"
 def run(context: RunContext) -> WeakTraining:
     """Train one CRNN per pooling rule (in ``settings.workers`` processes) and score both splits."""
     settings, data = context.settings, context.data
-    jobs = [
-        WeakJob(rule, rule, data.classes, context.seed, settings.weak, settings.crnn, settings.augment)
-        for rule in POOLING_NAMES
-    ]
-    trained = train_jobs(jobs, data, settings.run.workers, context.log)
+    shared = settings.weak.shared_trunk and not settings.augment.active
+    if shared:
+        trained = train_shared(
+            POOLING_NAMES, data.classes, context.seed, settings.weak, settings.crnn, data, context.log
+        )
+    else:
+        jobs = [
+            WeakJob(rule, rule, data.classes, context.seed, settings.weak, settings.crnn, settings.augment)
+            for rule in POOLING_NAMES
+        ]
+        trained = train_jobs(jobs, data, settings.run.workers, context.log)
     rules, models, predictions = {}, {}, {}
     with one_thread():
         for rule in POOLING_NAMES:
@@ -75,12 +81,15 @@ def run(context: RunContext) -> WeakTraining:
         ),
         models,
         predictions,
+        shared_trunk=shared,
     )
     write_json(
         context.path(FOLDER, "training.json"),
         {
-            "what": "weak-label CRNN (audioenc.timing.weak) trained from clip labels only, one run per pooling rule, "
-            "same training/validation split, same seed; weights of the best validation-loss epoch",
+            "what": "weak-label CRNN (audioenc.timing.weak) trained from clip labels only, "
+            + ("one head per pooling rule on a shared trunk" if shared else "one run per pooling rule")
+            + ", same training/validation split, same seed; weights of the best validation-loss epoch",
+            "shared_trunk": shared,
             "crnn": asdict(settings.crnn),
             "budget": asdict(settings.weak),
             "seed": context.seed,
@@ -94,8 +103,14 @@ def run(context: RunContext) -> WeakTraining:
 def report_section(result: WeakTraining, results: StepResults) -> ReportSection:
     """The weak-label CRNNs' clip mAP, and how every model of the run trained (this step's and the
     later steps' models: the note states all early stopping in one place)."""
+    how = (
+        "one head and pooling per rule on a shared trunk (conv stack and recurrent layer trained by every rule's "
+        "loss; each rule kept its own best epoch)"
+        if result.shared_trunk
+        else "once per pooling rule"
+    )
     text = (
-        f"A weak-label CRNN was trained from clip labels only, once per pooling rule (up to "
+        f"A weak-label CRNN was trained from clip labels only, {how} (up to "
         f"{result.budget.max_epochs} epochs, patience {result.budget.patience}, {len(result.train_clips)} training "
         f"clips, seed {result.seed}{_sizes(result)}); test clip mAP: "
         + ", ".join(f"{rule} {number(item.test.map)}" for rule, item in result.rules.items())

@@ -447,16 +447,18 @@ def summary_line(record: Mapping) -> str:
 
 
 def markdown_table(records: Sequence[Mapping]) -> str:
-    """The ablation table, one line per record (test split; intervals: 95 % bootstrap)."""
+    """The ablation table, one line per record (test split; intervals: 95 % bootstrap; learned: step 4's
+    sanity gates passed)."""
     lines = [
-        "| row | parameters | clip mAP [95 % CI] | collar F1 [95 % CI] | onset F1 200 ms | PSDS1 [95 % CI] "
+        "| row | learned | parameters | clip mAP [95 % CI] | collar F1 [95 % CI] | onset F1 200 ms | PSDS1 [95 % CI] "
         "| PSDS2 [95 % CI] | detected | valid. collar F1 | median / threshold | epochs (best, stop) | wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for record in records:
-        test = record["test"]
+        test, learned = record["test"], "yes" if record["gate"]["passed"] else "no"
         lines.append(
-            f"| {record['label']} | {record['parameters']:,} | {_ci(test, 'clip_map')} | {_ci(test, 'collar_f1')} "
+            f"| {record['label']} | {learned} | {record['parameters']:,} | {_ci(test, 'clip_map')} "
+            f"| {_ci(test, 'collar_f1')} "
             f"| {number(test['point'].get('onset_f1_200ms'))} | {_ci(test, 'psds1')} | {_ci(test, 'psds2')} "
             f"| {_detected(test)} | {number(record['validation']['collar_f1'])} "
             f"| {_postprocessing(record['postprocessing'])} | {_epochs(record['training'])} "

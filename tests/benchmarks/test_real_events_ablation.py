@@ -111,7 +111,7 @@ def test_best_source_by_validation_collar_f1_ties_to_fewer_overrides():
 # =========================================================================== tables
 
 
-def _record(label, post, training, ci=True):
+def _record(label, post, training, ci=True, learned=True):
     def interval(low, high):
         return {"low": low, "high": high, "value": None, "confidence": 0.95, "resamples": 50}
 
@@ -119,6 +119,7 @@ def _record(label, post, training, ci=True):
     return {
         "label": label,
         "parameters": 1109850,
+        "gate": {"passed": learned},
         "test": {
             "point": {"clip_map": 0.8, "collar_f1": 0.3, "onset_f1_200ms": 0.5, "psds1": 0.1234, "psds2": None},
             "intervals": intervals,
@@ -142,15 +143,15 @@ def test_markdown_table_cells():
     lines = ablation.markdown_table(
         [
             _record("plain", {"median_frames": 3, "threshold": 0.4}, trained),
-            _record("pc", per_class, reused, ci=False),
+            _record("pc", per_class, reused, ci=False, learned=False),
         ]
     ).splitlines()
     assert lines[2] == (
-        "| plain | 1,109,850 | 0.800 [0.700, 0.900] | 0.300 [0.250, 0.350] | 0.500 | 0.123 | n/a | 12/20 | 0.410 "
+        "| plain | yes | 1,109,850 | 0.800 [0.700, 0.900] | 0.300 [0.250, 0.350] | 0.500 | 0.123 | n/a | 12/20 | 0.410 "
         "| 3 fr / 0.4 | 17 (11, patience) | 300 |"
     )
     assert lines[3] == (
-        "| pc | 1,109,850 | 0.800 | 0.300 | 0.500 | 0.123 | n/a | 12/20 | 0.410 | per class (2 of 3 own) "
+        "| pc | no | 1,109,850 | 0.800 | 0.300 | 0.500 | 0.123 | n/a | 12/20 | 0.410 | per class (2 of 3 own) "
         "| 17 (11, budget, improving) = small_all_aug_mt | 300 |"
     )
     assert all(line.count("|") == lines[0].count("|") for line in lines)

@@ -106,6 +106,14 @@ class TopSplit:
     description: str
 
 
+def one_top_block(top_layers: int, what: str) -> None:
+    """Refuse ``top_layers != 1`` for an encoder whose trainable top is one fixed block (``what``)."""
+    if top_layers != 1:
+        raise UserError(
+            f"probe.adapt_top_layers={top_layers}: {what} is one block, so only 1 can be unfrozen; set it to 1."
+        )
+
+
 class HEARModule(nn.Module):
     """Base of every HEAR-wrapped encoder.
 
@@ -132,8 +140,9 @@ class HEARModule(nn.Module):
     scene_embedding_size: int
     timestamp_embedding_size: int
 
-    def split_top(self) -> TopSplit | None:
-        """The encoder cut below its top block(s) (None: this encoder cannot be cut)."""
+    def split_top(self, top_layers: int = 1) -> TopSplit | None:
+        """The encoder cut below its top ``top_layers`` block(s) (None: this encoder cannot be cut; a
+        :class:`~audioenc.errors.UserError` when it cannot be cut there)."""
         return None
 
     def frame_embeddings(self, audio: torch.Tensor) -> torch.Tensor:
@@ -288,10 +297,11 @@ class CodecHEAR(HEARModule):
             outputs.append(torch.cat(parts, dim=-1).transpose(1, 2))
         return torch.cat(outputs, dim=0)
 
-    def split_top(self) -> TopSplit:
+    def split_top(self, top_layers: int = 1) -> TopSplit:
         """The layers from the encoder's last LSTM on (LSTM, ELU, final conv), or the final ELU +
         conv without an LSTM; below them the convolutional blocks, run one-shot on the sound
-        (resampled and) normalised as the HEAR path does it."""
+        (resampled and) normalised as the HEAR path does it. One top block: ``top_layers`` must be 1."""
+        one_top_block(top_layers, "the codec encoder's top block (its last LSTM, ELU and final convolution)")
         layers = list(self.codec.encoder.model)
         lstm = [index for index, layer in enumerate(layers) if isinstance(layer, StreamableLSTM)]
         cut = lstm[-1] if lstm else len(layers) - 2
@@ -507,5 +517,6 @@ __all__ = [
     "get_scene_embeddings",
     "get_timestamp_embeddings",
     "load_model",
+    "one_top_block",
     "register_loader",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from audioenc.audio.formats import read_corpus_split
@@ -14,9 +15,17 @@ from audioenc.config import ModelConfig
 from audioenc.core.bootstrap import BootstrapCI
 from audioenc.models.codec import CodecModel
 from audioenc.models.files import export_model
-from audioenc.timing.adapt import AdaptationRule, adaptation_split, check_adaptation_split, train_adapted
+from audioenc.timing.adapt import (
+    AdaptationRule,
+    FrameGrid,
+    adaptation_split,
+    check_adaptation_split,
+    frame_grid,
+    train_adapted,
+)
 from audioenc.timing.encoders import encoder_embeddings, load_encoder, parameters_fingerprint
 from audioenc.timing.evaluation import clip_targets
+from audioenc.timing.fitting import Predictions
 from audioenc.timing.probe import ProbeConfig, train_probe
 
 
@@ -74,7 +83,11 @@ def test_adaptation_cut_reproduces_the_hear_embeddings(kind, tiny_corpus, tmp_pa
     frozen = encoder_embeddings(handle, train.audio_dir, files)
     assert frozen.identity_map and frozen.frame_rate == pytest.approx(75.0 if kind == "codec" else 25.0)
     audio = read_clip(train.audio_dir / files[0], handle.sample_rate)
-    assert check_adaptation_split(split, audio, frozen.frames[files[0]], "test") < 1e-5
+    grid = frame_grid(handle, frozen.frame_rate)
+    assert check_adaptation_split(split, audio, frozen.frames[files[0]], "test", grid) < 1e-5
+    # One top block: more cannot be unfrozen, and the reason says so.
+    refused, reason = adaptation_split(handle, 2)
+    assert refused is None and "probe.adapt_top_layers=2" in reason and "only 1 can be unfrozen" in reason
     before = parameters_fingerprint(handle.model)
     top_before = parameters_fingerprint(split.top)
     classes = ("click", "tone")
@@ -125,3 +138,33 @@ def test_adaptation_cut_reproduces_the_hear_embeddings(kind, tiny_corpus, tmp_pa
     probe_start = parameters_fingerprint(probe)
     probe_moved = parameters_fingerprint(adapted.probe)
     assert any(not np.array_equal(probe_start[name], probe_moved[name]) for name in probe_start)
+
+
+def test_frame_grid_places_encoder_frames_like_the_frozen_path():
+    """wav2vec2-style frames centred at 12.5 + 20 j ms on a 50 frames/s grid of a 70 ms clip: ceil(3.5) = 4 grid
+    frames centred at 10, 30, 50, 70 ms take frames 0, 1, 2, 2 (nearest; by hand). Predictions move the same
+    way; clip scores stay."""
+    grid = FrameGrid(lambda frames: 12.5 + 20.0 * np.arange(frames), 50.0, 16000)
+    frames = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    np.testing.assert_array_equal(grid.place(frames, 1120), [[1, 2, 3, 3], [4, 5, 6, 6]])
+    native = Predictions({"a.wav": frames}, {"a.wav": np.array([0.5, 0.25])}, 50.0, ("x", "y"), 0.3)
+    placed = grid.predictions(native, {"a.wav": 1120})
+    assert placed.frame_scores["a.wav"].dtype == np.float64 and placed.frame_scores["a.wav"].shape == (2, 4)
+    assert placed.clip_scores == native.clip_scores and placed.threshold == 0.3 and placed.frame_rate == 50.0
+
+
+def test_crepe_cut_rebuilds_its_frames_on_the_grid(tmp_path):
+    """CREPE's frames are centred on k * 10 ms, the grid's on (j + 1/2) * 10 ms: the frozen embeddings are not
+    the encoder's own frames, and the cut is checked through the same placement (exact)."""
+    handle = load_encoder("audioenc.timing.pretrained.crepe")
+    rng = np.random.default_rng(2)
+    sf.write(tmp_path / "a.wav", rng.normal(0, 0.1, 4321).astype(np.float32), 16000)
+    frozen = encoder_embeddings(handle, tmp_path, ["a.wav"])
+    assert not frozen.identity_map and frozen.frame_rate == pytest.approx(100.0)
+    split, reason = adaptation_split(handle, 2)
+    assert split is not None, reason
+    audio = read_clip(tmp_path / "a.wav", handle.sample_rate)
+    grid = frame_grid(handle, frozen.frame_rate)
+    assert check_adaptation_split(split, audio, frozen.frames["a.wav"], "crepe", grid) < 1e-6
+    with pytest.raises(RuntimeError, match="differs from the HEAR embeddings"):
+        check_adaptation_split(split, audio, frozen.frames["a.wav"] + 1.0, "crepe", grid)

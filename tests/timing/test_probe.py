@@ -9,7 +9,7 @@ import torch
 from audioenc.audio.formats import read_corpus_split
 from audioenc.timing.encoders import encoder_embeddings, load_encoder, parameters_fingerprint
 from audioenc.timing.evaluation import clip_targets
-from audioenc.timing.probe import ProbeConfig, ProbeHead, train_probe
+from audioenc.timing.probe import LayerWeightedSum, ProbeConfig, ProbeHead, probe_layers_text, train_probe
 
 
 def test_frozen_encoder_unchanged_after_probing(tiny_corpus, saved_crnn):
@@ -60,3 +60,80 @@ def test_a_context_probe_scores_a_clip_the_same_alone_and_padded():
     with pytest.raises(ValueError, match="odd"):
         ProbeHead(6, ("a",), "mean", context_frames=4)
     assert "temporal-context" in ProbeConfig(kind="conv").description and "per-frame" in ProbeConfig().description
+
+
+# ------------------------------------------------------------------------------------------------ layer weights
+
+
+def test_layer_weighted_sum_and_its_gradient_by_hand():
+    """y = sum_l s_l x_l with s = softmax(w); dL/dw_j = s_j <g, x_j - y> for L = <g, y>: float64 NumPy."""
+    rng = np.random.default_rng(0)
+    stack = rng.normal(size=(2, 3 * 2, 4))  # B = 2, L = 3 layers of E = 2, F = 4 frames
+    upstream = rng.normal(size=(2, 2, 4))
+    logits = np.array([0.3, -0.2, 0.5])
+    module = LayerWeightedSum(3).double()
+    with torch.no_grad():
+        module.logits.copy_(torch.from_numpy(logits))
+    x = torch.from_numpy(stack)
+    y = module(x)
+    (y * torch.from_numpy(upstream)).sum().backward()
+    s = np.exp(logits) / np.exp(logits).sum()
+    layers = stack.reshape(2, 3, 2, 4)
+    expected = np.einsum("l,blef->bef", s, layers)
+    np.testing.assert_allclose(y.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
+    gradient = np.array([s[j] * np.sum(upstream * (layers[:, j] - expected)) for j in range(3)])
+    np.testing.assert_allclose(module.logits.grad.numpy(), gradient, rtol=1e-10, atol=1e-12)
+    assert torch.equal(LayerWeightedSum(3).weights(), torch.full((3,), 1 / 3))  # logits start at 0: uniform
+
+
+def test_one_layer_probe_is_the_single_layer_probe():
+    """layers=1 adds nothing: the same parameters and buffers, the same seeded draws, and the forward pass
+    is the single-layer formula bit for bit (normalise, mask, per-frame MLP, sigmoid, pooling)."""
+    torch.manual_seed(3)
+    probe = ProbeHead(6, ("a", "b"), "linear_softmax", hidden=8, layers=1).eval()
+    assert set(probe.state_dict()) == {
+        "embedding_mean",
+        "embedding_std",
+        "hidden.weight",
+        "hidden.bias",
+        "head.weight",
+        "head.bias",
+    }
+    torch.manual_seed(3)
+    first = torch.nn.Conv1d(6, 8, 1)  # the first thing a single-layer probe draws
+    assert torch.equal(probe.hidden.weight, first.weight)
+    probe.set_normalization(torch.randn(6), torch.rand(6) + 0.5)
+    embeddings, mask = torch.randn(2, 6, 9), torch.ones(2, 9, dtype=torch.bool)
+    mask[0, 6:] = False
+    output = probe(embeddings, mask)
+    z = (embeddings - probe.embedding_mean[:, None]) / probe.embedding_std[:, None] * mask[:, None, :]
+    hidden = torch.relu(probe.hidden(z))
+    frames = torch.sigmoid(probe.head(hidden))
+    assert torch.equal(output.frame_scores, frames)
+    assert torch.equal(output.clip_scores, probe.pooling(frames, hidden, mask))
+    assert probe.layer_weights().weights == (1.0,) and probe_layers_text(probe) == ""
+    with pytest.raises(ValueError, match="equal layers"):
+        ProbeHead(7, ("a",), "mean", layers=3)
+
+
+def test_stacked_probe_weights_the_informative_layer_and_reports_it():
+    """Three stacked layers of 4 dims; only layer 1 carries the class (a constant offset on positive clips),
+    layers 0 and 2 are noise. Trained jointly, the weights leave uniform towards layer 1, and the report
+    lists every layer with its weight."""
+    rng = np.random.default_rng(0)
+    labels = np.array([i % 2 for i in range(24)], dtype=np.float32)
+    frames = {}
+    for i, label in enumerate(labels):
+        stack = rng.normal(size=(3, 4, 20)).astype(np.float32)
+        stack[1] += 2.0 * label
+        frames[f"c{i:02d}"] = stack.reshape(12, 20)
+    targets = labels[:, None]
+    config = ProbeConfig(hidden=8, max_epochs=30, patience=None, batch_size=8, learning_rate=0.03)
+    probe, history = train_probe(frames, targets, frames, targets, ("event",), "mean", config=config, layers=3)
+    weights = probe.layer_weights()
+    assert weights.layers == (0, 1, 2) and sum(weights.weights) == pytest.approx(1.0)
+    assert max(range(3), key=weights.weights.__getitem__) == 1 and weights.weights[1] > 0.6  # 0.82-0.85 over seeds 0-3
+    assert weights.to_json() == [{"layer": layer, "weight": weights.weights[layer]} for layer in range(3)]
+    text = probe_layers_text(probe)
+    assert "3 stacked hidden states" in text and "largest on layer 1" in text and "0: " in text and "2: " in text
+    assert history.valid_loss[-1] < history.valid_loss[0]

@@ -3,8 +3,15 @@
 1. **The cut** (:func:`adaptation_split`): each HEAR wrapper says how it splits
    (:meth:`audioenc.hear.HEARModule.split_top`) into frozen lower layers, run once per clip and
    cached, and a trainable *copy* of its top block(s) — the codec encoder's LSTM and final
-   convolution, the CRNN's bidirectional GRU. :func:`check_adaptation_split` confirms that top
-   over lower rebuilds the probed embeddings. The original encoder is never changed.
+   convolution, the CRNN's bidirectional GRU, the top ``adapt_top_layers`` transformer layers of a
+   ``transformers`` snapshot (:mod:`audioenc.timing.pretrained.transformer_top`), CREPE's top conv
+   block(s). :func:`check_adaptation_split` confirms that top over lower rebuilds the probed
+   embeddings. The original encoder is never changed. A top that attends over more positions
+   than it outputs (a transformer over a padded window) says how many frames each clip keeps
+   (``output_lengths``); the probe reads those. The adapted model scores the encoder's own
+   frames; :class:`FrameGrid` places them on the frozen path's frame grid exactly as the frozen
+   embeddings were placed (the identity for the codec and the CRNN; the nearest frame for
+   encoders whose frames are centred elsewhere, as a snapshot's or CREPE's).
 2. **The adapted model** (:class:`AdaptedModel`): the top copy and the probe (started from the
    frozen probe) trained together, the top at ``adapt_lr_factor`` times the probe's learning
    rate (:func:`train_adapted`); the frozen start competes on validation loss.
@@ -24,18 +31,24 @@ import torch
 from torch import nn
 
 from audioenc.core.bootstrap import BootstrapCI
+from audioenc.errors import UserError
 from audioenc.hear import TopSplit
-from audioenc.timing.encoders import EncoderHandle
-from audioenc.timing.fitting import ClipModelOutput, TrainingHistory
+from audioenc.timing.encoders import EncoderHandle, to_frame_grid
+from audioenc.timing.fitting import ClipModelOutput, Predictions, TrainingHistory
 from audioenc.timing.probe import ProbeConfig, ProbeHead, fit_on_clips
 from audioenc.validation import bounded
 
 
-def adaptation_split(handle: EncoderHandle) -> tuple[TopSplit | None, str]:
-    """Cut an encoder for light adaptation; ``(None, reason)`` when it cannot be cut (a HEAR
-    module that exposes only the HEAR functions has no blocks to unfreeze)."""
+def adaptation_split(handle: EncoderHandle, top_layers: int = 1) -> tuple[TopSplit | None, str]:
+    """Cut an encoder below its top ``top_layers`` block(s) for light adaptation; ``(None, reason)``
+    when it cannot be cut (a HEAR module that exposes only the HEAR functions has no blocks to
+    unfreeze) or not there (the encoder's :class:`~audioenc.errors.UserError` is the reason: too
+    many layers asked for, a codec from ``transformers``, ``layer=all`` over a padded window)."""
     split_top = getattr(handle.model, "split_top", None)
-    split = split_top() if callable(split_top) else None
+    try:
+        split = split_top(top_layers) if callable(split_top) else None
+    except UserError as error:
+        return None, f"a {handle.kind} encoder ({handle.source}) cannot be cut for adaptation: {error}"
     if split is None:
         return None, (
             f"a {handle.kind} encoder ({handle.source}) exposes only the HEAR functions, not its blocks, so its top "
@@ -60,19 +73,75 @@ class AdaptedModel(nn.Module):
     def forward(self, lower: torch.Tensor, mask: torch.Tensor | None = None) -> ClipModelOutput:
         if mask is None:
             mask = torch.ones(lower.shape[0], lower.shape[-1], dtype=torch.bool, device=lower.device)
-        embeddings = self.top(lower, mask.sum(dim=1))
+        embeddings, mask = top_embeddings(self.top, lower, mask)
         return self.probe(embeddings, mask)
 
 
-def check_adaptation_split(split: TopSplit, audio: np.ndarray, reference: np.ndarray, where: str) -> float:
-    """Largest ``|top(lower(audio)) - reference|`` relative to the reference's largest magnitude;
+def top_embeddings(top: nn.Module, lower: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``top(lower [B, D, P], lengths)`` -> embeddings ``[B, E, F]`` and their real frames ``[B, F]``: the
+    lower's own (``F = P``) unless the top keeps fewer frames than it attends over and says how many
+    (``top.output_lengths(lower, lengths)``, as
+    :class:`~audioenc.timing.pretrained.transformer_top.TransformerTop` does)."""
+    lengths = mask.sum(dim=1)
+    embeddings = top(lower, lengths)
+    output_lengths = getattr(top, "output_lengths", None)
+    if output_lengths is None:
+        return embeddings, mask
+    frames = output_lengths(lower, lengths).to(embeddings.device)
+    return embeddings, torch.arange(embeddings.shape[-1], device=embeddings.device)[None] < frames[:, None]
+
+
+@dataclass(frozen=True)
+class FrameGrid:
+    """Where an encoder's own frames land on the frozen path's grid
+    (:func:`~audioenc.timing.encoders.to_frame_grid`: grid frame ``j`` takes the frame whose timestamp
+    is nearest to ``(j + 1/2) / frame_rate``).
+
+    Attributes:
+        timestamps_ms: ``F`` -> the encoder's timestamps of ``F`` frames ``[F]`` (ms), as its HEAR
+            functions give them.
+        frame_rate: the grid's frames per second.
+        sample_rate: Hz of the clips (their durations).
+    """
+
+    timestamps_ms: Callable[[int], np.ndarray]
+    frame_rate: float
+    sample_rate: int
+
+    def place(self, frames: np.ndarray, samples: int) -> np.ndarray:
+        """A clip's ``[D, F]`` encoder frames (``samples`` long) -> ``[D, G]`` float32 on the grid."""
+        return to_frame_grid(frames.T, self.timestamps_ms(frames.shape[1]), samples / self.sample_rate, self.frame_rate)
+
+    def predictions(self, native: Predictions, samples: Mapping[str, int]) -> Predictions:
+        """Frame scores of each clip placed on the grid (clip scores as the model pooled them)."""
+        placed = {
+            name: self.place(scores, samples[name]).astype(np.float64) for name, scores in native.frame_scores.items()
+        }
+        return Predictions(placed, dict(native.clip_scores), self.frame_rate, native.classes, native.threshold)
+
+
+def frame_grid(handle: EncoderHandle, frame_rate: float) -> FrameGrid:
+    """The :class:`FrameGrid` of a HEAR-wrapped encoder (its ``timestamps_ms``) at ``frame_rate``."""
+    model = handle.model
+
+    def timestamps(frames: int) -> np.ndarray:
+        return model.timestamps_ms(1, frames, torch.device("cpu"))[0].numpy().astype(np.float64)
+
+    return FrameGrid(timestamps, float(frame_rate), int(handle.sample_rate))
+
+
+def check_adaptation_split(
+    split: TopSplit, audio: np.ndarray, reference: np.ndarray, where: str, grid: FrameGrid
+) -> float:
+    """Largest ``|grid(top(lower(audio))) - reference|`` relative to the reference's largest magnitude;
     raises when above 1e-3 (the cut would not be the encoder that was probed).
 
-    ``reference`` is the frozen HEAR embeddings ``[E, F]`` of ``audio`` on the identity grid.
+    ``reference`` is the frozen embeddings ``[E, G]`` of ``audio`` on the frozen path's grid.
     """
-    lower = split.lower(audio)
+    lower = torch.from_numpy(split.lower(audio))[None]
     with torch.no_grad():
-        rebuilt = split.top(torch.from_numpy(lower)[None], torch.tensor([lower.shape[1]]))[0].numpy()
+        embeddings, mask = top_embeddings(split.top, lower, torch.ones(1, lower.shape[-1], dtype=torch.bool))
+        rebuilt = grid.place(embeddings[0, :, : int(mask.sum())].numpy(), len(audio))
     if rebuilt.shape != reference.shape:
         raise RuntimeError(f"{where}: the adaptation cut gives {rebuilt.shape}, the HEAR path {reference.shape}")
     error = float(np.max(np.abs(rebuilt - reference)) / max(float(np.max(np.abs(reference))), 1e-12))
@@ -94,12 +163,14 @@ def train_adapted(
     log: Callable[[str], None] | None = None,
 ) -> tuple[AdaptedModel, TrainingHistory]:
     """Unfreeze the top block(s) at ``config.adapt_lr_factor`` times the probe's learning rate and
-    train them with the probe (started from the frozen probe) for ``config.adapt_epochs``; the
-    frozen start competes on validation loss (``history.best_epoch = -1``: no epoch beat it, so
-    the returned model is the frozen encoder + probe)."""
+    train them with the probe (started from the frozen probe, its layer weights included) for
+    ``config.adapt_epochs``; the frozen start competes on validation loss (``history.best_epoch =
+    -1``: no epoch beat it, so the returned model is the frozen encoder + probe). Parameters the top
+    only borrows from below the cut (``requires_grad`` off, e.g. WavLM's position bias) stay frozen."""
     model = AdaptedModel(copy.deepcopy(split.top), probe)
+    trainable = [parameter for parameter in model.top.parameters() if parameter.requires_grad]
     groups = [
-        {"params": list(model.top.parameters()), "lr": config.learning_rate * config.adapt_lr_factor},
+        {"params": trainable, "lr": config.learning_rate * config.adapt_lr_factor},
         {"params": list(model.probe.parameters()), "lr": config.learning_rate},
     ]
     history = fit_on_clips(
@@ -269,7 +340,10 @@ __all__ = [
     "AdaptationTrigger",
     "AdaptationVerdict",
     "AdaptedModel",
+    "FrameGrid",
     "adaptation_split",
     "check_adaptation_split",
+    "frame_grid",
+    "top_embeddings",
     "train_adapted",
 ]

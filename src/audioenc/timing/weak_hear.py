@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from audioenc import hear
-from audioenc.hear import HEARModule, TopSplit, get_scene_embeddings, get_timestamp_embeddings
+from audioenc.hear import HEARModule, TopSplit, get_scene_embeddings, get_timestamp_embeddings, one_top_block
 from audioenc.timing.features import LogMel
 from audioenc.timing.weak import WeakCRNN, load_weak_encoder
 
@@ -61,11 +61,12 @@ class WeakCRNNHEAR(HEARModule):
             outputs.append(self.crnn(self.log_mel(sounds)).embeddings.transpose(1, 2))
         return torch.cat(outputs, dim=0)
 
-    def split_top(self) -> TopSplit:
+    def split_top(self, top_layers: int = 1) -> TopSplit:
         """The bidirectional GRU (the layer that makes the embeddings); below it log-mel + CNN,
         captured by a forward hook on the GRU while this wrapper runs (on the clip resampled to the
         CRNN's rate as the HEAR functions resample it), so the cut is exactly what the HEAR path
-        computes."""
+        computes. One top block: ``top_layers`` must be 1."""
+        one_top_block(top_layers, "the weak CRNN's top block (its bidirectional GRU)")
         rnn = self.crnn.rnn
 
         def lower(audio: np.ndarray) -> np.ndarray:

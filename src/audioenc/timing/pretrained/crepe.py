@@ -26,6 +26,12 @@ Pipeline, mono audio ``[n, T]`` at 16 kHz (as torchcrepe's ``preprocess`` + ``em
 Timestamps (HEAR, milliseconds) are the frame centres ``k · hop / 16`` ms, ``k = 0 .. F-1``: the first
 frame is centred on sample 0. The hop is ``hop_ms`` (default 10 ms, CREPE's) in whole samples at 16 kHz.
 
+Light adaptation (:meth:`CrepeEncoder.split_top`): the top ``k`` of the five blocks the embedding
+uses (``k = 1``: block 5) become a trainable copy (:class:`CrepeTop`); below them, the frames and
+blocks ``1 .. 5 - k`` run once per clip. Per frame, as the network is: padding a batch never
+changes a real frame. Batch norm keeps CREPE's running statistics in training too (its scale and
+shift train): batch statistics over a few clips' frames would replace the pretrained ones.
+
 Use: ``--encoder audioenc.timing.pretrained.crepe`` (tiny, 10 ms) through
 :func:`audioenc.timing.encoders.load_encoder`, whose ``weights`` reach :func:`load_model`: a
 ``.pth`` file (capacity read from it) or a name of :data:`NAMED` / :data:`CAPACITIES`. In Python,
@@ -34,6 +40,7 @@ Use: ``--encoder audioenc.timing.pretrained.crepe`` (tiny, 10 ms) through
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 import os
@@ -41,12 +48,13 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from audioenc.errors import UserError
-from audioenc.hear import HEARModule, get_scene_embeddings, get_timestamp_embeddings
+from audioenc.hear import HEARModule, TopSplit, get_scene_embeddings, get_timestamp_embeddings
 
 SAMPLE_RATE = 16000
 """Hz CREPE runs at."""
@@ -273,11 +281,63 @@ class CrepeEncoder(HEARModule):
             outputs.append(torch.cat(parts))
         return torch.stack(outputs)
 
+    def split_top(self, top_layers: int = 1) -> TopSplit:
+        """Blocks ``6 - top_layers .. 5`` (1-based; default block 5, whose output is the embedding) as a
+        trainable :class:`CrepeTop`; ``lower`` takes a clip at :attr:`sample_rate` (resampled as the HEAR
+        functions resample it) to the flattened input of the first top block per frame ``[C·W, F]``."""
+        used = 5  # blocks the embedding reads (the sixth feeds only the pitch classifier)
+        if not 1 <= top_layers <= used:
+            raise UserError(
+                f"probe.adapt_top_layers={top_layers}: CREPE's embedding comes from {used} conv blocks; give 1-{used}."
+            )
+        cut = used - top_layers
+        lower_blocks = self.network.blocks[:cut]
+        top = CrepeTop(copy.deepcopy(self.network.blocks[cut:used]))
+
+        def lower(audio: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                sound = torch.from_numpy(self.clip_to_model_rate(audio)).to(self._device())
+                view = frame_view(sound, self.hop_samples)
+                parts = []
+                for start in range(0, view.shape[0], self.batch_frames):
+                    x = normalise_frames(view[start : start + self.batch_frames])[:, None]
+                    for block in lower_blocks:
+                        x = block(x)
+                    parts.append(x.flatten(1))
+                return torch.cat(parts).T.cpu().numpy().astype(np.float32)
+
+        blocks = f"block {used}" if top_layers == 1 else f"blocks {cut + 1}-{used}"
+        return TopSplit(top, lower, f"CREPE {self.capacity} conv {blocks} (the embedding is block {used}'s output)")
+
     def timestamps_ms(self, n_sounds: int, n_frames: int, device: torch.device) -> torch.Tensor:
         """Frame centres ``[n_sounds, n_frames]`` float32 ms: ``k · hop_samples · 1000 / 16000`` (frame ``k``
         covers ``[k · hop - 512, k · hop + 512)`` samples; not the base class's ``(k + 1/2) / frame_rate``)."""
         times = torch.arange(n_frames, dtype=torch.float64) * (self.hop_samples * 1000.0 / SAMPLE_RATE)
         return times.to(torch.float32).to(device).unsqueeze(0).expand(n_sounds, -1).contiguous()
+
+
+class CrepeTop(nn.Module):
+    """Trainable copies of CREPE's top blocks, per frame: ``[B, C·W, F]`` (each frame's input to the first
+    block, channel-major) -> ``[B, E, F]`` (the last block's output flattened channel-major, as
+    :meth:`CrepeNetwork.embed`). Batch norm stays in eval mode (the module docstring says why)."""
+
+    def __init__(self, blocks: nn.ModuleList) -> None:
+        super().__init__()
+        self.blocks = blocks.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> CrepeTop:
+        super().train(mode)
+        for block in self.blocks:
+            block.norm.eval()
+        return self
+
+    def forward(self, lower: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        batch, rows, frames = lower.shape
+        channels = self.blocks[0].conv.in_channels
+        x = lower.transpose(1, 2).reshape(batch * frames, channels, rows // channels)
+        for block in self.blocks:
+            x = block(x)
+        return x.flatten(1).reshape(batch, frames, -1).transpose(1, 2)
 
 
 def load_crepe(
@@ -319,6 +379,7 @@ __all__ = [
     "SHIPPED",
     "CrepeEncoder",
     "CrepeNetwork",
+    "CrepeTop",
     "frame_view",
     "get_scene_embeddings",
     "get_timestamp_embeddings",

@@ -32,20 +32,44 @@ convolutions are causal (their field ends at the hop's end), and DAC's finite fi
 here. ``quantized`` latents are the sum of the first
 ``codebooks`` residual codewords; a bandwidth of ``b`` kbps allows ``floor(1000 b / (frame_rate ·
 log2(codebook_size)))`` codebooks (EnCodec's own rule, applied to DAC and Mimi alike).
+
+Light adaptation (:meth:`HiddenStateFamily.split_layers`): the top ``k`` transformer layers below the
+chosen hidden state become a trainable copy (:mod:`audioenc.timing.pretrained.transformer_top`); the
+frozen path's read-out (:class:`~.transformer_top.FrameReadout`) is the one the copy uses, so both
+give the same frames. ``layer="all"`` adapts the top ``k`` layers of the stack (states ``L-k .. L-1``
+recomputed, the states below carried frozen, the probe's layer weights trained on) where the layers
+run on the clip's own frames (wav2vec2, HuBERT, WavLM); Whisper and AST attend over a padded window,
+so their frozen states would have to be carried at every position of it (5x the frames for a 6 s
+clip in Whisper's 30 s), and ``all`` is refused there with the single-layer alternative. Codecs
+(EnCodec, DAC, Mimi) are refused: their top blocks (an LSTM or a transformer over the padded clip,
+strided convolutions) are not cut here.
 """
 
 from __future__ import annotations
 
+import copy
+import importlib
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from audioenc.errors import UserError
+from audioenc.hear import TopSplit
 from audioenc.timing.pretrained.geometry import hops, waveform
 from audioenc.timing.pretrained.registry import Family, LayerChoice, register_family
+from audioenc.timing.pretrained.transformer_top import (
+    FrameReadout,
+    LayerStack,
+    MaskedLayerStack,
+    PatchColumnReadout,
+    TransformerTop,
+    WavLMLayerStack,
+    plan_cut,
+)
 
 MIDDLE_LAYER_REASON = (
     "the middle hidden state: layer-wise studies of wav2vec2, HuBERT and WavLM (Pasad et al. 2021; "
@@ -81,7 +105,16 @@ def _layer_index(layer: object) -> int | None:
 
 class HiddenStateFamily(Family):
     """A transformer encoder: ``layer`` = N takes hidden state N, ``layer`` = ``all`` every state,
-    side by side as ``[frames, L · E]`` (group ``l`` = columns ``l·E .. (l+1)·E - 1`` = state ``l``)."""
+    side by side as ``[frames, L · E]`` (group ``l`` = columns ``l·E .. (l+1)·E - 1`` = state ``l``).
+
+    Subclasses implement :meth:`window_states` (the model's hidden states over the positions its
+    layers attend over) and :meth:`encoder_layers`, and set :attr:`readout` when frames are not the
+    first positions."""
+
+    readout: FrameReadout = FrameReadout()
+    """Positions -> frames (every hidden state, frozen path and adapted top alike)."""
+    states_are_frames: ClassVar[bool] = False
+    """Whether the layers run on exactly the clip's frames (no padded window): then ``layer="all"`` adapts."""
 
     def layer_count(self) -> int:
         return int(self.transformer_layers()) + 1
@@ -115,7 +148,54 @@ class HiddenStateFamily(Family):
 
     def hidden_states(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """All ``layer_count()`` hidden states ``[n, geometry.frames(L), E]`` of one window ``[n, L]``."""
+        frames = self.geometry.frames(audio.shape[-1])
+        return tuple(self.readout(state, frames) for state in self.window_states(audio))
+
+    def window_states(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """All hidden states of one window ``[n, L]`` over the positions the layers attend over ``[n, P, E]``."""
         raise NotImplementedError
+
+    def encoder_layers(self) -> nn.ModuleList:
+        """The transformer layers; layer ``i`` (0-based) makes hidden state ``i + 1``."""
+        raise NotImplementedError
+
+    def layer_stack(self, first: int, stop: int) -> LayerStack:
+        """Trainable copies of layers ``first .. stop - 1``, run as the model runs them."""
+        return LayerStack([copy.deepcopy(layer) for layer in self.encoder_layers()[first:stop]])
+
+    def last_state_norm(self) -> nn.Module | None:
+        """The norm the model applies to its last hidden state only (None: the last layer's output is it)."""
+        return None
+
+    def split_layers(self, choice: LayerChoice, top_layers: int) -> TopSplit:
+        """The top ``top_layers`` layers below ``choice`` as a trainable copy; ``lower`` takes one window of
+        mono audio at the model's rate ``[T]`` (NumPy) to the lower activations (module docstring of
+        :mod:`~audioenc.timing.pretrained.transformer_top`)."""
+        cut = plan_cut(self.name, choice.indices, top_layers, self.layer_count(), self.states_are_frames)
+        stack = self.layer_stack(cut.cut, cut.last_computed)
+        norm = self.last_state_norm()
+        norm = None if norm is None else copy.deepcopy(norm)
+        # the copies come from the frozen model: their own weights train, anything they borrow stays frozen
+        for trainable in (stack.layers, norm):
+            if trainable is not None:
+                trainable.requires_grad_(True)
+        top = TransformerTop(stack, norm, copy.deepcopy(self.readout), cut, self.embedding_size)
+
+        def lower(audio: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                sound = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None].to(self._device())
+                states = self.window_states(sound)
+                positions = states[cut.cut].shape[1]
+                count = torch.zeros(1, positions, device=sound.device)
+                count[0, : self.geometry.frames(sound.shape[-1])] = 1.0
+                rows = [states[index][0].T for index in cut.carried] + [count]
+                return torch.cat(rows).cpu().numpy().astype(np.float32)
+
+        return TopSplit(top, lower, cut.describe(self.name))
+
+    def _device(self) -> torch.device:
+        parameter = next(self.model.parameters(), None)
+        return parameter.device if parameter is not None else torch.device("cpu")
 
 
 class SpeechSSLFamily(HiddenStateFamily):
@@ -124,6 +204,7 @@ class SpeechSSLFamily(HiddenStateFamily):
 
     extractor_class = "Wav2Vec2FeatureExtractor"
     unused_weights = ("masked_spec_embed",)
+    states_are_frames = True
     receptive_field_note = (
         "the convolutional feature encoder's field; the transformer layers above attend over the whole window"
     )
@@ -146,10 +227,19 @@ class SpeechSSLFamily(HiddenStateFamily):
     def default_index(self) -> int:
         return self.transformer_layers() // 2
 
-    def hidden_states(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def window_states(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # the extractor's per-sound normalisation (do_normalize) exactly as the model was trained with it
         inputs = self.extractor(_numpy_sounds(audio), sampling_rate=self.sample_rate, return_tensors="pt")
         return self.model(inputs["input_values"].to(audio.device), output_hidden_states=True).hidden_states
+
+    def encoder_layers(self) -> nn.ModuleList:
+        return self.model.encoder.layers
+
+    def layer_stack(self, first: int, stop: int) -> LayerStack:
+        # a padded batch masks attention as the model masks it (the mask transformers builds for it)
+        make_mask = importlib.import_module("transformers.masking_utils").create_bidirectional_mask
+        layers = [copy.deepcopy(layer) for layer in self.encoder_layers()[first:stop]]
+        return MaskedLayerStack(layers, copy.deepcopy(self.config), make_mask)
 
 
 @register_family
@@ -171,6 +261,12 @@ class WavLMFamily(SpeechSSLFamily):
     name = "wavlm"
     model_types = ("wavlm",)
     model_class = "WavLMModel"
+
+    def layer_stack(self, first: int, stop: int) -> LayerStack:
+        # relative position bias from layer 0's attention, shared by every layer
+        layers = self.encoder_layers()
+        source = None if first == 0 else copy.deepcopy(layers[0].attention)
+        return WavLMLayerStack([copy.deepcopy(layer) for layer in layers[first:stop]], source)
 
 
 @register_family
@@ -217,13 +313,19 @@ class WhisperFamily(HiddenStateFamily):
     def transformer_layers(self) -> int:
         return int(self.config.encoder_layers)
 
-    def hidden_states(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def window_states(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # frames: the first positions of the padded window (the default read-out crops them)
         features = self.extractor(
             _numpy_sounds(audio), sampling_rate=self.sample_rate, padding="max_length", return_tensors="pt"
         )["input_features"]
-        states = self.model(features.to(audio.device), output_hidden_states=True).hidden_states
-        frames = self.geometry.frames(audio.shape[-1])
-        return tuple(state[:, :frames] for state in states)
+        return self.model(features.to(audio.device), output_hidden_states=True).hidden_states
+
+    def encoder_layers(self) -> nn.ModuleList:
+        return self.model.layers
+
+    def last_state_norm(self) -> nn.Module:
+        # transformers returns the encoder's output, after its final layer norm, as the last hidden state
+        return self.model.layer_norm
 
 
 @register_family
@@ -248,6 +350,7 @@ class ASTFamily(HiddenStateFamily):
         frame_length, frame_shift = round(0.025 * self.sample_rate), round(0.010 * self.sample_rate)
         projection = model.embeddings.patch_embeddings.projection  # Conv2d over [frequency, time]
         self.patch_grid = tuple(int(size) for size in model.embeddings.get_shape(config))
+        self.readout = PatchColumnReadout(*self.patch_grid)
         geometry = waveform(self.sample_rate).then(frame_length, frame_shift)
         geometry = geometry.then(projection.kernel_size[1], projection.stride[1])
         if extractor.max_length != config.max_length or extractor.num_mel_bins != config.num_mel_bins:
@@ -266,19 +369,13 @@ class ASTFamily(HiddenStateFamily):
         build = {"num_mel_bins": config.num_mel_bins, "max_length": config.max_length}
         return _extractor(transformers, "ASTFeatureExtractor", folder, build)
 
-    def hidden_states(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def window_states(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # tokens, not frames: the read-out (PatchColumnReadout) averages each time column's patches
         values = self.extractor(_numpy_sounds(audio), sampling_rate=self.sample_rate, return_tensors="pt")
-        states = self.model(values["input_values"].to(audio.device), output_hidden_states=True).hidden_states
-        frequency, time = self.patch_grid
-        frames = self.geometry.frames(audio.shape[-1])
-        columns = []
-        for state in states:
-            if state.shape[1] != frequency * time + 2:
-                raise RuntimeError(f"AST state of {state.shape[1]} tokens, expected 2 + {frequency} x {time} patches")
-            # tokens 2.. are the patches, frequency-major: patch (f, t) is token 2 + f * time + t
-            patches = state[:, 2:].reshape(state.shape[0], frequency, time, state.shape[-1])
-            columns.append(patches.mean(dim=1)[:, :frames])
-        return tuple(columns)
+        return self.model(values["input_values"].to(audio.device), output_hidden_states=True).hidden_states
+
+    def encoder_layers(self) -> nn.ModuleList:
+        return self.model.layers
 
 
 class CodecFamily(Family):

@@ -43,7 +43,7 @@ import torch
 
 from audioenc import hear
 from audioenc.errors import UserError
-from audioenc.hear import HEARModule, get_scene_embeddings, get_timestamp_embeddings
+from audioenc.hear import HEARModule, TopSplit, get_scene_embeddings, get_timestamp_embeddings
 from audioenc.interop.hf import require_transformers
 from audioenc.timing.pretrained import families as _families  # noqa: F401 - registers the families
 from audioenc.timing.pretrained.registry import Family, LayerChoice, family_for
@@ -272,6 +272,28 @@ class PretrainedHEAR(HEARModule):
                 f"its geometry says {expected}"
             )
         return frames
+
+    def split_top(self, top_layers: int = 1) -> TopSplit:
+        """The top ``top_layers`` transformer layers below the chosen hidden state(s) as a trainable copy
+        (:meth:`~audioenc.timing.pretrained.families.HiddenStateFamily.split_layers`); ``lower`` takes a
+        clip at :attr:`sample_rate`, resampled as the HEAR functions resample it. A clip must fit one
+        window (the frozen path windows longer ones; the top's layers would need each window's
+        positions); codecs are refused (:class:`~audioenc.errors.UserError`)."""
+        split = self.family.split_layers(self.choice, top_layers)
+        window = self.window_samples
+
+        def lower(audio: np.ndarray) -> np.ndarray:
+            sound = self.clip_to_model_rate(audio)
+            if window is not None and sound.shape[-1] > window:
+                rate = self.family.sample_rate
+                raise UserError(
+                    f"encoder {self.folder}: adapting its top layers needs each clip in one window, and a clip of "
+                    f"{sound.shape[-1] / rate:g} s exceeds the {window / rate:g} s window; use clips of at most "
+                    "that length (or a longer max_seconds where the model allows it)."
+                )
+            return split.lower(sound)
+
+        return TopSplit(split.top, lower, split.description)
 
     def timestamps_ms(self, n_sounds: int, n_frames: int, device: torch.device) -> torch.Tensor:
         """Receptive-field centres ``[n_sounds, n_frames]`` float32 in ms (the family's geometry)."""

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 
 from audioenc.errors import UserError
+from audioenc.hear import TopSplit
 from audioenc.timing.pretrained.geometry import FrameGeometry
 
 
@@ -119,6 +120,14 @@ class Family(ABC):
     def layer_count(self) -> int:
         """Hidden states the model has (0 for codecs)."""
         return 0
+
+    def split_layers(self, choice: LayerChoice, top_layers: int) -> TopSplit:
+        """The top ``top_layers`` layers as a trainable copy for light adaptation (``lower`` takes one window
+        of mono audio at :attr:`sample_rate`); families that cannot be cut refuse with a :class:`UserError`."""
+        raise UserError(
+            f"a {self.name} model from transformers cannot be adapted here: its top block is not cut into a "
+            "trainable copy (the transformer families' top layers are); probe it frozen, or adapt audioenc's own codec."
+        )
 
 
 FAMILIES: dict[str, type[Family]] = {}

@@ -11,10 +11,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from audioenc.audio.io import read_clip
+from audioenc.errors import UserError
+from audioenc.hear import TopSplit
 from audioenc.timing.adapt import (
     AdaptationVerdict,
     adaptation_split,
     check_adaptation_split,
+    frame_grid,
     train_adapted,
 )
 from audioenc.timing.encoders import parameters_fingerprint, same_parameters
@@ -22,9 +25,9 @@ from audioenc.timing.fitting import predict_frames
 from audioenc.timing.postprocess import PostProcessing, choose_postprocessing
 from audioenc.timing.workflow.artifacts import save_module, with_ci, write_json
 from audioenc.timing.workflow.context import RunContext
-from audioenc.timing.workflow.data import SPLITS, one_thread
+from audioenc.timing.workflow.data import SPLITS, WorkflowData, one_thread
 from audioenc.timing.workflow.plots import plot_comparison
-from audioenc.timing.workflow.results import AdaptationOutcome, StepResults, intervals_json
+from audioenc.timing.workflow.results import AdaptationOutcome, FrozenPath, StepResults, intervals_json
 from audioenc.timing.workflow.sections import Claim, ReportSection
 from audioenc.timing.workflow.steps import step4_boundaries, step5_probe
 
@@ -56,27 +59,28 @@ def run(context: RunContext) -> AdaptationOutcome:
         )
     outcome = AdaptationOutcome(rule.statement(), trigger, artifacts=(f"{FOLDER}/adaptation.json",))
     context.log(f"  {trigger.reason}")
-    split, reason = adaptation_split(path.handle) if trigger.triggered else (None, "")
+    top_layers = settings.probe.adapt_top_layers
+    split, reason = adaptation_split(path.handle, top_layers) if trigger.triggered else (None, "")
+    if split is not None:
+        with one_thread():
+            clips, reason = _lower_activations(split, data, path)
+        split = split if clips is not None else None
     if trigger.triggered and split is None:
         details["unavailable"] = reason
         outcome = AdaptationOutcome(outcome.rule, trigger, unavailable=reason, artifacts=outcome.artifacts)
         context.log(f"  adaptation not available: {reason}")
     elif split is not None:
         with one_thread():
-            first = data.splits["train"].files[0]
-
-            def audio_of(name: str, filename: str) -> np.ndarray:
-                return read_clip(data.splits[name].audio_dir / filename, path.handle.sample_rate)
-
-            if not all(e.identity_map for e in path.embeddings.values()):
-                raise RuntimeError("internal: adaptation needs embeddings on the encoder's own frames")
+            first, lower = data.splits["train"].files[0], clips.lower
+            rate, task = path.embeddings["train"].frame_rate, comparison.task_classes
+            grid = frame_grid(path.handle, rate)
             error = check_adaptation_split(
                 split,
-                audio_of("train", first),
+                read_clip(data.splits["train"].audio_dir / first, path.handle.sample_rate),
                 path.embeddings["train"].frames[first],
                 f"{path.handle.source} on {first}",
+                grid,
             )
-            lower = {name: {f: split.lower(audio_of(name, f)) for f in data.splits[name].files} for name in SPLITS}
             adapted, history = train_adapted(
                 split,
                 path.probe,
@@ -89,16 +93,18 @@ def run(context: RunContext) -> AdaptationOutcome:
             )
             if not same_parameters(path.fingerprint, parameters_fingerprint(path.handle.model)):
                 raise RuntimeError("internal: adaptation changed the original encoder (it must train a copy)")
-            rate, task = path.embeddings["train"].frame_rate, comparison.task_classes
             evaluation = settings.evaluation
+            # the adapted model scores the encoder's own frames; the grid is where the frozen path's were
             postprocessing = choose_postprocessing(
-                predict_frames(adapted, lower["validation"], rate, task),
+                grid.predictions(predict_frames(adapted, lower["validation"], rate, task), clips.samples["validation"]),
                 data.splits["validation"],
                 task,
                 settings.postprocess,
                 **evaluation.collars,
             )
-            adapted_test = postprocessing.apply(predict_frames(adapted, lower["test"], rate, task))
+            adapted_test = postprocessing.apply(
+                grid.predictions(predict_frames(adapted, lower["test"], rate, task), clips.samples["test"])
+            )
             adapted_metrics = path.evaluator.evaluate(adapted_test, with_psds=path.evaluator.boundaries_available)
             gain = path.evaluator.paired_difference(adapted_test, path.frozen_test)
         verdict = rule.verdict(trigger.short_on, gain)
@@ -118,6 +124,7 @@ def run(context: RunContext) -> AdaptationOutcome:
                 "pooling": comparison.pooling,
                 "lr_factor": settings.probe.adapt_lr_factor,
                 "max_epochs": settings.probe.adapt_epochs,
+                "top_layers": top_layers,
             },
         )
         plot = plot_comparison(
@@ -128,6 +135,8 @@ def run(context: RunContext) -> AdaptationOutcome:
         details.update(
             ran=True,
             top_block=split.description,
+            top_layers=top_layers,
+            layer_weights=adapted.probe.layer_weights().to_json() if adapted.probe.layers > 1 else None,
             cut_check_relative_error=error,
             learning_rates={
                 "top": settings.probe.learning_rate * settings.probe.adapt_lr_factor,
@@ -157,6 +166,30 @@ def run(context: RunContext) -> AdaptationOutcome:
         context.log(f"  adapted ({split.description}): {verdict.reason}")
     write_json(context.path(FOLDER, "adaptation.json"), details)
     return outcome
+
+
+@dataclass(frozen=True)
+class _CutClips:
+    """Every clip below the cut: ``lower[split][file]`` ``[D, P]`` and ``samples[split][file]``, its length."""
+
+    lower: dict[str, dict[str, np.ndarray]]
+    samples: dict[str, dict[str, int]]
+
+
+def _lower_activations(split: TopSplit, data: WorkflowData, path: FrozenPath) -> tuple[_CutClips | None, str]:
+    """The frozen lower activations of every clip of every split, or ``(None, reason)`` when a clip cannot
+    go through the cut (the encoder's :class:`~audioenc.errors.UserError`, e.g. a clip longer than the one
+    window a transformer's top layers take)."""
+    clips = _CutClips({}, {})
+    try:
+        for name in SPLITS:
+            clips.lower[name], clips.samples[name] = {}, {}
+            for filename in data.splits[name].files:
+                audio = read_clip(data.splits[name].audio_dir / filename, path.handle.sample_rate)
+                clips.lower[name][filename], clips.samples[name][filename] = split.lower(audio), len(audio)
+    except UserError as error:
+        return None, f"the encoder's top block(s) cannot take this corpus's clips: {error}"
+    return clips, ""
 
 
 # =========================================================================== the decision

@@ -26,7 +26,7 @@ from audioenc.timing.encoders import (
 from audioenc.timing.evaluation import ClipEvaluator, Evaluation, clip_targets
 from audioenc.timing.fitting import predict_frames
 from audioenc.timing.postprocess import choose_postprocessing
-from audioenc.timing.probe import train_probe
+from audioenc.timing.probe import probe_layers_text, train_probe
 from audioenc.timing.weak import WeakCRNN, predict, save_weak_encoder
 from audioenc.timing.workflow.artifacts import (
     interval,
@@ -118,6 +118,7 @@ def run(context: RunContext) -> ProbeComparison:
             chosen,
             config=settings.probe,
             seed=context.seed,
+            layers=getattr(handle.model, "layers", 1),  # a stack of hidden states: learned layer weights
         )
         if not same_parameters(fingerprint, parameters_fingerprint(handle.model)):
             raise RuntimeError("internal: the frozen encoder's parameters changed while probing")
@@ -187,6 +188,7 @@ def run(context: RunContext) -> ProbeComparison:
             "classes": list(task),
             "pooling": chosen,
             "embedding_size": handle.embedding_size,
+            "layers": probe.layers,
             "frame_rate": frame_rate,
             "config": asdict(settings.probe),
             "encoder": _encoder_description(encoder),
@@ -235,7 +237,7 @@ def run(context: RunContext) -> ProbeComparison:
         scratch,
         difference,
         tuple(artifacts),
-        settings.probe.description,
+        settings.probe.description + probe_layers_text(probe),
         postprocessing,
         gates,
         histories,
@@ -258,6 +260,9 @@ def run(context: RunContext) -> ProbeComparison:
                 "description": settings.probe.description,
                 "history": probe_history.as_dict(),
                 "frame_rate": frame_rate,
+                "layer": handle.details.get("layer"),
+                "layers": probe.layers,
+                "layer_weights": probe.layer_weights().to_json() if probe.layers > 1 else None,
             },
             "scratch": {
                 "source": scratch_source,

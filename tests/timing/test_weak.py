@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -267,6 +268,19 @@ def test_save_and_load_give_the_same_scores(tiny_sets, tmp_path):
     assert torch.equal(model(features).frame_scores, loaded(features).frame_scores)
     with pytest.raises(FileNotFoundError, match="save_weak_encoder"):
         load_weak_encoder(tmp_path / "nowhere")
+
+
+def test_a_crnn_saved_before_rnn_cell_existed_loads_as_the_gru_it_is(tmp_path):
+    torch.manual_seed(0)
+    model = WeakCRNN(CLASSES, "mean", replace(CRNNConfig(), rnn_cell="gru")).eval()
+    folder = save_weak_encoder(model, tmp_path / "old")
+    description = json.loads((folder / "config.json").read_text())
+    del description["config"]["rnn_cell"]  # as every config.json written before the setting
+    (folder / "config.json").write_text(json.dumps(description))
+    loaded = load_weak_encoder(folder)
+    assert loaded.config.rnn_cell == "gru" and isinstance(loaded.rnn.forward_rnn, torch.nn.GRU)
+    features = torch.randn(1, 64, 120)
+    assert torch.equal(model(features).clip_scores, loaded(features).clip_scores)
 
 
 @pytest.mark.slow

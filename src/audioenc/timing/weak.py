@@ -587,9 +587,9 @@ def load_weak_encoder(directory: str | Path) -> WeakCRNN:
     description = read_json(config_path, "weak-CRNN description")
     if description.get("kind") != "audioenc.weak_crnn":
         raise ValueError(f"{config_path} describes {description.get('kind')!r}, not an audioenc.weak_crnn")
-    config = CRNNConfig(
-        **{key: tuple(value) if isinstance(value, list) else value for key, value in description["config"].items()}
-    )
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in description["config"].items()}
+    values.setdefault("rnn_cell", "gru")  # written before crnn.rnn_cell existed: every such CRNN is a GRU
+    config = CRNNConfig(**values)
     model = WeakCRNN(
         tuple(description["classes"]), description["pooling"], config, LogMelConfig(**description["features"])
     )

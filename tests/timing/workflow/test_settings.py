@@ -105,6 +105,7 @@ def test_unknown_sections_and_keys_list_the_valid_ones():
         "postprocess",
         "evaluation",
         "run",
+        "encoder",
     }
     with pytest.raises(KeyError) as key_error:
         resolve_settings(overrides=["weak.epochs=3"])

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from audioenc.audio.synth_events import default_event_corpus
+from audioenc.errors import UserError
 from audioenc.outputs import RunFolderLock, check_output
-from audioenc.timing.encoders import load_encoder
+from audioenc.timing.encoders import EncoderHandle, load_encoder
 from audioenc.timing.workflow.context import RunContext, RunInfo
 from audioenc.timing.workflow.data import read_workflow_splits
 from audioenc.timing.workflow.report import assemble_note, headline_text, note_sections, write_note
@@ -37,16 +38,18 @@ def run_workflow(
     Args:
         data: corpus folder in the DESED-style layout; None = the embedded event corpus
             (generated into the data cache on first use).
-        encoder: frozen encoder for step 5 (codec run folder / ``.safetensors`` / ``.pt``,
-            weak-CRNN folder, ``.py`` or module name with the HEAR API); None = a weak-label
-            CRNN trained here on the other classes.
+        encoder: frozen encoder for step 5 (:func:`~audioenc.timing.encoders.load_encoder`: a
+            ``transformers`` snapshot folder, a codec run folder / ``.safetensors`` / ``.pt``, a weak-CRNN
+            folder, a named encoder such as ``crepe-tiny``, a ``.py`` or module name with the HEAR API),
+            loaded with the options of ``settings.encoder``; None = a weak-label CRNN trained here on the
+            other classes (then ``settings.encoder`` must stay at its defaults).
         out: run folder, held by this process while it runs (:class:`~audioenc.outputs.RunFolderLock`).
             With ``overwrite`` a previous workflow's step folders and report in it are replaced; without
             it a non-empty ``out`` is refused (``audioenc workflow`` without ``--overwrite``).
         seed: every random choice (models, batches, carved splits, bootstrap) draws from it.
         fast: reduced sizes for tests (:meth:`WorkflowSettings.fast`).
         settings: explicit sizes (overrides ``fast``).
-        encoder_weights: passed to a HEAR module's ``load_model``.
+        encoder_weights: a named encoder's weight file, or passed to a HEAR module's ``load_model``.
         log: progress lines (default ``print``).
 
     Returns:
@@ -56,11 +59,25 @@ def run_workflow(
     log = log or (lambda line: print(line, flush=True))
     settings = settings or (WorkflowSettings.fast() if fast else WorkflowSettings())
     out = check_output(out, "--out", overwrite=overwrite, folder=True)
-    handle = load_encoder(encoder, encoder_weights) if encoder is not None else None  # fail before touching out
+    handle = _load_frozen_encoder(encoder, encoder_weights, settings.encoder.options())  # fail before touching out
     if data is not None:  # an unusable corpus is refused here, before the run folder is touched
         read_workflow_splits(data, seed=seed, max_clips=settings.run.max_clips, own_encoder=encoder is None)
     with RunFolderLock(out, "--out"):
         return _run_steps(data, encoder, handle, out, seed, fast, settings, log, started)
+
+
+def _load_frozen_encoder(encoder: str | Path | None, weights: str | None, options: dict) -> EncoderHandle | None:
+    """Step 5's encoder loaded with the ``encoder`` settings that differ from their defaults; None without
+    ``--encoder``, when those settings must be the defaults (the CRNN trained here takes none)."""
+    if encoder is not None:
+        return load_encoder(encoder, weights, **options)
+    if options:
+        given = ", ".join(f"encoder.{name}={value!r}" for name, value in options.items())
+        raise UserError(
+            f"{given} set but no --encoder given: step 5 then probes a weak-label CRNN trained here, which takes "
+            "no encoder options; give --encoder (a transformers snapshot folder, crepe-tiny, ...) or drop the setting"
+        )
+    return None
 
 
 def _run_steps(

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from audioenc.timing.encoders import (
+    embedding_cache,
     encoder_embeddings,
     load_encoder,
     parameters_fingerprint,
@@ -103,10 +104,13 @@ def run(context: RunContext) -> ProbeComparison:
     with one_thread():
         fingerprint = parameters_fingerprint(handle.model)
         embed_started = time.perf_counter()
+        cache = embedding_cache(handle)  # one for the three splits: one count; hashing the weights is timed too
         embeddings = {
-            name: encoder_embeddings(handle, data.splits[name].audio_dir, data.splits[name].files) for name in SPLITS
+            name: encoder_embeddings(handle, data.splits[name].audio_dir, data.splits[name].files, cache=cache)
+            for name in SPLITS
         }
         embed_seconds = time.perf_counter() - embed_started
+        context.log(f"  embeddings: {cache.stats.summary()}, {embed_seconds:.1f} s")
         frame_rate = embeddings["train"].frame_rate
         targets = {name: clip_targets(data.splits[name], task) for name in SPLITS}
         probe, probe_history = train_probe(
@@ -179,6 +183,7 @@ def run(context: RunContext) -> ProbeComparison:
         all(e.identity_map for e in embeddings.values()),
         trained_on,
         encoder_seconds,
+        cache.stats,
     )
     save_module(
         probe,
@@ -299,8 +304,8 @@ def run(context: RunContext) -> ProbeComparison:
 def _encoder_description(encoder: EncoderInfo) -> dict:
     """The encoder as the probe's config.json records it (without the embedding timing)."""
     content = encoder.to_json()
-    for key in ("frame_rate", "embedding_seconds", "grid_is_encoder_frames"):
-        content.pop(key)
+    for key in ("frame_rate", "embedding_seconds", "grid_is_encoder_frames", "embedding_cache"):
+        content.pop(key, None)
     return content
 
 
@@ -328,7 +333,7 @@ def _claim_text(probe: ProbeComparison) -> str:
     clip_difference = probe.difference["clip_map"]
     text = (
         f"Frozen encoder ({encoder['kind']}, {encoder['source']}, {number(encoder['frame_rate'], 1)} frames/s, "
-        f"{encoder['embedding_size']}-dim) + probe vs scratch CRNN on the same split, classes "
+        f"{encoder['embedding_size']}-dim{_details_text(encoder)}) + probe vs scratch CRNN on the same split, classes "
         f"{', '.join(probe.task_classes)}: clip mAP {with_ci(probe.frozen, 'clip_map')} vs "
         f"{with_ci(probe.scratch, 'clip_map')} (difference {number(clip_difference.value)}, "
         f"CI {interval(clip_difference)})"
@@ -355,7 +360,34 @@ def _claim_text(probe: ProbeComparison) -> str:
     failed = [gate.reason for gate in probe.gates.values() if not gate.passed]
     if failed:
         text += ". Sanity gates failed: " + "; ".join(failed)
+    text += f". Embeddings: {_embedding_text(probe.encoder)}"
     return text + ". " + " ".join(probe.notes)
+
+
+def _details_text(encoder: Mapping[str, Any]) -> str:
+    """What a pretrained encoder's report details say (``describe()["pretrained"]``), as a clause: family,
+    layer(s), sample rate, receptive field, window; ``""`` for an encoder without them."""
+    details = encoder.get("pretrained")
+    if not details:
+        return ""
+    parts = [f"{details['family']}, layer {details['layer']}", f"{details['sample_rate']} Hz"]
+    if details.get("receptive_field_ms") is not None:
+        parts.append(f"receptive field {number(details['receptive_field_ms'], 1)} ms")
+    if details.get("window_seconds"):
+        parts.append(
+            f"windows of {number(details['window_seconds'], 2)} s overlapping by "
+            f"{number(details.get('overlap_seconds') or 0.0, 2)} s"
+        )
+    else:
+        parts.append("each clip in one pass")
+    return "; " + ", ".join(parts)
+
+
+def _embedding_text(encoder: EncoderInfo) -> str:
+    """How the clips' embeddings were obtained: the cache's count, size and place, and the seconds taken."""
+    stats = encoder.embedding_cache
+    where = stats.summary() if stats is not None else "cache not recorded"
+    return f"{where}; {number(encoder.embedding_seconds, 1)} s to embed (cache lookups included)"
 
 
 def _headline_side(evaluation: Evaluation) -> dict:

@@ -3,7 +3,7 @@
 1. **The cut** (:func:`adaptation_split`): each HEAR wrapper says how it splits
    (:meth:`audioenc.hear.HEARModule.split_top`) into frozen lower layers, run once per clip and
    cached, and a trainable *copy* of its top block(s) — the codec encoder's LSTM and final
-   convolution, the CRNN's bidirectional GRU, the top ``adapt_top_layers`` transformer layers of a
+   convolution, the CRNN's bidirectional recurrent layer, the top ``adapt_top_layers`` transformer layers of a
    ``transformers`` snapshot (:mod:`audioenc.timing.pretrained.transformer_top`), CREPE's top conv
    block(s). :func:`check_adaptation_split` confirms that top over lower rebuilds the probed
    embeddings. The original encoder is never changed. A top that attends over more positions

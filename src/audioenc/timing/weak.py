@@ -7,14 +7,14 @@ Architecture (defaults; shapes for a batch of ``B`` clips with ``F`` log-mel fra
           1 -> 16), BN, ReLU                     [B, 16, 16, F/4]
     ConvBlock(16 -> 32), pool (freq 4)           [B, 32,  4, F/4]
     ConvBlock(32 -> 64), pool (freq 4)           [B, 64,  1, F/4]
-    BiGRU(64 -> 2 x 32)                          embeddings [B, 64, F/4]
+    BiLSTM(64 -> 2 x 32)                         embeddings [B, 64, F/4]
     1x1 conv + sigmoid                           frame scores [B, K, F/4]   (25 frames/s)
     pooling (mean / max / linear softmax / ...)  clip scores  [B, K]
 
 A ConvBlock is 3x3 conv -> batch norm -> ReLU -> average pool -> dropout. The stem's strided
 conv groups 4 neighbouring mel bands and 4 frames at once: a full-resolution 3x3 first layer
 spends most of a CPU step on element-wise work over a [16, 64, F] map, and every later layer
-and the GRU cost in proportion to the frame rate (25 frames/s trains ~2x faster than 50).
+and the recurrent layer cost in proportion to the frame rate (25 frames/s trains ~2x faster than 50).
 Output frame ``j`` covers ``[j, j + 1) * 40 ms`` of the clip (see
 :mod:`audioenc.timing.features`), so a boundary is placed to within 40 ms, a fifth of the
 200 ms collar. For a finer grid set ``stem_time_stride=2`` (50 frames/s).
@@ -38,7 +38,7 @@ the clip labels (no frame labels are used), Adam with a cosine learning-rate dec
 number of epochs (15: about 1 minute on one CPU core for the embedded corpus's 300 training
 clips); the weights of the epoch with the lowest validation loss are kept (best, not last).
 Clips of different lengths are padded in a batch and masked: the conv maps are zeroed past
-each clip's end after every block, the GRU runs within each length, and the pooling and the
+each clip's end after every block, the recurrent layer runs within each length, and the pooling and the
 loss see only real frames, so a clip's scores do not depend on its batch. Deterministic on CPU
 for a seed (weights, data order and dropout all draw from it) with a fixed thread count.
 """
@@ -103,9 +103,11 @@ class CRNNConfig:
         preset: the preset these values came from (:func:`crnn_preset`; ``small`` or ``dcase``).
         conv_block: ``relu`` (:class:`ConvBlock`) or ``glu`` (:class:`GatedConvBlock`, DCASE's).
         rnn_layers: stacked bidirectional recurrent layers.
-        rnn_cell: ``gru`` (DCASE's) or ``lstm``. The same bidirectional, length-exact layer either way;
-            on CPU torch trains an LSTM with oneDNN's fused kernel and a GRU one time step at a time
-            (6x slower for this layer, 1.5x for the whole training step; ``benchmarks/RESULTS.md``).
+        rnn_cell: ``lstm`` (the default) or ``gru`` (DCASE's, and this CRNN's until the LSTM replaced it).
+            The same bidirectional, length-exact layer either way; on CPU torch trains an LSTM with
+            oneDNN's fused kernel and a GRU one time step at a time (6x slower for this layer, 1.7x for
+            the whole training step; ``benchmarks/RESULTS.md``), for the same results on the embedded
+            corpus.
     """
 
     stem_channels: int = bounded(16, minimum=0, integer=True)
@@ -119,7 +121,7 @@ class CRNNConfig:
     preset: str = "small"
     conv_block: str = "relu"
     rnn_layers: int = bounded(1, minimum=1, integer=True)
-    rnn_cell: str = "gru"
+    rnn_cell: str = "lstm"
 
     @property
     def time_strides(self) -> tuple[int, ...]:
@@ -146,6 +148,7 @@ CRNN_PRESETS: dict[str, CRNNConfig] = {
         preset="dcase",
         conv_block="glu",
         rnn_layers=2,
+        rnn_cell="gru",
     ),
 }
 """The CRNN shapes ``crnn.preset`` names."""
@@ -352,7 +355,7 @@ class WeakCRNN(nn.Module):
 
     @property
     def parameter_count(self) -> int:
-        """Trainable parameters (conv, batch-norm scales and shifts, GRU, head, pooling; not the buffers)."""
+        """Trainable parameters (conv, batch norm, recurrent layer, head, pooling; not the buffers)."""
         return sum(parameter.numel() for parameter in self.parameters())
 
     @property

@@ -6,7 +6,7 @@
 a rate HEAR accepts (``load_model(folder, sample_rate=...)`` for 16000, 22050 or 44100) —
 resampled inside with soxr to the CRNN's own **24 kHz** (``model.model_sample_rate``, its log-mel
 rate; the mel bands reach 12 kHz, which 48 kHz audio keeps whole) -> log-mel -> CNN ->
-bidirectional GRU frame embeddings ``[n, ceil(ceil(T24 / 240) / 4), 2H]`` for ``T24`` samples at
+bidirectional recurrent (LSTM or GRU) frame embeddings ``[n, ceil(ceil(T24 / 240) / 4), 2H]`` for ``T24`` samples at
 24 kHz (25 frames/s by default: timestamps at frame centres, 20 ms + k · 40 ms, whatever the
 HEAR rate). Resampling and timestamps are :mod:`audioenc.hear`'s (see there). Importing this
 module registers the loader (:func:`audioenc.hear.load_model` does so by name, see
@@ -62,11 +62,11 @@ class WeakCRNNHEAR(HEARModule):
         return torch.cat(outputs, dim=0)
 
     def split_top(self, top_layers: int = 1) -> TopSplit:
-        """The bidirectional GRU (the layer that makes the embeddings); below it log-mel + CNN,
-        captured by a forward hook on the GRU while this wrapper runs (on the clip resampled to the
+        """The bidirectional recurrent layer (the layer that makes the embeddings); below it log-mel + CNN,
+        captured by a forward hook on that layer while this wrapper runs (on the clip resampled to the
         CRNN's rate as the HEAR functions resample it), so the cut is exactly what the HEAR path
         computes. One top block: ``top_layers`` must be 1."""
-        one_top_block(top_layers, "the weak CRNN's top block (its bidirectional GRU)")
+        one_top_block(top_layers, "the weak CRNN's top block (its bidirectional recurrent layer)")
         rnn = self.crnn.rnn
 
         def lower(audio: np.ndarray) -> np.ndarray:
@@ -80,12 +80,14 @@ class WeakCRNNHEAR(HEARModule):
             return captured["sequence"][0].T.numpy().astype(np.float32)
 
         return TopSplit(
-            _GRUTop(copy.deepcopy(rnn)), lower, "weak-CRNN bidirectional GRU (the layer that makes the embeddings)"
+            _RecurrentTop(copy.deepcopy(rnn)),
+            lower,
+            "weak-CRNN bidirectional recurrent layer (the layer that makes the embeddings)",
         )
 
 
-class _GRUTop(nn.Module):
-    """The CRNN's masked bidirectional GRU as a :class:`~audioenc.hear.TopSplit` top:
+class _RecurrentTop(nn.Module):
+    """The CRNN's masked bidirectional recurrent layer as a :class:`~audioenc.hear.TopSplit` top:
     ``[B, C, F] -> [B, 2H, F]`` (exact per length)."""
 
     def __init__(self, rnn: nn.Module) -> None:

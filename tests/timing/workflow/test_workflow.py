@@ -304,7 +304,9 @@ def test_weak_training_is_what_step3_found(fast_run):
         "budget_seconds": None,
         "batch_size": FAST.weak.batch_size,
         "learning_rate": FAST.weak.learning_rate,
+        "shared_trunk": FAST.weak.shared_trunk,
     }
+    assert training["shared_trunk"] is FAST.weak.shared_trunk  # how the rules were trained
     assert report["run"]["settings"]["weak"] == training["budget"]
     for rule in POOLING_NAMES:
         history = json.loads((out / f"03_weak/{rule}/history.json").read_text())

@@ -142,7 +142,7 @@ def _sizes(weak: WeakTraining) -> str:
     preset = f" preset {crnn.preset}," if crnn.preset != "small" else ""
     blocks = f" ({crnn.conv_block})" if crnn.conv_block != "relu" else ""
     text = (
-        f"; CRNN{preset} {stem}, conv blocks {tuple(crnn.conv_channels)}{blocks}, BiGRU "
+        f"; CRNN{preset} {stem}, conv blocks {tuple(crnn.conv_channels)}{blocks}, Bi{crnn.rnn_cell.upper()} "
         f"{gru}, batch {weak.budget.batch_size}, learning rate {weak.budget.learning_rate}"
     )
     return text + (f", {rate:g} output frames/s" if rate else "")

@@ -7,7 +7,7 @@ pooling rule and training budget; each row is a list of ``audioenc workflow`` se
 ``audioenc workflow --data CORPUS weak.budget_seconds=... <the row's overrides>`` trains the same CRNN:
 
 ==============================  ===============================================================
-small                           today's CRNN (``crnn.preset=small``), no augmentation
+small                           the small CRNN (``crnn.preset=small``, its defaults), no augmentation
 small_mixup                     + mixup of clips (alpha 0.2, DESED_task's)
 small_masks                     + SpecAugment masks (1 time mask <= 20 frames, 2 frequency masks <= 8 bands)
 small_shift_gain                + roll time shift (<= 50 frames) and gain (+-6 dB)
@@ -100,7 +100,7 @@ class Row:
 
 
 SMALL_ROWS: tuple[Row, ...] = (
-    Row("small", "small (today's CRNN, defaults)"),
+    Row("small", "small (crnn.preset=small, defaults)"),
     Row("small_mixup", "small + mixup", MIXUP),
     Row("small_masks", "small + time/freq masks", MASKS),
     Row("small_shift_gain", "small + shift & gain", SHIFT_GAIN),

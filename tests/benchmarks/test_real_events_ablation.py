@@ -219,7 +219,7 @@ def test_tiny_run_measures_saved_models_reuses_and_resumes(tmp_path, capsys):
     printed = capsys.readouterr().out
     names = ["small", "small_all_aug_mt", "small_all_aug_mt_per_class"]
     records = {name: json.loads((out / f"{name}.json").read_text()) for name in names}
-    assert "| + per-class post-processing |" in printed and "| small (today's CRNN, defaults) |" in printed
+    assert "| + per-class post-processing |" in printed and "| small (crnn.preset=small, defaults) |" in printed
     assert records["small"]["training"]["epochs_run"] == 2 and records["small"]["torch_threads"] == 1
     assert "intervals" in records["small"]["test"] and "psds1" in records["small"]["test"]["intervals"]
     # the numbers are those of the saved weights on the test split (an independent prediction)

@@ -149,12 +149,12 @@ SMALL_STATE = [  # today's CRNN (3 classes, mean pooling): keys and shapes in cr
 ]
 
 
-def test_the_small_preset_with_a_gru_is_the_crnn_before_presets():
+def test_the_small_preset_is_the_crnn_before_presets():
     config, features = crnn_preset("small")
     assert config == CRNNConfig() and features is None and PRESET_FEATURES["small"] is None
-    assert config.rnn_cell == "lstm"  # the default cell; with rnn_cell=gru it is the earlier CRNN exactly
+    assert config.rnn_cell == "gru"
     torch.manual_seed(0)
-    model = WeakCRNN(CLASSES, "mean", replace(CRNN_PRESETS["small"], rnn_cell="gru")).eval()
+    model = WeakCRNN(CLASSES, "mean", CRNN_PRESETS["small"]).eval()
     assert [(key, tuple(value.shape)) for key, value in model.state_dict().items()] == SMALL_STATE
     # Recorded from the CRNN before presets existed (same seed, same input): the same weights
     # are drawn in the same order, and the same forward pass gives the same scores.
@@ -169,8 +169,8 @@ def test_the_small_preset_with_a_gru_is_the_crnn_before_presets():
     stem, convs, batch_norm = 16 * 1 * 4 * 6, 32 * 16 * 9 + 64 * 32 * 9, 2 * (16 + 32 + 64)
     gru, head = 2 * 3 * (32 * 64 + 32 * 32 + 2 * 32), 64 * 3 + 3
     assert model.parameter_count == stem + convs + batch_norm + gru + head == 42_659
-    # The LSTM cell (the default): four gates where the GRU has three, nothing else changes.
-    lstm_model = WeakCRNN(CLASSES, "mean", CRNN_PRESETS["small"])
+    # The LSTM cell: four gates where the GRU has three, nothing else changes.
+    lstm_model = WeakCRNN(CLASSES, "mean", replace(CRNN_PRESETS["small"], rnn_cell="lstm"))
     lstm = 2 * 4 * (32 * 64 + 32 * 32 + 2 * 32)
     assert lstm_model.parameter_count == stem + convs + batch_norm + lstm + head == 42_659 + 2 * 3136
     assert isinstance(lstm_model.rnn.forward_rnn, torch.nn.LSTM)

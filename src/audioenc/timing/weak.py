@@ -7,7 +7,7 @@ Architecture (defaults; shapes for a batch of ``B`` clips with ``F`` log-mel fra
           1 -> 16), BN, ReLU                     [B, 16, 16, F/4]
     ConvBlock(16 -> 32), pool (freq 4)           [B, 32,  4, F/4]
     ConvBlock(32 -> 64), pool (freq 4)           [B, 64,  1, F/4]
-    BiLSTM(64 -> 2 x 32)                         embeddings [B, 64, F/4]
+    BiGRU(64 -> 2 x 32)                          embeddings [B, 64, F/4]
     1x1 conv + sigmoid                           frame scores [B, K, F/4]   (25 frames/s)
     pooling (mean / max / linear softmax / ...)  clip scores  [B, K]
 
@@ -103,11 +103,10 @@ class CRNNConfig:
         preset: the preset these values came from (:func:`crnn_preset`; ``small`` or ``dcase``).
         conv_block: ``relu`` (:class:`ConvBlock`) or ``glu`` (:class:`GatedConvBlock`, DCASE's).
         rnn_layers: stacked bidirectional recurrent layers.
-        rnn_cell: ``lstm`` (the default) or ``gru`` (DCASE's, and this CRNN's until the LSTM replaced it).
-            The same bidirectional, length-exact layer either way; on CPU torch trains an LSTM with
-            oneDNN's fused kernel and a GRU one time step at a time (6x slower for this layer, 1.7x for
-            the whole training step; ``benchmarks/RESULTS.md``), for the same results on the embedded
-            corpus.
+        rnn_cell: ``gru`` (the default, DCASE's) or ``lstm``. The same bidirectional, length-exact layer
+            either way; on CPU torch trains an LSTM with oneDNN's fused kernel and a GRU one time step at a
+            time (1.7x faster training steps with the LSTM), but on the real drum and speech corpora the
+            LSTM CRNN learned clearly less (clip mAP 0.49 against 0.80 and 0.61; ``benchmarks/RESULTS.md``).
     """
 
     stem_channels: int = bounded(16, minimum=0, integer=True)
@@ -121,7 +120,7 @@ class CRNNConfig:
     preset: str = "small"
     conv_block: str = "relu"
     rnn_layers: int = bounded(1, minimum=1, integer=True)
-    rnn_cell: str = "lstm"
+    rnn_cell: str = "gru"
 
     @property
     def time_strides(self) -> tuple[int, ...]:

@@ -41,11 +41,12 @@ from audioenc.errors import UserError
 from audioenc.timing.adapt import AdaptationRule
 from audioenc.timing.augment import AugmentSettings
 from audioenc.timing.boundaries import collar_keywords
+from audioenc.timing.crnn_layers import CONV_BLOCKS, RNN_CELLS
 from audioenc.timing.features import LogMelConfig
 from audioenc.timing.postprocess import PostprocessSettings
 from audioenc.timing.pretrained.crepe import hop_samples
 from audioenc.timing.probe import ProbeConfig
-from audioenc.timing.weak import CONV_BLOCKS, CRNN_PRESETS, RNN_CELLS, CRNNConfig, crnn_preset
+from audioenc.timing.weak import CRNN_PRESETS, CRNNConfig, crnn_preset
 from audioenc.validation import bounded
 
 

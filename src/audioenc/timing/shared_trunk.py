@@ -35,7 +35,6 @@ from torch import nn
 
 from audioenc.timing.evaluation import clip_targets
 from audioenc.timing.fitting import (
-    FitSettings,
     TrainingHistory,
     batches_per_epoch,
     clip_bce,
@@ -44,7 +43,7 @@ from audioenc.timing.fitting import (
     frame_statistics,
     shuffled_batches,
 )
-from audioenc.timing.weak import CRNNConfig, FeatureSet, WeakCRNN
+from audioenc.timing.weak import CRNNConfig, FeatureSet, WeakCRNN, crnn_fit_settings
 
 
 class SharedTrunkCRNNs(nn.Module):
@@ -140,14 +139,7 @@ def train_shared_trunk(
         [{"params": list(joint.parameters()), "lr": learning_rate}],
         shuffled_batches(count, batch_size, torch.Generator().manual_seed(seed), min_size=2),
         batch_loss,
-        FitSettings(
-            epochs,
-            patience=patience,
-            budget_seconds=budget_seconds,
-            clip_norm=5.0,
-            final_lr_factor=0.05,
-            total_steps=epochs * steps_per_epoch,
-        ),
+        crnn_fit_settings(epochs, steps_per_epoch, patience, budget_seconds),
         validate=validate,
         name="shared trunk (" + ", ".join(rules) + ")",
         seed=seed,

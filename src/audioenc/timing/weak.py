@@ -350,6 +350,21 @@ def load_feature_sets(
 # --------------------------------------------------------------------------- training
 
 
+def crnn_fit_settings(
+    epochs: int, steps_per_epoch: int, patience: int | None, budget_seconds: float | None
+) -> FitSettings:
+    """How every weak-label CRNN trains (alone or on a shared trunk): gradient norm clipped at 5, cosine decay
+    of the learning rate to 1/20 of it over ``epochs``, early stopping after ``patience``, a wall-clock budget."""
+    return FitSettings(
+        epochs,
+        patience=patience,
+        budget_seconds=budget_seconds,
+        clip_norm=5.0,
+        final_lr_factor=0.05,
+        total_steps=epochs * steps_per_epoch,
+    )
+
+
 def train_weak_encoder(
     corpus: str | Path | tuple[FeatureSet, FeatureSet],
     pooling: str = "linear_softmax",
@@ -433,14 +448,7 @@ def train_weak_encoder(
         [{"params": list(model.parameters()), "lr": learning_rate}],
         shuffled_batches(count, batch_size, torch.Generator().manual_seed(seed), min_size=2),
         batch_loss,
-        FitSettings(
-            epochs,
-            patience=patience,
-            budget_seconds=budget_seconds,
-            clip_norm=5.0,
-            final_lr_factor=0.05,
-            total_steps=epochs * steps_per_epoch,
-        ),
+        crnn_fit_settings(epochs, steps_per_epoch, patience, budget_seconds),
         validate=lambda m: validation_loss(m, valid_inputs, valid_targets, batch_size),
         name=pooling,
         seed=seed,
